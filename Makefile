@@ -1,0 +1,83 @@
+# The two set-up commands of the README:
+#   make run    builds lasync and runs the main example
+#   make test   builds lasync and runs every test: the specs, the same specs
+#               under AddressSanitizer + UndefinedBehaviorSanitizer, and under
+#               valgrind
+# Missing Debian packages are installed with apt-get when run as root;
+# otherwise the exact apt-get line is printed and make stops.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= 2
+LASYNC     := $(BUILD)/lasync
+BUSTED     := /usr/bin/busted
+EXAMPLE    ?= scripts/say_after.lua
+
+PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
+            libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson valgrind \
+            python3
+
+.PHONY: all deps build run test check spec asan valgrind bench clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make: installing Debian packages:$$missing"; \
+	    apt-get update -q && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	  else \
+	    echo "make: these Debian packages are missing. Install them with:"; \
+	    echo "  sudo apt-get install -y$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(BUILD)/Makefile: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD) -DLASYNC_WERROR=ON
+
+build: deps $(BUILD)/Makefile
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	$(LASYNC) $(EXAMPLE)
+
+# The specs, run by ctest inside the host (one ctest test per spec file).
+spec: build
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+$(ASAN_BUILD)/Makefile: CMakeLists.txt | deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLASYNC_WERROR=ON -DLASYNC_SANITIZE=ON
+
+# The same specs with ASan + UBSan (leak checking included).
+asan: deps $(ASAN_BUILD)/Makefile
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+	cd $(ASAN_BUILD) && LASYNC_SLOW=3 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j$(JOBS)
+
+# Every spec once under valgrind: zero errors, zero definite leaks.
+valgrind: build
+	LASYNC_SLOW=10 valgrind -q --error-exitcode=1 --leak-check=full \
+	  --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+	  --suppressions=.ci/valgrind.supp \
+	  $(LASYNC) $(BUSTED) --ignore-lua -o utfTerminal spec
+
+check: asan valgrind
+
+test: spec check
+	@echo "make test: specs, sanitizers and valgrind all passed"
+
+# The project's rows beside the peers (see shared/bench/README.md).
+bench: build
+	PROJECT_CMD=$(abspath $(LASYNC)) PROJECT_BENCH_DIR=$(abspath bench) \
+	  ../shared/bench/run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

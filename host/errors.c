@@ -1,0 +1,174 @@
+/* Error classes.  A class is a table that is also the metatable of its
+ * instances: __index = the class, __tostring = "Name: message", .parent =
+ * the base class.  Instances are tables {message = ...} plus whatever fields
+ * the raiser adds (errors, partial, kind, url...).  Classes are kept by name
+ * in a registry table so every binding finds the same ones. */
+#include <stdarg.h>
+#include <string.h>
+
+#include "host.h"
+
+static const char CLASSES_KEY[] = "lasync.errors";
+#define BASE_CLASS "Error"
+
+static void push_classes(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CLASSES_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, CLASSES_KEY);
+  }
+}
+
+static int error_tostring(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "__name");
+  const char *name = lua_isstring(L, -1) ? lua_tostring(L, -1) : "Error";
+  lua_getfield(L, 1, "message");
+  if (lua_isstring(L, -1) && lua_rawlen(L, -1) > 0)
+    lua_pushfstring(L, "%s: %s", name, lua_tostring(L, -1));
+  else
+    lua_pushstring(L, name);
+  return 1;
+}
+
+/* Class(msg [, fields]) makes an instance; fields are copied in. */
+static int error_call(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE); /* the class */
+  lua_settop(L, 3);
+  lua_createtable(L, 0, 2);
+  if (!lua_isnil(L, 2)) {
+    luaL_tolstring(L, 2, NULL);
+    lua_setfield(L, -2, "message");
+  }
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_settable(L, -4);
+    }
+  }
+  lua_pushvalue(L, 1);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+void host_error_class(lua_State *L, const char *name, const char *parent) {
+  push_classes(L);
+  if (lua_getfield(L, -1, name) == LUA_TTABLE) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_newtable(L); /* the class */
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "__name");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  if (parent || strcmp(name, BASE_CLASS) != 0) {
+    host_error_class(L, parent ? parent : BASE_CLASS, NULL);
+    lua_setfield(L, -2, "parent");
+  }
+  /* Calling the class makes an instance; the class's own metatable. */
+  lua_createtable(L, 0, 2);
+  lua_pushcfunction(L, error_call);
+  lua_setfield(L, -2, "__call");
+  lua_pushfstring(L, "asyncio.%s class", name);
+  lua_setfield(L, -2, "__name");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, name);
+  lua_remove(L, -2);
+}
+
+void host_error_push_class(lua_State *L, const char *name) {
+  host_error_class(L, name, NULL);
+}
+
+static void push_instance(lua_State *L, const char *name, const char *fmt,
+                          va_list ap) {
+  lua_createtable(L, 0, 2);
+  lua_pushvfstring(L, fmt, ap);
+  lua_setfield(L, -2, "message");
+  host_error_class(L, name, NULL);
+  lua_setmetatable(L, -2);
+}
+
+void host_error_new(lua_State *L, const char *name, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  push_instance(L, name, fmt, ap);
+  va_end(ap);
+}
+
+int host_error_raise(lua_State *L, const char *name, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  push_instance(L, name, fmt, ap);
+  va_end(ap);
+  return lua_error(L);
+}
+
+/* Walks the parent chain of the value's metatable looking for `cls` (at
+ * the top of the stack).  Pops nothing. */
+static int instance_of(lua_State *L, int idx) {
+  int cls = lua_gettop(L);
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  for (int depth = 0; depth < 32; depth++) {
+    if (lua_rawequal(L, -1, cls)) {
+      lua_pop(L, 1);
+      return 1;
+    }
+    if (lua_getfield(L, -1, "parent") != LUA_TTABLE) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    lua_remove(L, -2);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+int host_error_is(lua_State *L, int idx, const char *name) {
+  idx = lua_absindex(L, idx);
+  host_error_class(L, name, NULL);
+  int r = instance_of(L, idx);
+  lua_pop(L, 1);
+  return r;
+}
+
+int host_is_cancelled_error(lua_State *L, int idx) {
+  return host_error_is(L, idx, "CancelledError");
+}
+
+/* asyncio.is(err, Class): true when err is an instance of Class or of a
+ * class derived from it. */
+static int l_is(lua_State *L) {
+  luaL_checkany(L, 1);
+  luaL_argexpected(L, lua_istable(L, 2), 2, "error class");
+  lua_settop(L, 2);
+  lua_pushboolean(L, instance_of(L, 1));
+  return 1;
+}
+
+static const char *const CLASSES[] = {
+    "CancelledError", "TimeoutError", "InvalidStateError", "QueueEmpty",
+    "QueueFull", "QueueShutDown", "LimitOverrunError", "IncompleteReadError",
+    "BrokenBarrierError", "ExceptionGroup", NULL};
+
+/* Puts asyncio.Error, every class above and asyncio.is into the module
+ * table at the top of the stack. */
+void host_errors_open(lua_State *L) {
+  host_error_class(L, BASE_CLASS, NULL);
+  lua_setfield(L, -2, BASE_CLASS);
+  for (const char *const *n = CLASSES; *n; n++) {
+    host_error_class(L, *n, NULL);
+    lua_setfield(L, -2, *n);
+  }
+  lua_pushcfunction(L, l_is);
+  lua_setfield(L, -2, "is");
+}

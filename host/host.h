@@ -1,0 +1,241 @@
+/* Runtime-internal interface shared by host/ and bindings/.
+ *
+ * The model: a task is a Lua thread plus a host_task record (the record is
+ * the memory of the Task userdata).  A task suspends by parking: it
+ * registers itself with whatever will wake it (a timer, another task, a
+ * queue...), records one cancel hook, and yields.  Whoever completes the
+ * wait calls host_wake(), which only queues the task; the scheduler's check
+ * callback is the one place that calls lua_resume.  */
+#ifndef LASYNC_HOST_H
+#define LASYNC_HOST_H
+
+#include <stdint.h>
+#include <uv.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "lasync.h"
+#include "list.h"
+
+#if LUA_VERSION_RELEASE_NUM >= 50406
+#define host_closethread(L, from) lua_closethread((L), (from))
+#else
+#define host_closethread(L, from) lua_resetthread(L)
+#endif
+
+typedef struct host_task host_task;
+
+/* ---- ready queue ------------------------------------------------------ */
+
+/* Anything the scheduler runs on its turn: a task step or a call_soon
+ * callback.  One FIFO keeps them in the order they were made ready. */
+typedef struct host_ready {
+  struct host_ready *next;
+  void (*run)(lasync_host *h, struct host_ready *r);
+} host_ready;
+
+void host_ready_push(lasync_host *h, host_ready *r);
+
+/* ---- timers ----------------------------------------------------------- */
+
+#define HOST_TIMER_IDLE UINT32_MAX
+
+/* A deadline in the host's heap; all of them share one uv_timer. */
+typedef struct host_timer {
+  uint64_t due;  /* uv_hrtime() nanoseconds */
+  uint64_t seq;  /* equal deadlines fire first-in, first-out */
+  uint32_t slot; /* index in the heap, HOST_TIMER_IDLE when not armed */
+  void (*fire)(lasync_host *h, struct host_timer *tm);
+} host_timer;
+
+static inline void host_timer_init(host_timer *tm,
+                                   void (*fire)(lasync_host *, host_timer *)) {
+  tm->slot = HOST_TIMER_IDLE;
+  tm->fire = fire;
+  tm->due = tm->seq = 0;
+}
+static inline int host_timer_armed(const host_timer *tm) {
+  return tm->slot != HOST_TIMER_IDLE;
+}
+/* Returns 0 or UV_ENOMEM. */
+int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due);
+void host_timer_stop(lasync_host *h, host_timer *tm);
+/* Converts seconds from now to a deadline, saturating for huge values. */
+uint64_t host_deadline(lasync_host *h, double seconds);
+int host_timers_init(lasync_host *h);
+void host_timers_close(lasync_host *h);
+
+/* ---- tasks ------------------------------------------------------------ */
+
+/* A done-listener: C code told synchronously when a task finishes
+ * (await, gather, wait...).  The listener unlinks itself before fn runs. */
+typedef struct host_listener {
+  host_link link;
+  void (*fn)(struct host_listener *l, host_task *done);
+} host_listener;
+
+/* Called when a parked task is cancelled.  woken is 0 while the task is
+ * still registered (the hook must unregister it) and 1 when it was already
+ * woken but has not run yet (the hook undoes whatever the wake gave it).
+ * Return 1 only to say "I passed the cancellation on and will wake the
+ * task myself" (await on a task does that); 0 delivers CancelledError now. */
+typedef int (*host_cancel_fn)(host_task *t, int woken);
+/* Continuation run when a parked task resumes (after the cancel check). */
+typedef int (*host_k_fn)(lua_State *L, lua_KContext ctx);
+
+enum { TASK_PENDING = 0, TASK_DONE = 1 };
+enum { OUTCOME_NONE = 0, OUTCOME_OK, OUTCOME_FAILED, OUTCOME_CANCELLED };
+
+enum {
+  TF_STARTED = 1 << 0,     /* the body has been resumed once */
+  TF_PARKED = 1 << 1,      /* suspended in host_park */
+  TF_QUEUED = 1 << 2,      /* on the ready queue */
+  TF_MUST_CANCEL = 1 << 3, /* deliver CancelledError at the next resume/park */
+  TF_THROW = 1 << 4,       /* the value pushed for the resume is an error */
+  TF_RETRIEVED = 1 << 5,   /* the failure was looked at by someone */
+  TF_HAS_CALLBACKS = 1 << 6 /* Lua done callbacks in the extras table */
+};
+
+struct host_task {
+  host_ready ready;        /* must stay first: run = task step */
+  host_timer timer;        /* sleep() deadline */
+  host_link awaiters;      /* host_listener list */
+  host_link all;           /* link in h->tasks while pending */
+  host_listener await_node;/* used when this task waits for one task */
+  lasync_host *h;
+  lua_State *co;
+  host_cancel_fn wait_cancel;
+  void *wait_data;
+  host_k_fn k;
+  lua_KContext kctx;
+  char *traceback;         /* malloc'd report text of a failure */
+  lua_Integer id;
+  int ref;                 /* registry anchor while pending */
+  int nargs;               /* values pushed on co for the next resume */
+  int ncancels;            /* Python's cancelling() */
+  int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
+  unsigned char state;
+  unsigned char outcome;
+  unsigned short flags;
+};
+
+#define HOST_TASK_MT "asyncio.Task"
+
+/* The running task of thread L, or NULL (plain coroutines and the main
+ * thread are not tasks).  Task threads keep their record pointer in
+ * LUA_EXTRASPACE. */
+static inline host_task *host_task_of(lua_State *L) {
+  return *(host_task **)lua_getextraspace(L);
+}
+/* The running task, or raises "<fname>() called outside a task". */
+host_task *host_check_task(lua_State *L, const char *fname);
+host_task *host_check_task_arg(lua_State *L, int idx);
+host_task *host_test_task_arg(lua_State *L, int idx);
+
+/* Creates a task for the function at idx-nargs... : pops fn and its nargs
+ * arguments from L, pushes the Task object. */
+host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs);
+void host_task_push(lua_State *L, host_task *t);
+
+/* Parks the running task t (which is L's task); use as
+ * `return host_park(L, t, cancel, data, k, ctx);`.  k may be NULL: then the
+ * values the waker pushed are returned. */
+int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
+              host_k_fn k, lua_KContext ctx);
+/* Queues a parked task with the n values on top of `from` (moved). */
+void host_wake(host_task *t, lua_State *from, int n);
+/* Queues a parked task so that it raises the value on top of `from`. */
+void host_wake_error(host_task *t, lua_State *from);
+/* Python's Task.cancel(); msgidx 0 for no message.  Returns 1 if the
+ * request was taken (the task was pending). */
+int host_task_cancel(host_task *t, lua_State *L, int msgidx);
+/* Pushes the outcome of a finished task: its results (returns the count),
+ * or raises its error.  Marks the failure as retrieved. */
+int host_task_results(lua_State *L, host_task *t);
+/* Pushes the first result (or nil) of a finished task, or its error value
+ * if it failed (sets *failed). */
+void host_task_first(lua_State *L, host_task *t, int *failed);
+void host_task_listen(host_task *t, host_listener *l,
+                      void (*fn)(host_listener *, host_task *));
+void host_task_unlisten(host_listener *l);
+/* Hands the task's Lua done callbacks to call_soon (it has just ended). */
+void host_task_schedule_callbacks(lasync_host *h, host_task *t);
+/* call_soon for C: pops fn and nargs arguments from L. */
+void host_call_soon(lasync_host *h, lua_State *L, int nargs);
+/* Cancels every pending task (used at shutdown). */
+void host_cancel_all(lasync_host *h, lua_State *L);
+
+/* ---- errors ----------------------------------------------------------- */
+
+/* Error classes live in the registry by name; instances are tables whose
+ * metatable is their class. */
+void host_errors_open(lua_State *L);
+/* Creates (or returns the existing) class `name` deriving from `parent`
+ * (NULL: asyncio.Error); pushes it. */
+void host_error_class(lua_State *L, const char *name, const char *parent);
+void host_error_push_class(lua_State *L, const char *name);
+/* Pushes a new instance of class `name` with the formatted message. */
+void host_error_new(lua_State *L, const char *name, const char *fmt, ...);
+int host_error_raise(lua_State *L, const char *name, const char *fmt, ...);
+/* Is the value at idx an instance of `name` (or of a subclass)? */
+int host_error_is(lua_State *L, int idx, const char *name);
+int host_is_cancelled_error(lua_State *L, int idx);
+
+/* ---- the host --------------------------------------------------------- */
+
+struct lasync_host {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  lua_State *L;           /* the state's main thread */
+  lua_State *cbL;         /* thread that runs call_soon callbacks */
+  int cbL_ref;
+  uv_check_t check;       /* runs the ready queue after each poll */
+  uv_idle_t idle;         /* keeps poll from blocking while work is ready */
+  uv_timer_t timer;       /* the one timer behind the deadline heap */
+  host_ready *ready_head;
+  host_ready **ready_tail;
+  host_timer **heap;
+  uint32_t heap_len, heap_cap;
+  uint64_t timer_seq;
+  uint64_t timer_armed_due; /* what the uv timer is set for, 0 if stopped */
+  host_link tasks;        /* pending tasks */
+  lua_Integer next_task_id;
+  size_t npending;
+  int open_handles;       /* internal handles not yet closed */
+  int owns_loop, owns_state;
+  int running;            /* inside a callback of ours */
+  int closing;
+  lasync_report_fn report;
+  void *report_ud;
+};
+
+/* The host of this Lua state (stored in the registry), or NULL. */
+lasync_host *host_get(lua_State *L);
+/* Reports text through the embedder's reporter (default: stderr). */
+void host_report(lasync_host *h, const char *text);
+/* Runs the loop one turn; returns uv_run's value. */
+int host_run_once(lasync_host *h);
+/* Runs the loop until `*flag` becomes non-zero or nothing is left to do.
+ * Returns 0 when the flag was set, -1 when the loop ran dry first. */
+int host_run_until(lasync_host *h, const int *flag);
+
+int host_sched_init(lasync_host *h);
+void host_sched_close(lasync_host *h);
+void host_handle_closed(uv_handle_t *handle);
+
+/* Pushes the traceback-carrying report text for an error at idx. */
+void host_push_report(lua_State *L, lua_State *where, int idx);
+
+/* A host on its own loop that takes ownership of L (the CLI's). */
+lasync_host *host_new_owning(lua_State *L);
+/* The host of L, created (and owned by the state) if L has none yet. */
+lasync_host *host_for_module(lua_State *L);
+
+/* Module registrars (bindings/): each adds its functions to the table at
+ * the top of the stack. */
+LASYNC_API int luaopen_asyncio(lua_State *L);
+void host_task_types(lua_State *L, lasync_host *h);
+void host_open_task(lua_State *L, lasync_host *h);
+void host_open_loop(lua_State *L, lasync_host *h);
+
+#endif

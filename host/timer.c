@@ -1,0 +1,132 @@
+/* Deadlines: a binary min-heap of host_timer pointers behind one uv_timer.
+ * A timer per sleeping task would cost ~150 bytes and a syscall-free but
+ * still O(log n) libuv heap node each; one heap of 8-byte slots is cheaper
+ * and lets equal deadlines fire in FIFO order. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "host.h"
+
+static int earlier(const host_timer *a, const host_timer *b) {
+  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+static void place(lasync_host *h, uint32_t i, host_timer *tm) {
+  h->heap[i] = tm;
+  tm->slot = i;
+}
+
+static void sift_up(lasync_host *h, uint32_t i) {
+  host_timer *tm = h->heap[i];
+  while (i > 0) {
+    uint32_t parent = (i - 1) / 2;
+    if (!earlier(tm, h->heap[parent])) break;
+    place(h, i, h->heap[parent]);
+    i = parent;
+  }
+  place(h, i, tm);
+}
+
+static void sift_down(lasync_host *h, uint32_t i) {
+  host_timer *tm = h->heap[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= h->heap_len) break;
+    if (c + 1 < h->heap_len && earlier(h->heap[c + 1], h->heap[c])) c++;
+    if (!earlier(h->heap[c], tm)) break;
+    place(h, i, h->heap[c]);
+    i = c;
+  }
+  place(h, i, tm);
+}
+
+static void on_timer(uv_timer_t *handle);
+
+/* Arms the uv timer for the earliest deadline, in loop milliseconds,
+ * rounding up so a timer never fires before its deadline. */
+static void arm(lasync_host *h) {
+  if (h->heap_len == 0) {
+    if (h->timer_armed_due) {
+      uv_timer_stop(&h->timer);
+      h->timer_armed_due = 0;
+    }
+    return;
+  }
+  uint64_t due = h->heap[0]->due;
+  if (h->timer_armed_due && h->timer_armed_due <= due) return;
+  uint64_t due_ms = due / 1000000 + (due % 1000000 != 0);
+  uint64_t now_ms = uv_now(h->loop);
+  h->timer_armed_due = due;
+  uv_timer_start(&h->timer, on_timer,
+                 due_ms > now_ms ? due_ms - now_ms : 0, 0);
+}
+
+static void on_timer(uv_timer_t *handle) {
+  lasync_host *h = handle->data;
+  uint64_t now = uv_hrtime();
+  h->timer_armed_due = 0;
+  h->running++;
+  while (h->heap_len > 0 && h->heap[0]->due <= now) {
+    host_timer *tm = h->heap[0];
+    host_timer_stop(h, tm);
+    tm->fire(h, tm);
+  }
+  h->running--;
+  arm(h);
+}
+
+int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due) {
+  if (host_timer_armed(tm)) host_timer_stop(h, tm);
+  if (h->heap_len == h->heap_cap) {
+    uint32_t cap = h->heap_cap ? h->heap_cap * 2 : 64;
+    host_timer **heap = realloc(h->heap, cap * sizeof *heap);
+    if (!heap) return UV_ENOMEM;
+    h->heap = heap;
+    h->heap_cap = cap;
+  }
+  tm->due = due;
+  tm->seq = h->timer_seq++;
+  place(h, h->heap_len++, tm);
+  sift_up(h, tm->slot);
+  if (tm->slot == 0) arm(h);
+  return 0;
+}
+
+void host_timer_stop(lasync_host *h, host_timer *tm) {
+  uint32_t i = tm->slot;
+  if (i == HOST_TIMER_IDLE) return;
+  tm->slot = HOST_TIMER_IDLE;
+  host_timer *last = h->heap[--h->heap_len];
+  if (i == h->heap_len) return;
+  place(h, i, last);
+  if (i > 0 && earlier(last, h->heap[(i - 1) / 2]))
+    sift_up(h, i);
+  else
+    sift_down(h, i);
+  /* A stopped earliest deadline leaves the uv timer armed early; it fires,
+   * finds nothing due and re-arms: cheaper than re-arming on every stop. */
+}
+
+uint64_t host_deadline(lasync_host *h, double seconds) {
+  (void)h;
+  uint64_t now = uv_hrtime();
+  if (!(seconds > 0)) return now; /* also NaN-safe: callers reject NaN */
+  double ns = ceil(seconds * 1e9);
+  if (ns >= (double)(UINT64_MAX / 2)) return UINT64_MAX / 2;
+  return now + (uint64_t)ns;
+}
+
+int host_timers_init(lasync_host *h) {
+  int rc = uv_timer_init(h->loop, &h->timer);
+  if (rc) return rc;
+  h->timer.data = h;
+  h->open_handles++;
+  return 0;
+}
+
+void host_timers_close(lasync_host *h) {
+  free(h->heap);
+  h->heap = NULL;
+  h->heap_len = h->heap_cap = 0;
+  uv_close((uv_handle_t *)&h->timer, host_handle_closed);
+}

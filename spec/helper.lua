@@ -1,0 +1,73 @@
+-- Shared by the specs: timing slack for slow runs (sanitizers, valgrind),
+-- running the lasync binary as a subprocess, and a leak check.
+local helper = {}
+local assert = require "luassert"
+
+-- Upper time bounds are multiplied by this under ASan (3) and valgrind (10).
+helper.slow = tonumber(os.getenv("LASYNC_SLOW")) or 1
+
+helper.lasync = os.getenv("LASYNC") or "build/lasync"
+helper.module_dir = os.getenv("LASYNC_MODULE_DIR") or "build"
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+helper.quote = shell_quote
+
+local function write_file(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+helper.write_file = write_file
+
+function helper.tmpname(suffix)
+  local p = os.tmpname()
+  os.remove(p)
+  return p .. (suffix or "")
+end
+
+-- Runs a shell command; returns stdout, stderr and the exit status.
+-- Blocking on purpose: the specs of the binary drive it from outside.
+function helper.sh(cmd)
+  local err = helper.tmpname(".err")
+  local p = io.popen("(" .. cmd .. ") 2>" .. err .. "; echo \"__status=$?\"")
+  local out = p:read("a")
+  p:close()
+  local f = io.open(err)
+  local errtext = f and f:read("a") or ""
+  if f then f:close() end
+  os.remove(err)
+  local status = tonumber(out:match("__status=(%d+)%s*$"))
+  out = out:gsub("__status=%d+%s*$", "")
+  return out, errtext, status
+end
+
+-- Runs a Lua script text with the lasync binary.
+function helper.run_script(text, args, prefix)
+  local path = helper.tmpname(".lua")
+  write_file(path, text)
+  local out, err, status = helper.sh((prefix or "") .. shell_quote(helper.lasync)
+    .. " " .. shell_quote(path) .. " " .. (args or ""))
+  os.remove(path)
+  return out, err, status, path
+end
+
+-- For after_each: fails when a test leaves a task behind (the only task
+-- left should be busted's own main task).
+function helper.no_leaks()
+  -- let cancelled or finishing tasks complete their last step
+  for _ = 1, 3 do asyncio.sleep(0) end
+  local left = asyncio.all_tasks()
+  assert.are.equal(1, #left, "tasks left behind: " .. #left)
+end
+
+-- A list that records events in order.
+function helper.log()
+  local l = {}
+  function l.add(x) l[#l + 1] = x end
+  function l.str() return table.concat(l, " ") end
+  return l
+end
+
+return helper
