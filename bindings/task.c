@@ -345,6 +345,7 @@ static int task_gc(lua_State *L) {
     host_list_remove(&t->await_node.link);
     while (!host_list_empty(&t->awaiters)) host_list_remove(t->awaiters.next);
     t->state = TASK_DONE;
+    h->npending--;
   } else if (t->outcome == OUTCOME_FAILED && !(t->flags & TF_RETRIEVED)) {
     lua_pushfstring(L, "Task exception was never retrieved (Task-%I)\n%s",
                     t->id, t->traceback ? t->traceback : "?");
@@ -389,8 +390,10 @@ void host_task_types(lua_State *L, lasync_host *h) {
 
 static int l_current_task(lua_State *L) {
   host_task *t = host_task_of(L);
-  if (!t) return 0;
-  host_task_push(L, t);
+  if (t)
+    host_task_push(L, t);
+  else
+    lua_pushnil(L);
   return 1;
 }
 

@@ -79,6 +79,9 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
     goto fail; /* one host per state */
   }
   h->L = L;
+  /* Lua leaves the main thread's extra space uninitialised and copies it
+   * into every new thread; NULL there means "not a task". */
+  *(host_task **)lua_getextraspace(L) = NULL;
   if (host_sched_init(h)) goto fail_handles;
   lua_pushlightuserdata(L, h);
   lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
@@ -146,10 +149,10 @@ static void drain_tasks(lasync_host *h) {
 /* Shutdown: tasks, then (for an owned state) every Lua object with its
  * handles, then our own handles, then the loop.  h itself is freed once
  * its last handle's close callback has run. */
-static void host_close(lasync_host *h) {
+static void host_close(lasync_host *h, int drain) {
   if (h->closing) return;
   h->closing = 1;
-  if (h->owns_loop) drain_tasks(h);
+  if (h->owns_loop && drain) drain_tasks(h);
   if (h->owns_state) {
     lua_close(h->L);
     h->L = h->cbL = NULL;
@@ -166,14 +169,17 @@ static void host_close(lasync_host *h) {
   h->closing = 2;
 }
 
-LASYNC_API void lasync_free(lasync_host *h) {
-  if (!h) return;
+static void free_host(lasync_host *h, int drain) {
   int owned = h->owns_loop;
-  host_close(h);
+  host_close(h, drain);
   if (owned)
     free(h); /* every close callback has run inside host_close */
   else
     maybe_free(h);
+}
+
+LASYNC_API void lasync_free(lasync_host *h) {
+  if (h) free_host(h, 1);
 }
 
 /* When a stock lua5.4 loads asyncio.so, the module owns the host: this
@@ -185,7 +191,7 @@ static int module_host_gc(lua_State *L) {
     lasync_host *h = *box;
     *box = NULL;
     h->owns_state = 0;
-    lasync_free(h);
+    free_host(h, 0); /* the state is closing: no task may run now */
   }
   return 0;
 }

@@ -93,7 +93,8 @@ enum {
   TF_MUST_CANCEL = 1 << 3, /* deliver CancelledError at the next resume/park */
   TF_THROW = 1 << 4,       /* the value pushed for the resume is an error */
   TF_RETRIEVED = 1 << 5,   /* the failure was looked at by someone */
-  TF_HAS_CALLBACKS = 1 << 6 /* Lua done callbacks in the extras table */
+  TF_HAS_CALLBACKS = 1 << 6,/* Lua done callbacks in the extras table */
+  TF_CANCELLING = 1 << 7    /* inside its cancel hook (await cycles) */
 };
 
 struct host_task {

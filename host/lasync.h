@@ -3,8 +3,9 @@
  * The embedding API.  A host ties one lua_State to one uv_loop_t; either may
  * be the application's own.  The host never calls exit() and never prints to
  * stdout; errors it cannot hand back go to the reporter (default: stderr).
- * lasync uses LUA_EXTRASPACE of the threads it creates (task threads); the
- * main thread's extra space must stay NULL. */
+ * lasync owns LUA_EXTRASPACE: it sets the main thread's to NULL when the
+ * host is created (threads created afterwards copy it) and stores the task
+ * record in each task thread's. */
 #ifndef LASYNC_H
 #define LASYNC_H
 

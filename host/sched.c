@@ -334,7 +334,15 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
     t->flags |= TF_MUST_CANCEL;
     return 1;
   }
-  if (t->wait_cancel && t->wait_cancel(t, 0)) return 1;
+  /* A hook may cancel what the task awaits; through a cycle of awaits that
+   * comes back here, and the task then takes the CancelledError itself. */
+  if (t->flags & TF_CANCELLING) return 0;
+  if (t->wait_cancel) {
+    t->flags |= TF_CANCELLING;
+    int passed = t->wait_cancel(t, 0);
+    t->flags &= ~TF_CANCELLING;
+    if (passed) return 1;
+  }
   t->wait_cancel = NULL;
   t->flags |= TF_MUST_CANCEL | TF_QUEUED;
   t->nargs = 0;

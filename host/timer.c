@@ -42,9 +42,11 @@ static void sift_down(lasync_host *h, uint32_t i) {
 
 static void on_timer(uv_timer_t *handle);
 
-/* Arms the uv timer for the earliest deadline, in loop milliseconds,
- * rounding up so a timer never fires before its deadline. */
-static void arm(lasync_host *h) {
+/* Sets the uv timer for the earliest deadline, in loop milliseconds,
+ * rounding up so a timer never fires before its deadline; stops it when no
+ * deadline is left (an armed timer keeps the loop alive).  `exact` re-arms
+ * even when the timer is already set earlier. */
+static void arm(lasync_host *h, int exact) {
   if (h->heap_len == 0) {
     if (h->timer_armed_due) {
       uv_timer_stop(&h->timer);
@@ -53,12 +55,27 @@ static void arm(lasync_host *h) {
     return;
   }
   uint64_t due = h->heap[0]->due;
-  if (h->timer_armed_due && h->timer_armed_due <= due) return;
+  if (h->timer_armed_due && (h->timer_armed_due == due ||
+                             (!exact && h->timer_armed_due < due)))
+    return;
   uint64_t due_ms = due / 1000000 + (due % 1000000 != 0);
   uint64_t now_ms = uv_now(h->loop);
   h->timer_armed_due = due;
-  uv_timer_start(&h->timer, on_timer,
-                 due_ms > now_ms ? due_ms - now_ms : 0, 0);
+  uv_timer_start(&h->timer, on_timer, due_ms > now_ms ? due_ms - now_ms : 0,
+                 0);
+}
+
+/* Takes tm out of the heap without touching the uv timer. */
+static void heap_remove(lasync_host *h, host_timer *tm) {
+  uint32_t i = tm->slot;
+  tm->slot = HOST_TIMER_IDLE;
+  host_timer *last = h->heap[--h->heap_len];
+  if (i == h->heap_len) return;
+  place(h, i, last);
+  if (i > 0 && earlier(last, h->heap[(i - 1) / 2]))
+    sift_up(h, i);
+  else
+    sift_down(h, i);
 }
 
 static void on_timer(uv_timer_t *handle) {
@@ -68,11 +85,11 @@ static void on_timer(uv_timer_t *handle) {
   h->running++;
   while (h->heap_len > 0 && h->heap[0]->due <= now) {
     host_timer *tm = h->heap[0];
-    host_timer_stop(h, tm);
+    heap_remove(h, tm);
     tm->fire(h, tm);
   }
   h->running--;
-  arm(h);
+  arm(h, 0);
 }
 
 int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due) {
@@ -88,23 +105,15 @@ int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due) {
   tm->seq = h->timer_seq++;
   place(h, h->heap_len++, tm);
   sift_up(h, tm->slot);
-  if (tm->slot == 0) arm(h);
+  if (tm->slot == 0) arm(h, 0);
   return 0;
 }
 
 void host_timer_stop(lasync_host *h, host_timer *tm) {
-  uint32_t i = tm->slot;
-  if (i == HOST_TIMER_IDLE) return;
-  tm->slot = HOST_TIMER_IDLE;
-  host_timer *last = h->heap[--h->heap_len];
-  if (i == h->heap_len) return;
-  place(h, i, last);
-  if (i > 0 && earlier(last, h->heap[(i - 1) / 2]))
-    sift_up(h, i);
-  else
-    sift_down(h, i);
-  /* A stopped earliest deadline leaves the uv timer armed early; it fires,
-   * finds nothing due and re-arms: cheaper than re-arming on every stop. */
+  if (tm->slot == HOST_TIMER_IDLE) return;
+  int was_first = tm->slot == 0;
+  heap_remove(h, tm);
+  if (was_first) arm(h, 1);
 }
 
 uint64_t host_deadline(lasync_host *h, double seconds) {

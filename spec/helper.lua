@@ -6,13 +6,22 @@ local assert = require "luassert"
 -- Upper time bounds are multiplied by this under ASan (3) and valgrind (10).
 helper.slow = tonumber(os.getenv("LASYNC_SLOW")) or 1
 
-helper.lasync = os.getenv("LASYNC") or "build/lasync"
-helper.module_dir = os.getenv("LASYNC_MODULE_DIR") or "build"
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  return (os.getenv("PWD") or ".") .. "/" .. path
+end
+helper.lasync = absolute(os.getenv("LASYNC") or "build/lasync")
+helper.module_dir = absolute(os.getenv("LASYNC_MODULE_DIR") or "build")
+
+-- make valgrind sets this so the binaries the specs start run under it too
+helper.wrapper = os.getenv("LASYNC_WRAPPER") or ""
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 helper.quote = shell_quote
+-- The shell words that start the binary (under the wrapper, if any).
+helper.cmd = (helper.wrapper ~= "" and helper.wrapper .. " " or "") .. shell_quote(helper.lasync)
 
 local function write_file(path, text)
   local f = assert(io.open(path, "w"))
@@ -47,7 +56,7 @@ end
 function helper.run_script(text, args, prefix)
   local path = helper.tmpname(".lua")
   write_file(path, text)
-  local out, err, status = helper.sh((prefix or "") .. shell_quote(helper.lasync)
+  local out, err, status = helper.sh((prefix or "") .. helper.cmd
     .. " " .. shell_quote(path) .. " " .. (args or ""))
   os.remove(path)
   return out, err, status, path

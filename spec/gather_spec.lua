@@ -1,0 +1,105 @@
+local helper = require "spec.helper"
+
+describe("gather", function()
+  after_each(helper.no_leaks)
+
+  it("returns each one's first result in argument order, not finish order", function()
+    local function after(d, v) return function() asyncio.sleep(d) return v, "second" end end
+    local r = asyncio.gather(after(0.03, "a"), after(0.01, "b"), after(0.02, "c"))
+    assert.are.same({"a", "b", "c"}, r)
+  end)
+
+  it("runs its children concurrently", function()
+    local t0 = asyncio.time()
+    asyncio.gather(function() asyncio.sleep(0.1) end, function() asyncio.sleep(0.1) end,
+                   function() asyncio.sleep(0.1) end)
+    local dt = asyncio.time() - t0
+    assert.is_true(dt >= 0.1 and dt < 0.2 * helper.slow, "took " .. dt)
+  end)
+
+  it("takes tasks and functions, varargs or a table", function()
+    local t = asyncio.create_task(function() return 1 end)
+    assert.are.same({1, 2}, asyncio.gather(t, function() return 2 end))
+    assert.are.same({1, 3}, asyncio.gather{t, function() return 3 end})
+    assert.are.same({}, asyncio.gather())
+    assert.are.same({}, asyncio.gather{})
+  end)
+
+  it("keeps nil results in place", function()
+    local r = asyncio.gather(function() return nil end, function() return 2 end)
+    assert.is_nil(r[1])
+    assert.are.equal(2, r[2])
+  end)
+
+  it("re-raises the first error; the others keep running", function()
+    local finished = false
+    local slow = asyncio.create_task(function() asyncio.sleep(0.05) finished = true end)
+    local ok, err = pcall(asyncio.gather, slow, function() asyncio.sleep(0.01) error("bad", 0) end)
+    assert.is_false(ok)
+    assert.are.equal("bad", err)
+    assert.is_false(slow:done())
+    slow:await()
+    assert.is_true(finished)
+  end)
+
+  it("places errors in the list with return_exceptions", function()
+    local r = asyncio.gather{
+      function() return "ok" end,
+      function() error("e1", 0) end,
+      function() asyncio.sleep(0.01) return "late" end,
+      return_exceptions = true,
+    }
+    assert.are.equal("late", r[3])
+    assert.are.equal("ok", r[1])
+    assert.are.equal("e1", r[2])
+  end)
+
+  it("raises a child's CancelledError when that child is cancelled", function()
+    local child = asyncio.create_task(function() asyncio.sleep(10) end)
+    asyncio.call_later(0.01, function() child:cancel() end)
+    local ok, err = pcall(asyncio.gather, child)
+    assert.is_false(ok)
+    assert.is_true(asyncio.is(err, asyncio.CancelledError))
+  end)
+
+  it("returns a cancelled child's error in place with return_exceptions", function()
+    local child = asyncio.create_task(function() asyncio.sleep(10) end)
+    asyncio.call_later(0.01, function() child:cancel() end)
+    local r = asyncio.gather{child, function() return 5 end, return_exceptions = true}
+    assert.is_true(asyncio.is(r[1], asyncio.CancelledError))
+    assert.are.equal(5, r[2])
+  end)
+
+  it("cancelling the gathering task cancels every child", function()
+    local a = asyncio.create_task(function() asyncio.sleep(10) end)
+    local b = asyncio.create_task(function() asyncio.sleep(10) end)
+    local g = asyncio.create_task(function() return asyncio.gather(a, b) end)
+    asyncio.sleep(0)
+    asyncio.sleep(0)
+    g:cancel()
+    local ok, err = pcall(g.await, g)
+    assert.is_false(ok)
+    assert.is_true(asyncio.is(err, asyncio.CancelledError))
+    assert.is_true(a:cancelled())
+    assert.is_true(b:cancelled())
+  end)
+
+  it("gathers many tasks", function()
+    local n = 10000
+    local tasks = {}
+    for i = 1, n do tasks[i] = asyncio.create_task(function() asyncio.sleep(0) return i end) end
+    local r = asyncio.gather(tasks)
+    local sum = 0
+    for i = 1, n do sum = sum + r[i] end
+    assert.are.equal(n * (n + 1) // 2, sum)
+  end)
+
+  it("rejects what is neither a task nor a function", function()
+    local ok, err = pcall(asyncio.gather, 1)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to '[%w.]*gather' %(task or function expected, got number%)", err)
+    local ok2, err2 = pcall(asyncio.gather, {function() end, "x"})
+    assert.is_false(ok2)
+    assert.matches("item 2: task or function expected, got string", err2)
+  end)
+end)

@@ -1,0 +1,107 @@
+local helper = require "spec.helper"
+local q = helper.quote
+
+-- Runs Lua code in a stock lua5.4 that loads asyncio.so from the build.
+local function lua54(code)
+  local prefix = ("package.cpath = %q .. '/?.so;' .. package.cpath\n"):format(helper.module_dir)
+  local path = helper.tmpname(".lua")
+  helper.write_file(path, prefix .. code)
+  local preload = os.getenv("LASYNC_PRELOAD") or ""
+  local env = preload ~= "" and ("LD_PRELOAD=" .. q(preload) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
+  local wrap = helper.wrapper ~= "" and (helper.wrapper .. " ") or ""
+  local out, err, status = helper.sh(env .. wrap .. "lua5.4 " .. q(path))
+  os.remove(path)
+  return out, err, status
+end
+
+describe("asyncio.so in a stock lua5.4", function()
+  after_each(helper.no_leaks)
+
+  it("asyncio.run drives the loop until the function's task ends", function()
+    local out, err, status = lua54([[
+      local asyncio = require "asyncio"
+      print(asyncio.current_task())
+      local a, b = asyncio.run(function(x)
+        local t0 = asyncio.time()
+        asyncio.sleep(0.02)
+        local r = asyncio.gather(function() return x end, function() asyncio.sleep(0.01) return x * 2 end)
+        return r[1] + r[2], asyncio.time() - t0 >= 0.03
+      end, 7)
+      print(a, b)
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("nil\n21\ttrue\n", out)
+  end)
+
+  it("re-raises the task's error and can run again afterwards", function()
+    local out, err, status = lua54([[
+      local asyncio = require "asyncio"
+      local ok, e = pcall(asyncio.run, function() asyncio.sleep(0) error("inner", 0) end)
+      print(ok, e)
+      print(asyncio.run(function() return "again" end))
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("false\tinner\nagain\n", out)
+  end)
+
+  it("cancels leftover tasks at the end, as Python's asyncio.run does", function()
+    local out, err, status = lua54([[
+      local asyncio = require "asyncio"
+      local left
+      asyncio.run(function()
+        left = asyncio.create_task(function() asyncio.sleep(30) end)
+        asyncio.sleep(0)
+      end)
+      print(left:cancelled())
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("true\n", out)
+  end)
+
+  it("raises a clear error instead of hanging on a deadlock", function()
+    local out, err, status = lua54([[
+      local asyncio = require "asyncio"
+      local ok, e = pcall(asyncio.run, function()
+        local me = asyncio.current_task()
+        asyncio.create_task(function() me:await() end):await()
+      end)
+      print(ok, e)
+    ]])
+    assert.are.equal(0, status, err)
+    assert.matches("false\t.*can never happen", out)
+  end)
+
+  it("supports the old loop:run_until_complete style", function()
+    local out, err, status = lua54([[
+      local asyncio = require "asyncio"
+      local loop = asyncio.get_event_loop()
+      local t = loop:create_task(function() asyncio.sleep(0.01) return "task" end)
+      print(loop:run_until_complete(t))
+      print(loop:run_until_complete(function() return "fn" end))
+      loop:close()
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("task\nfn\n", out)
+  end)
+
+  it("suspending calls outside asyncio.run name the function", function()
+    local out, _, status = lua54([[
+      local asyncio = require "asyncio"
+      print(pcall(asyncio.sleep, 1))
+    ]])
+    assert.are.equal(0, status)
+    assert.matches("false\tasyncio: sleep%(%) called outside a task %(use asyncio.run%)", out)
+  end)
+
+  it("closes cleanly when the state closes with tasks still pending", function()
+    local out, err, status = lua54([[
+      local asyncio = require "asyncio"
+      asyncio.create_task(function() asyncio.sleep(10) end)
+      asyncio.call_later(10, print)
+      print("bye")
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("bye\n", out)
+    assert.are.equal("", err)
+  end)
+end)

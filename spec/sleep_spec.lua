@@ -1,0 +1,81 @@
+local helper = require "spec.helper"
+
+describe("sleep", function()
+  after_each(helper.no_leaks)
+
+  it("waits at least the delay, not much more", function()
+    for _, d in ipairs{0.01, 0.05, 0.12} do
+      local t0 = asyncio.time()
+      asyncio.sleep(d)
+      local dt = asyncio.time() - t0
+      assert.is_true(dt >= d, ("slept %.4f for %.4f"):format(dt, d))
+      assert.is_true(dt < d + 0.05 * helper.slow, ("slept %.4f for %.4f"):format(dt, d))
+    end
+  end)
+
+  it("returns the value it is given", function()
+    assert.are.equal("v", asyncio.sleep(0.001, "v"))
+    assert.are.equal(42, asyncio.sleep(0, 42))
+    assert.are.equal(0, select("#", asyncio.sleep(0)))
+  end)
+
+  it("sleep(0) yields exactly one loop turn, first come first served", function()
+    local log = helper.log()
+    local function worker(name)
+      return function()
+        for i = 1, 3 do log.add(name .. i); asyncio.sleep(0) end
+      end
+    end
+    asyncio.gather(worker("a"), worker("b"))
+    assert.are.equal("a1 b1 a2 b2 a3 b3", log.str())
+  end)
+
+  it("wakes equal deadlines in the order they were set", function()
+    local log = helper.log()
+    local tasks = {}
+    for i = 1, 5 do
+      tasks[i] = asyncio.create_task(function() asyncio.sleep(0.02) log.add(i) end)
+    end
+    asyncio.gather(tasks)
+    assert.are.equal("1 2 3 4 5", log.str())
+  end)
+
+  it("wakes in deadline order", function()
+    local log = helper.log()
+    asyncio.gather(
+      function() asyncio.sleep(0.03) log.add("c") end,
+      function() asyncio.sleep(0.01) log.add("a") end,
+      function() asyncio.sleep(0.02) log.add("b") end)
+    assert.are.equal("a b c", log.str())
+  end)
+
+  it("treats a negative delay as zero", function()
+    local t0 = asyncio.time()
+    asyncio.sleep(-5)
+    assert.is_true(asyncio.time() - t0 < 0.05 * helper.slow)
+  end)
+
+  it("rejects bad delays with a clear message", function()
+    local ok, err = pcall(asyncio.sleep, "soon")
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to '[%w.]*sleep' %(number expected, got string%)", err)
+    ok, err = pcall(asyncio.sleep, 0 / 0)
+    assert.is_false(ok)
+    assert.matches("delay is NaN", err)
+    ok, err = pcall(asyncio.sleep)
+    assert.is_false(ok)
+    assert.matches("number expected, got no value", err)
+  end)
+
+  it("lets thousands of tasks sleep on one timer without drift", function()
+    local n, woke = 2000, 0
+    local tasks = {}
+    local t0 = asyncio.time()
+    for i = 1, n do
+      tasks[i] = asyncio.create_task(function() asyncio.sleep(0.05) woke = woke + 1 end)
+    end
+    asyncio.gather(tasks)
+    assert.are.equal(n, woke)
+    assert.is_true(asyncio.time() - t0 < 0.5 * helper.slow)
+  end)
+end)
