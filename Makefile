@@ -67,7 +67,7 @@ asan: deps $(ASAN_BUILD)/Makefile
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --suppressions=$(abspath .ci/valgrind.supp)
 valgrind: build
-	LASYNC_SLOW=10 LASYNC_WRAPPER="$(VALGRIND) --error-exitcode=99" \
+	LASYNC_POOL=0 LASYNC_SLOW=10 LASYNC_WRAPPER="$(VALGRIND) --error-exitcode=99" \
 	  $(VALGRIND) --error-exitcode=1 \
 	  $(LASYNC) $(BUSTED) --ignore-lua -o utfTerminal spec
 

@@ -69,7 +69,7 @@ static int l_sleep(lua_State *L) {
     host_wake(t, NULL, 0);
     return host_park(L, t, NULL, NULL, sleep_k, 0);
   }
-  t->timer.fire = sleep_fire;
+  host_timer_init(&t->timer, sleep_fire); /* shares memory with await_node */
   if (host_timer_start(t->h, &t->timer, host_deadline(t->h, sec)))
     return luaL_error(L, "asyncio: sleep(): out of memory");
   return host_park(L, t, sleep_cancel, NULL, sleep_k, 0);
@@ -175,13 +175,37 @@ int host_run_until_complete(lua_State *L, int idx) {
 
 /* ---- Task methods ----------------------------------------------------- */
 
-static void push_extras(lua_State *L, int task_idx) {
-  if (lua_getiuservalue(L, task_idx, 2) != LUA_TTABLE) {
+/* Names and done callbacks are rare: they live in a weak-keyed side
+ * table, not in every task. */
+void host_task_extras(lua_State *L, int task_idx, int create) {
+  task_idx = lua_absindex(L, task_idx);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "lasync.task_extras") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    if (!create) {
+      lua_pushnil(L);
+      return;
+    }
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "lasync.task_extras");
+  }
+  lua_pushvalue(L, task_idx);
+  if (lua_rawget(L, -2) != LUA_TTABLE && create) {
     lua_pop(L, 1);
     lua_createtable(L, 0, 2);
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, task_idx, 2);
+    lua_pushvalue(L, task_idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
   }
+  lua_remove(L, -2);
+}
+
+static void push_extras(lua_State *L, int task_idx) {
+  host_task_extras(L, task_idx, 1);
 }
 
 static int task_cancel(lua_State *L) {
@@ -247,8 +271,8 @@ static int task_add_done_callback(lua_State *L) {
 static int task_remove_done_callback(lua_State *L) {
   host_check_task_arg(L, 1);
   lua_Integer removed = 0;
-  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE &&
-      lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
+  host_task_extras(L, 1, 0);
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
     int cbs = lua_gettop(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, cbs), j = 1;
     for (lua_Integer i = 1; i <= n; i++) {
@@ -273,8 +297,8 @@ void host_task_schedule_callbacks(lasync_host *h, host_task *t) {
   lua_State *L = h->cbL;
   int top = lua_gettop(L);
   host_task_push(L, t);
-  if (lua_getiuservalue(L, top + 1, 2) == LUA_TTABLE &&
-      lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
+  host_task_extras(L, top + 1, 0);
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, top + 3, i);
@@ -290,8 +314,8 @@ void host_task_schedule_callbacks(lasync_host *h, host_task *t) {
 
 static int task_get_name(lua_State *L) {
   host_task *t = host_check_task_arg(L, 1);
-  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE &&
-      lua_getfield(L, -1, "name") != LUA_TNIL)
+  host_task_extras(L, 1, 0);
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "name") != LUA_TNIL)
     return 1;
   lua_pushfstring(L, "Task-%I", t->id);
   return 1;
@@ -338,11 +362,8 @@ static int task_gc(lua_State *L) {
   host_task *t = lua_touserdata(L, 1);
   lasync_host *h = t->h;
   if (t->state != TASK_DONE) { /* the state is closing under it */
-    host_timer_stop(h, &t->timer);
     if ((t->flags & (TF_PARKED | TF_QUEUED)) == TF_PARKED && t->wait_cancel)
-      t->wait_cancel(t, 0);
-    host_list_remove(&t->all);
-    host_list_remove(&t->await_node.link);
+      t->wait_cancel(t, 0); /* stops its timer or leaves what it awaits */
     while (!host_list_empty(&t->awaiters)) host_list_remove(t->awaiters.next);
     t->state = TASK_DONE;
     h->npending--;
@@ -400,11 +421,16 @@ static int l_current_task(lua_State *L) {
 static int l_all_tasks(lua_State *L) {
   lasync_host *h = HOST(L);
   lua_createtable(L, (int)h->npending, 0);
+  host_push_pending(L, h);
   lua_Integer i = 0;
-  for (host_link *l = h->tasks.next; l != &h->tasks; l = l->next) {
-    host_task_push(L, host_container_of(l, host_task, all));
-    lua_rawseti(L, -2, ++i);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    if (host_test_task_arg(L, -1))
+      lua_rawseti(L, -4, ++i);
+    else
+      lua_pop(L, 1);
   }
+  lua_pop(L, 1);
   return 1;
 }
 

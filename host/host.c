@@ -72,7 +72,7 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   h->loop = loop;
   h->owns_state = owns_state;
   if (!L) {
-    L = luaL_newstate();
+    L = host_newstate(&h->pool);
     if (!L) goto fail;
     h->owns_state = 1;
   } else if (host_get(L)) {
@@ -99,7 +99,10 @@ fail_handles:
     uv_run(h->loop, UV_RUN_DEFAULT);
   }
 fail:
-  if (h->owns_state && L && !owns_state) lua_close(L);
+  if (h->owns_state && L && !owns_state) {
+    lua_close(L);
+    host_pool_free(h->pool);
+  }
   if (h->owns_loop) uv_loop_close(&h->own_loop);
   free(h);
   return NULL;
@@ -109,9 +112,12 @@ LASYNC_API lasync_host *lasync_new(uv_loop_t *loop, lua_State *L) {
   return create(loop, L, 0);
 }
 
-lasync_host *host_new_owning(lua_State *L) {
+lasync_host *host_new_owning(lua_State *L, host_pool *pool) {
   lasync_host *h = create(NULL, L, 1);
-  if (h) lasync_openlibs(h);
+  if (h) {
+    h->pool = pool;
+    lasync_openlibs(h);
+  }
   return h;
 }
 
@@ -155,6 +161,8 @@ static void host_close(lasync_host *h, int drain) {
   if (h->owns_loop && drain) drain_tasks(h);
   if (h->owns_state) {
     lua_close(h->L);
+    host_pool_free(h->pool);
+    h->pool = NULL;
     h->L = h->cbL = NULL;
   } else {
     lua_pushnil(h->L);

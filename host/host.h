@@ -99,10 +99,11 @@ enum {
 
 struct host_task {
   host_ready ready;        /* must stay first: run = task step */
-  host_timer timer;        /* sleep() deadline */
+  union {                  /* a task waits for one thing at a time */
+    host_timer timer;        /* sleep() deadline */
+    host_listener await_node;/* awaiting one task */
+  };
   host_link awaiters;      /* host_listener list */
-  host_link all;           /* link in h->tasks while pending */
-  host_listener await_node;/* used when this task waits for one task */
   lasync_host *h;
   lua_State *co;
   host_cancel_fn wait_cancel;
@@ -111,7 +112,7 @@ struct host_task {
   lua_KContext kctx;
   char *traceback;         /* malloc'd report text of a failure */
   lua_Integer id;
-  int ref;                 /* registry anchor while pending */
+  int ref;                 /* slot in the host's pending table */
   int nargs;               /* values pushed on co for the next resume */
   int ncancels;            /* Python's cancelling() */
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
@@ -165,6 +166,12 @@ void host_task_schedule_callbacks(lasync_host *h, host_task *t);
 void host_call_soon(lasync_host *h, lua_State *L, int nargs);
 /* Cancels every pending task (used at shutdown). */
 void host_cancel_all(lasync_host *h, lua_State *L);
+/* Pushes the table of pending tasks (values are Tasks; other values are
+ * luaL_ref's free list). */
+void host_push_pending(lua_State *L, lasync_host *h);
+/* Pushes the task's extras table (name, done callbacks), made on demand
+ * when `create`; pushes nil otherwise. */
+void host_task_extras(lua_State *L, int task_idx, int create);
 
 /* ---- errors ----------------------------------------------------------- */
 
@@ -184,6 +191,12 @@ int host_is_cancelled_error(lua_State *L, int idx);
 
 /* ---- the host --------------------------------------------------------- */
 
+typedef struct host_pool host_pool;
+/* A new state with the host's allocator (*pool is what to free after
+ * lua_close, possibly NULL), panic and warning functions. */
+lua_State *host_newstate(host_pool **pool);
+void host_pool_free(host_pool *pool);
+
 struct lasync_host {
   uv_loop_t *loop;
   uv_loop_t own_loop;
@@ -199,13 +212,15 @@ struct lasync_host {
   uint32_t heap_len, heap_cap;
   uint64_t timer_seq;
   uint64_t timer_armed_due; /* what the uv timer is set for, 0 if stopped */
-  host_link tasks;        /* pending tasks */
+  int tasks_ref;          /* registry ref of the pending table: each
+                             pending Task anchored at its own slot */
   lua_Integer next_task_id;
   size_t npending;
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */
   int closing;
+  host_pool *pool;         /* the owned state's allocator, or NULL */
   lasync_report_fn report;
   void *report_ud;
 };
@@ -227,8 +242,9 @@ void host_handle_closed(uv_handle_t *handle);
 /* Pushes the traceback-carrying report text for an error at idx. */
 void host_push_report(lua_State *L, lua_State *where, int idx);
 
-/* A host on its own loop that takes ownership of L (the CLI's). */
-lasync_host *host_new_owning(lua_State *L);
+/* A host on its own loop that takes ownership of L and of its pool (the
+ * CLI's, made by host_newstate). */
+lasync_host *host_new_owning(lua_State *L, host_pool *pool);
 /* The host of L, created (and owned by the state) if L has none yet. */
 lasync_host *host_for_module(lua_State *L);
 

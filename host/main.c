@@ -241,7 +241,8 @@ int main(int argc, char **argv) {
   }
   if (!c.script && !c.first_action && c.version) return 0;
 
-  lua_State *L = luaL_newstate();
+  host_pool *pool;
+  lua_State *L = host_newstate(&pool);
   if (!L) {
     fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
     return 1;
@@ -251,10 +252,11 @@ int main(int argc, char **argv) {
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   }
   if (c.warn) lua_warning(L, "@on", 0);
-  c.h = host_new_owning(L);
+  c.h = host_new_owning(L, pool);
   if (!c.h) {
     fprintf(stderr, "%s: cannot create the event loop\n", progname);
     lua_close(L);
+    host_pool_free(pool);
     return 1;
   }
   lasync_host *h = c.h;

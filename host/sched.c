@@ -43,7 +43,8 @@ int host_sched_init(lasync_host *h) {
   int rc;
   h->ready_head = NULL;
   h->ready_tail = &h->ready_head;
-  host_list_init(&h->tasks);
+  lua_newtable(h->L);
+  h->tasks_ref = luaL_ref(h->L, LUA_REGISTRYINDEX);
   if ((rc = uv_check_init(h->loop, &h->check))) return rc;
   h->check.data = h;
   h->open_handles++;
@@ -139,7 +140,6 @@ static void finish(lasync_host *h, host_task *t) {
   t->state = TASK_DONE;
   t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW);
   t->wait_cancel = NULL;
-  host_list_remove(&t->all);
   h->npending--;
   host_link *link;
   while ((link = host_list_first(&t->awaiters))) {
@@ -148,7 +148,9 @@ static void finish(lasync_host *h, host_task *t) {
     l->fn(l, t);
   }
   if (t->flags & TF_HAS_CALLBACKS) host_task_schedule_callbacks(h, t);
-  luaL_unref(co, LUA_REGISTRYINDEX, t->ref);
+  host_push_pending(co, h);
+  luaL_unref(co, -1, t->ref);
+  lua_pop(co, 1);
   t->ref = LUA_NOREF;
   if (t->cancel_msg_ref != LUA_NOREF) {
     luaL_unref(co, LUA_REGISTRYINDEX, t->cancel_msg_ref);
@@ -225,13 +227,11 @@ static void step(lasync_host *h, host_ready *r) {
 host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   int fn = lua_gettop(L) - nargs;
   lua_State *co = lua_newthread(L);
-  host_task *t = lua_newuserdatauv(L, sizeof *t, 2);
+  host_task *t = lua_newuserdatauv(L, sizeof *t, 1);
   memset(t, 0, sizeof *t);
   t->ready.run = step;
-  host_timer_init(&t->timer, NULL);
   host_list_init(&t->awaiters);
-  host_list_init(&t->all);
-  host_list_init(&t->await_node.link);
+  host_timer_init(&t->timer, NULL);
   t->h = h;
   t->co = co;
   t->id = ++h->next_task_id;
@@ -245,18 +245,25 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   lua_pushcfunction(co, body);
   lua_xmove(L, co, nargs + 1);
   lua_remove(L, -2); /* the thread; the Task stays */
-  lua_pushvalue(L, -1);
-  t->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  host_push_pending(L, h);
+  lua_pushvalue(L, -2);
+  t->ref = luaL_ref(L, -2);
+  lua_pop(L, 1);
   t->nargs = nargs + 1;
-  host_list_push(&h->tasks, &t->all);
   h->npending++;
   t->flags |= TF_QUEUED;
   host_ready_push(h, &t->ready);
   return t;
 }
 
+void host_push_pending(lua_State *L, lasync_host *h) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->tasks_ref);
+}
+
 void host_task_push(lua_State *L, host_task *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
+  host_push_pending(L, t->h);
+  lua_rawgeti(L, -1, t->ref);
+  lua_remove(L, -2);
 }
 
 /* ---- parking and waking ----------------------------------------------- */
@@ -351,8 +358,14 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
 }
 
 void host_cancel_all(lasync_host *h, lua_State *L) {
-  for (host_link *l = h->tasks.next; l != &h->tasks; l = l->next)
-    host_task_cancel(host_container_of(l, host_task, all), L, 0);
+  host_push_pending(L, h);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    host_task *t = luaL_testudata(L, -1, HOST_TASK_MT);
+    lua_pop(L, 1);
+    if (t) host_task_cancel(t, L, 0);
+  }
+  lua_pop(L, 1);
 }
 
 /* ---- outcomes --------------------------------------------------------- */
