@@ -208,6 +208,21 @@ static void push_extras(lua_State *L, int task_idx) {
   host_task_extras(L, task_idx, 1);
 }
 
+void host_task_set_report(lua_State *L, host_task *t) {
+  host_task_push(L, t);
+  host_task_extras(L, -1, 1);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "report");
+  lua_pop(L, 3);
+}
+
+void host_task_push_report(lua_State *L, int idx) {
+  host_task_extras(L, idx, 0);
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "report");
+  else lua_pushnil(L);
+  lua_remove(L, -2);
+}
+
 static int task_cancel(lua_State *L) {
   host_task *t = host_check_task_arg(L, 1);
   lua_pushboolean(L, host_task_cancel(t, L, lua_isnoneornil(L, 2) ? 0 : 2));
@@ -317,7 +332,7 @@ static int task_get_name(lua_State *L) {
   host_task_extras(L, 1, 0);
   if (lua_istable(L, -1) && lua_getfield(L, -1, "name") != LUA_TNIL)
     return 1;
-  lua_pushfstring(L, "Task-%I", t->id);
+  lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
   return 1;
 }
 
@@ -368,12 +383,13 @@ static int task_gc(lua_State *L) {
     t->state = TASK_DONE;
     h->npending--;
   } else if (t->outcome == OUTCOME_FAILED && !(t->flags & TF_RETRIEVED)) {
+    /* weak-keyed entries of an object being finalized are still there */
+    host_task_push_report(L, 1);
     lua_pushfstring(L, "Task exception was never retrieved (Task-%I)\n%s",
-                    t->id, t->traceback ? t->traceback : "?");
+                    (lua_Integer)t->id,
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     host_report(h, lua_tostring(L, -1));
   }
-  free(t->traceback);
-  t->traceback = NULL;
   return 0;
 }
 

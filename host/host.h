@@ -108,14 +108,11 @@ struct host_task {
   lua_State *co;
   host_cancel_fn wait_cancel;
   void *wait_data;
-  host_k_fn k;
-  lua_KContext kctx;
-  char *traceback;         /* malloc'd report text of a failure */
-  lua_Integer id;
   int ref;                 /* slot in the host's pending table */
   int nargs;               /* values pushed on co for the next resume */
   int ncancels;            /* Python's cancelling() */
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
+  uint32_t id;
   unsigned char state;
   unsigned char outcome;
   unsigned short flags;
@@ -160,6 +157,11 @@ void host_task_first(lua_State *L, host_task *t, int *failed);
 void host_task_listen(host_task *t, host_listener *l,
                       void (*fn)(host_listener *, host_task *));
 void host_task_unlisten(host_listener *l);
+/* Records the report text (message + traceback) at the top of L for the
+ * failure of pending task t, and pops it. */
+void host_task_set_report(lua_State *L, host_task *t);
+/* Pushes the report of the Task object at idx, or nil. */
+void host_task_push_report(lua_State *L, int idx);
 /* Hands the task's Lua done callbacks to call_soon (it has just ended). */
 void host_task_schedule_callbacks(lasync_host *h, host_task *t);
 /* call_soon for C: pops fn and nargs arguments from L. */
@@ -169,8 +171,8 @@ void host_cancel_all(lasync_host *h, lua_State *L);
 /* Pushes the table of pending tasks (values are Tasks; other values are
  * luaL_ref's free list). */
 void host_push_pending(lua_State *L, lasync_host *h);
-/* Pushes the task's extras table (name, done callbacks), made on demand
- * when `create`; pushes nil otherwise. */
+/* Pushes the task's extras table (name, done callbacks, the report of its
+ * failure), made on demand when `create`; pushes nil otherwise. */
 void host_task_extras(lua_State *L, int task_idx, int create);
 
 /* ---- errors ----------------------------------------------------------- */

@@ -23,6 +23,7 @@ typedef struct cli {
   int load_error;  /* the failure is a syntax error or a missing file */
   lasync_host *h;
   host_task *main;
+  int main_ref;    /* keeps the main Task object for its report */
   uv_signal_t sigint;
   int interrupted;
 } cli;
@@ -210,16 +211,19 @@ static void report_main(cli *c) {
   }
   if (t->outcome == OUTCOME_OK) return;
   t->flags |= TF_RETRIEVED;
-  if (t->traceback && !c->load_error) { /* lua.c shows no traceback for a
-                                           chunk that did not load */
-    fprintf(stderr, "%s: %s\n", progname, t->traceback);
-  } else { /* a CancelledError: no traceback was taken */
-    lua_State *L = c->h->cbL;
+  lua_State *L = c->h->cbL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->main_ref);
+  host_task_push_report(L, -1);
+  if (lua_isstring(L, -1) && !c->load_error) {
+    /* lua.c shows no traceback for a chunk that did not load */
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+  } else { /* a load error, or a CancelledError (no traceback taken) */
     lua_pushvalue(t->co, 1);
     lua_xmove(t->co, L, 1);
     fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -1, NULL));
     lua_pop(L, 2);
   }
+  lua_pop(L, 2);
   fflush(stderr);
 }
 
@@ -268,7 +272,7 @@ int main(int argc, char **argv) {
   lua_pushlightuserdata(L, &c);
   lua_pushcclosure(L, main_body, 1);
   c.main = host_task_spawn(h, L, 0);
-  lua_pop(L, 1);
+  c.main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   uv_signal_init(h->loop, &c.sigint);
   c.sigint.data = &c;

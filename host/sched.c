@@ -95,8 +95,7 @@ static int body_msgh(lua_State *L) {
   host_task *t = host_task_of(L);
   if (t && !host_is_cancelled_error(L, 1)) {
     host_push_report(L, L, 1);
-    free(t->traceback);
-    t->traceback = strdup(lua_tostring(L, -1));
+    host_task_set_report(L, t);
   }
   lua_settop(L, 1);
   return 1;
@@ -163,11 +162,8 @@ static void finish(lasync_host *h, host_task *t) {
 static void fail(lasync_host *h, host_task *t, lua_State *L) {
   lua_State *co = t->co;
   if (L != co) lua_xmove(L, co, 1);
-  if (!t->traceback) {
-    host_push_report(co, co, -1);
-    t->traceback = strdup(lua_tostring(co, -1));
-    lua_pop(co, 1);
-  }
+  host_push_report(co, co, -1);
+  host_task_set_report(co, t);
   lua_rotate(co, 1, 1);
   lua_settop(co, 1);
   t->outcome = host_is_cancelled_error(co, -1) ? OUTCOME_CANCELLED
@@ -234,7 +230,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   host_timer_init(&t->timer, NULL);
   t->h = h;
   t->co = co;
-  t->id = ++h->next_task_id;
+  t->id = (uint32_t)++h->next_task_id;
   t->cancel_msg_ref = LUA_NOREF;
   luaL_setmetatable(L, HOST_TASK_MT);
   lua_pushvalue(L, -2);
@@ -268,27 +264,28 @@ void host_task_push(lua_State *L, host_task *t) {
 
 /* ---- parking and waking ----------------------------------------------- */
 
+/* The primitive's continuation and its context wait on the parked
+ * thread's own stack (slots it has anyway) rather than in every task. */
 static int park_k(lua_State *L, int status, lua_KContext base) {
   host_task *t = host_task_of(L);
+  int b = (int)base;
   (void)status;
   if (t->flags & TF_THROW) {
     t->flags &= ~TF_THROW;
     return lua_error(L);
   }
-  if (t->k) {
-    host_k_fn k = t->k;
-    t->k = NULL;
-    return k(L, t->kctx);
-  }
-  return lua_gettop(L) - (int)base;
+  host_k_fn k = (host_k_fn)(uintptr_t)lua_touserdata(L, b - 1);
+  lua_KContext ctx = (lua_KContext)(uintptr_t)lua_touserdata(L, b);
+  lua_rotate(L, b - 1, -2);
+  lua_pop(L, 2);
+  if (k) return k(L, ctx);
+  return lua_gettop(L) - (b - 2);
 }
 
 int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
               host_k_fn k, lua_KContext ctx) {
   t->wait_cancel = cancel;
   t->wait_data = data;
-  t->k = k;
-  t->kctx = ctx;
   t->flags |= TF_PARKED;
   if (t->flags & TF_MUST_CANCEL) {
     /* The task asked for its own cancellation before this suspension: it is
@@ -304,6 +301,9 @@ int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
       }
     }
   }
+  luaL_checkstack(L, 2, "park");
+  lua_pushlightuserdata(L, (void *)(uintptr_t)k);
+  lua_pushlightuserdata(L, (void *)(uintptr_t)ctx);
   return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), park_k);
 }
 
