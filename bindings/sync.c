@@ -25,7 +25,9 @@ typedef struct sem {
 
 static sem *check_sem(lua_State *L) {
   sem *s = luaL_testudata(L, 1, LOCK_MT);
-  return s ? s : luaL_checkudata(L, 1, SEM_MT);
+  if (!s) s = luaL_testudata(L, 1, SEM_MT);
+  if (!s) luaL_typeerror(L, 1, "asyncio.Lock or asyncio.Semaphore");
+  return s;
 }
 
 /* Gives one released permit to the first waiter, or back to the counter. */
