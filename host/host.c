@@ -79,6 +79,9 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
     goto fail; /* one host per state */
   }
   h->L = L;
+  /* Threads copy the main thread's extra space when created: it must say
+   * "not a task" (NULL), or plain coroutines would look like tasks. */
+  *(host_task **)lua_getextraspace(L) = NULL;
   if (host_sched_init(h)) goto fail_handles;
   lua_pushlightuserdata(L, h);
   lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
