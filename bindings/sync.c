@@ -23,11 +23,18 @@ typedef struct sem {
   int kind;
 } sem;
 
+/* Lock and semaphore methods have both metatables as upvalues 1 and 2:
+ * comparing them is cheaper than luaL_checkudata's lookup by name, and
+ * acquire/release are W4's hot path. */
 static sem *check_sem(lua_State *L) {
-  sem *s = luaL_testudata(L, 1, LOCK_MT);
-  if (!s) s = luaL_testudata(L, 1, SEM_MT);
-  if (!s) luaL_typeerror(L, 1, "asyncio.Lock or asyncio.Semaphore");
-  return s;
+  if (lua_getmetatable(L, 1)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1)) ||
+             lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (ok) return lua_touserdata(L, 1);
+  }
+  luaL_typeerror(L, 1, "asyncio.Lock or asyncio.Semaphore");
+  return NULL;
 }
 
 /* Gives one released permit to the first waiter, or back to the counter. */
@@ -205,26 +212,38 @@ static const luaL_Reg funcs[] = {{"Lock", l_lock},
                                  {"Event", l_event},
                                  {NULL, NULL}};
 
+/* Fills the metatable `name` (created if needed) with the methods and
+ * metamethods, each given the nup values on the stack (popped). */
 static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
-                     lua_CFunction tostring, lua_CFunction close) {
-  if (luaL_newmetatable(L, name)) {
-    lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, tostring);
-    lua_setfield(L, -2, "__tostring");
-    if (close) {
-      lua_pushcfunction(L, close);
-      lua_setfield(L, -2, "__close");
-    }
+                     lua_CFunction tostring, lua_CFunction close, int nup) {
+  luaL_getmetatable(L, name);
+  lua_newtable(L);
+  for (int i = 0; i < nup; i++) lua_pushvalue(L, -2 - nup);
+  luaL_setfuncs(L, methods, nup);
+  lua_setfield(L, -2, "__index");
+  for (int i = 0; i < nup; i++) lua_pushvalue(L, -1 - nup);
+  lua_pushcclosure(L, tostring, nup);
+  lua_setfield(L, -2, "__tostring");
+  if (close) {
+    for (int i = 0; i < nup; i++) lua_pushvalue(L, -1 - nup);
+    lua_pushcclosure(L, close, nup);
+    lua_setfield(L, -2, "__close");
   }
-  lua_pop(L, 1);
+  lua_pop(L, 1 + nup);
 }
 
 void host_open_sync(lua_State *L, lasync_host *h) {
-  new_type(L, LOCK_MT, sem_methods, sem_tostring, sem_release);
-  new_type(L, SEM_MT, sem_methods, sem_tostring, sem_release);
-  new_type(L, EVENT_MT, event_methods, event_tostring, NULL);
+  luaL_newmetatable(L, LOCK_MT);
+  luaL_newmetatable(L, SEM_MT);
+  luaL_newmetatable(L, EVENT_MT);
+  lua_pop(L, 3);
+  for (int i = 0; i < 2; i++) {
+    luaL_getmetatable(L, LOCK_MT);
+    luaL_getmetatable(L, SEM_MT);
+    new_type(L, i ? SEM_MT : LOCK_MT, sem_methods, sem_tostring, sem_release,
+             2);
+  }
+  new_type(L, EVENT_MT, event_methods, event_tostring, NULL, 0);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }
