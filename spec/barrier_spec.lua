@@ -9,17 +9,20 @@ describe("Barrier", function()
     assert.are.equal(3, b.parties)
     local log = helper.log()
     local ts = {}
-    for i = 1, 3 do
-      ts[i] = a.create_task(function()
-        a.sleep(0.001 * i)
+    local function party(i)
+      return function()
         log.add("in" .. i)
         local idx = b:wait()
         log.add("out")
         return idx
-      end)
+      end
     end
-    a.sleep(0.0025)
+    ts[1] = a.create_task(party(1))
+    ts[2] = a.create_task(party(2))
+    for _ = 1, 5 do a.sleep(0) end
     assert.are.equal(2, b.n_waiting)
+    assert.is_false(ts[1]:done())
+    ts[3] = a.create_task(party(3))
     local r = a.gather(ts)
     assert.are.same({0, 1, 2}, r)
     assert.are.equal("in1 in2 in3 out out out", log.str())
