@@ -256,5 +256,10 @@ LASYNC_API int luaopen_asyncio(lua_State *L);
 void host_task_types(lua_State *L, lasync_host *h);
 void host_open_task(lua_State *L, lasync_host *h);
 void host_open_loop(lua_State *L, lasync_host *h);
+void host_open_queue(lua_State *L, lasync_host *h);
+void host_open_sync(lua_State *L, lasync_host *h);
+void host_open_wait(lua_State *L, lasync_host *h);
+/* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
+void host_push_wait_internals(lua_State *L, lasync_host *h);
 
 #endif

@@ -1,0 +1,280 @@
+/* Deadlines and multi-task waits: asyncio.timeout / timeout_at (to-be-
+ * closed deadline objects) and the internal wait_any() that wait(),
+ * as_completed(), shield() and TaskGroup (bindings/sync.lua) build on.
+ *
+ * A timeout cancels its task when the deadline passes (Python 3.11+): the
+ * CancelledError unwinds to the scope's end, where __close sees that the
+ * cancellation was its own (the task's cancel count drops back to where it
+ * was on entry) and raises TimeoutError instead. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "waitq.h"
+
+#define TIMEOUT_MT "asyncio.Timeout"
+
+enum { TM_ACTIVE, TM_EXPIRING, TM_EXPIRED, TM_EXITED };
+
+typedef struct tmo {
+  host_timer timer;
+  lasync_host *h;
+  host_task *task;
+  uint64_t when;  /* uv_hrtime() deadline; meaningful if has_when */
+  int cancelling; /* the task's cancel count on entry */
+  int state;
+  int has_when;
+} tmo;
+
+static tmo *check_tmo(lua_State *L) {
+  return luaL_checkudata(L, 1, TIMEOUT_MT);
+}
+
+static void tmo_fire(lasync_host *h, host_timer *tm) {
+  tmo *o = host_container_of(tm, tmo, timer);
+  if (o->state != TM_ACTIVE) return;
+  o->state = TM_EXPIRING;
+  host_task_cancel(o->task, h->cbL, 0);
+}
+
+/* Converts an absolute loop time (asyncio.time() seconds) to a deadline. */
+static uint64_t deadline_at(lasync_host *h, double when) {
+  return host_deadline(h, when - (double)uv_hrtime() / 1e9);
+}
+
+static void tmo_arm(lua_State *L, tmo *o) {
+  host_timer_stop(o->h, &o->timer);
+  if (o->has_when && host_timer_start(o->h, &o->timer, o->when))
+    luaL_error(L, "asyncio: timeout(): out of memory");
+}
+
+/* Optional number at idx: nil means "no deadline". */
+static int opt_time(lua_State *L, int idx, double *out) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  *out = luaL_checknumber(L, idx);
+  luaL_argcheck(L, *out == *out, idx, "NaN");
+  return 1;
+}
+
+static int new_timeout(lua_State *L, int absolute, const char *fname) {
+  lasync_host *h = HOST(L);
+  double v = 0;
+  int has = opt_time(L, 1, &v);
+  host_task *t = host_check_task(L, fname);
+  tmo *o = lua_newuserdatauv(L, sizeof *o, 1);
+  memset(o, 0, sizeof *o);
+  host_timer_init(&o->timer, tmo_fire);
+  o->h = h;
+  o->task = t;
+  o->cancelling = t->ncancels;
+  o->state = TM_ACTIVE;
+  o->has_when = has;
+  if (has) o->when = absolute ? deadline_at(h, v) : host_deadline(h, v);
+  luaL_setmetatable(L, TIMEOUT_MT);
+  host_task_push(L, t); /* the timeout keeps its task alive */
+  lua_setiuservalue(L, -2, 1);
+  tmo_arm(L, o);
+  return 1;
+}
+
+static int l_timeout(lua_State *L) { return new_timeout(L, 0, "timeout"); }
+static int l_timeout_at(lua_State *L) {
+  return new_timeout(L, 1, "timeout_at");
+}
+
+/* tm:reschedule(when): a new absolute deadline (nil: none). */
+static int tmo_reschedule(lua_State *L) {
+  tmo *o = check_tmo(L);
+  double v = 0;
+  int has = opt_time(L, 2, &v);
+  if (o->state != TM_ACTIVE)
+    return host_error_raise(L, "RuntimeError",
+                            "cannot reschedule an expired or closed timeout");
+  o->has_when = has;
+  if (has) o->when = deadline_at(o->h, v);
+  tmo_arm(L, o);
+  return 0;
+}
+
+static int tmo_when(lua_State *L) {
+  tmo *o = check_tmo(L);
+  if (!o->has_when) return 0;
+  lua_pushnumber(L, (lua_Number)o->when / 1e9);
+  return 1;
+}
+
+static int tmo_expired(lua_State *L) {
+  tmo *o = check_tmo(L);
+  lua_pushboolean(L, o->state == TM_EXPIRING || o->state == TM_EXPIRED);
+  return 1;
+}
+
+/* __close(tm, err): ends the scope.  If the deadline cancelled the task
+ * and the error leaving the scope is that cancellation, raises
+ * TimeoutError in its place. */
+static int tmo_close(lua_State *L) {
+  tmo *o = check_tmo(L);
+  host_timer_stop(o->h, &o->timer);
+  if (o->state != TM_EXPIRING) {
+    if (o->state == TM_ACTIVE) o->state = TM_EXITED;
+    return 0;
+  }
+  o->state = TM_EXPIRED;
+  host_task *t = o->task;
+  if (t->ncancels > 0) t->ncancels--;
+  /* Ours alone: a cancellation not yet delivered is withdrawn too. */
+  if (t->ncancels == 0 && t->state != TASK_DONE && host_task_of(L) == t)
+    t->flags &= ~TF_MUST_CANCEL;
+  if (t->ncancels <= o->cancelling && host_is_cancelled_error(L, 2))
+    return host_error_raise(L, "TimeoutError", "the deadline has passed");
+  return 0;
+}
+
+static int tmo_gc(lua_State *L) {
+  tmo *o = lua_touserdata(L, 1);
+  host_timer_stop(o->h, &o->timer);
+  return 0;
+}
+
+static int tmo_tostring(lua_State *L) {
+  tmo *o = check_tmo(L);
+  static const char *const names[] = {"active", "expiring", "expired",
+                                      "exited"};
+  if (o->has_when)
+    lua_pushfstring(L, "<Timeout %s when=%f>", names[o->state],
+                    (lua_Number)o->when / 1e9);
+  else
+    lua_pushfstring(L, "<Timeout %s when=nil>", names[o->state]);
+  return 1;
+}
+
+/* ---- wait_any ----------------------------------------------------------- */
+
+typedef struct any_wait any_wait;
+typedef struct any_child {
+  host_listener l;
+  any_wait *w;
+} any_child;
+
+struct any_wait {
+  host_task *parent;
+  host_timer timer;
+  uint32_t n;
+  unsigned char woken, timed_out;
+  any_child child[];
+};
+
+static void any_release(any_wait *w) {
+  for (uint32_t i = 0; i < w->n; i++) host_task_unlisten(&w->child[i].l);
+  host_timer_stop(w->parent->h, &w->timer);
+  free(w);
+}
+
+static void any_wake(any_wait *w, int timed_out) {
+  if (w->woken) return;
+  w->woken = 1;
+  w->timed_out = (unsigned char)timed_out;
+  host_wake(w->parent, NULL, 0);
+}
+
+static void any_child_done(host_listener *l, host_task *done) {
+  (void)done;
+  any_wake(((any_child *)l)->w, 0);
+}
+
+static void any_fire(lasync_host *h, host_timer *tm) {
+  (void)h;
+  any_wake(host_container_of(tm, any_wait, timer), 1);
+}
+
+static int any_cancel(host_task *t, int woken) {
+  (void)woken;
+  any_release(t->wait_data);
+  return 0;
+}
+
+static int any_k(lua_State *L, lua_KContext ctx) {
+  any_wait *w = (any_wait *)ctx;
+  int timed_out = w->timed_out;
+  any_release(w);
+  lua_pushboolean(L, !timed_out);
+  return 1;
+}
+
+/* wait_any(tasks [, timeout]): suspends until one of the tasks is done
+ * (true) or the timeout passes (false).  Never cancels the tasks. */
+static int l_wait_any(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  double timeout = 0;
+  int has = opt_time(L, 2, &timeout);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    host_task *c = host_test_task_arg(L, -1);
+    if (!c)
+      return luaL_error(L, "bad argument #1 to 'wait_any' (item %d: task "
+                           "expected, got %s)", (int)i, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    if (c->state == TASK_DONE) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+  }
+  host_task *t = host_check_task(L, "wait");
+  if (has && timeout <= 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  any_wait *w = malloc(sizeof *w + (size_t)n * sizeof(any_child));
+  if (!w) return luaL_error(L, "asyncio: wait(): out of memory");
+  w->parent = t;
+  w->n = (uint32_t)n;
+  w->woken = w->timed_out = 0;
+  host_timer_init(&w->timer, any_fire);
+  for (lua_Integer i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, i + 1);
+    host_task *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    w->child[i].w = w;
+    host_list_init(&w->child[i].l.link);
+    host_task_listen(c, &w->child[i].l, any_child_done);
+  }
+  if (has && host_timer_start(t->h, &w->timer, host_deadline(t->h, timeout))) {
+    any_release(w);
+    return luaL_error(L, "asyncio: wait(): out of memory");
+  }
+  lua_settop(L, 1); /* the list keeps the tasks alive */
+  return host_park(L, t, any_cancel, w, any_k, (lua_KContext)w);
+}
+
+static const luaL_Reg tmo_methods[] = {{"reschedule", tmo_reschedule},
+                                       {"when", tmo_when},
+                                       {"expired", tmo_expired},
+                                       {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {{"timeout", l_timeout},
+                                 {"timeout_at", l_timeout_at},
+                                 {NULL, NULL}};
+
+void host_open_wait(lua_State *L, lasync_host *h) {
+  if (luaL_newmetatable(L, TIMEOUT_MT)) {
+    luaL_newlib(L, tmo_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, tmo_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, tmo_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, tmo_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, h);
+  luaL_setfuncs(L, funcs, 1);
+}
+
+/* Pushes the internal helpers the Lua part uses (a table). */
+void host_push_wait_internals(lua_State *L, lasync_host *h) {
+  lua_newtable(L);
+  lua_pushlightuserdata(L, h);
+  lua_pushcclosure(L, l_wait_any, 1);
+  lua_setfield(L, -2, "wait_any");
+}

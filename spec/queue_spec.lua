@@ -1,0 +1,283 @@
+local helper = require "spec.helper"
+local a = asyncio
+
+local function is(err, cls) return a.is(err, cls) end
+
+-- True once nothing refers to the task any more (weak table + full GC).
+local function collected(weak)
+  collectgarbage() collectgarbage()
+  return next(weak) == nil
+end
+
+describe("Queue", function()
+  after_each(helper.no_leaks)
+
+  it("is FIFO, reports qsize/empty/full and the maxsize attribute", function()
+    local q = a.Queue(3)
+    assert.are.equal(3, q.maxsize)
+    assert.is_true(q:empty())
+    assert.is_false(q:full())
+    for i = 1, 3 do q:put(i) end
+    assert.are.equal(3, q:qsize())
+    assert.is_true(q:full())
+    assert.are.same({1, 2, 3}, {q:get(), q:get(), q:get()})
+    assert.is_true(q:empty())
+    assert.are.equal(0, a.Queue().maxsize)
+    assert.is_false(a.Queue():full())
+    assert.matches("<Queue maxsize=3 qsize=0>", tostring(q))
+  end)
+
+  it("put_nowait / get_nowait raise QueueFull / QueueEmpty", function()
+    local q = a.Queue(1)
+    local ok, err = pcall(q.get_nowait, q)
+    assert.is_false(ok)
+    assert.is_true(is(err, a.QueueEmpty))
+    q:put_nowait("x")
+    ok, err = pcall(q.put_nowait, q, "y")
+    assert.is_false(ok)
+    assert.is_true(is(err, a.QueueFull))
+    assert.matches("QueueFull", tostring(err))
+    assert.are.equal("x", q:get_nowait())
+  end)
+
+  it("keeps nil-free values of every type, and grows when unbounded", function()
+    local q = a.Queue()
+    local t = {}
+    for i = 1, 1000 do q:put(i) end
+    q:put(t) q:put("s") q:put(false)
+    for i = 1, 1000 do assert.are.equal(i, q:get()) end
+    assert.are.equal(t, q:get())
+    assert.are.equal("s", q:get())
+    assert.are.equal(false, q:get())
+  end)
+
+  it("rejects misuse with Lua's wording", function()
+    local q = a.Queue()
+    assert.has_error(function() q.put({}, 1) end,
+      "bad argument #1 to 'put' (asyncio.Queue expected, got table)")
+    assert.has_error(function() q:put() end,
+      "bad argument #1 to 'put' (value expected)")
+    assert.has_error(function() a.Queue("x") end)
+  end)
+
+  it("get waits for a put and put waits for room, first come first served", function()
+    local q = a.Queue(1)
+    local log = helper.log()
+    local getters = {}
+    for i = 1, 3 do
+      getters[i] = a.create_task(function() local v = q:get() log.add("g" .. i .. "=" .. v) end)
+    end
+    a.sleep(0)
+    for i = 1, 3 do q:put(i * 10) end -- the 2nd and 3rd puts wait for room
+    for i = 1, 3 do getters[i]:await() end
+    assert.are.equal("g1=10 g2=20 g3=30", log.str())
+    -- putters queue in order too
+    q:put("a")
+    local p1 = a.create_task(function() q:put("b") end)
+    local p2 = a.create_task(function() q:put("c") end)
+    a.sleep(0)
+    assert.is_false(p1:done())
+    assert.are.same({"a", "b", "c"}, {q:get(), q:get(), q:get()})
+    p1:await() p2:await()
+  end)
+
+  it("producer/consumer with task_done and join", function()
+    local q = a.Queue(4)
+    local seen = {}
+    local function consumer()
+      while true do
+        local item = q:get()
+        a.sleep(0)
+        seen[#seen + 1] = item
+        q:task_done()
+      end
+    end
+    local workers = {}
+    for i = 1, 3 do workers[i] = a.create_task(consumer) end
+    for i = 1, 20 do q:put(i) end
+    q:join()
+    assert.are.equal(20, #seen)
+    table.sort(seen)
+    for i = 1, 20 do assert.are.equal(i, seen[i]) end
+    for i = 1, 3 do workers[i]:cancel() end
+    for i = 1, 3 do
+      local ok, err = pcall(workers[i].await, workers[i])
+      assert.is_false(ok)
+      assert.is_true(is(err, a.CancelledError))
+    end
+  end)
+
+  it("join returns at once when nothing is unfinished; task_done too often raises", function()
+    local q = a.Queue()
+    q:join()
+    local ok, err = pcall(q.task_done, q)
+    assert.is_false(ok)
+    assert.is_true(is(err, a.ValueError))
+  end)
+
+  it("a getter cancelled while waiting takes nothing", function()
+    local q = a.Queue()
+    local g1 = a.create_task(function() return q:get() end)
+    local g2 = a.create_task(function() return q:get() end)
+    a.sleep(0)
+    g1:cancel()
+    a.sleep(0)
+    q:put("item")
+    assert.are.equal("item", g2:await())
+    assert.is_true(g1:cancelled())
+  end)
+
+  it("a getter cancelled after being woken passes the item on (same turn)", function()
+    local q = a.Queue()
+    local g1 = a.create_task(function() return q:get() end)
+    local g2 = a.create_task(function() return q:get() end)
+    a.sleep(0)
+    q:put("one")  -- wakes g1
+    g1:cancel()   -- before it ran: the item goes to g2
+    assert.are.equal("one", g2:await())
+    local ok, err = pcall(g1.await, g1)
+    assert.is_false(ok)
+    assert.is_true(is(err, a.CancelledError))
+    assert.are.equal(0, q:qsize())
+  end)
+
+  it("a get timing out at the same loop turn as its wake-up leaves the item", function()
+    local q = a.Queue()
+    local T = a.time() + 0.02 * helper.slow
+    local g = a.create_task(function()
+      local _ <close> = a.timeout_at(T)
+      return q:get()
+    end)
+    a.sleep(0)
+    while a.time() < T + 0.002 do end -- hold the loop past the deadline
+    q:put("kept")  -- wakes g; its deadline fires before g runs
+    local ok, err = pcall(g.await, g)
+    assert.is_false(ok)
+    assert.is_true(is(err, a.TimeoutError))
+    assert.are.equal(1, q:qsize())
+    assert.are.equal("kept", q:get_nowait())
+  end)
+
+  it("a putter cancelled after being woken does not put, the next one does", function()
+    local q = a.Queue(1)
+    q:put(0)
+    local p1 = a.create_task(function() q:put(1) end)
+    local p2 = a.create_task(function() q:put(2) end)
+    a.sleep(0)
+    assert.are.equal(0, q:get()) -- frees a slot: p1 woken
+    p1:cancel()
+    p2:await()
+    assert.are.equal(2, q:get())
+    assert.is_true(q:empty())
+    assert.is_true(p1:cancelled())
+  end)
+
+  it("wait_for on get times out and never loses an item", function()
+    local q = a.Queue()
+    local ok, err = pcall(a.wait_for, function() return q:get() end, 0.01)
+    assert.is_false(ok)
+    assert.is_true(is(err, a.TimeoutError))
+    q:put(1)
+    assert.are.equal(1, q:get())
+  end)
+
+  it("holds no reference to a cancelled waiter", function()
+    local q = a.Queue()
+    local weak = setmetatable({}, {__mode = "k"})
+    local t = a.create_task(function() return q:get() end)
+    weak[t] = true
+    a.sleep(0)
+    t:cancel()
+    a.sleep(0)
+    assert.is_true(t:done())
+    t = nil
+    assert.is_true(collected(weak))
+    q:put(1) -- the list is intact
+    assert.are.equal(1, q:get())
+  end)
+
+  it("shutdown: put raises, get drains then raises, waiters are released", function()
+    local q = a.Queue(1)
+    local getter = a.create_task(function() return q:get() end)
+    a.sleep(0)
+    q:shutdown()
+    local ok, err = pcall(getter.await, getter)
+    assert.is_false(ok)
+    assert.is_true(is(err, a.QueueShutDown))
+    ok, err = pcall(q.put, q, 1)
+    assert.is_true(is(err, a.QueueShutDown))
+
+    local q2 = a.Queue(1)
+    q2:put("left")
+    local putter = a.create_task(function() q2:put("blocked") end)
+    a.sleep(0)
+    q2:shutdown()
+    ok, err = pcall(putter.await, putter)
+    assert.is_true(is(err, a.QueueShutDown))
+    assert.are.equal("left", q2:get())
+    ok, err = pcall(q2.get, q2)
+    assert.is_true(is(err, a.QueueShutDown))
+  end)
+
+  it("shutdown(true) drops the items and releases join", function()
+    local q = a.Queue()
+    q:put(1) q:put(2)
+    local joiner = a.create_task(function() q:join() return "joined" end)
+    a.sleep(0)
+    q:shutdown(true)
+    assert.are.equal("joined", joiner:await())
+    assert.is_true(q:empty())
+    local ok, err = pcall(q.get_nowait, q)
+    assert.is_true(is(err, a.QueueShutDown))
+  end)
+
+  it("a waiting put/get outside a task raises a clear error", function()
+    local out = helper.run_script([[
+      local q = asyncio.Queue(1)
+      q:put(1)
+      local co = coroutine.wrap(function() return pcall(q.put, q, 2) end)
+      print(co())
+    ]])
+    assert.matches("put%(%) called outside a task", out)
+  end)
+end)
+
+describe("PriorityQueue", function()
+  after_each(helper.no_leaks)
+
+  it("gives the smallest first; tables compare by [1]; ties stay FIFO", function()
+    local q = a.PriorityQueue()
+    q:put({3, "c"}) q:put({1, "a"}) q:put({2, "b1"}) q:put({2, "b2"}) q:put({0, "z"})
+    local out = {}
+    while not q:empty() do out[#out + 1] = q:get()[2] end
+    assert.are.same({"z", "a", "b1", "b2", "c"}, out)
+    for _, v in ipairs{5, 3, 9, 1, 7} do q:put(v) end
+    assert.are.same({1, 3, 5, 7, 9}, {q:get(), q:get(), q:get(), q:get(), q:get()})
+  end)
+
+  it("takes a key function", function()
+    local q = a.PriorityQueue{key = function(s) return #s end, maxsize = 5}
+    assert.are.equal(5, q.maxsize)
+    for _, s in ipairs{"ccc", "a", "bb"} do q:put(s) end
+    assert.are.same({"a", "bb", "ccc"}, {q:get(), q:get(), q:get()})
+  end)
+
+  it("an incomparable item raises and leaves the queue usable", function()
+    local q = a.PriorityQueue()
+    q:put(1)
+    assert.has_error(function() q:put("x") end)
+    assert.are.equal(2, q:qsize())
+  end)
+end)
+
+describe("LifoQueue", function()
+  after_each(helper.no_leaks)
+
+  it("is last in, first out", function()
+    local q = a.LifoQueue(3)
+    q:put(1) q:put(2) q:put(3)
+    assert.is_true(q:full())
+    assert.are.same({3, 2, 1}, {q:get(), q:get(), q:get()})
+    assert.matches("LifoQueue", tostring(q))
+  end)
+end)
