@@ -112,6 +112,7 @@ typedef struct xfer {
   unsigned char state, want;
   unsigned char has_slot, stream, follow, verify, ready, paused;
   unsigned char too_large, oom, has_location, closed_early;
+  unsigned char special; /* options beyond the pooled handles' base set */
   char err[CURL_ERROR_SIZE];
 } xfer;
 
@@ -156,6 +157,9 @@ static void running_dec(session *s) {
   if (--s->nrunning == 0) set_ref(s, 0);
 }
 
+static size_t on_write(char *d, size_t size, size_t n, void *ud);
+static size_t on_header(char *d, size_t size, size_t n, void *ud);
+
 /* ---- waking ----------------------------------------------------------- */
 
 /* Wakes the task parked on x if what it waits for has happened. */
@@ -189,15 +193,41 @@ static void slot_release(session *s) {
   xfer_notify(x);
 }
 
-/* Reset on the way in, so an idle handle keeps no pointer into a
- * transfer that may be freed. */
-static void pool_put(session *s, CURL *e) {
-  if (!s->closed && s->npool < POOL_MAX) {
-    curl_easy_reset(e);
-    s->pool[s->npool++] = e;
-  } else {
+/* Options every transfer has; pooled handles keep them, so a plain GET
+ * sets only its own pointers and URL.  Proxies from the environment are
+ * not used unless asked for (aiohttp's trust_env=False): it also spares a
+ * getenv() round per request. */
+static void set_base(CURL *e) {
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "lasync/" LASYNC_VERSION);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+}
+
+/* A handle goes back to the pool in its base state: a plain request only
+ * changed pointers (cleared here so an idle handle points at nothing that
+ * may be freed), any other is reset. */
+static void pool_put(session *s, CURL *e, int special) {
+  if (s->closed || s->npool >= POOL_MAX) {
     curl_easy_cleanup(e);
+    return;
   }
+  if (special) {
+    curl_easy_reset(e);
+    set_base(e);
+  } else {
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+  }
+  s->pool[s->npool++] = e;
 }
 
 static void capture_info(xfer *x) {
@@ -223,7 +253,7 @@ static void xfer_detach(xfer *x) {
     x->has_slot = 0;
     slot_release(s);
   }
-  if (x->easy) pool_put(s, x->easy);
+  if (x->easy) pool_put(s, x->easy, x->special);
   x->easy = NULL;
   x->s = NULL;
 }
@@ -254,7 +284,7 @@ static void xfer_complete(xfer *x, CURLcode rc) {
   host_list_remove(&x->link);
   running_dec(s);
   x->state = X_DONE;
-  pool_put(s, x->easy);
+  pool_put(s, x->easy, x->special);
   x->easy = NULL;
   if (x->has_slot) {
     x->has_slot = 0;
@@ -389,6 +419,14 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud) {
   if (x->max_body >= 0 && x->received + (curl_off_t)len > x->max_body) {
     x->too_large = 1;
     return 0;
+  }
+  if (x->body.cap == 0 && !x->stream) { /* one allocation for the body */
+    curl_off_t cl = -1;
+    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > (curl_off_t)len && cl < 64 * 1024 * 1024) {
+      x->body.p = malloc((size_t)cl);
+      x->body.cap = x->body.p ? (size_t)cl : 0;
+    }
   }
   if (buf_add(&x->body, d, len)) {
     x->oom = 1;
@@ -695,8 +733,8 @@ static int start(lua_State *L, host_task *t, xfer *x) {
   CURL *e;
   if (s->npool) {
     e = s->pool[--s->npool];
-  } else {
-    e = curl_easy_init();
+  } else if ((e = curl_easy_init())) {
+    set_base(e);
   }
   if (!e) {
     xfer_finish(x);
@@ -705,38 +743,37 @@ static int start(lua_State *L, host_task *t, xfer *x) {
   x->easy = e;
   curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
   curl_easy_setopt(e, CURLOPT_URL, lua_tostring(L, 3));
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_USERAGENT, "lasync/" LASYNC_VERSION);
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)x->follow);
-  curl_easy_setopt(e, CURLOPT_MAXREDIRS, x->max_redirs);
-  if (x->timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
-  if (x->connect_timeout_ms)
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
-  if (!x->verify) {
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (x->max_body >= 0)
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
-  const char *cafile = opt_string(L, "cafile");
-  if (cafile) curl_easy_setopt(e, CURLOPT_CAINFO, cafile);
-  const char *proxy = opt_string(L, "proxy");
-  if (proxy) curl_easy_setopt(e, CURLOPT_PROXY, proxy);
   size_t blen = 0;
   const char *body = NULL;
   if (lua_getiuservalue(L, X_IDX, 2) == LUA_TSTRING)
     body = lua_tolstring(L, -1, &blen);
   lua_pop(L, 1);
-  if (strcmp(method, "GET") == 0 && !body) {
-    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  int get = strcmp(method, "GET") == 0 && !body;
+  x->special = !get || x->hdrs || !x->follow || x->max_redirs != 10 ||
+               x->timeout_ms || x->connect_timeout_ms || !x->verify ||
+               x->max_body >= 0 || !lua_isnil(L, 4);
+  if (x->special) {
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)x->follow);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, x->max_redirs);
+    if (x->timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    if (x->connect_timeout_ms)
+      curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
+    if (!x->verify) {
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (x->max_body >= 0)
+      curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
+    const char *cafile = opt_string(L, "cafile");
+    if (cafile) curl_easy_setopt(e, CURLOPT_CAINFO, cafile);
+    const char *proxy = opt_string(L, "proxy");
+    if (proxy) curl_easy_setopt(e, CURLOPT_PROXY, proxy);
+  }
+  if (get) {
+    /* the base state */
   } else if (strcmp(method, "HEAD") == 0) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else {
