@@ -2,6 +2,7 @@
 -- against the python test server on 127.0.0.1.
 local helper = require "spec.helper"
 local servers = require "spec.http_servers"
+local http = require "asyncio.http"
 
 local function run(script, args)
   return helper.sh(helper.quote(helper.lasync) .. " scripts/" .. script .. " " .. args)
@@ -36,7 +37,7 @@ describe("http scripts", function()
   end)
 
   it("fetcher.lua -c 5 keeps at most 5 in flight and prints a summary", function()
-    servers.sh_ok("curl -s " .. py.url .. "/reset")
+    http.fetch(py.url .. "/reset")
     local list = helper.tmpname(".txt")
     local lines = {"# a comment", ""}
     for _ = 1, 20 do lines[#lines + 1] = py.url .. "/inflight?ms=50" end
@@ -47,8 +48,7 @@ describe("http scripts", function()
     assert.matches("fetched 20 urls in [%d.]+ s %([%d.]+ req/s%), 0 failed, 40 bytes, at most 5 in flight %(limit 5%)", out)
     assert.matches("results: 200 x20", out)
     assert.is_nil(out:find("\r", 1, true)) -- no progress line when not a terminal
-    local stats = servers.sh_ok("curl -s " .. py.url .. "/stats")
-    assert.matches('"max": 5', stats)
+    assert.are.equal(5, http.fetch(py.url .. "/stats"):json().max)
   end)
 
   it("fetcher.lua counts failures and exits 1", function()

@@ -298,7 +298,10 @@ describe("asyncio.http", function()
       assert.are.equal(BIG, total)
       assert.is_true(biggest <= 300 * 1024, "biggest chunk " .. biggest)
       assert.is_true(lua_peak < 1024, "Lua heap grew by KiB " .. lua_peak)
-      assert.is_true(rss_peak < 3 * 1024, "RSS grew by KiB " .. rss_peak)
+      -- RSS means nothing under ASan (quarantine) or valgrind
+      if helper.slow == 1 then
+        assert.is_true(rss_peak < 3 * 1024, "RSS grew by KiB " .. rss_peak)
+      end
     end)
 
     it("save() streams a body to a file", function()
