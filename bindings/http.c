@@ -538,6 +538,10 @@ static void session_close(session *s, lua_State *L) {
   s->closed = 1;
   for (int i = 0; i < s->npool; i++) curl_easy_cleanup(s->pool[i]);
   s->npool = 0;
+  /* curl must not call back into handles being closed while it closes
+   * its connections. */
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, NULL);
   while ((l = host_list_first(&s->socks))) {
     sock *k = host_container_of(l, sock, link);
     uv_poll_stop(&k->poll);
@@ -548,25 +552,19 @@ static void session_close(session *s, lua_State *L) {
   uv_close((uv_handle_t *)&s->timer, handle_closed);
 }
 
-static int session_gc(lua_State *L) {
+/* close() wakes waiting tasks; __gc (nothing can wait) does not. */
+static int close_box(lua_State *L, int wake) {
   session **box = test_session(L, 1);
   if (*box) {
     session *s = *box;
     *box = NULL;
-    session_close(s, NULL);
+    session_close(s, wake ? L : NULL);
   }
   return 0;
 }
 
-static int l_close(lua_State *L) {
-  session **box = test_session(L, 1);
-  if (*box) {
-    session *s = *box;
-    *box = NULL;
-    session_close(s, L);
-  }
-  return 0;
-}
+static int session_gc(lua_State *L) { return close_box(L, 0); }
+static int l_close(lua_State *L) { return close_box(L, 1); }
 
 /* core.session(limit, limit_per_host) -> session object */
 static int l_session(lua_State *L) {
