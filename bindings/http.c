@@ -942,16 +942,27 @@ typedef struct fsreq {
   char data[];
 } fsreq;
 
+static void close_done(uv_fs_t *r) {
+  uv_fs_req_cleanup(r);
+  free(r);
+}
+
 static void fs_done(uv_fs_t *r) {
   fsreq *f = r->data;
   if (f->task) {
     host_task *t = f->task;
     f->task = NULL;
     host_wake(t, NULL, 0);
-  } else {
-    uv_fs_req_cleanup(r);
-    free(f);
+    return;
   }
+  /* Orphaned by a cancelled task: an open that succeeded is closed. */
+  if (r->fs_type == UV_FS_OPEN && r->result >= 0) {
+    uv_fs_t *c = malloc(sizeof *c);
+    if (c && uv_fs_close(r->loop, c, (uv_file)r->result, close_done) < 0)
+      free(c);
+  }
+  uv_fs_req_cleanup(r);
+  free(f);
 }
 
 /* woken 0: the request is still on the thread pool: orphan it (fs_done
@@ -1056,11 +1067,6 @@ static int l_fs_write(lua_State *L) {
   }
   f->task = t;
   return host_park(L, t, fs_cancel, f, write_k, (lua_KContext)f);
-}
-
-static void close_done(uv_fs_t *r) {
-  uv_fs_req_cleanup(r);
-  free(r);
 }
 
 /* core.fs_close(fd): queued on the thread pool; never waits. */

@@ -327,6 +327,22 @@ describe("asyncio.http", function()
       r:close()
     end)
 
+    it("cancelling save() at any point leaves nothing behind", function()
+      for delay = 0, 3 do
+        local path = helper.tmpname(".bin")
+        local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=50", {stream = true})
+        local t = asyncio.create_task(function() return r:save(path) end)
+        for _ = 0, delay do asyncio.sleep(0) end
+        t:cancel()
+        local ok, e = pcall(t.await, t)
+        assert.is_false(ok)
+        assert.is_true(asyncio.is(e, asyncio.CancelledError))
+        r:close()
+        os.remove(path)
+      end
+      asyncio.sleep(0.01)
+    end)
+
     it("a closed stream raises when read", function()
       local r = http.fetch(py.url .. "/bytes?n=" .. BIG, {stream = true})
       r:close()
