@@ -1025,9 +1025,23 @@ static int l_fs_open(lua_State *L) {
   return host_park(L, t, fs_cancel, f, open_k, (lua_KContext)f);
 }
 
+static int write_k(lua_State *L, lua_KContext ctx);
+
+/* Writes what is left of f's data at the file's position and parks. */
+static int write_rest(lua_State *L, fsreq *f) {
+  uv_buf_t b = uv_buf_init(f->data + f->off, (unsigned)(f->len - f->off));
+  int rc = uv_fs_write(HOST(L)->loop, &f->req, (uv_file)lua_tointeger(L, 1), &b,
+                       1, -1, fs_done);
+  if (rc < 0) {
+    f->req.result = rc;
+    return fs_raise(L, f, "file", "write to");
+  }
+  f->task = host_task_of(L);
+  return host_park(L, f->task, fs_cancel, f, write_k, (lua_KContext)f);
+}
+
 static int write_k(lua_State *L, lua_KContext ctx) {
   fsreq *f = (fsreq *)ctx;
-  host_task *t = host_task_of(L);
   ssize_t n = f->req.result;
   if (n < 0) return fs_raise(L, f, "file", "write to");
   f->off += (size_t)n;
@@ -1036,37 +1050,22 @@ static int write_k(lua_State *L, lua_KContext ctx) {
     free(f);
     return 0;
   }
-  uv_buf_t b = uv_buf_init(f->data + f->off, (unsigned)(f->len - f->off));
-  int rc = uv_fs_write(HOST(L)->loop, &f->req, (uv_file)lua_tointeger(L, 1), &b,
-                       1, -1, fs_done);
-  if (rc < 0) {
-    f->req.result = rc;
-    return fs_raise(L, f, "file", "write to");
-  }
-  f->task = t;
-  return host_park(L, t, fs_cancel, f, write_k, (lua_KContext)f);
+  return write_rest(L, f);
 }
 
 /* core.fs_write(fd, data): the whole string is written (a copy, so a
  * cancelled write never reads freed memory). */
 static int l_fs_write(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_checkinteger(L, 1);
   size_t len;
   const char *data = luaL_checklstring(L, 2, &len);
-  host_task *t = host_check_task(L, "save");
-  lua_settop(L, 1);
+  host_check_task(L, "save");
   if (len == 0) return 0;
   fsreq *f = fs_new(L, len);
   memcpy(f->data, data, len);
   f->len = len;
-  uv_buf_t b = uv_buf_init(f->data, (unsigned)len);
-  int rc = uv_fs_write(HOST(L)->loop, &f->req, (uv_file)fd, &b, 1, -1, fs_done);
-  if (rc < 0) {
-    f->req.result = rc;
-    return fs_raise(L, f, "file", "write to");
-  }
-  f->task = t;
-  return host_park(L, t, fs_cancel, f, write_k, (lua_KContext)f);
+  lua_settop(L, 1);
+  return write_rest(L, f);
 }
 
 /* core.fs_close(fd): queued on the thread pool; never waits. */
