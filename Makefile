@@ -15,7 +15,7 @@ EXAMPLE    ?= scripts/say_after.lua
 
 PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson valgrind \
-            python3
+            python3 nginx openssl
 
 .PHONY: all deps build run test check spec asan valgrind bench clean
 

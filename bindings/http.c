@@ -1,0 +1,1147 @@
+/* asyncio.http, the C half: libcurl's multi-socket API driven by the host's
+ * libuv loop.  No HTTP is parsed here beyond splitting the status line.
+ *
+ * One session = one curl multi handle (its connection cache is the
+ * keep-alive pool), one uv_timer for curl's timeout and one uv_poll per
+ * socket curl asks about.  The session's C struct is malloc'd and freed
+ * only when its Lua object is closed and every one of its handles has run
+ * its close callback.  Those handles are referenced (keep the loop alive)
+ * only while a transfer is running, so an idle pool does not keep a
+ * program from exiting.
+ *
+ * A request is an `xfer` userdata on the requesting task's stack.  It
+ * waits FIFO for a slot (at most `limit` requests in flight), takes an easy
+ * handle from the session's small pool, is added to the multi handle and
+ * parks its task; curl's callbacks only fill C buffers and wake tasks.  The
+ * continuation builds the Lua response in the task.  xfer_finish() is the
+ * one idempotent cleanup (cancel hook, close, __gc, normal completion).
+ *
+ * The Lua half (http.lua, compiled in) does options, responses, headers
+ * and the Session class. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "../host/host.h"
+/* bindings/http.lua, compiled in (cmake/embed.cmake) */
+extern const unsigned char lasync_http_lua[];
+extern const size_t lasync_http_lua_len;
+
+#define HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+#define SESSION_MT "asyncio.http.core.Session"
+#define XFER_MT "asyncio.http.core.Transfer"
+#define RESPONSE_MT "asyncio.http.Response"
+#define ERROR_CLASS "HTTPError"
+#define STATUS_CLASS "HTTPStatusError"
+
+#define POOL_MAX 64                /* idle easy handles kept per session */
+#define STREAM_HIGH (256 * 1024)   /* a stream pauses curl above this */
+
+/* ---- growable byte buffer --------------------------------------------- */
+
+typedef struct buf {
+  char *p;
+  size_t len, cap;
+} buf;
+
+static int buf_add(buf *b, const char *d, size_t n) {
+  if (n > b->cap - b->len) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) return -1;
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, d, n);
+  b->len += n;
+  return 0;
+}
+
+static void buf_free(buf *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+/* ---- types ------------------------------------------------------------ */
+
+typedef struct session session;
+
+typedef struct sock {
+  uv_poll_t poll;
+  host_link link; /* in session->socks while open */
+  session *s;
+  curl_socket_t fd;
+} sock;
+
+struct session {
+  lasync_host *h;
+  CURLM *multi;
+  uv_timer_t timer;
+  host_link socks;   /* open sock handles */
+  host_link active;  /* xfers in the multi handle */
+  host_link waiters; /* xfers waiting for a slot, FIFO */
+  CURL *pool[POOL_MAX];
+  int npool;
+  int limit;     /* requests in flight at most (INT_MAX: no limit) */
+  int inflight;  /* slots taken */
+  int nrunning;  /* transfers in the multi handle */
+  int nhandles;  /* uv handles not yet closed */
+  int closed;    /* the Lua object let go of it */
+};
+
+enum { X_NEW, X_QUEUED, X_RUNNING, X_DONE, X_FINISHED };
+enum { W_SLOT, W_DONE, W_READY, W_DATA };
+
+typedef struct xfer {
+  host_link link;        /* in session->waiters or ->active */
+  session *s;            /* NULL once nothing of the session is held */
+  CURL *easy;
+  host_task *task;       /* the task parked on this transfer, or NULL */
+  struct curl_slist *hdrs;
+  buf body, head;
+  char *url;             /* final URL, malloc'd */
+  long status;
+  curl_off_t max_body;   /* -1: no cap */
+  curl_off_t received;
+  long timeout_ms, connect_timeout_ms, max_redirs;
+  CURLcode result;
+  unsigned char state, want;
+  unsigned char has_slot, stream, follow, verify, ready, paused;
+  unsigned char too_large, oom, has_location, closed_early;
+  unsigned char special; /* options beyond the pooled handles' base set */
+  char err[CURL_ERROR_SIZE];
+} xfer;
+
+/* ---- session handles -------------------------------------------------- */
+
+static void session_maybe_free(session *s) {
+  if (s->closed && s->nhandles == 0) free(s);
+}
+
+static void handle_closed(uv_handle_t *hd) {
+  session *s = hd->data;
+  s->nhandles--;
+  session_maybe_free(s);
+}
+
+static void sock_closed(uv_handle_t *hd) {
+  sock *k = host_container_of((uv_poll_t *)hd, sock, poll);
+  session *s = k->s;
+  free(k);
+  s->nhandles--;
+  session_maybe_free(s);
+}
+
+static void sock_close(sock *k) {
+  host_list_remove(&k->link);
+  uv_close((uv_handle_t *)&k->poll, sock_closed);
+}
+
+/* Handles keep the loop alive only while a transfer runs. */
+static void set_ref(session *s, int on) {
+  void (*fn)(uv_handle_t *) = on ? uv_ref : uv_unref;
+  fn((uv_handle_t *)&s->timer);
+  for (host_link *l = s->socks.next; l != &s->socks; l = l->next)
+    fn((uv_handle_t *)&host_container_of(l, sock, link)->poll);
+}
+
+static void running_inc(session *s) {
+  if (s->nrunning++ == 0) set_ref(s, 1);
+}
+
+static void running_dec(session *s) {
+  if (--s->nrunning == 0) set_ref(s, 0);
+}
+
+static size_t on_write(char *d, size_t size, size_t n, void *ud);
+static size_t on_header(char *d, size_t size, size_t n, void *ud);
+
+/* ---- waking ----------------------------------------------------------- */
+
+/* Wakes the task parked on x if what it waits for has happened. */
+static void xfer_notify(xfer *x) {
+  host_task *t = x->task;
+  int go = 0;
+  if (!t) return;
+  switch (x->want) {
+  case W_SLOT: go = x->has_slot; break;
+  case W_DONE: go = x->state >= X_DONE; break;
+  case W_READY: go = x->ready || x->state >= X_DONE; break;
+  case W_DATA: go = x->body.len > 0 || x->state >= X_DONE; break;
+  }
+  if (go) {
+    x->task = NULL;
+    host_wake(t, NULL, 0);
+  }
+}
+
+/* A slot is free: hand it to the first waiter (it stays counted). */
+static void slot_release(session *s) {
+  host_link *l = host_list_first(&s->waiters);
+  if (!l) {
+    s->inflight--;
+    return;
+  }
+  xfer *x = host_container_of(l, xfer, link);
+  host_list_remove(l);
+  x->state = X_NEW;
+  x->has_slot = 1;
+  xfer_notify(x);
+}
+
+/* Options every transfer has; pooled handles keep them, so a plain GET
+ * sets only its own pointers and URL.  Proxies from the environment are
+ * not used unless asked for (aiohttp's trust_env=False): it also spares a
+ * getenv() round per request. */
+static void set_base(CURL *e) {
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "lasync/" LASYNC_VERSION);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+}
+
+/* A handle goes back to the pool in its base state: a plain request only
+ * changed pointers (cleared here so an idle handle points at nothing that
+ * may be freed), any other is reset. */
+static void pool_put(session *s, CURL *e, int special) {
+  if (s->closed || s->npool >= POOL_MAX) {
+    curl_easy_cleanup(e);
+    return;
+  }
+  if (special) {
+    curl_easy_reset(e);
+    set_base(e);
+  } else {
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+  }
+  s->pool[s->npool++] = e;
+}
+
+static void capture_info(xfer *x) {
+  char *u = NULL;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u);
+  free(x->url);
+  x->url = u ? strdup(u) : NULL;
+}
+
+/* Releases everything the transfer holds of its session. */
+static void xfer_detach(xfer *x) {
+  session *s = x->s;
+  if (!s) return;
+  if (x->state == X_QUEUED) {
+    host_list_remove(&x->link);
+  } else if (x->state == X_RUNNING) {
+    curl_multi_remove_handle(s->multi, x->easy);
+    host_list_remove(&x->link);
+    running_dec(s);
+  }
+  if (x->has_slot) {
+    x->has_slot = 0;
+    slot_release(s);
+  }
+  if (x->easy) pool_put(s, x->easy, x->special);
+  x->easy = NULL;
+  x->s = NULL;
+}
+
+/* The one cleanup: idempotent; called by the cancel hook, close, __gc and
+ * when a plain response has been built. */
+static void xfer_finish(xfer *x) {
+  if (x->state == X_FINISHED) return;
+  if (x->state < X_DONE) x->closed_early = 1;
+  xfer_detach(x);
+  if (x->easy) curl_easy_cleanup(x->easy);
+  x->easy = NULL;
+  x->task = NULL;
+  x->state = X_FINISHED;
+  curl_slist_free_all(x->hdrs);
+  x->hdrs = NULL;
+  buf_free(&x->body);
+  buf_free(&x->head);
+  free(x->url);
+  x->url = NULL;
+}
+
+static void xfer_complete(xfer *x, CURLcode rc) {
+  session *s = x->s;
+  x->result = rc;
+  if (rc == CURLE_OK && !x->ready) capture_info(x);
+  curl_multi_remove_handle(s->multi, x->easy);
+  host_list_remove(&x->link);
+  running_dec(s);
+  x->state = X_DONE;
+  pool_put(s, x->easy, x->special);
+  x->easy = NULL;
+  if (x->has_slot) {
+    x->has_slot = 0;
+    slot_release(s);
+  }
+  x->s = NULL;
+  xfer_notify(x);
+}
+
+static void check_done(session *s) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(s->multi, &left))) {
+    if (m->msg != CURLMSG_DONE) continue;
+    xfer *x = NULL;
+    CURLcode rc = m->data.result;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    if (x) xfer_complete(x, rc);
+  }
+}
+
+/* ---- curl's callbacks (loop context: no Lua) -------------------------- */
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  sock *k = host_container_of(p, sock, poll);
+  session *s = k->s;
+  int flags = 0, running;
+  if (status < 0)
+    flags = CURL_CSELECT_ERR;
+  else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  curl_multi_socket_action(s->multi, k->fd, flags, &running);
+  check_done(s);
+}
+
+static void on_timeout(uv_timer_t *tm) {
+  session *s = tm->data;
+  int running;
+  curl_multi_socket_action(s->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(s);
+}
+
+static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
+                     void *socketp) {
+  session *s = userp;
+  sock *k = socketp;
+  (void)e;
+  if (what == CURL_POLL_REMOVE) {
+    if (k) {
+      curl_multi_assign(s->multi, fd, NULL);
+      sock_close(k);
+    }
+    return 0;
+  }
+  if (!k) {
+    k = malloc(sizeof *k);
+    if (!k) return -1;
+    if (uv_poll_init_socket(s->h->loop, &k->poll, fd)) {
+      free(k);
+      return -1;
+    }
+    k->s = s;
+    k->fd = fd;
+    k->poll.data = s;
+    s->nhandles++;
+    host_list_push(&s->socks, &k->link);
+    if (!s->nrunning) uv_unref((uv_handle_t *)&k->poll);
+    curl_multi_assign(s->multi, fd, k);
+  }
+  int ev = 0;
+  if (what & CURL_POLL_IN) ev |= UV_READABLE;
+  if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
+  return uv_poll_start(&k->poll, ev, on_poll) ? -1 : 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+  session *s = userp;
+  (void)multi;
+  if (timeout_ms < 0)
+    uv_timer_stop(&s->timer);
+  else
+    uv_timer_start(&s->timer, on_timeout, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+static void mark_ready(xfer *x) {
+  x->ready = 1;
+  capture_info(x);
+  xfer_notify(x);
+}
+
+static int is_redirect(long code) {
+  return code == 301 || code == 302 || code == 303 || code == 307 ||
+         code == 308;
+}
+
+static size_t on_header(char *d, size_t size, size_t n, void *ud) {
+  xfer *x = ud;
+  size_t len = size * n;
+  if (x->ready) return len; /* trailers */
+  if (len >= 5 && memcmp(d, "HTTP/", 5) == 0) {
+    x->head.len = 0; /* a new response: after a redirect or a 1xx */
+    x->has_location = 0;
+  } else if (len >= 9 && strncasecmp(d, "location:", 9) == 0) {
+    x->has_location = 1;
+  }
+  if (buf_add(&x->head, d, len)) {
+    x->oom = 1;
+    return 0;
+  }
+  if (x->stream && (len <= 2 && (d[0] == '\r' || d[0] == '\n'))) {
+    long code = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200 && !(x->follow && x->has_location && is_redirect(code)))
+      mark_ready(x);
+  }
+  return len;
+}
+
+static size_t on_write(char *d, size_t size, size_t n, void *ud) {
+  xfer *x = ud;
+  size_t len = size * n;
+  if (x->stream) {
+    if (!x->ready) mark_ready(x);
+    if (x->body.len >= STREAM_HIGH) { /* the consumer is slower */
+      x->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+  }
+  if (x->max_body >= 0 && x->received + (curl_off_t)len > x->max_body) {
+    x->too_large = 1;
+    return 0;
+  }
+  if (x->body.cap == 0 && !x->stream) { /* one allocation for the body */
+    curl_off_t cl = -1;
+    curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+    if (cl > (curl_off_t)len && cl < 64 * 1024 * 1024) {
+      x->body.p = malloc((size_t)cl);
+      x->body.cap = x->body.p ? (size_t)cl : 0;
+    }
+  }
+  if (buf_add(&x->body, d, len)) {
+    x->oom = 1;
+    return 0;
+  }
+  x->received += len;
+  if (x->stream) xfer_notify(x);
+  return len;
+}
+
+/* ---- errors ----------------------------------------------------------- */
+
+static const char *error_kind(xfer *x) {
+  if (x->too_large) return "body_too_large";
+  switch (x->result) {
+  case CURLE_URL_MALFORMAT:
+  case CURLE_UNSUPPORTED_PROTOCOL:
+    return "invalid_url";
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+    return "dns";
+  case CURLE_COULDNT_CONNECT:
+    return "connect";
+  case CURLE_OPERATION_TIMEDOUT:
+    return "timeout";
+  case CURLE_TOO_MANY_REDIRECTS:
+    return "too_many_redirects";
+  case CURLE_FILESIZE_EXCEEDED:
+    return "body_too_large";
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_SSL_SHUTDOWN_FAILED:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_USE_SSL_FAILED:
+    return "tls";
+  default:
+    return "protocol";
+  }
+}
+
+/* Pushes http.Error{kind=, url=, code=, message=}. */
+static void push_error(lua_State *L, const char *kind, const char *url,
+                       int code, const char *msg) {
+  host_error_new(L, ERROR_CLASS, "%s (%s)", msg, url);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, url);
+  lua_setfield(L, -2, "url");
+  if (code) {
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+  }
+}
+
+/* Pushes the error of a failed transfer. */
+static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
+  char msg[CURL_ERROR_SIZE + 64];
+  if (x->too_large)
+    snprintf(msg, sizeof msg, "response body larger than max_body (%lld bytes)",
+             (long long)x->max_body);
+  else if (x->oom)
+    snprintf(msg, sizeof msg, "out of memory");
+  else
+    snprintf(msg, sizeof msg, "%s",
+             x->err[0] ? x->err : curl_easy_strerror(x->result));
+  push_error(L, error_kind(x), url, (int)x->result, msg);
+}
+
+/* ---- the session object ----------------------------------------------- */
+
+static session **test_session(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, SESSION_MT);
+}
+
+static session *check_session(lua_State *L, int idx) {
+  session *s = *test_session(L, idx);
+  if (!s) luaL_error(L, "asyncio.http: the session is closed");
+  return s;
+}
+
+/* Closes the session: every transfer it holds is detached; with L, tasks
+ * parked on them are woken with http.Error kind "closed" (not at __gc,
+ * where no task can be parked on an unreachable session). */
+static void session_close(session *s, lua_State *L) {
+  host_link *l;
+  while ((l = host_list_first(&s->waiters)) ||
+         (l = host_list_first(&s->active))) {
+    xfer *x = host_container_of(l, xfer, link);
+    host_task *t = x->task;
+    xfer_detach(x);
+    x->state = X_DONE;
+    x->result = CURLE_ABORTED_BY_CALLBACK;
+    x->closed_early = 1;
+    x->task = NULL;
+    if (t && L) {
+      push_error(L, "closed", x->url ? x->url : "", 0, "the session was closed");
+      host_wake_error(t, L);
+    }
+  }
+  s->closed = 1;
+  for (int i = 0; i < s->npool; i++) curl_easy_cleanup(s->pool[i]);
+  s->npool = 0;
+  /* curl must not call back into handles being closed while it closes
+   * its connections. */
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, NULL);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, NULL);
+  while ((l = host_list_first(&s->socks))) {
+    sock *k = host_container_of(l, sock, link);
+    uv_poll_stop(&k->poll);
+    sock_close(k);
+  }
+  curl_multi_cleanup(s->multi);
+  s->multi = NULL;
+  uv_close((uv_handle_t *)&s->timer, handle_closed);
+}
+
+/* close() wakes waiting tasks; __gc (nothing can wait) does not. */
+static int close_box(lua_State *L, int wake) {
+  session **box = test_session(L, 1);
+  if (*box) {
+    session *s = *box;
+    *box = NULL;
+    session_close(s, wake ? L : NULL);
+  }
+  return 0;
+}
+
+static int session_gc(lua_State *L) { return close_box(L, 0); }
+static int l_close(lua_State *L) { return close_box(L, 1); }
+
+/* core.session(limit, limit_per_host) -> session object */
+static int l_session(lua_State *L) {
+  lasync_host *h = HOST(L);
+  lua_Integer limit = luaL_optinteger(L, 1, 100);
+  lua_Integer per_host = luaL_optinteger(L, 2, 0);
+  luaL_argcheck(L, limit >= 0, 1, "limit must be >= 0");
+  luaL_argcheck(L, per_host >= 0, 2, "limit_per_host must be >= 0");
+  session **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, SESSION_MT);
+  session *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "asyncio.http: out of memory");
+  s->h = h;
+  s->limit = limit == 0 || limit > INT_MAX ? INT_MAX : (int)limit;
+  host_list_init(&s->socks);
+  host_list_init(&s->active);
+  host_list_init(&s->waiters);
+  s->multi = curl_multi_init();
+  if (!s->multi || uv_timer_init(h->loop, &s->timer)) {
+    if (s->multi) curl_multi_cleanup(s->multi);
+    free(s);
+    return luaL_error(L, "asyncio.http: cannot create a curl multi handle");
+  }
+  s->timer.data = s;
+  s->nhandles = 1;
+  uv_unref((uv_handle_t *)&s->timer);
+  *box = s;
+  long maxconn = limit ? (long)(limit < 100000 ? limit : 100000) : 100;
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+  curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, maxconn);
+  if (limit) curl_multi_setopt(s->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, maxconn);
+  if (per_host)
+    curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)per_host);
+  return 1;
+}
+
+/* core.stats(session) -> inflight, running, waiting, idle easy handles */
+static int l_stats(lua_State *L) {
+  session *s = check_session(L, 1);
+  int waiting = 0;
+  for (host_link *l = s->waiters.next; l != &s->waiters; l = l->next) waiting++;
+  lua_pushinteger(L, s->limit == INT_MAX ? s->nrunning : s->inflight);
+  lua_pushinteger(L, s->nrunning);
+  lua_pushinteger(L, waiting);
+  lua_pushinteger(L, s->npool);
+  return 4;
+}
+
+/* ---- performing a request ---------------------------------------------- */
+
+/* Stack of perform and its continuations:
+ *   1 session  2 method  3 url  4 options (table or nil)  5 xfer */
+#define X_IDX 5
+
+static xfer *check_xfer(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, XFER_MT);
+}
+
+static int xfer_gc(lua_State *L) {
+  xfer_finish(check_xfer(L, 1));
+  return 0;
+}
+
+static int perform_cancel(host_task *t, int woken) {
+  (void)woken;
+  xfer_finish(t->wait_data);
+  return 0;
+}
+
+static long opt_ms(lua_State *L, int o, const char *name) {
+  long ms = 0;
+  if (lua_getfield(L, o, name) != LUA_TNIL) {
+    lua_Number sec = lua_tonumber(L, -1);
+    if (!lua_isnumber(L, -1) || !(sec > 0))
+      luaL_error(L, "asyncio.http: option '%s' must be a positive number of "
+                    "seconds", name);
+    ms = sec * 1000 > LONG_MAX / 2 ? LONG_MAX / 2 : (long)(sec * 1000 + 0.999);
+  }
+  lua_pop(L, 1);
+  return ms;
+}
+
+static int opt_bool(lua_State *L, int o, const char *name, int dflt) {
+  int v = dflt;
+  if (lua_getfield(L, o, name) != LUA_TNIL) v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Reads the normalized options (made by http.lua) into x.  Raises on a
+ * bad value, before anything is held. */
+static void read_options(lua_State *L, xfer *x) {
+  x->follow = 1;
+  x->verify = 1;
+  x->max_redirs = 10;
+  x->max_body = -1;
+  if (lua_isnil(L, 4)) return;
+  x->timeout_ms = opt_ms(L, 4, "timeout");
+  x->connect_timeout_ms = opt_ms(L, 4, "connect_timeout");
+  x->follow = opt_bool(L, 4, "follow_redirects", 1);
+  x->verify = opt_bool(L, 4, "verify", 1);
+  x->stream = opt_bool(L, 4, "stream", 0);
+  if (lua_getfield(L, 4, "max_redirects") != LUA_TNIL) {
+    lua_Integer n = lua_tointeger(L, -1);
+    if (!lua_isinteger(L, -1) || n < 0)
+      luaL_error(L, "asyncio.http: option 'max_redirects' must be an integer >= 0");
+    x->max_redirs = n > 100000 ? 100000 : (long)n;
+  }
+  if (lua_getfield(L, 4, "max_body") != LUA_TNIL) {
+    lua_Integer n = lua_tointeger(L, -1);
+    if (!lua_isinteger(L, -1) || n < 0)
+      luaL_error(L, "asyncio.http: option 'max_body' must be an integer >= 0");
+    x->max_body = n;
+  }
+  lua_pop(L, 2);
+  if (lua_getfield(L, 4, "headers") == LUA_TTABLE) {
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_geti(L, -1, i);
+      const char *line = lua_tostring(L, -1);
+      struct curl_slist *l = line ? curl_slist_append(x->hdrs, line) : NULL;
+      lua_pop(L, 1);
+      if (!l) {
+        curl_slist_free_all(x->hdrs);
+        x->hdrs = NULL;
+        luaL_error(L, "asyncio.http: bad header line");
+      }
+      x->hdrs = l;
+    }
+  }
+  lua_pop(L, 1);
+  if (lua_getfield(L, 4, "body") != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) {
+      curl_slist_free_all(x->hdrs);
+      x->hdrs = NULL;
+      luaL_error(L, "asyncio.http: the body must be a string");
+    }
+    lua_setiuservalue(L, X_IDX, 2); /* anchored: curl reads it in place */
+  } else {
+    lua_pop(L, 1);
+  }
+}
+
+static const char *opt_string(lua_State *L, const char *name) {
+  const char *v = NULL;
+  if (!lua_isnil(L, 4)) {
+    lua_getfield(L, 4, name);
+    v = lua_tostring(L, -1); /* the string stays in the options table */
+    lua_pop(L, 1);
+  }
+  return v;
+}
+
+static int perform_done_k(lua_State *L, lua_KContext ctx);
+
+/* Configures an easy handle from x and the stack, adds it, parks. */
+static int start(lua_State *L, host_task *t, xfer *x) {
+  session *s = x->s;
+  const char *method = lua_tostring(L, 2);
+  CURL *e;
+  if (s->npool) {
+    e = s->pool[--s->npool];
+  } else if ((e = curl_easy_init())) {
+    set_base(e);
+  }
+  if (!e) {
+    xfer_finish(x);
+    return luaL_error(L, "asyncio.http: cannot create a curl handle");
+  }
+  x->easy = e;
+  curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
+  curl_easy_setopt(e, CURLOPT_URL, lua_tostring(L, 3));
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
+  size_t blen = 0;
+  const char *body = NULL;
+  if (lua_getiuservalue(L, X_IDX, 2) == LUA_TSTRING)
+    body = lua_tolstring(L, -1, &blen);
+  lua_pop(L, 1);
+  int get = strcmp(method, "GET") == 0 && !body;
+  x->special = !get || x->hdrs || !x->follow || x->max_redirs != 10 ||
+               x->timeout_ms || x->connect_timeout_ms || !x->verify ||
+               x->max_body >= 0 || !lua_isnil(L, 4);
+  if (x->special) {
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)x->follow);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, x->max_redirs);
+    if (x->timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
+    if (x->connect_timeout_ms)
+      curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
+    if (!x->verify) {
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (x->max_body >= 0)
+      curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
+    const char *cafile = opt_string(L, "cafile");
+    if (cafile) curl_easy_setopt(e, CURLOPT_CAINFO, cafile);
+    const char *proxy = opt_string(L, "proxy");
+    if (proxy) curl_easy_setopt(e, CURLOPT_PROXY, proxy);
+  }
+  if (get) {
+    /* the base state */
+  } else if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else {
+    if (body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+        strcmp(method, "PATCH") == 0) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, body ? body : "");
+    }
+    if (strcmp(method, "POST") != 0)
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+  }
+  if (x->hdrs) curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
+  x->err[0] = '\0';
+  if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
+    xfer_finish(x);
+    return luaL_error(L, "asyncio.http: cannot start the transfer");
+  }
+  x->state = X_RUNNING;
+  host_list_push(&s->active, &x->link);
+  running_inc(s);
+  x->task = t;
+  x->want = x->stream ? W_READY : W_DONE;
+  return host_park(L, t, perform_cancel, x, perform_done_k, 0);
+}
+
+static int perform_slot_k(lua_State *L, lua_KContext ctx) {
+  xfer *x = lua_touserdata(L, X_IDX);
+  (void)ctx;
+  return start(L, host_task_of(L), x);
+}
+
+/* Builds the response table: status, reason, url, body (or the live
+ * transfer for a stream), _head (the raw header block, parsed lazily). */
+static int perform_done_k(lua_State *L, lua_KContext ctx) {
+  xfer *x = lua_touserdata(L, X_IDX);
+  (void)ctx;
+  if (x->state == X_DONE && x->result != CURLE_OK) {
+    push_xfer_error(L, x, lua_tostring(L, 3));
+    xfer_finish(x);
+    return lua_error(L);
+  }
+  lua_createtable(L, 0, 8);
+  lua_pushinteger(L, x->status);
+  lua_setfield(L, -2, "status");
+  if (x->url)
+    lua_pushstring(L, x->url);
+  else
+    lua_pushvalue(L, 3);
+  lua_setfield(L, -2, "url");
+  lua_pushvalue(L, 2);
+  lua_setfield(L, -2, "method");
+  /* reason: the status line after "HTTP/x nnn " */
+  const char *p = x->head.p, *end = p + x->head.len;
+  const char *sp = p ? memchr(p, ' ', x->head.len) : NULL;
+  if (sp && end - sp > 5 && sp[4] == ' ') {
+    const char *r = sp + 5, *e = r;
+    while (e < end && *e != '\r' && *e != '\n') e++;
+    lua_pushlstring(L, r, e - r);
+  } else {
+    lua_pushliteral(L, "");
+  }
+  lua_setfield(L, -2, "reason");
+  lua_pushlstring(L, x->head.p ? x->head.p : "", x->head.len);
+  lua_setfield(L, -2, "_head");
+  if (x->stream) {
+    lua_pushvalue(L, X_IDX);
+    lua_setfield(L, -2, "_xfer");
+  } else {
+    lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
+    lua_setfield(L, -2, "body");
+    xfer_finish(x);
+  }
+  luaL_setmetatable(L, RESPONSE_MT);
+  return 1;
+}
+
+/* core.perform(session, method, url [, options]) -> response
+ * options are already normalized by http.lua. */
+static int l_perform(lua_State *L) {
+  session *s = check_session(L, 1);
+  luaL_checkstring(L, 2);
+  luaL_checkstring(L, 3);
+  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+  host_task *t = host_check_task(L, "fetch");
+  lua_settop(L, 4);
+  xfer *x = lua_newuserdatauv(L, sizeof *x, 2);
+  memset(x, 0, sizeof *x);
+  host_list_init(&x->link);
+  luaL_setmetatable(L, XFER_MT);
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, X_IDX, 1); /* the session outlives its transfers */
+  read_options(L, x);
+  x->s = s;
+  if (s->inflight < s->limit) {
+    s->inflight++;
+    x->has_slot = 1;
+    return start(L, t, x);
+  }
+  x->state = X_QUEUED;
+  host_list_push(&s->waiters, &x->link);
+  x->task = t;
+  x->want = W_SLOT;
+  return host_park(L, t, perform_cancel, x, perform_slot_k, 0);
+}
+
+/* ---- streaming -------------------------------------------------------- */
+
+static int read_cancel(host_task *t, int woken) {
+  xfer *x = t->wait_data;
+  (void)woken;
+  if (x->task == t) x->task = NULL;
+  return 0;
+}
+
+/* Pushes the next chunk, nil at the end, or raises the transfer's error. */
+static int take_chunk(lua_State *L, xfer *x) {
+  if (x->body.len) {
+    lua_pushlstring(L, x->body.p, x->body.len);
+    x->body.len = 0;
+    if (x->paused && x->easy) {
+      x->paused = 0;
+      curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    }
+    return 1;
+  }
+  if (x->closed_early)
+    return luaL_error(L, "asyncio.http: the response is closed");
+  if (x->result != CURLE_OK) {
+    push_xfer_error(L, x, x->url ? x->url : "");
+    xfer_finish(x);
+    return lua_error(L);
+  }
+  xfer_finish(x);
+  lua_pushnil(L);
+  return 1;
+}
+
+static int read_k(lua_State *L, lua_KContext ctx) {
+  (void)ctx;
+  return take_chunk(L, check_xfer(L, 1));
+}
+
+/* core.read(xfer) -> next body chunk, or nil at the end */
+static int l_read(lua_State *L) {
+  xfer *x = check_xfer(L, 1);
+  lua_settop(L, 1);
+  if (x->body.len || x->state >= X_DONE) return take_chunk(L, x);
+  host_task *t = host_check_task(L, "iter_chunks");
+  if (x->task)
+    return luaL_error(L, "asyncio.http: another task is reading this response");
+  x->task = t;
+  x->want = W_DATA;
+  return host_park(L, t, read_cancel, x, read_k, 0);
+}
+
+/* core.close_xfer(xfer): stops the transfer, frees its buffers. */
+static int l_close_xfer(lua_State *L) {
+  xfer_finish(check_xfer(L, 1));
+  return 0;
+}
+
+/* ---- files for resp:save() (uv_fs on the thread pool) ----------------- */
+
+typedef struct fsreq {
+  uv_fs_t req;
+  host_task *task; /* NULL when the waiter went away */
+  size_t len, off;
+  char data[];
+} fsreq;
+
+static void close_done(uv_fs_t *r) {
+  uv_fs_req_cleanup(r);
+  free(r);
+}
+
+static void fs_done(uv_fs_t *r) {
+  fsreq *f = r->data;
+  if (f->task) {
+    host_task *t = f->task;
+    f->task = NULL;
+    host_wake(t, NULL, 0);
+    return;
+  }
+  /* Orphaned by a cancelled task: an open that succeeded is closed. */
+  if (r->fs_type == UV_FS_OPEN && r->result >= 0) {
+    uv_fs_t *c = malloc(sizeof *c);
+    if (c && uv_fs_close(r->loop, c, (uv_file)r->result, close_done) < 0)
+      free(c);
+  }
+  uv_fs_req_cleanup(r);
+  free(f);
+}
+
+/* woken 0: the request is still on the thread pool: orphan it (fs_done
+ * frees it).  woken 1: fs_done has run: free it here. */
+static int fs_cancel(host_task *t, int woken) {
+  fsreq *f = t->wait_data;
+  if (woken) {
+    uv_fs_req_cleanup(&f->req);
+    free(f);
+  } else {
+    f->task = NULL;
+  }
+  return 0;
+}
+
+static int fs_raise(lua_State *L, fsreq *f, const char *path, const char *what) {
+  int rc = (int)f->req.result;
+  uv_fs_req_cleanup(&f->req);
+  free(f);
+  host_error_new(L, ERROR_CLASS, "cannot %s %s: %s", what, path, uv_strerror(rc));
+  lua_pushliteral(L, "io");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, path);
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, uv_err_name(rc));
+  lua_setfield(L, -2, "code");
+  return lua_error(L);
+}
+
+static fsreq *fs_new(lua_State *L, size_t extra) {
+  fsreq *f = malloc(sizeof *f + extra);
+  if (!f) luaL_error(L, "asyncio.http: out of memory");
+  memset(f, 0, sizeof *f);
+  f->req.data = f;
+  return f;
+}
+
+static int open_k(lua_State *L, lua_KContext ctx) {
+  fsreq *f = (fsreq *)ctx;
+  if (f->req.result < 0) return fs_raise(L, f, lua_tostring(L, 1), "open");
+  lua_pushinteger(L, f->req.result);
+  uv_fs_req_cleanup(&f->req);
+  free(f);
+  return 1;
+}
+
+/* core.fs_open(path) -> fd (write-only, created or truncated) */
+static int l_fs_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  host_task *t = host_check_task(L, "save");
+  lasync_host *h = HOST(L);
+  fsreq *f = fs_new(L, 0);
+  int rc = uv_fs_open(h->loop, &f->req, path, UV_FS_O_WRONLY | UV_FS_O_CREAT |
+                      UV_FS_O_TRUNC, 0644, fs_done);
+  if (rc < 0) {
+    f->req.result = rc;
+    return fs_raise(L, f, path, "open");
+  }
+  f->task = t;
+  return host_park(L, t, fs_cancel, f, open_k, (lua_KContext)f);
+}
+
+static int write_k(lua_State *L, lua_KContext ctx);
+
+/* Writes what is left of f's data at the file's position and parks. */
+static int write_rest(lua_State *L, fsreq *f) {
+  uv_buf_t b = uv_buf_init(f->data + f->off, (unsigned)(f->len - f->off));
+  int rc = uv_fs_write(HOST(L)->loop, &f->req, (uv_file)lua_tointeger(L, 1), &b,
+                       1, -1, fs_done);
+  if (rc < 0) {
+    f->req.result = rc;
+    return fs_raise(L, f, "file", "write to");
+  }
+  f->task = host_task_of(L);
+  return host_park(L, f->task, fs_cancel, f, write_k, (lua_KContext)f);
+}
+
+static int write_k(lua_State *L, lua_KContext ctx) {
+  fsreq *f = (fsreq *)ctx;
+  ssize_t n = f->req.result;
+  if (n < 0) return fs_raise(L, f, "file", "write to");
+  f->off += (size_t)n;
+  uv_fs_req_cleanup(&f->req);
+  if (f->off >= f->len || n == 0) {
+    free(f);
+    return 0;
+  }
+  return write_rest(L, f);
+}
+
+/* core.fs_write(fd, data): the whole string is written (a copy, so a
+ * cancelled write never reads freed memory). */
+static int l_fs_write(lua_State *L) {
+  luaL_checkinteger(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  host_check_task(L, "save");
+  if (len == 0) return 0;
+  fsreq *f = fs_new(L, len);
+  memcpy(f->data, data, len);
+  f->len = len;
+  lua_settop(L, 1);
+  return write_rest(L, f);
+}
+
+/* core.fs_close(fd): queued on the thread pool; never waits. */
+static int l_fs_close(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  uv_fs_t *r = malloc(sizeof *r);
+  if (!r) return luaL_error(L, "asyncio.http: out of memory");
+  if (uv_fs_close(HOST(L)->loop, r, (uv_file)fd, close_done) < 0) free(r);
+  return 0;
+}
+
+/* ---- URLs ------------------------------------------------------------- */
+
+/* core.join(base, ref) -> absolute URL (RFC 3986 resolution by curl). */
+static int l_join(lua_State *L) {
+  const char *base = luaL_checkstring(L, 1);
+  const char *ref = luaL_checkstring(L, 2);
+  CURLU *u = curl_url();
+  char *out = NULL;
+  if (!u) return luaL_error(L, "asyncio.http: out of memory");
+  int bad = curl_url_set(u, CURLUPART_URL, base, 0) ||
+            curl_url_set(u, CURLUPART_URL, ref, 0) ||
+            curl_url_get(u, CURLUPART_URL, &out, 0);
+  curl_url_cleanup(u);
+  if (bad) {
+    push_error(L, "invalid_url", ref, 0, "cannot resolve the URL against base_url");
+    return lua_error(L);
+  }
+  lua_pushstring(L, out);
+  curl_free(out);
+  return 1;
+}
+
+/* ---- module ----------------------------------------------------------- */
+
+static const luaL_Reg core_funcs[] = {
+    {"session", l_session}, {"close", l_close},
+    {"perform", l_perform}, {"stats", l_stats},
+    {"read", l_read},       {"close_xfer", l_close_xfer},
+    {"fs_open", l_fs_open}, {"fs_write", l_fs_write},
+    {"fs_close", l_fs_close}, {"join", l_join},
+    {NULL, NULL}};
+
+LASYNC_API int luaopen_asyncio_http(lua_State *L) {
+  static int curl_ready;
+  lasync_host *h = host_for_module(L);
+  if (!curl_ready) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+      return luaL_error(L, "asyncio.http: curl_global_init failed");
+    curl_ready = 1;
+  }
+  if (luaL_newmetatable(L, SESSION_MT)) {
+    lua_pushcfunction(L, session_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_newmetatable(L, XFER_MT)) {
+    lua_pushcfunction(L, xfer_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+  if (luaL_loadbufferx(L, (const char *)lasync_http_lua, lasync_http_lua_len,
+                       "=asyncio/http.lua", "t"))
+    return lua_error(L);
+  lua_newtable(L); /* core */
+  lua_pushlightuserdata(L, h);
+  luaL_setfuncs(L, core_funcs, 1);
+  host_error_class(L, ERROR_CLASS, NULL);
+  lua_setfield(L, -2, "Error");
+  host_error_class(L, STATUS_CLASS, ERROR_CLASS);
+  lua_setfield(L, -2, "StatusError");
+  lua_pushstring(L, curl_version());
+  lua_setfield(L, -2, "curl_version");
+  luaL_newmetatable(L, RESPONSE_MT);
+  lua_call(L, 2, 1);
+  return 1;
+}

@@ -1,0 +1,410 @@
+-- asyncio.http, the Lua half (compiled into the binary by CMake): options,
+-- responses, headers and sessions.  The C half (`core`, bindings/http.c)
+-- drives libcurl's multi-socket API on the host's loop.
+local core, Response = ...
+
+local http = {
+  Error = core.Error,              -- class "HTTPError": kind, url, code, message
+  StatusError = core.StatusError,  -- class "HTTPStatusError" (an http.Error): status, url
+  curl_version = core.curl_version,
+}
+
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local concat, sort = table.concat, table.sort
+local perform = core.perform
+
+local function argerror(n, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+local function checktype(v, n, fname, want, optional)
+  if (v == nil and optional) or type(v) == want then return end
+  argerror(n, fname, ("%s expected, got %s"):format(want, v == nil and "no value" or type(v)))
+end
+
+-- ---- encoding ---------------------------------------------------------------
+
+local function escape(s)
+  return (tostring(s):gsub("[^%w%-%._~ ]", function(c)
+    return ("%%%02X"):format(c:byte())
+  end):gsub(" ", "+"))
+end
+
+-- A table as application/x-www-form-urlencoded (also used for query=):
+-- keys in sorted order, a list value repeats its key.
+local function encode_form(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if type(v) == "table" then
+      for _, x in ipairs(v) do out[#out + 1] = escape(k) .. "=" .. escape(x) end
+    else
+      out[#out + 1] = escape(k) .. "=" .. escape(v)
+    end
+  end
+  return concat(out, "&")
+end
+http.encode_form = encode_form
+
+local cjson_mod
+local function cjson()
+  if cjson_mod == nil then
+    local ok, m = pcall(require, "cjson")
+    cjson_mod = ok and m or false
+  end
+  if not cjson_mod then
+    error("asyncio.http: JSON needs lua-cjson, which is not installed "
+          .. "(apt-get install lua-cjson)", 3)
+  end
+  return cjson_mod
+end
+
+-- ---- headers -----------------------------------------------------------------
+
+-- resp.headers: lower-case name -> value; repeated headers are joined with
+-- ", ".  Lookup is case-insensitive (headers["Content-Type"]).
+-- headers:get_all(name) -> list of every value of that header, in order
+-- (Set-Cookie); headers:items() iterates (name, value) as received.
+local raw_of = setmetatable({}, {__mode = "k"})
+local hmethods = {}
+local Headers = {
+  __index = function(t, k)
+    if type(k) ~= "string" then return nil end
+    local v = rawget(t, k:lower())
+    if v ~= nil then return v end
+    return hmethods[k]
+  end,
+}
+
+function hmethods:items()
+  local raw = raw_of[self] or ""
+  local i = (raw:find("\n", 1, true) or #raw + 1) - 1
+  return function()
+    local s, e, name, value = raw:find("\n([^:\r\n]+):[ \t]*([^\r\n]-)[ \t]*\r?\n", i + 1)
+    if not s then return nil end
+    i = e - 1
+    return name, value
+  end
+end
+
+function hmethods:get_all(name)
+  name = name:lower()
+  local out = {}
+  for n, v in self:items() do
+    if n:lower() == name then out[#out + 1] = v end
+  end
+  return out
+end
+
+local function parse_headers(raw)
+  local h = setmetatable({}, Headers)
+  raw_of[h] = raw
+  for name, value in hmethods.items(h) do
+    name = name:lower()
+    local old = rawget(h, name)
+    rawset(h, name, old and (old .. ", " .. value) or value)
+  end
+  return h
+end
+http.parse_headers = parse_headers
+
+-- ---- responses ----------------------------------------------------------------
+
+-- A response is a table: status, reason, url (final), method, headers
+-- (parsed when first read), body (nil for a stream until it is read).
+local rmethods = {}
+
+function Response.__index(resp, k)
+  if k == "headers" then
+    local h = parse_headers(rawget(resp, "_head") or "")
+    rawset(resp, "headers", h)
+    return h
+  end
+  return rmethods[k]
+end
+
+function Response.__close(resp) rmethods.close(resp) end
+
+function Response.__tostring(resp)
+  return ("<http.Response %d %s %s>"):format(resp.status, resp.reason, resp.url)
+end
+
+local read = core.read
+
+-- for chunk in resp:iter_chunks() do ... end: body pieces as they arrive.
+-- curl is paused while the consumer lags (at most ~256 KiB are buffered).
+function rmethods:iter_chunks()
+  local x = rawget(self, "_xfer")
+  if not x then
+    local body, done = rawget(self, "body"), false
+    return function()
+      if done or body == nil or body == "" then return nil end
+      done = true
+      return body
+    end
+  end
+  return read, x
+end
+
+-- The whole body (for a stream: reads what is left, then keeps it).
+function rmethods:read()
+  local body = rawget(self, "body")
+  if body then return body end
+  local x = rawget(self, "_xfer")
+  local parts, n = {}, 0
+  local chunk = read(x)
+  while chunk do
+    n = n + 1
+    parts[n] = chunk
+    chunk = read(x)
+  end
+  body = concat(parts)
+  rawset(self, "body", body)
+  rawset(self, "_xfer", nil)
+  return body
+end
+rmethods.text = rmethods.read
+
+function rmethods:json()
+  local decode = cjson().decode
+  return decode(self:read())
+end
+
+-- Streams the body into a file (async writes on libuv's thread pool).
+-- Returns the number of bytes written.
+function rmethods:save(path)
+  checktype(path, 1, "save", "string")
+  local fd = core.fs_open(path)
+  local n = 0
+  local ok, err = pcall(function()
+    for chunk in self:iter_chunks() do
+      core.fs_write(fd, chunk)
+      n = n + #chunk
+    end
+  end)
+  core.fs_close(fd)
+  if not ok then error(err, 0) end
+  return n
+end
+
+-- Stops a stream and frees its buffers (also on <close> and GC).
+function rmethods:close()
+  local x = rawget(self, "_xfer")
+  if x then core.close_xfer(x) end
+end
+
+function rmethods:raise_for_status()
+  local status = self.status
+  if status >= 400 then
+    error(http.StatusError(("%d %s for %s"):format(status, self.reason, self.url),
+      {kind = "status", status = status, reason = self.reason, url = self.url}), 2)
+  end
+  return self
+end
+
+function rmethods:ok() return self.status < 400 end
+
+-- ---- options --------------------------------------------------------------------
+
+local KNOWN = {}
+for k in ([[method headers body json query timeout connect_timeout
+  follow_redirects max_redirects verify cafile max_body proxy stream]]):gmatch("%S+") do
+  KNOWN[k] = true
+end
+
+-- Merges session defaults and request options into the table core.perform
+-- reads: headers as "Name: value" lines, body as a string, the rest as is.
+local function prepare(sess, url, opts, fname)
+  local o = {}
+  local d = sess._defaults
+  if d then for k, v in pairs(d) do o[k] = v end end
+  local hdr_set = {} -- lower name -> {name, value}
+  local order = {}
+  local function add_headers(t, argn)
+    for name, value in pairs(t) do
+      if type(name) ~= "string" then
+        argerror(argn, fname, "header names must be strings")
+      end
+      local key = name:lower()
+      if not hdr_set[key] then order[#order + 1] = key end
+      hdr_set[key] = {name, value}
+    end
+  end
+  if sess.headers then add_headers(sess.headers, 1) end
+  if opts then
+    for k, v in pairs(opts) do
+      if not KNOWN[k] then argerror(2, fname, ("unknown option '%s'"):format(tostring(k))) end
+      if k ~= "headers" and k ~= "json" and k ~= "query" and k ~= "method" then o[k] = v end
+    end
+    if opts.headers ~= nil then
+      checktype(opts.headers, 2, fname, "table")
+      add_headers(opts.headers, 2)
+    end
+    if opts.query ~= nil then
+      local q = opts.query
+      if type(q) == "table" then q = encode_form(q) end
+      checktype(q, 2, fname, "string")
+      if q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
+    end
+    local body = opts.body
+    if opts.json ~= nil then
+      body = cjson().encode(opts.json)
+      if not hdr_set["content-type"] then
+        add_headers({["Content-Type"] = "application/json"}, 2)
+      end
+    elseif type(body) == "table" then
+      body = encode_form(body)
+      if not hdr_set["content-type"] then
+        add_headers({["Content-Type"] = "application/x-www-form-urlencoded"}, 2)
+      end
+    elseif body ~= nil and type(body) ~= "string" then
+      argerror(2, fname, "body must be a string or a table")
+    end
+    o.body = body
+  end
+  if #order > 0 then
+    local lines = {}
+    for _, key in ipairs(order) do
+      local name, value = hdr_set[key][1], hdr_set[key][2]
+      if type(value) == "table" then
+        for _, v in ipairs(value) do lines[#lines + 1] = name .. ": " .. tostring(v) end
+      elseif value == false then
+        lines[#lines + 1] = name .. ":" -- removes a header curl would send
+      else
+        lines[#lines + 1] = name .. ": " .. tostring(value)
+      end
+    end
+    if o.body then lines[#lines + 1] = "Expect:" end
+    o.headers = lines
+  elseif o.body then
+    o.headers = {"Expect:"}
+  end
+  return url, o
+end
+
+-- ---- sessions ---------------------------------------------------------------------
+
+local Session = {}
+Session.__index = Session
+Session.__name = "asyncio.http.Session"
+
+local DEFAULT_KEYS = {"timeout", "connect_timeout", "follow_redirects",
+  "max_redirects", "verify", "cafile", "max_body", "proxy"}
+
+-- http.Session{limit=100, limit_per_host=0, timeout=, connect_timeout=,
+--   headers=, base_url=, verify=, cafile=, proxy=, follow_redirects=,
+--   max_redirects=, max_body=}
+function http.Session(opts)
+  checktype(opts, 1, "Session", "table", true)
+  opts = opts or {}
+  local limit = opts.limit or 100
+  local per_host = opts.limit_per_host or 0
+  if math.type(limit) ~= "integer" or limit < 0 then
+    argerror(1, "Session", "limit must be an integer >= 0 (0: no limit)")
+  end
+  if math.type(per_host) ~= "integer" or per_host < 0 then
+    argerror(1, "Session", "limit_per_host must be an integer >= 0")
+  end
+  checktype(opts.headers, 1, "Session", "table", true)
+  checktype(opts.base_url, 1, "Session", "string", true)
+  local defaults
+  for _, k in ipairs(DEFAULT_KEYS) do
+    if opts[k] ~= nil then
+      defaults = defaults or {}
+      defaults[k] = opts[k]
+    end
+  end
+  local self = setmetatable({
+    _core = core.session(limit, per_host),
+    _defaults = defaults,
+    limit = limit,
+    limit_per_host = per_host,
+    headers = opts.headers,
+    base_url = opts.base_url,
+    timeout = opts.timeout,
+  }, Session)
+  self._plain = not defaults and not opts.headers
+  return self
+end
+
+local function absolute(sess, url)
+  local base = sess.base_url
+  if base and not url:find("^%a[%w+.-]*://") then return core.join(base, url) end
+  return url
+end
+
+-- session:request(method, url [, opts]) -> response
+function Session:request(method, url, opts)
+  checktype(method, 1, "request", "string")
+  checktype(url, 2, "request", "string")
+  checktype(opts, 3, "request", "table", true)
+  method = method:upper()
+  url = absolute(self, url)
+  if not opts and self._plain then return perform(self._core, method, url) end
+  local u, o = prepare(self, url, opts, "request")
+  return perform(self._core, method, u, o)
+end
+
+local function verb(method, fname)
+  return function(self, url, opts)
+    if type(url) ~= "string" then checktype(url, 1, fname, "string") end
+    if opts == nil and self._plain and not self.base_url then
+      return perform(self._core, method, url)
+    end
+    checktype(opts, 2, fname, "table", true)
+    url = absolute(self, url)
+    local m = opts and opts.method
+    if m ~= nil then checktype(m, 2, fname, "string") m = m:upper() end
+    local u, o = prepare(self, url, opts, fname)
+    return perform(self._core, m or method, u, o)
+  end
+end
+
+Session.get = verb("GET", "get")
+Session.post = verb("POST", "post")
+Session.put = verb("PUT", "put")
+Session.patch = verb("PATCH", "patch")
+Session.delete = verb("DELETE", "delete")
+Session.head = verb("HEAD", "head")
+
+-- How many requests are in flight, running in curl, waiting for a slot.
+function Session:stats()
+  local inflight, running, waiting, idle = core.stats(self._core)
+  return {inflight = inflight, running = running, waiting = waiting, idle_handles = idle}
+end
+
+function Session:close()
+  self.closed = true
+  core.close(self._core)
+end
+Session.__close = Session.close
+
+-- ---- fetch -----------------------------------------------------------------------
+
+local default_session
+
+-- The shared session behind http.fetch (keep-alive across calls).
+function http.default_session()
+  if not default_session or default_session.closed then
+    default_session = http.Session()
+  end
+  return default_session
+end
+
+-- http.fetch(url [, opts]) -> response (opts.method defaults to "GET")
+function http.fetch(url, opts)
+  checktype(url, 1, "fetch", "string")
+  checktype(opts, 2, "fetch", "table", true)
+  local sess = default_session
+  if not sess or sess.closed then sess = http.default_session() end
+  if opts == nil then return perform(sess._core, "GET", url) end
+  local m = opts.method
+  if m ~= nil then checktype(m, 2, "fetch", "string") m = m:upper() end
+  local u, o = prepare(sess, url, opts, "fetch")
+  return perform(sess._core, m or "GET", u, o)
+end
+
+return http

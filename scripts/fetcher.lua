@@ -1,0 +1,98 @@
+-- fetcher: fetches every URL of a file with at most C requests in flight
+-- (the course's `fetcher.py -c 10 urls.txt` homework).  A progress line is
+-- kept up to date when stdout is a terminal; a summary ends the run.
+--
+-- usage: lasync scripts/fetcher.lua [-c C] URLS_FILE
+--   URLS_FILE: one URL per line; blank lines and lines starting with # are
+--   skipped.  Exit status 0 when every URL answered 2xx/3xx, 1 otherwise.
+local http = require "asyncio.http"
+
+local function usage(msg)
+  if msg then io.stderr:write("fetcher: ", msg, "\n") end
+  io.stderr:write("usage: fetcher.lua [-c CONCURRENCY] URLS_FILE\n")
+  os.exit(2)
+end
+
+local c, file = 10, nil
+local i = 1
+while i <= #arg do
+  local a = arg[i]
+  if a == "-c" then
+    c = tonumber(arg[i + 1])
+    if not c or c < 1 or c ~= math.floor(c) then usage("-c needs a positive integer") end
+    i = i + 2
+  elseif a:match("^%-c%d+$") then
+    c = tonumber(a:sub(3))
+    i = i + 1
+  elseif a == "-h" or a == "--help" then
+    usage()
+  elseif not file then
+    file = a
+    i = i + 1
+  else
+    usage("unexpected argument " .. a)
+  end
+end
+if not file then usage() end
+c = math.tointeger(c)
+
+local urls = {}
+local f, err = io.open(file)
+if not f then usage(err) end
+for line in f:lines() do
+  line = line:match("^%s*(.-)%s*$")
+  if line ~= "" and not line:match("^#") then urls[#urls + 1] = line end
+end
+f:close()
+
+local tty = os.execute("test -t 1") == true
+local session <close> = http.Session{limit = c, timeout = 60}
+local next_i, done, failed, bytes, inflight, max_inflight = 0, 0, 0, 0, 0, 0
+local statuses, errors = {}, {}
+local t0 = asyncio.time()
+
+local function progress()
+  if tty then
+    io.write(("\r%d/%d done, %d failed, %d in flight, %.1f KiB"):format(
+      done, #urls, failed, inflight, bytes / 1024))
+    io.flush()
+  end
+end
+
+local function worker()
+  while next_i < #urls do
+    next_i = next_i + 1
+    local url = urls[next_i]
+    inflight = inflight + 1
+    if inflight > max_inflight then max_inflight = inflight end
+    local ok, resp = pcall(session.get, session, url)
+    inflight = inflight - 1
+    done = done + 1
+    if ok then
+      bytes = bytes + #resp.body
+      statuses[resp.status] = (statuses[resp.status] or 0) + 1
+      if resp.status >= 400 then failed = failed + 1 end
+    else
+      failed = failed + 1
+      local kind = type(resp) == "table" and resp.kind or "error"
+      errors[kind] = (errors[kind] or 0) + 1
+      if not tty then io.stderr:write(url, ": ", tostring(resp), "\n") end
+    end
+    progress()
+  end
+end
+
+local workers = {}
+for w = 1, math.min(c, #urls) do workers[w] = worker end
+if #workers > 0 then asyncio.gather(table.unpack(workers)) end
+local secs = asyncio.time() - t0
+if tty then io.write("\n") end
+
+local parts = {}
+for status, n in pairs(statuses) do parts[#parts + 1] = ("%d x%d"):format(status, n) end
+for kind, n in pairs(errors) do parts[#parts + 1] = ("%s x%d"):format(kind, n) end
+table.sort(parts)
+print(("fetched %d urls in %.3f s (%.1f req/s), %d failed, %d bytes, at most %d in flight (limit %d)"):format(
+  #urls, secs, #urls / math.max(secs, 1e-9), failed, bytes, max_inflight, c))
+print("results: " .. (#parts > 0 and table.concat(parts, ", ") or "none"))
+os.exit(failed == 0 and 0 or 1)

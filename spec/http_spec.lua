@@ -1,0 +1,461 @@
+-- asyncio.http against real servers on 127.0.0.1: nginx (static files,
+-- redirects, keep-alive) and the python test server (chunked, slow,
+-- never-answering, echo, concurrency counter, TLS with a self-signed
+-- certificate made by openssl at test time).
+local helper = require "spec.helper"
+local servers = require "spec.http_servers"
+local http = require "asyncio.http"
+
+local BIG = 5 * 1024 * 1024
+
+local function rss_kib()
+  local s = servers.read_file("/proc/self/status") or ""
+  return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
+end
+
+local function err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return e
+end
+
+describe("asyncio.http", function()
+  local py, ng
+  local hello = "hello, world\n"
+
+  setup(function()
+    py = servers.start_python{tls = true}
+    ng = servers.start_nginx{["hello.txt"] = hello, ["ten.bin"] = ("0123456789"):rep(1024)}
+  end)
+
+  teardown(function()
+    if py then py.stop() end
+    if ng then ng.stop() end
+  end)
+
+  after_each(helper.no_leaks)
+
+  describe("fetch", function()
+    it("gets a static file from nginx: status, reason, url, body, headers", function()
+      local r = http.fetch(ng.url .. "/hello.txt")
+      assert.are.equal(200, r.status)
+      assert.are.equal("OK", r.reason)
+      assert.are.equal(ng.url .. "/hello.txt", r.url)
+      assert.are.equal(hello, r.body)
+      assert.are.equal(hello, r:text())
+      assert.are.equal(tostring(#hello), r.headers["content-length"])
+      assert.are.equal(tostring(#hello), r.headers["Content-Length"])
+      assert.are.equal(tostring(#hello), r.headers["CONTENT-LENGTH"])
+      assert.matches("^nginx", r.headers.server)
+      assert.is_nil(r.headers["x-not-there"])
+    end)
+
+    it("follows redirects to the final url by default", function()
+      local r = http.fetch(ng.url .. "/hop1")
+      assert.are.equal(200, r.status)
+      assert.are.equal(ng.url .. "/hello.txt", r.url)
+      assert.are.equal(hello, r.body)
+    end)
+
+    it("returns the redirect itself with follow_redirects=false", function()
+      local r = http.fetch(ng.url .. "/redirect", {follow_redirects = false})
+      assert.are.equal(302, r.status)
+      assert.are.equal(ng.url .. "/redirect", r.url)
+      assert.matches("/hello.txt$", r.headers.location)
+    end)
+
+    it("raises too_many_redirects past max_redirects and on a loop", function()
+      local e = err_of(http.fetch, ng.url .. "/hop1", {max_redirects = 1})
+      assert.is_true(asyncio.is(e, http.Error))
+      assert.are.equal("too_many_redirects", e.kind)
+      assert.are.equal(ng.url .. "/hop1", e.url)
+      assert.are.equal(hello, http.fetch(ng.url .. "/hop1", {max_redirects = 3}).body)
+      local e2 = err_of(http.fetch, ng.url .. "/loop")
+      assert.are.equal("too_many_redirects", e2.kind)
+      assert.matches("HTTPError", tostring(e2))
+    end)
+
+    it("reuses keep-alive connections across fetches (default session)", function()
+      local a = http.fetch(ng.url .. "/hello.txt")
+      local b = http.fetch(ng.url .. "/ten.bin")
+      local c = http.fetch(ng.url .. "/hello.txt")
+      assert.are.equal(a.headers["x-conn"], b.headers["x-conn"])
+      assert.are.equal(a.headers["x-conn"], c.headers["x-conn"])
+      assert.are.equal(10240, #b.body)
+    end)
+
+    it("treats 4xx/5xx as responses; raise_for_status raises http.StatusError", function()
+      local r = http.fetch(ng.url .. "/missing.txt")
+      assert.are.equal(404, r.status)
+      assert.are.equal("Not Found", r.reason)
+      local e = err_of(r.raise_for_status, r)
+      assert.is_true(asyncio.is(e, http.StatusError))
+      assert.is_true(asyncio.is(e, http.Error))
+      assert.are.equal(404, e.status)
+      assert.are.equal(ng.url .. "/missing.txt", e.url)
+      assert.matches("404", tostring(e))
+      local r5 = http.fetch(py.url .. "/status/503")
+      assert.are.equal(503, r5.status)
+      assert.are.equal("status 503", r5.body)
+      local ok = http.fetch(ng.url .. "/hello.txt")
+      assert.are.equal(ok, ok:raise_for_status())
+    end)
+
+    it("sends method, headers, a string body, a query table", function()
+      local r = http.fetch(py.url .. "/echo", {
+        method = "put", body = "raw \0 bytes", query = {q = "a b&c", n = 1},
+        headers = {["X-Test"] = "yes", ["Content-Type"] = "text/plain"}})
+      local j = r:json()
+      assert.are.equal("PUT", j.method)
+      assert.are.equal("raw \0 bytes", j.body)
+      assert.are.equal("n=1&q=a+b%26c", j.query)
+      assert.are.equal("yes", j.headers["x-test"])
+      assert.are.equal("text/plain", j.headers["content-type"])
+      assert.are.equal("application/json", r.headers["content-type"])
+    end)
+
+    it("encodes a table body as a form and json= as JSON", function()
+      local j = http.fetch(py.url .. "/echo", {method = "POST", body = {b = "x y", a = {"1", "2"}}}):json()
+      assert.are.equal("a=1&a=2&b=x+y", j.body)
+      assert.are.equal("application/x-www-form-urlencoded", j.headers["content-type"])
+      local j2 = http.fetch(py.url .. "/echo", {method = "POST", json = {k = {1, 2}}}):json()
+      assert.are.same({k = {1, 2}}, require("cjson").decode(j2.body))
+      assert.are.equal("application/json", j2.headers["content-type"])
+    end)
+
+    it("has HEAD and DELETE, and POST without a body", function()
+      local s = http.Session()
+      local h = s:head(ng.url .. "/ten.bin")
+      assert.are.equal(200, h.status)
+      assert.are.equal("", h.body)
+      assert.are.equal("10240", h.headers["content-length"])
+      assert.are.equal("DELETE", s:delete(py.url .. "/echo"):json().method)
+      local p = s:post(py.url .. "/echo"):json()
+      assert.are.equal("POST", p.method)
+      assert.are.equal("", p.body)
+      s:close()
+    end)
+
+    it("lists repeated headers with get_all and items", function()
+      local r = http.fetch(py.url .. "/cookies")
+      assert.are.same({"a=1; Path=/", "b=2; Path=/"}, r.headers:get_all("Set-Cookie"))
+      assert.are.equal("a=1; Path=/, b=2; Path=/", r.headers["set-cookie"])
+      local names = {}
+      for name in r.headers:items() do names[#names + 1] = name end
+      assert.are.same({"Set-Cookie", "Set-Cookie"}, {names[#names - 1], names[#names]})
+      assert.are.same({}, r.headers:get_all("x-none"))
+    end)
+  end)
+
+  describe("errors", function()
+    it("connect: a closed port", function()
+      local e = err_of(http.fetch, "http://127.0.0.1:1/x")
+      assert.is_true(asyncio.is(e, http.Error))
+      assert.are.equal("connect", e.kind)
+      assert.are.equal("http://127.0.0.1:1/x", e.url)
+      assert.is_string(e.message)
+    end)
+
+    it("invalid_url: a bad scheme or a malformed url", function()
+      assert.are.equal("invalid_url", err_of(http.fetch, "ftp://127.0.0.1/").kind)
+      assert.are.equal("invalid_url", err_of(http.fetch, "http://[::1/").kind)
+    end)
+
+    it("dns: a name that does not resolve", function()
+      local e = err_of(http.fetch, "http://no-such-host.invalid/", {timeout = 10})
+      assert.are.equal("dns", e.kind)
+    end)
+
+    it("timeout: a server that never answers", function()
+      local t0 = asyncio.time()
+      local e = err_of(http.fetch, py.url .. "/never", {timeout = 0.3})
+      local dt = asyncio.time() - t0
+      assert.are.equal("timeout", e.kind)
+      assert.is_true(dt >= 0.25 and dt < 2 * helper.slow, "took " .. dt)
+    end)
+
+    it("protocol: the connection closes without an answer", function()
+      assert.are.equal("protocol", err_of(http.fetch, py.url .. "/drop").kind)
+    end)
+
+    it("body_too_large: max_body caps a body, known length or not", function()
+      local e = err_of(http.fetch, py.url .. "/bytes?n=100000", {max_body = 1000})
+      assert.are.equal("body_too_large", e.kind)
+      local e2 = err_of(http.fetch, py.url .. "/chunked?n=10&size=500", {max_body = 1000})
+      assert.are.equal("body_too_large", e2.kind)
+      assert.are.equal(5000, #http.fetch(py.url .. "/chunked?n=10&size=500", {max_body = 5000}).body)
+    end)
+
+    it("misuse raises with Lua's wording", function()
+      assert.has_error(function() http.fetch(42) end,
+        "bad argument #1 to 'fetch' (string expected, got number)")
+      local ok, e = pcall(http.fetch, ng.url, {timeuot = 1})
+      assert.is_false(ok)
+      assert.matches("unknown option 'timeuot'", e)
+      assert.has_error(function() http.Session{limit = -1} end)
+    end)
+  end)
+
+  describe("TLS", function()
+    it("rejects a self-signed certificate by default (kind tls)", function()
+      local e = err_of(http.fetch, py.tls_url .. "/echo")
+      assert.are.equal("tls", e.kind)
+      assert.matches("certificate", e.message)
+    end)
+
+    it("accepts it with verify=false or with its cafile", function()
+      assert.are.equal("GET", http.fetch(py.tls_url .. "/echo", {verify = false}):json().method)
+      assert.are.equal(200, http.fetch(py.tls_url .. "/echo", {cafile = py.cert}).status)
+      local s <close> = http.Session{cafile = py.cert}
+      assert.are.equal(200, s:get(py.tls_url .. "/echo").status)
+    end)
+  end)
+
+  describe("concurrency", function()
+    it("100 concurrent fetches of a 100 ms endpoint finish well under a second", function()
+      local t0 = asyncio.time()
+      local fns = {}
+      for i = 1, 100 do
+        fns[i] = function() return http.fetch(py.url .. "/slow?ms=100").status end
+      end
+      local res = asyncio.gather(table.unpack(fns))
+      local dt = asyncio.time() - t0
+      assert.are.equal(100, #res)
+      for i = 1, 100 do assert.are.equal(200, res[i]) end
+      assert.is_true(dt >= 0.1 and dt < 0.8 * helper.slow, "took " .. dt)
+    end)
+
+    it("a Session with limit=5 never has more than 5 requests at the server", function()
+      http.fetch(py.url .. "/reset")
+      local s <close> = http.Session{limit = 5}
+      local fns = {}
+      for i = 1, 20 do
+        fns[i] = function() return s:get(py.url .. "/inflight?ms=50").status end
+      end
+      local t0 = asyncio.time()
+      asyncio.gather(table.unpack(fns))
+      local dt = asyncio.time() - t0
+      local st = http.fetch(py.url .. "/stats"):json()
+      assert.are.equal(5, st.max)
+      assert.is_true(dt >= 0.2, "4 rounds of 50 ms took " .. dt)
+      assert.are.equal(0, s:stats().inflight)
+    end)
+
+    it("requests beyond the limit wait first come, first served", function()
+      local s <close> = http.Session{limit = 1}
+      local log = helper.log()
+      local fns = {}
+      for i = 1, 4 do
+        fns[i] = function()
+          s:get(py.url .. "/slow?ms=" .. (40 - i * 10))
+          log.add(i)
+        end
+      end
+      asyncio.gather(table.unpack(fns))
+      assert.are.equal("1 2 3 4", log.str())
+    end)
+  end)
+
+  describe("streaming", function()
+    it("returns at the headers and yields chunks as they come", function()
+      local t0 = asyncio.time()
+      local r <close> = http.fetch(py.url .. "/chunked?n=4&size=3&delay_ms=100", {stream = true})
+      local t_headers = asyncio.time() - t0
+      assert.are.equal(200, r.status)
+      assert.is_nil(r.body)
+      local chunks, times = {}, {}
+      for chunk in r:iter_chunks() do
+        chunks[#chunks + 1] = chunk
+        times[#times + 1] = asyncio.time() - t0
+      end
+      assert.are.equal("aaabbbcccddd", table.concat(chunks))
+      assert.is_true(#chunks >= 3, "chunks: " .. #chunks)
+      assert.is_true(t_headers < 0.09 * helper.slow + 0.05, "headers after " .. t_headers)
+      assert.is_true(times[#times] >= 0.3, "last chunk at " .. times[#times])
+      assert.is_nil(r:iter_chunks()(r._xfer)) -- stays at the end
+    end)
+
+    it("text() reads the rest of a stream", function()
+      local r = http.fetch(py.url .. "/chunked?n=3&size=2", {stream = true})
+      assert.are.equal("aabbcc", r:text())
+      assert.are.equal("aabbcc", r.body)
+    end)
+
+    it("a 5 MiB download read slowly holds memory flat (curl is paused)", function()
+      collectgarbage()
+      local lua0, rss0 = collectgarbage("count"), rss_kib()
+      local r <close> = http.fetch(py.url .. "/bytes?n=" .. BIG, {stream = true})
+      local total, biggest, lua_peak, rss_peak = 0, 0, 0, 0
+      for chunk in r:iter_chunks() do
+        total = total + #chunk
+        if #chunk > biggest then biggest = #chunk end
+        chunk = nil
+        collectgarbage()
+        lua_peak = math.max(lua_peak, collectgarbage("count") - lua0)
+        rss_peak = math.max(rss_peak, rss_kib() - rss0)
+        asyncio.sleep(0.002)
+      end
+      assert.are.equal(BIG, total)
+      assert.is_true(biggest <= 300 * 1024, "biggest chunk " .. biggest)
+      assert.is_true(lua_peak < 1024, "Lua heap grew by KiB " .. lua_peak)
+      -- RSS means nothing under ASan (quarantine) or valgrind
+      if helper.slow == 1 then
+        assert.is_true(rss_peak < 3 * 1024, "RSS grew by KiB " .. rss_peak)
+      end
+    end)
+
+    it("save() streams a body to a file", function()
+      local path = helper.tmpname(".bin")
+      local r = http.fetch(py.url .. "/bytes?n=" .. BIG, {stream = true})
+      assert.are.equal(BIG, r:save(path))
+      local data = servers.read_file(path)
+      os.remove(path)
+      assert.are.equal(BIG, #data)
+      assert.are.equal(("x"):rep(100), data:sub(-100))
+      -- a plain response saves its body too
+      local path2 = helper.tmpname(".txt")
+      assert.are.equal(#hello, http.fetch(ng.url .. "/hello.txt"):save(path2))
+      assert.are.equal(hello, servers.read_file(path2))
+      os.remove(path2)
+    end)
+
+    it("save() raises http.Error kind io for a bad path", function()
+      local r = http.fetch(ng.url .. "/hello.txt", {stream = true})
+      local e = err_of(r.save, r, "/nonexistent-dir/x/y")
+      assert.are.equal("io", e.kind)
+      assert.are.equal("ENOENT", e.code)
+      r:close()
+    end)
+
+    it("cancelling save() at any point leaves nothing behind", function()
+      for delay = 0, 3 do
+        local path = helper.tmpname(".bin")
+        local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=50", {stream = true})
+        local t = asyncio.create_task(function() return r:save(path) end)
+        for _ = 0, delay do asyncio.sleep(0) end
+        t:cancel()
+        local ok, e = pcall(t.await, t)
+        assert.is_false(ok)
+        assert.is_true(asyncio.is(e, asyncio.CancelledError))
+        r:close()
+        os.remove(path)
+      end
+      asyncio.sleep(0.01)
+    end)
+
+    it("a closed stream raises when read", function()
+      local r = http.fetch(py.url .. "/bytes?n=" .. BIG, {stream = true})
+      r:close()
+      assert.has_error(function() for _ in r:iter_chunks() do end end,
+        "asyncio.http: the response is closed")
+    end)
+  end)
+
+  describe("sessions", function()
+    it("applies base_url and merges session and request headers", function()
+      local s <close> = http.Session{base_url = py.url .. "/api/", headers = {["X-A"] = "1", ["X-B"] = "s"}}
+      local r = s:get("../echo", {headers = {["x-b"] = "r"}})
+      local j = r:json()
+      assert.are.equal(py.url .. "/echo", r.url)
+      assert.are.equal("1", j.headers["x-a"])
+      assert.are.equal("r", j.headers["x-b"])
+      assert.are.equal("POST", s:request("post", "/echo", {body = "b"}):json().method)
+    end)
+
+    it("applies the session timeout to its requests", function()
+      local s <close> = http.Session{timeout = 0.2}
+      assert.are.equal("timeout", err_of(s.get, s, py.url .. "/never").kind)
+    end)
+
+    it("close() fails requests in flight with kind closed; later use raises", function()
+      local s = http.Session()
+      local t = asyncio.create_task(function() return s:get(py.url .. "/never") end)
+      asyncio.sleep(0.05)
+      s:close()
+      local e = err_of(t.await, t)
+      assert.are.equal("closed", e.kind)
+      assert.has_error(function() s:get(py.url .. "/echo") end, "asyncio.http: the session is closed")
+    end)
+
+    it("keeps connections alive in a Session", function()
+      local s <close> = http.Session{limit = 2}
+      local first = s:get(ng.url .. "/hello.txt").headers["x-conn"]
+      for _ = 1, 5 do
+        assert.are.equal(first, s:get(ng.url .. "/hello.txt").headers["x-conn"])
+      end
+    end)
+  end)
+
+  describe("cancellation", function()
+    it("cancelling a fetch removes the transfer; the session keeps working", function()
+      local s <close> = http.Session{limit = 2}
+      local t = asyncio.create_task(function() return s:get(py.url .. "/never") end)
+      asyncio.sleep(0.05)
+      assert.are.equal(1, s:stats().running)
+      t:cancel()
+      local e = err_of(t.await, t)
+      assert.is_true(asyncio.is(e, asyncio.CancelledError))
+      assert.are.equal(0, s:stats().running)
+      assert.are.equal(0, s:stats().inflight)
+      assert.are.equal(hello, s:get(ng.url .. "/hello.txt").body)
+    end)
+
+    it("cancelling a request waiting for a slot frees its place in line", function()
+      local s <close> = http.Session{limit = 1}
+      local a = asyncio.create_task(function() return s:get(py.url .. "/slow?ms=100").status end)
+      local b = asyncio.create_task(function() return s:get(py.url .. "/slow?ms=10").status end)
+      local c = asyncio.create_task(function() return s:get(py.url .. "/slow?ms=10").status end)
+      asyncio.sleep(0.02)
+      assert.are.equal(2, s:stats().waiting)
+      b:cancel()
+      assert.are.same({200, 200}, {a:await(), c:await()})
+      assert.is_true(b:cancelled())
+    end)
+
+    it("cancelling a stream reader leaves the response usable; cancel mid-stream frees it", function()
+      local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=100", {stream = true})
+      local got = {}
+      local t = asyncio.create_task(function()
+        for c in r:iter_chunks() do got[#got + 1] = c end
+      end)
+      asyncio.sleep(0.05)
+      t:cancel()
+      pcall(t.await, t)
+      assert.is_true(t:cancelled())
+      assert.is_true(#got < 3)
+      assert.are.equal("aabbcc", table.concat(got) .. r:text())
+      local t2 = asyncio.create_task(function()
+        local r2 <close> = http.fetch(py.url .. "/bytes?n=" .. BIG, {stream = true})
+        for _ in r2:iter_chunks() do asyncio.sleep(0.01) end
+      end)
+      asyncio.sleep(0.05)
+      t2:cancel()
+      assert.is_true(asyncio.is(err_of(t2.await, t2), asyncio.CancelledError))
+      assert.are.equal(0, http.default_session():stats().running)
+    end)
+  end)
+
+  describe("the process", function()
+    it("exits when the main task ends even with idle keep-alive connections", function()
+      local t0 = os.time()
+      local out, err, status = helper.run_script(([[
+        local http = require "asyncio.http"
+        print(http.fetch(%q).status)
+      ]]):format(ng.url .. "/hello.txt"))
+      assert.are.equal(0, status, err)
+      assert.are.equal("200\n", out)
+      assert.is_true(os.time() - t0 < 5)
+    end)
+
+    it("names lua-cjson when json() cannot find it", function()
+      local out, err, status = helper.run_script(([[
+        package.preload.cjson = function() error("not installed") end
+        local http = require "asyncio.http"
+        local ok, e = pcall(function() return http.fetch(%q):json() end)
+        print(ok, e)
+      ]]):format(py.url .. "/echo"))
+      assert.are.equal(0, status, err)
+      assert.matches("false.*lua%-cjson", out)
+    end)
+  end)
+end)
