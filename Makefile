@@ -70,6 +70,8 @@ valgrind: build
 	LASYNC_POOL=0 LASYNC_SLOW=10 LASYNC_WRAPPER="$(VALGRIND) --error-exitcode=99" \
 	  $(VALGRIND) --error-exitcode=1 \
 	  $(LASYNC) $(BUSTED) --ignore-lua -o utfTerminal spec
+	LASYNC_POOL=0 LASYNC_SLOW=10 $(VALGRIND) --error-exitcode=1 $(BUILD)/embed_test
+	LASYNC_POOL=0 $(VALGRIND) --error-exitcode=1 $(BUILD)/sensors
 
 check: asan valgrind
 

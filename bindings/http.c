@@ -80,6 +80,8 @@ typedef struct sock {
 } sock;
 
 struct session {
+  host_closeable closer;  /* lasync_stop closes the session */
+  session **box;          /* the Lua object's pointer to it */
   lasync_host *h;
   CURLM *multi;
   uv_timer_t timer;
@@ -523,6 +525,9 @@ static session *check_session(lua_State *L, int idx) {
  * where no task can be parked on an unreachable session). */
 static void session_close(session *s, lua_State *L) {
   host_link *l;
+  host_closeable_remove(&s->closer);
+  if (s->box) *s->box = NULL;
+  s->box = NULL;
   while ((l = host_list_first(&s->waiters)) ||
          (l = host_list_first(&s->active))) {
     xfer *x = host_container_of(l, xfer, link);
@@ -566,6 +571,10 @@ static int close_box(lua_State *L, int wake) {
 }
 
 static int session_gc(lua_State *L) { return close_box(L, 0); }
+
+static void session_closer(host_closeable *c) {
+  session_close(host_container_of(c, session, closer), NULL);
+}
 static int l_close(lua_State *L) { return close_box(L, 1); }
 
 /* core.session(limit, limit_per_host) -> session object */
@@ -595,6 +604,10 @@ static int l_session(lua_State *L) {
   s->nhandles = 1;
   uv_unref((uv_handle_t *)&s->timer);
   *box = s;
+  s->box = box;
+  host_list_init(&s->closer.link);
+  s->closer.close = session_closer;
+  host_closeable_add(h, &s->closer);
   long maxconn = limit ? (long)(limit < 100000 ? limit : 100000) : 100;
   curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);

@@ -67,6 +67,7 @@ static void timer_fire(lasync_host *h, host_timer *tm) {
 
 /* [fn args...] -> [handle] */
 static cb_handle *new_handle(lasync_host *h, lua_State *L, int nargs) {
+  if (h->stopped) luaL_error(L, "asyncio: the event loop is closed");
   lua_createtable(L, nargs + 1, 0);
   lua_insert(L, -(nargs + 2));
   for (int i = nargs + 1; i >= 1; i--) lua_rawseti(L, -(i + 1), i);

@@ -122,19 +122,8 @@ static int l_create_task(lua_State *L) {
  * Python's asyncio.run, cancels what is left and lets it unwind. */
 static int run_outside(lua_State *L, lasync_host *h, host_task *t,
                        int cleanup) {
-  int deadlock = 0;
-  while (t->state != TASK_DONE) {
-    if (!uv_run(h->loop, UV_RUN_ONCE) && t->state != TASK_DONE &&
-        !h->ready_head) {
-      deadlock = 1;
-      host_task_cancel(t, L, 0);
-    }
-  }
-  if (cleanup && h->npending) {
-    host_cancel_all(h, L);
-    while (h->npending && (uv_run(h->loop, UV_RUN_ONCE) || h->ready_head)) {
-    }
-  }
+  int deadlock = host_run_task(h, t, L);
+  if (cleanup) host_drain(h, L);
   if (deadlock)
     return luaL_error(L,
                       "asyncio.run(): the main task waits for something that "
@@ -377,7 +366,8 @@ static int task_gc(lua_State *L) {
   host_task *t = lua_touserdata(L, 1);
   lasync_host *h = t->h;
   if (t->state != TASK_DONE) { /* the state is closing under it */
-    if ((t->flags & (TF_PARKED | TF_QUEUED)) == TF_PARKED && t->wait_cancel)
+    if ((t->flags & (TF_PARKED | TF_QUEUED)) == TF_PARKED && t->wait_cancel &&
+        !h->stopped)
       t->wait_cancel(t, 0); /* stops its timer or leaves what it awaits */
     while (!host_list_empty(&t->awaiters)) host_list_remove(t->awaiters.next);
     t->state = TASK_DONE;

@@ -1,8 +1,15 @@
 /* The host: one lua_State tied to one uv_loop_t.  Creation, the registry
- * link between the two, reporting, and an orderly shutdown (tasks first,
- * then Lua objects, then the handles they closed, then the loop). */
+ * link between the two, reporting, and an orderly shutdown.
+ *
+ * Shutdown has two halves.  lasync_stop cancels the tasks, lets them unwind
+ * (when the host may drive the loop), closes what the bindings opened and
+ * then the host's own handles.  The struct itself is freed only when the
+ * application is done with it (lasync_free), the state is done with it
+ * (closed: a finalizer tells), and its last handle has closed; so Lua
+ * closures that still point at it, and late future completions, stay safe. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lualib.h>
 
@@ -27,8 +34,23 @@ LASYNC_API void lasync_set_reporter(lasync_host *h, lasync_report_fn fn,
   h->report_ud = ud;
 }
 
+static void set_last_error(lasync_host *h, const char *text) {
+  free(h->last_error);
+  h->last_error = text ? strdup(text) : NULL;
+}
+
+LASYNC_API const char *lasync_last_error(lasync_host *h) {
+  return h->last_error;
+}
+
 void host_report(lasync_host *h, const char *text) {
-  if (h && h->report) {
+  if (!h) {
+    fprintf(stderr, "%s\n", text);
+    return;
+  }
+  h->nreports++;
+  set_last_error(h, text);
+  if (h->report) {
     h->report(h->report_ud, text);
     return;
   }
@@ -36,8 +58,15 @@ void host_report(lasync_host *h, const char *text) {
   fflush(stderr);
 }
 
+/* ---- freeing ------------------------------------------------------------ */
+
 static void maybe_free(lasync_host *h) {
-  if (h->open_handles == 0 && h->closing == 2) free(h);
+  if (h->in_free) return; /* lasync_free finishes the job itself */
+  if (h->app_done && h->state_gone && h->open_handles == 0 &&
+      !(h->owns_loop && !h->loop_closed)) {
+    set_last_error(h, NULL);
+    free(h);
+  }
 }
 
 void host_handle_closed(uv_handle_t *handle) {
@@ -46,6 +75,25 @@ void host_handle_closed(uv_handle_t *handle) {
   maybe_free(h);
 }
 
+/* ---- bindings' resources ------------------------------------------------ */
+
+void host_closeable_add(lasync_host *h, host_closeable *c) {
+  host_list_push(&h->closeables, &c->link);
+}
+
+void host_closeable_remove(host_closeable *c) { host_list_remove(&c->link); }
+
+static void close_resources(lasync_host *h) {
+  host_link *l;
+  while ((l = host_list_first(&h->closeables))) {
+    host_list_remove(l);
+    host_closeable *c = host_container_of(l, host_closeable, link);
+    c->close(c);
+  }
+}
+
+/* ---- libraries ---------------------------------------------------------- */
+
 static void preload(lua_State *L, const char *name, lua_CFunction open) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, open);
@@ -53,10 +101,77 @@ static void preload(lua_State *L, const char *name, lua_CFunction open) {
   lua_pop(L, 1);
 }
 
+static const struct {
+  unsigned lib;
+  const char *name;
+  lua_CFunction open;
+} STD_LIBS[] = {
+    {LASYNC_LIB_BASE, LUA_GNAME, luaopen_base},
+    {LASYNC_LIB_PACKAGE, LUA_LOADLIBNAME, luaopen_package},
+    {LASYNC_LIB_BASE, LUA_COLIBNAME, luaopen_coroutine},
+    {LASYNC_LIB_BASE, LUA_TABLIBNAME, luaopen_table},
+    {LASYNC_LIB_IO, LUA_IOLIBNAME, luaopen_io},
+    {LASYNC_LIB_OS, LUA_OSLIBNAME, luaopen_os},
+    {LASYNC_LIB_BASE, LUA_STRLIBNAME, luaopen_string},
+    {LASYNC_LIB_BASE, LUA_MATHLIBNAME, luaopen_math},
+    {LASYNC_LIB_BASE, LUA_UTF8LIBNAME, luaopen_utf8},
+    {LASYNC_LIB_DEBUG, LUA_DBLIBNAME, luaopen_debug},
+};
+
+LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
+  lua_State *L = h->L;
+  h->libs = libs;
+  for (size_t i = 0; i < sizeof STD_LIBS / sizeof *STD_LIBS; i++) {
+    if (!(libs & STD_LIBS[i].lib)) continue;
+    luaL_requiref(L, STD_LIBS[i].name, STD_LIBS[i].open, 1);
+    lua_pop(L, 1);
+  }
+  if ((libs & LASYNC_LIB_BASE) && !(libs & LASYNC_LIB_IO)) {
+    /* a sandbox without io must not read files through the base library */
+    lua_pushnil(L);
+    lua_setglobal(L, "dofile");
+    lua_pushnil(L);
+    lua_setglobal(L, "loadfile");
+  }
+  if (libs & LASYNC_LIB_PACKAGE) {
+    preload(L, "asyncio", luaopen_asyncio);
+    if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
+  }
+  if (libs & LASYNC_LIB_ASYNCIO) {
+    luaL_requiref(L, "asyncio", luaopen_asyncio, 1);
+    if (libs & LASYNC_LIB_HTTP) {
+      luaL_requiref(L, "asyncio.http", luaopen_asyncio_http, 0);
+      lua_setfield(L, -2, "http");
+    }
+    lua_pop(L, 1);
+  }
+}
+
 LASYNC_API void lasync_openlibs(lasync_host *h) {
-  luaL_openlibs(h->L);
-  preload(h->L, "asyncio", luaopen_asyncio);
-  preload(h->L, "asyncio.http", luaopen_asyncio_http);
+  lasync_openlibs_only(h, LASYNC_LIB_ALL);
+}
+
+/* ---- creating ----------------------------------------------------------- */
+
+/* The state tells the host when it closes: from then on no Lua may run,
+ * and the struct may go once the application is done with it too. */
+static int state_gc(lua_State *L) {
+  lasync_host **box = lua_touserdata(L, 1);
+  lasync_host *h = *box;
+  if (!h) return 0;
+  *box = NULL;
+  h->state_closing = 1;
+  if (!h->stopped) lasync_stop(h);
+  h->state_gone = 1;
+  h->L = h->cbL = NULL;
+  if (h->owns_loop && h->app_done && !h->loop_closed && !h->in_free) {
+    /* asyncio.so in a stock lua5.4: nobody else will close the loop */
+    uv_run(h->loop, UV_RUN_DEFAULT);
+    uv_loop_close(h->loop);
+    h->loop_closed = 1;
+  }
+  maybe_free(h);
+  return 0;
 }
 
 static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
@@ -72,6 +187,8 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   }
   h->loop = loop;
   h->owns_state = owns_state;
+  host_list_init(&h->futures);
+  host_list_init(&h->closeables);
   if (!L) {
     L = host_newstate(&h->pool);
     if (!L) goto fail;
@@ -89,12 +206,19 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   h->cbL = lua_newthread(L);
   h->cbL_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   host_task_types(L, h);
+  lasync_host **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = h;
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, state_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "lasync.state_watch");
   if (h->owns_state && !owns_state) lasync_openlibs(h);
   return h;
 
 fail_handles:
   /* Handles that did open are closed; their callbacks free nothing. */
-  h->closing = 1;
+  h->stopped = 1;
   if (h->open_handles) {
     host_sched_close(h);
     uv_run(h->loop, UV_RUN_DEFAULT);
@@ -122,100 +246,135 @@ lasync_host *host_new_owning(lua_State *L, host_pool *pool) {
   return h;
 }
 
-LASYNC_API int lasync_spawn(lasync_host *h, lua_State *L, int nargs) {
-  luaL_checktype(L, -(nargs + 1), LUA_TFUNCTION);
-  host_task_spawn(h, L, nargs);
-  return 1;
-}
-
-LASYNC_API int lasync_run(lasync_host *h) {
-  return uv_run(h->loop, UV_RUN_DEFAULT);
-}
-
-int host_run_once(lasync_host *h) { return uv_run(h->loop, UV_RUN_ONCE); }
-
-int host_run_until(lasync_host *h, const int *flag) {
-  while (!*flag) {
-    int alive = uv_run(h->loop, UV_RUN_ONCE);
-    if (!*flag && !alive && !h->ready_head) return -1;
-  }
-  return 0;
-}
-
-/* Cancels what is still pending and lets it unwind, a bounded number of
- * turns (a task may refuse to die; the rest of shutdown still happens). */
-static void drain_tasks(lasync_host *h) {
-  if (!h->npending || h->running) return;
-  host_cancel_all(h, h->cbL);
-  for (int turns = 0; h->npending && turns < 10000; turns++) {
-    if (!uv_run(h->loop, UV_RUN_ONCE) && !h->ready_head) break;
-    if (turns == 1000) host_cancel_all(h, h->cbL);
-  }
-}
-
-/* Shutdown: tasks, then (for an owned state) every Lua object with its
- * handles, then our own handles, then the loop.  h itself is freed once
- * its last handle's close callback has run. */
-static void host_close(lasync_host *h, int drain) {
-  if (h->closing) return;
-  h->closing = 1;
-  if (h->owns_loop && drain) drain_tasks(h);
-  if (h->owns_state) {
-    lua_close(h->L);
-    host_pool_free(h->pool);
-    h->pool = NULL;
-    h->L = h->cbL = NULL;
-  } else {
-    lua_pushnil(h->L);
-    lua_setfield(h->L, LUA_REGISTRYINDEX, HOST_KEY);
-    luaL_unref(h->L, LUA_REGISTRYINDEX, h->cbL_ref);
-  }
-  host_sched_close(h);
-  if (h->owns_loop) {
-    uv_run(h->loop, UV_RUN_DEFAULT);
-    uv_loop_close(h->loop);
-  }
-  h->closing = 2;
-}
-
-static void free_host(lasync_host *h, int drain) {
-  int owned = h->owns_loop;
-  host_close(h, drain);
-  if (owned)
-    free(h); /* every close callback has run inside host_close */
-  else
-    maybe_free(h);
-}
-
-LASYNC_API void lasync_free(lasync_host *h) {
-  if (h) free_host(h, 1);
-}
-
-/* When a stock lua5.4 loads asyncio.so, the module owns the host: this
- * finalizer runs at lua_close, after every Task and handle object made
- * later has been finalized (Lua finalizes in reverse order). */
-static int module_host_gc(lua_State *L) {
-  lasync_host **box = lua_touserdata(L, 1);
-  if (*box) {
-    lasync_host *h = *box;
-    *box = NULL;
-    h->owns_state = 0;
-    free_host(h, 0); /* the state is closing: no task may run now */
-  }
-  return 0;
-}
-
+/* asyncio.so in a stock lua5.4: the module makes the host, and the state
+ * closing is its end (the application will never call lasync_free). */
 lasync_host *host_for_module(lua_State *L) {
   lasync_host *h = host_get(L);
   if (h) return h;
   h = lasync_new(NULL, L);
   if (!h) luaL_error(L, "asyncio: cannot create the event loop (out of memory)");
-  lasync_host **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = h;
-  lua_createtable(L, 0, 1);
-  lua_pushcfunction(L, module_host_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_setmetatable(L, -2);
-  lua_setfield(L, LUA_REGISTRYINDEX, "lasync.module_host");
+  h->app_done = 1;
+  h->libs = LASYNC_LIB_ALL;
   return h;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+LASYNC_API int lasync_spawn(lasync_host *h, lua_State *L, int nargs) {
+  luaL_checktype(L, -(nargs + 1), LUA_TFUNCTION);
+  host_task_spawn(h, L, nargs);
+  return 0;
+}
+
+static int spawn_loaded(lasync_host *h, int status) {
+  if (status != LUA_OK) {
+    set_last_error(h, lua_tostring(h->L, -1));
+    lua_pop(h->L, 1);
+    return LASYNC_ERROR;
+  }
+  host_task_spawn(h, h->L, 0);
+  return 0;
+}
+
+LASYNC_API int lasync_spawn_string(lasync_host *h, const char *code,
+                                   const char *chunkname) {
+  if (h->stopped) return LASYNC_ECLOSED;
+  return spawn_loaded(h, luaL_loadbuffer(h->L, code, strlen(code),
+                                         chunkname ? chunkname : code));
+}
+
+LASYNC_API int lasync_spawn_file(lasync_host *h, const char *path) {
+  if (h->stopped) return LASYNC_ECLOSED;
+  return spawn_loaded(h, luaL_loadfile(h->L, path));
+}
+
+LASYNC_API int lasync_run(lasync_host *h) {
+  if (h->stopped) return LASYNC_ECLOSED;
+  unsigned long before = h->nreports;
+  uv_run(h->loop, UV_RUN_DEFAULT);
+  return h->nreports != before ? LASYNC_ERROR : 0;
+}
+
+LASYNC_API int lasync_run_until_done(lasync_host *h) {
+  lua_State *L = h->L;
+  host_task *t = host_test_task_arg(L, -1);
+  if (!t) {
+    set_last_error(h, "lasync_run_until_done: no Task on top of the stack");
+    return LASYNC_ERROR;
+  }
+  if (h->stopped) {
+    lua_pop(L, 1);
+    return LASYNC_ECLOSED;
+  }
+  int deadlock = host_run_task(h, t, h->cbL);
+  int rc = 0;
+  if (t->outcome == OUTCOME_FAILED) {
+    t->flags |= TF_RETRIEVED;
+    host_task_push_report(L, -1);
+    set_last_error(h, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    rc = LASYNC_ERROR;
+  } else if (t->outcome == OUTCOME_CANCELLED) {
+    rc = LASYNC_ECANCELLED;
+  }
+  if (deadlock) {
+    set_last_error(h, "the task waits for something that can never happen "
+                      "(no task, timer or handle is left to wake it)");
+    rc = LASYNC_ERROR;
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* ---- stopping and freeing ----------------------------------------------- */
+
+/* Closes the host's own handles once no task is left to run (called again
+ * from the scheduler when the last cancelled task ends). */
+void host_finish_stop(lasync_host *h) {
+  if (h->stopped || h->npending) return;
+  h->stopped = 1;
+  close_resources(h);
+  host_futures_orphan(h);
+  host_sched_close(h);
+}
+
+LASYNC_API void lasync_stop(lasync_host *h) {
+  if (h->stopping) {
+    if (h->state_closing && !h->stopped) { /* no Lua may run any more */
+      h->npending = 0;
+      host_finish_stop(h);
+    }
+    return;
+  }
+  h->stopping = 1;
+  if (!h->state_closing) {
+    lua_State *L = h->cbL;
+    if (h->owns_loop && !h->running)
+      host_drain(h, L); /* cancelled tasks unwind; their <close> runs */
+    else
+      host_cancel_all(h, L); /* they unwind in the application's uv_run */
+    close_resources(h);
+  }
+  if (h->state_closing || (h->owns_loop && !h->running)) h->npending = 0;
+  host_finish_stop(h);
+}
+
+LASYNC_API void lasync_free(lasync_host *h) {
+  if (!h || h->app_done) return;
+  lasync_stop(h);
+  h->app_done = 1;
+  h->in_free = 1;
+  if (h->owns_state && !h->state_gone) {
+    lua_State *L = h->L;
+    lua_close(L); /* state_gc runs: the state is gone */
+    host_pool_free(h->pool);
+    h->pool = NULL;
+  }
+  if (h->owns_loop && !h->loop_closed) {
+    uv_run(h->loop, UV_RUN_DEFAULT); /* the close callbacks */
+    uv_loop_close(h->loop);
+    h->loop_closed = 1;
+  }
+  h->in_free = 0;
+  maybe_free(h);
 }

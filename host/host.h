@@ -221,21 +221,41 @@ struct lasync_host {
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */
-  int closing;
+  /* shutdown: see host.c */
+  unsigned char stopping, stopped, state_closing, state_gone, app_done,
+      loop_closed, in_free;
+  unsigned libs;          /* LASYNC_LIB_* opened */
+  host_link futures;      /* lasync_future records */
+  host_link closeables;   /* bindings' resources to close at stop */
+  char *last_error;
+  unsigned long nreports;
   host_pool *pool;         /* the owned state's allocator, or NULL */
   lasync_report_fn report;
   void *report_ud;
 };
 
+/* A resource of a binding (a server, a session...) that lasync_stop must
+ * close; close() must not run Lua.  Remove it when it closes by itself. */
+typedef struct host_closeable {
+  host_link link;
+  void (*close)(struct host_closeable *c);
+} host_closeable;
+void host_closeable_add(lasync_host *h, host_closeable *c);
+void host_closeable_remove(host_closeable *c);
+
+/* Runs the loop (from outside it) until t ends.  If nothing is left that
+ * could ever wake t, cancels it, lets it end and returns 1. */
+int host_run_task(lasync_host *h, host_task *t, lua_State *L);
+/* Cancels every task and runs the loop until none is pending or nothing
+ * can move (a bounded number of turns). */
+void host_drain(lasync_host *h, lua_State *L);
+void host_finish_stop(lasync_host *h);
+void host_futures_orphan(lasync_host *h);
+
 /* The host of this Lua state (stored in the registry), or NULL. */
 lasync_host *host_get(lua_State *L);
 /* Reports text through the embedder's reporter (default: stderr). */
 void host_report(lasync_host *h, const char *text);
-/* Runs the loop one turn; returns uv_run's value. */
-int host_run_once(lasync_host *h);
-/* Runs the loop until `*flag` becomes non-zero or nothing is left to do.
- * Returns 0 when the flag was set, -1 when the loop ran dry first. */
-int host_run_until(lasync_host *h, const int *flag);
 
 int host_sched_init(lasync_host *h);
 void host_sched_close(lasync_host *h);

@@ -179,30 +179,6 @@ static void on_sigint(uv_signal_t *s, int signum) {
   uv_stop(c->h->loop);
 }
 
-/* Runs the loop until the main task ends; 1 if it could never end. */
-static int run_main(cli *c) {
-  lasync_host *h = c->h;
-  while (c->main->state != TASK_DONE) {
-    int alive = uv_run(h->loop, UV_RUN_ONCE);
-    if (c->main->state != TASK_DONE && !alive && !h->ready_head) {
-      host_task_cancel(c->main, h->cbL, 0);
-      while (c->main->state != TASK_DONE &&
-             (uv_run(h->loop, UV_RUN_ONCE) || h->ready_head)) {
-      }
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Lets cancelled tasks unwind: the loop turns until none is pending or
- * nothing can move any more. */
-static void finish_tasks(lasync_host *h) {
-  host_cancel_all(h, h->cbL);
-  while (h->npending && (uv_run(h->loop, UV_RUN_ONCE) || h->ready_head)) {
-  }
-}
-
 static void report_main(cli *c) {
   host_task *t = c->main;
   if (c->interrupted) {
@@ -279,7 +255,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&c.sigint, on_sigint, SIGINT);
   uv_unref((uv_handle_t *)&c.sigint);
 
-  int deadlock = run_main(&c);
+  int deadlock = host_run_task(h, c.main, h->cbL);
   if (deadlock) {
     fprintf(stderr,
             "%s: the main task waits for something that can never happen "
@@ -295,7 +271,7 @@ int main(int argc, char **argv) {
     /* Like Node: the program lives while a task, timer or handle does. */
     uv_run(h->loop, UV_RUN_DEFAULT);
   }
-  finish_tasks(h);
+  host_drain(h, h->cbL); /* what is left is cancelled and unwinds */
   if (c.interrupted) status = 130;
   uv_close((uv_handle_t *)&c.sigint, NULL);
   fflush(stdout);

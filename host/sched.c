@@ -17,6 +17,7 @@
 static void on_idle(uv_idle_t *handle) { (void)handle; }
 
 void host_ready_push(lasync_host *h, host_ready *r) {
+  if (h->stopped) return; /* nothing runs any more */
   r->next = NULL;
   *h->ready_tail = r;
   h->ready_tail = &r->next;
@@ -155,6 +156,7 @@ static void finish(lasync_host *h, host_task *t) {
     luaL_unref(co, LUA_REGISTRYINDEX, t->cancel_msg_ref);
     t->cancel_msg_ref = LUA_NOREF;
   }
+  if (h->stopping && h->npending == 0) host_finish_stop(h);
 }
 
 /* Ends a task whose thread cannot continue (a bare coroutine.yield, or an
@@ -221,6 +223,7 @@ static void step(lasync_host *h, host_ready *r) {
 /* ---- creating --------------------------------------------------------- */
 
 host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
+  if (h->stopped) luaL_error(L, "asyncio: the event loop is closed");
   int fn = lua_gettop(L) - nargs;
   lua_State *co = lua_newthread(L);
   host_task *t = lua_newuserdatauv(L, sizeof *t, 1);
@@ -355,6 +358,28 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   t->nargs = 0;
   host_ready_push(t->h, &t->ready);
   return 1;
+}
+
+int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
+  int deadlock = 0;
+  while (t->state != TASK_DONE) {
+    if (!uv_run(h->loop, UV_RUN_ONCE) && t->state != TASK_DONE &&
+        !h->ready_head) {
+      if (deadlock) break; /* cancelled, and still nothing can move */
+      deadlock = 1;
+      host_task_cancel(t, L, 0);
+    }
+  }
+  return deadlock;
+}
+
+void host_drain(lasync_host *h, lua_State *L) {
+  if (!h->npending) return;
+  host_cancel_all(h, L);
+  for (int turns = 0; h->npending && turns < 100000; turns++) {
+    if (!uv_run(h->loop, UV_RUN_ONCE) && !h->ready_head) break;
+    if (turns == 1000) host_cancel_all(h, L); /* asked twice, as Ctrl-C */
+  }
 }
 
 void host_cancel_all(lasync_host *h, lua_State *L) {

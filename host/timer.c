@@ -94,6 +94,7 @@ static void on_timer(uv_timer_t *handle) {
 
 int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due) {
   if (host_timer_armed(tm)) host_timer_stop(h, tm);
+  if (h->stopped) return UV_ECANCELED;
   if (h->heap_len == h->heap_cap) {
     uint32_t cap = h->heap_cap ? h->heap_cap * 2 : 64;
     host_timer **heap = realloc(h->heap, cap * sizeof *heap);
@@ -111,6 +112,10 @@ int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due) {
 
 void host_timer_stop(lasync_host *h, host_timer *tm) {
   if (tm->slot == HOST_TIMER_IDLE) return;
+  if (tm->slot >= h->heap_len || h->heap[tm->slot] != tm) {
+    tm->slot = HOST_TIMER_IDLE; /* the heap is gone (host stopped) */
+    return;
+  }
   int was_first = tm->slot == 0;
   heap_remove(h, tm);
   if (was_first) arm(h, 1);

@@ -1,0 +1,384 @@
+/* C tests of the embedding API (lasync.h): hosts on the application's loop
+ * and state, C futures (resolve, reject, cancel, late completion after the
+ * host is gone, the wrong thread), two hosts in two threads, the sandbox
+ * subset and the reporter.  Prints TAP; exit status 0 when all pass. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "lasync.h"
+
+static int failures, count;
+
+#define CHECK(cond, ...)                                  \
+  do {                                                    \
+    count++;                                              \
+    if (cond) {                                           \
+      printf("ok %d - ", count);                          \
+    } else {                                              \
+      failures++;                                         \
+      printf("not ok %d - (%s:%d) ", count, __FILE__, __LINE__); \
+    }                                                     \
+    printf(__VA_ARGS__);                                  \
+    printf("\n");                                         \
+  } while (0)
+
+/* ---- an application's asynchronous operation ---------------------------- */
+
+/* app.compute(x, ms): resolves with x * 2 after ms milliseconds, from the
+ * application's own uv timer. */
+typedef struct job {
+  uv_timer_t timer;
+  lasync_future *future;
+  lua_Integer x;
+  int cancelled;
+  int *cancel_count;
+} job;
+
+static void job_closed(uv_handle_t *h) { free(h->data); }
+
+static void job_fire(uv_timer_t *t) {
+  job *j = t->data;
+  lua_State *S = lasync_future_begin(j->future);
+  if (S) {
+    if (j->x < 0) {
+      lasync_future_reject_msg(j->future, "negative input");
+    } else {
+      lua_pushinteger(S, j->x * 2);
+      lua_pushstring(S, "done");
+      lasync_future_resolve(j->future, 2);
+    }
+  } else {
+    lasync_future_release(j->future);
+  }
+  uv_close((uv_handle_t *)t, job_closed);
+}
+
+static void job_abort(lasync_future *f, void *ud) {
+  job *j = ud;
+  (void)f;
+  j->cancelled = 1;
+  if (j->cancel_count) (*j->cancel_count)++;
+  uv_timer_stop(&j->timer);
+  lasync_future_release(j->future);
+  uv_close((uv_handle_t *)&j->timer, job_closed);
+}
+
+static int cancel_count;
+
+static int l_compute(lua_State *L) {
+  lua_Integer x = luaL_checkinteger(L, 1);
+  lua_Integer ms = luaL_optinteger(L, 2, 10);
+  job *j = calloc(1, sizeof *j);
+  j->x = x;
+  j->cancel_count = &cancel_count;
+  j->future = lasync_future_new(L, job_abort, j);
+  uv_timer_init(lasync_loop(lasync_from_state(L)), &j->timer);
+  j->timer.data = j;
+  uv_timer_start(&j->timer, job_fire, (uint64_t)ms, 0);
+  return lasync_await(L, j->future);
+}
+
+/* app.now(x): completes before the await. */
+static int l_now(lua_State *L) {
+  lua_Integer x = luaL_checkinteger(L, 1);
+  lasync_future *f = lasync_future_new(L, NULL, NULL);
+  lua_State *S = lasync_future_begin(f);
+  lua_pushinteger(S, x + 1);
+  lasync_future_resolve(f, 1);
+  return lasync_await(L, f);
+}
+
+static void register_app(lua_State *L) {
+  lua_newtable(L);
+  lua_pushcfunction(L, l_compute);
+  lua_setfield(L, -2, "compute");
+  lua_pushcfunction(L, l_now);
+  lua_setfield(L, -2, "now");
+  lua_setglobal(L, "app");
+}
+
+static const char *global_string(lua_State *L, const char *name) {
+  lua_getglobal(L, name);
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return s;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_own_everything(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  CHECK(h != NULL, "host with its own loop and state");
+  lua_State *L = lasync_state(h);
+  CHECK(lasync_spawn_string(h, "asyncio.sleep(0.01) result = 'slept'", "=t") == 0,
+        "spawn_string");
+  CHECK(lasync_run_until_done(h) == 0, "run_until_done succeeds");
+  CHECK(strcmp(global_string(L, "result"), "slept") == 0, "the chunk ran");
+  CHECK(lasync_spawn_string(h, "x = = 1", "=bad") == LASYNC_ERROR,
+        "a syntax error is refused");
+  CHECK(strstr(lasync_last_error(h), "unexpected symbol") != NULL,
+        "last_error has the syntax error: %s", lasync_last_error(h));
+  lasync_spawn_string(h, "local function f() error('deep') end f()", "=fail");
+  CHECK(lasync_run_until_done(h) == LASYNC_ERROR, "a failing task");
+  CHECK(strstr(lasync_last_error(h), "fail:1: deep") &&
+            strstr(lasync_last_error(h), "stack traceback"),
+        "last_error carries the message and traceback");
+  CHECK(lasync_spawn_file(h, "/nonexistent.lua") == LASYNC_ERROR &&
+            strstr(lasync_last_error(h), "cannot open"),
+        "spawn_file of a missing file");
+  lasync_free(h);
+}
+
+static void test_futures_on_app_loop(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lua_State *L = luaL_newstate();
+  lasync_host *h = lasync_new(&loop, L);
+  CHECK(h != NULL, "host on the application's loop and state");
+  lasync_openlibs(h);
+  register_app(L);
+  lasync_spawn_string(h,
+    "local t0 = asyncio.time()\n"
+    "local r = asyncio.gather(function() return app.compute(1, 30) end,\n"
+    "  function() return app.compute(2, 30) end,\n"
+    "  function() return app.compute(3, 30) end)\n"
+    "sum = r[1] + r[2] + r[3]\n"
+    "elapsed = asyncio.time() - t0\n"
+    "local a, b = app.compute(5, 1) second = b\n"
+    "early = app.now(41)\n"
+    "local ok, e = pcall(app.compute, -1, 1) rejected = e\n",
+    "=futures");
+  lua_pop(L, 1);
+  /* the host has not run anything: the application drives */
+  lua_getglobal(L, "sum");
+  CHECK(lua_isnil(L, -1), "nothing runs before the application's uv_run");
+  lua_pop(L, 1);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  lua_getglobal(L, "sum");
+  CHECK(lua_tointeger(L, -1) == 12, "three futures resolved: sum %d",
+        (int)lua_tointeger(L, -1));
+  lua_getglobal(L, "elapsed");
+  double el = lua_tonumber(L, -1);
+  const char *slow = getenv("LASYNC_SLOW"); /* sanitizers, valgrind */
+  double bound = 0.08 * (slow ? atof(slow) : 1.0);
+  CHECK(el >= 0.03 && el < bound, "they ran concurrently (%.3f s)", el);
+  lua_pop(L, 2);
+  CHECK(strcmp(global_string(L, "second"), "done") == 0,
+        "several values come back");
+  lua_getglobal(L, "early");
+  CHECK(lua_tointeger(L, -1) == 42, "a future completed before the await");
+  lua_pop(L, 1);
+  CHECK(strcmp(global_string(L, "rejected"), "negative input") == 0,
+        "a rejection raises in the task");
+  lasync_free(h);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the host's handles finish closing */
+  lua_close(L);
+  CHECK(uv_loop_close(&loop) == 0, "the host left no handle on the loop");
+}
+
+static void test_cancel_pending_future(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  register_app(L);
+  cancel_count = 0;
+  lasync_spawn_string(h,
+    "local t = asyncio.create_task(app.compute, 7, 10000)\n"
+    "asyncio.sleep(0.01)\n"
+    "t:cancel()\n"
+    "local ok, e = pcall(t.await, t)\n"
+    "cancelled = asyncio.is(e, asyncio.CancelledError)\n",
+    "=cancel");
+  CHECK(lasync_run_until_done(h) == 0, "the script ran");
+  lua_getglobal(L, "cancelled");
+  CHECK(lua_toboolean(L, -1), "the task got CancelledError");
+  lua_pop(L, 1);
+  CHECK(cancel_count == 1, "the future's cancel callback ran once");
+  lasync_free(h);
+}
+
+/* A future left pending when the host is freed; the application completes
+ * it later from its own timer. */
+static lasync_future *orphan;
+static int late_rc = 1;
+static int l_hold(lua_State *L) {
+  orphan = lasync_future_new(L, NULL, NULL);
+  return lasync_await(L, orphan);
+}
+static void late_fire(uv_timer_t *t) {
+  lua_State *S = lasync_future_begin(orphan);
+  late_rc = S ? 0 : lasync_future_resolve(orphan, 0);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_resolve_after_stop(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lasync_host *h = lasync_new(&loop, NULL);
+  lua_State *L = lasync_state(h);
+  lua_pushcfunction(L, l_hold);
+  lua_setglobal(L, "hold");
+  lasync_spawn_string(h, "hold()", "=hold");
+  lua_pop(L, 1);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(orphan != NULL, "the task waits on a future");
+  lasync_free(h);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, late_fire, 5, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(late_rc == LASYNC_ECLOSED, "a completion after the host was freed "
+        "is refused safely (rc %d)", late_rc);
+  CHECK(uv_loop_close(&loop) == 0, "no handle left on the application's loop");
+}
+
+/* ---- two hosts in two threads --------------------------------------------- */
+
+typedef struct worker {
+  uv_thread_t thread;
+  int id;
+  lua_Integer result;
+  int rc;
+} worker;
+
+static void worker_main(void *arg) {
+  worker *w = arg;
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  lua_pushinteger(L, w->id);
+  lua_setglobal(L, "ID");
+  lasync_spawn_string(h,
+    "local total = 0\n"
+    "local tasks = {}\n"
+    "for i = 1, 200 do tasks[i] = asyncio.create_task(function()\n"
+    "  asyncio.sleep(0.001 * (i % 5)) return i * ID end) end\n"
+    "for _, v in ipairs(asyncio.gather(tasks)) do total = total + v end\n"
+    "RESULT = total\n", "=worker");
+  w->rc = lasync_run_until_done(h);
+  lua_getglobal(L, "RESULT");
+  w->result = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  lasync_free(h);
+}
+
+static void test_two_hosts_two_threads(void) {
+  worker w[2] = {{.id = 1}, {.id = 3}};
+  for (int i = 0; i < 2; i++) uv_thread_create(&w[i].thread, worker_main, &w[i]);
+  for (int i = 0; i < 2; i++) uv_thread_join(&w[i].thread);
+  CHECK(w[0].rc == 0 && w[0].result == 20100, "host in thread 1: %lld",
+        (long long)w[0].result);
+  CHECK(w[1].rc == 0 && w[1].result == 60300, "host in thread 2: %lld",
+        (long long)w[1].result);
+}
+
+/* ---- completing from the wrong thread ------------------------------------- */
+
+static lasync_future *cross;
+static int cross_rc;
+static void cross_thread(void *arg) {
+  (void)arg;
+  cross_rc = lasync_future_resolve(cross, 0);
+}
+static int l_cross(lua_State *L) {
+  cross = lasync_future_new(L, NULL, NULL);
+  uv_thread_t th;
+  uv_thread_create(&th, cross_thread, NULL);
+  uv_thread_join(&th);
+  lua_State *S = lasync_future_begin(cross);
+  lua_pushliteral(S, "same thread");
+  lasync_future_resolve(cross, 1);
+  return lasync_await(L, cross);
+}
+
+static void test_wrong_thread(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  lua_pushcfunction(L, l_cross);
+  lua_setglobal(L, "cross");
+  lasync_spawn_string(h, "answer = cross()", "=cross");
+  CHECK(lasync_run_until_done(h) == 0, "ran");
+  CHECK(cross_rc == LASYNC_ETHREAD, "another thread is refused (%d)", cross_rc);
+  CHECK(strcmp(global_string(L, "answer"), "same thread") == 0,
+        "the loop's thread completes it");
+  lasync_free(h);
+}
+
+/* ---- sandbox and reporter --------------------------------------------------- */
+
+static char reported[4096];
+static void reporter(void *ud, const char *text) {
+  (void)ud;
+  snprintf(reported, sizeof reported, "%s", text);
+}
+
+static void test_sandbox_and_reporter(void) {
+  lua_State *L = luaL_newstate();
+  lasync_host *h = lasync_new(NULL, L);
+  lasync_openlibs_only(h, LASYNC_LIB_SAFE);
+  lasync_set_reporter(h, reporter, NULL);
+  lasync_spawn_string(h,
+    "have = table.concat({tostring(io), tostring(os), tostring(require),\n"
+    "  tostring(dofile), tostring(loadfile), tostring(debug),\n"
+    "  tostring(asyncio.http)}, ',')\n"
+    "asyncio.sleep(0)\n"
+    "has_asyncio = type(asyncio.create_task) == 'function'\n"
+    "asyncio.create_task(function() error('unseen failure') end)\n"
+    "asyncio.sleep(0.01)\n", "=sandbox");
+  CHECK(lasync_run_until_done(h) == 0, "sandboxed script ran");
+  CHECK(strcmp(global_string(L, "have"), "nil,nil,nil,nil,nil,nil,nil") == 0,
+        "no io, os, require, dofile, loadfile, debug, http: %s",
+        global_string(L, "have"));
+  lua_getglobal(L, "has_asyncio");
+  CHECK(lua_toboolean(L, -1), "asyncio is there");
+  lua_pop(L, 1);
+  lua_gc(L, LUA_GCCOLLECT);
+  CHECK(strstr(reported, "Task exception was never retrieved") &&
+            strstr(reported, "unseen failure"),
+        "the reporter got the unretrieved failure");
+  CHECK(lasync_last_error(h) && strstr(lasync_last_error(h), "unseen failure"),
+        "and it is the last error");
+  lasync_free(h);
+  lua_close(L);
+}
+
+static void test_stop_cancels_and_closes(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  lasync_spawn_string(h,
+    "local g <close> = setmetatable({}, {__close = function()\n"
+    "  asyncio.sleep(0) closed = true end})\n"
+    "asyncio.sleep(100)\n", "=stop");
+  lua_pop(L, 1);
+  uv_run(lasync_loop(h), UV_RUN_NOWAIT);
+  lasync_stop(h);
+  lua_getglobal(L, "closed");
+  CHECK(lua_toboolean(L, -1), "stop cancelled the task and its <close> ran");
+  lua_pop(L, 1);
+  CHECK(lasync_spawn_string(h, "x = 1", "=after") == LASYNC_ECLOSED,
+        "nothing starts on a stopped host");
+  lua_getglobal(L, "asyncio");
+  lua_getfield(L, -1, "create_task");
+  lua_getglobal(L, "print");
+  int st = lua_pcall(L, 1, 1, 0);
+  CHECK(st != LUA_OK && strstr(lua_tostring(L, -1), "event loop is closed"),
+        "asyncio functions raise after stop: %s", lua_tostring(L, -1));
+  lua_pop(L, 2);
+  lasync_free(h);
+}
+
+int main(void) {
+  test_own_everything();
+  test_futures_on_app_loop();
+  test_cancel_pending_future();
+  test_resolve_after_stop();
+  test_two_hosts_two_threads();
+  test_wrong_thread();
+  test_sandbox_and_reporter();
+  test_stop_cancels_and_closes();
+  printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
+  return failures != 0;
+}
