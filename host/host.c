@@ -56,6 +56,7 @@ static void preload(lua_State *L, const char *name, lua_CFunction open) {
 LASYNC_API void lasync_openlibs(lasync_host *h) {
   luaL_openlibs(h->L);
   preload(h->L, "asyncio", luaopen_asyncio);
+  preload(h->L, "asyncio.fs", luaopen_asyncio_fs);
 }
 
 static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
