@@ -1012,7 +1012,7 @@ static int try_read(lua_State *L, fs_file *f, int fmt, size_t n, int eof) {
       lua_pushliteral(L, "");
       return 1;
     }
-    if (have < n && !eof) return 0;
+    if ((have < n || n == 0) && !eof) return 0; /* read(0) tests for EOF */
     n = have < n ? have : n;
     consume(L, f, n, n);
     return 1;
