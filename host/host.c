@@ -80,6 +80,12 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
     goto fail; /* one host per state */
   }
   h->L = L;
+  /* lua_newstate leaves the main thread's extra space uninitialised and
+   * every new thread copies it: zero it so that a plain coroutine is never
+   * mistaken for a task. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  *(host_task **)lua_getextraspace(lua_tothread(L, -1)) = NULL;
+  lua_pop(L, 1);
   if (host_sched_init(h)) goto fail_handles;
   lua_pushlightuserdata(L, h);
   lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
