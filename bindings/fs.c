@@ -64,6 +64,7 @@ struct fs_req {
   unsigned char ending, delivered, keep_fd, tmp_live, two_paths;
   int err;             /* first failure, a libuv error code */
   const char *errop;
+  const char *op;      /* what the last call of a chain is called */
   uv_file fd;          /* a descriptor the chain opened, -1 if none */
   int flags, mode, fmt, tries;
   ssize_t res;
@@ -226,6 +227,15 @@ static void fail(fs_req *r, ssize_t res, const char *op) {
     r->errop = op;
   }
   end_chain(r);
+}
+
+/* The common last step: the call's failure, or the end of the chain. */
+static void last_done(fs_req *r, ssize_t res) {
+  r->res = res;
+  if (res < 0)
+    fail(r, res, r->op);
+  else
+    end_chain(r);
 }
 
 static void end_step(fs_req *r, ssize_t res) {
@@ -446,19 +456,13 @@ static void wf_open(fs_req *r) {
                    r->mode, on_fs));
 }
 
-static void at_renamed(fs_req *r, ssize_t res) {
-  if (res < 0)
-    fail(r, res, "rename");
-  else
-    end_chain(r);
-}
-
 static void at_closed(fs_req *r, ssize_t res) {
   if (res < 0) {
     fail(r, res, "close");
     return;
   }
-  r->next = at_renamed;
+  r->next = last_done;
+  r->op = "rename";
   go(r, uv_fs_rename(r->loop, &r->uv, r->tmp, r->path, on_fs));
 }
 
@@ -654,15 +658,9 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
   set_time(L, "birthtime", s->st_birthtim);
 }
 
-static void stat_done(fs_req *r, ssize_t res) {
-  if (res < 0)
-    fail(r, res, r->flags ? "lstat" : "stat");
-  else
-    end_chain(r);
-}
-
 static void stat_first(fs_req *r) {
-  r->next = stat_done;
+  r->next = last_done;
+  r->op = r->flags ? "lstat" : "stat";
   go(r, r->flags ? uv_fs_lstat(r->loop, &r->uv, r->path, on_fs)
                  : uv_fs_stat(r->loop, &r->uv, r->path, on_fs));
 }
@@ -746,19 +744,13 @@ static void mkp_step(fs_req *r) {
   go(r, uv_fs_mkdir(r->loop, &r->uv, r->path2, r->mode, on_fs));
 }
 
-static void mk_made(fs_req *r, ssize_t res) {
-  if (res < 0)
-    fail(r, res, "mkdir");
-  else
-    end_chain(r);
-}
-
 static void mk_first(fs_req *r) {
   if (r->flags && r->path[0]) {
     mkp_step(r);
     return;
   }
-  r->next = mk_made;
+  r->next = last_done;
+  r->op = "mkdir";
   go(r, uv_fs_mkdir(r->loop, &r->uv, r->path, r->mode, on_fs));
 }
 
@@ -785,16 +777,9 @@ static int fs_mkdir(lua_State *L) {
 
 /* ---- listdir ---------------------------------------------------------- */
 
-static void scan_done(fs_req *r, ssize_t res) {
-  r->res = res;
-  if (res < 0)
-    fail(r, res, "scandir");
-  else
-    end_chain(r);
-}
-
 static void scan_first(fs_req *r) {
-  r->next = scan_done;
+  r->next = last_done;
+  r->op = "scandir";
   go(r, uv_fs_scandir(r->loop, &r->uv, r->path, 0, on_fs));
 }
 
@@ -869,15 +854,9 @@ static int fs_remove(lua_State *L) {
   return start(L, req_new(L, STATE(L), t, path), rm_first, finish_none);
 }
 
-static void mv_done(fs_req *r, ssize_t res) {
-  if (res < 0)
-    fail(r, res, "rename");
-  else
-    end_chain(r);
-}
-
 static void mv_first(fs_req *r) {
-  r->next = mv_done;
+  r->next = last_done;
+  r->op = "rename";
   go(r, uv_fs_rename(r->loop, &r->uv, r->path, r->path2, on_fs));
 }
 
@@ -922,15 +901,9 @@ static int mode_flags(const char *m, int *flags, unsigned char *append) {
   return strspn(m, "b") == strlen(m);
 }
 
-static void open_done(fs_req *r, ssize_t res) {
-  if (res < 0)
-    fail(r, res, "open");
-  else
-    end_chain(r);
-}
-
 static void open_first(fs_req *r) {
-  r->next = open_done;
+  r->next = last_done;
+  r->op = "open";
   go(r, uv_fs_open(r->loop, &r->uv, r->path, r->flags, 0666, on_fs));
 }
 
@@ -1038,14 +1011,6 @@ static int try_read(lua_State *L, fs_file *f, int fmt, size_t n, int eof) {
   return 1;
 }
 
-static void read_got(fs_req *r, ssize_t res) {
-  r->res = res;
-  if (res < 0)
-    fail(r, res, "read");
-  else
-    end_chain(r);
-}
-
 static void read_more(fs_req *r) {
   fs_file *f = r->file;
   size_t have = f->rlen - f->roff;
@@ -1062,7 +1027,8 @@ static void read_more(fs_req *r) {
   r->ending = r->delivered = 0;
   r->err = 0;
   r->res = 0;
-  r->next = read_got;
+  r->next = last_done;
+  r->op = "read";
   if (f->rcap < have + chunk) {
     char *nb = realloc(f->rbuf, have + chunk);
     if (!nb) {
@@ -1194,15 +1160,9 @@ static int seek_to(lua_State *L, fs_file *f, int64_t base, lua_Integer off) {
   return 1;
 }
 
-static void seek_stat(fs_req *r, ssize_t res) {
-  if (res < 0)
-    fail(r, res, "fstat");
-  else
-    end_chain(r);
-}
-
 static void seek_first(fs_req *r) {
-  r->next = seek_stat;
+  r->next = last_done;
+  r->op = "fstat";
   go(r, uv_fs_fstat(r->loop, &r->uv, r->file->fd, on_fs));
 }
 
