@@ -19,6 +19,20 @@
  * on a file; other callers queue (FIFO) until it is done.  Reads and writes
  * use explicit offsets (pread/pwrite) from a position we track, which is how
  * seek works without lseek; pipes and devices fall back to plain read/write. */
+
+/* The Lua side (every call suspends the running task; errors are fs.Error
+ * instances with code ("ENOENT"), errno, op ("open", "read", "scandir"...),
+ * path, and dest for rename):
+ *   read_file(path) -> string          write_file(path, data [, {atomic=, mode=}])
+ *   append_file(path, data)            open(path [, "r"|"w"|"a"|"r+"|"w+"|"a+" [b]])
+ *   stat(path) / lstat(path) -> {type=, size=, mode=, mtime=, atime=, ctime=, ...}
+ *   exists(path) (false for ENOENT/ENOTDIR, other failures raise)
+ *   mkdir(path [, {parents=, mode=}])  listdir(path) -> sorted names
+ *   remove(path) (file or empty directory)   rename(from, to)
+ * File: read([n | "a" | "l" | "L"]) (no argument: the rest; like io, "a"
+ * gives "" and the others nil at the end), write(data) -> file, lines([fmt]),
+ * seek([whence [, offset]]) -> position, close(), <close> and __gc (both
+ * close in the background without suspending). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
