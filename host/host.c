@@ -136,12 +136,17 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
   if (libs & LASYNC_LIB_PACKAGE) {
     preload(L, "asyncio", luaopen_asyncio);
     if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
+    if (libs & LASYNC_LIB_FS) preload(L, "asyncio.fs", luaopen_asyncio_fs);
   }
   if (libs & LASYNC_LIB_ASYNCIO) {
     luaL_requiref(L, "asyncio", luaopen_asyncio, 1);
     if (libs & LASYNC_LIB_HTTP) {
       luaL_requiref(L, "asyncio.http", luaopen_asyncio_http, 0);
       lua_setfield(L, -2, "http");
+    }
+    if (libs & LASYNC_LIB_FS) {
+      luaL_requiref(L, "asyncio.fs", luaopen_asyncio_fs, 0);
+      lua_setfield(L, -2, "fs");
     }
     lua_pop(L, 1);
   }
@@ -197,9 +202,12 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
     goto fail; /* one host per state */
   }
   h->L = L;
-  /* Lua leaves the main thread's extra space uninitialised and copies it
-   * into every new thread; NULL there means "not a task". */
-  *(host_task **)lua_getextraspace(L) = NULL;
+  /* lua_newstate leaves the main thread's extra space uninitialised and
+   * every new thread copies it: zero it so that a plain coroutine is never
+   * mistaken for a task. */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  *(host_task **)lua_getextraspace(lua_tothread(L, -1)) = NULL;
+  lua_pop(L, 1);
   if (host_sched_init(h)) goto fail_handles;
   lua_pushlightuserdata(L, h);
   lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);

@@ -274,6 +274,7 @@ lasync_host *host_for_module(lua_State *L);
  * the top of the stack. */
 LASYNC_API int luaopen_asyncio(lua_State *L);
 LASYNC_API int luaopen_asyncio_http(lua_State *L);
+LASYNC_API int luaopen_asyncio_fs(lua_State *L);
 void host_task_types(lua_State *L, lasync_host *h);
 void host_open_task(lua_State *L, lasync_host *h);
 void host_open_loop(lua_State *L, lasync_host *h);
