@@ -1321,12 +1321,7 @@ static const luaL_Reg fs_funcs[] = {
 LASYNC_API int luaopen_asyncio_fs(lua_State *L) {
   lasync_host *h = host_for_module(L);
   push_state(L, h);
-  if (luaL_newmetatable(L, FS_FILE_MT)) {
-    luaL_setfuncs(L, file_meta, 0);
-    luaL_newlib(L, file_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  host_new_type(L, FS_FILE_MT, file_methods, file_meta, 0);
   lua_newtable(L);
   lua_pushlightuserdata(L, h);
   lua_pushvalue(L, -3);

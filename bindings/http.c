@@ -1132,16 +1132,10 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
       return luaL_error(L, "asyncio.http: curl_global_init failed");
     curl_ready = 1;
   }
-  if (luaL_newmetatable(L, SESSION_MT)) {
-    lua_pushcfunction(L, session_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-  if (luaL_newmetatable(L, XFER_MT)) {
-    lua_pushcfunction(L, xfer_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg session_meta[] = {{"__gc", session_gc}, {NULL, NULL}};
+  static const luaL_Reg xfer_meta[] = {{"__gc", xfer_gc}, {NULL, NULL}};
+  host_new_type(L, SESSION_MT, NULL, session_meta, 0);
+  host_new_type(L, XFER_MT, NULL, xfer_meta, 0);
   if (luaL_loadbufferx(L, (const char *)lasync_http_lua, lasync_http_lua_len,
                        "=asyncio/http.lua", "t"))
     return lua_error(L);

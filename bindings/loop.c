@@ -172,6 +172,7 @@ static const luaL_Reg handle_methods[] = {{"cancel", handle_cancel},
                                           {"cancelled", handle_cancelled},
                                           {"when", handle_when},
                                           {NULL, NULL}};
+static const luaL_Reg handle_meta[] = {{"__gc", handle_gc}, {NULL, NULL}};
 
 /* ---- the old-style loop object ---------------------------------------- */
 
@@ -251,13 +252,7 @@ static const luaL_Reg funcs[] = {{"call_soon", l_call_soon},
 
 /* Registers into the module table at the top of the stack. */
 void host_open_loop(lua_State *L, lasync_host *h) {
-  if (luaL_newmetatable(L, HANDLE_MT)) {
-    luaL_newlib(L, handle_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, handle_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  host_new_type(L, HANDLE_MT, handle_methods, handle_meta, 0);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
   lua_pushlightuserdata(L, h);

@@ -398,19 +398,13 @@ static const luaL_Reg task_methods[] = {
     {"uncancel", task_uncancel},
     {NULL, NULL}};
 
+static const luaL_Reg task_meta[] = {{"__tostring", task_tostring},
+                                     {"__gc", task_gc},
+                                     {NULL, NULL}};
+
 void host_task_types(lua_State *L, lasync_host *h) {
   (void)h;
-  if (!luaL_newmetatable(L, HOST_TASK_MT)) {
-    lua_pop(L, 1);
-    return;
-  }
-  luaL_newlib(L, task_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, task_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, task_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  host_new_type(L, HOST_TASK_MT, task_methods, task_meta, 0);
 }
 
 /* ---- current_task / all_tasks ----------------------------------------- */

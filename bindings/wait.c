@@ -256,17 +256,11 @@ static const luaL_Reg funcs[] = {{"timeout", l_timeout},
                                  {NULL, NULL}};
 
 void host_open_wait(lua_State *L, lasync_host *h) {
-  if (luaL_newmetatable(L, TIMEOUT_MT)) {
-    luaL_newlib(L, tmo_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, tmo_close);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, tmo_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, tmo_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg tmo_meta[] = {{"__close", tmo_close},
+                                      {"__gc", tmo_gc},
+                                      {"__tostring", tmo_tostring},
+                                      {NULL, NULL}};
+  host_new_type(L, TIMEOUT_MT, tmo_methods, tmo_meta, 0);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }

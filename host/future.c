@@ -56,11 +56,9 @@ LASYNC_API lasync_future *lasync_future_new(lua_State *L,
   host_check_task(L, "future");
   lasync_future **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
-  if (luaL_newmetatable(L, FUTURE_MT)) {
-    lua_pushcfunction(L, box_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  static const luaL_Reg box_meta[] = {{"__gc", box_gc}, {NULL, NULL}};
+  host_new_type(L, FUTURE_MT, NULL, box_meta, 0);
+  luaL_setmetatable(L, FUTURE_MT);
   lasync_future *f = calloc(1, sizeof *f);
   if (!f) luaL_error(L, "asyncio: out of memory");
   f->h = h;

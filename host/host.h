@@ -252,6 +252,12 @@ void host_drain(lasync_host *h, lua_State *L);
 void host_finish_stop(lasync_host *h);
 void host_futures_orphan(lasync_host *h);
 
+/* Makes the metatable `tname` once: `methods` becomes its __index table and
+ * `meta` its metamethods (either may be NULL); both get the nup values on
+ * top of the stack as upvalues.  [-nup, +0] */
+void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
+                   const luaL_Reg *meta, int nup);
+
 /* The host of this Lua state (stored in the registry), or NULL. */
 lasync_host *host_get(lua_State *L);
 /* Reports text through the embedder's reporter (default: stderr). */
