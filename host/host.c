@@ -118,6 +118,23 @@ static const struct {
     {LASYNC_LIB_DEBUG, LUA_DBLIBNAME, luaopen_debug},
 };
 
+/* __index of the asyncio table: asyncio.fs / asyncio.http = require them. */
+static int lazy_submodule(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  lasync_host *h = host_get(L);
+  if (!k || !h) return 0;
+  if (!((strcmp(k, "fs") == 0 && (h->libs & LASYNC_LIB_FS)) ||
+        (strcmp(k, "http") == 0 && (h->libs & LASYNC_LIB_HTTP))))
+    return 0;
+  lua_getglobal(L, "require");
+  lua_pushfstring(L, "asyncio.%s", k);
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
 LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
   lua_State *L = h->L;
   h->libs = libs;
@@ -140,13 +157,22 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
   }
   if (libs & LASYNC_LIB_ASYNCIO) {
     luaL_requiref(L, "asyncio", luaopen_asyncio, 1);
-    if (libs & LASYNC_LIB_HTTP) {
-      luaL_requiref(L, "asyncio.http", luaopen_asyncio_http, 0);
-      lua_setfield(L, -2, "http");
-    }
-    if (libs & LASYNC_LIB_FS) {
-      luaL_requiref(L, "asyncio.fs", luaopen_asyncio_fs, 0);
-      lua_setfield(L, -2, "fs");
+    if (libs & LASYNC_LIB_PACKAGE) {
+      /* asyncio.fs and asyncio.http load on first use (curl and OpenSSL
+       * are not worth loading for a script that never fetches) */
+      lua_createtable(L, 0, 1);
+      lua_pushcfunction(L, lazy_submodule);
+      lua_setfield(L, -2, "__index");
+      lua_setmetatable(L, -2);
+    } else { /* no require in this state: load what was asked for now */
+      if (libs & LASYNC_LIB_HTTP) {
+        luaL_requiref(L, "asyncio.http", luaopen_asyncio_http, 0);
+        lua_setfield(L, -2, "http");
+      }
+      if (libs & LASYNC_LIB_FS) {
+        luaL_requiref(L, "asyncio.fs", luaopen_asyncio_fs, 0);
+        lua_setfield(L, -2, "fs");
+      }
     }
     lua_pop(L, 1);
   }
