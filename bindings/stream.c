@@ -11,7 +11,7 @@
  * Reading: libuv reads straight into the stream's buffer; the read
  * callback only appends and wakes the one waiting reader, which re-checks
  * its condition on resume (so a cancelled reader loses nothing: the bytes
- * stay buffered).  Reading stops while the buffer holds `limit` bytes and
+ * stay buffered).  Reading stops while the buffer holds over `limit` bytes and
  * no reader needs more, so a fast sender cannot grow memory without bound.
  *
  * Writing: uv_try_write first; what the kernel did not take is copied into
@@ -257,8 +257,9 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
       s->cap = cap;
     }
   }
-  *b = uv_buf_init(s->buf + s->start + s->len,
-                   (unsigned)(s->cap - s->start - s->len));
+  size_t room = s->cap - s->start - s->len;
+  if (room > READ_CHUNK && s->want != SIZE_MAX) room = READ_CHUNK;
+  *b = uv_buf_init(s->buf + s->start + s->len, (unsigned)room);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b) {
@@ -266,7 +267,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b) {
   (void)b;
   if (n > 0) {
     s->len += (size_t)n;
-    if (s->len >= s->limit && s->len >= s->want) stop_reading(s);
+    if (s->len > s->limit && s->len >= s->want) stop_reading(s);
     if (s->len < s->want) return;
   } else if (n == 0) {
     return;
@@ -282,7 +283,7 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b) {
 
 static void maybe_resume(lstream *s) {
   if (!s->reading && s->started && !s->eof && !s->rerr && !s->closing &&
-      (s->len < s->limit || s->want > s->len)) {
+      (s->len <= s->limit || s->want > s->len)) {
     if (uv_read_start(&s->u.stream, on_alloc, on_read) == 0) s->reading = 1;
   }
 }
