@@ -124,6 +124,7 @@ static int op_cancel(host_task *t, int woken) {
   (void)woken;
   op->t = NULL;
   op->done = 1;
+  host_timer_stop(op->h, &op->timer);
   abort_flight(op);
   op_maybe_free(op);
   return 0;
@@ -184,11 +185,11 @@ static net_op *op_result(lua_State *L, lua_KContext ctx, const char *what) {
   net_op *op = (net_op *)ctx;
   op->t = NULL;
   if (op->status == 0) return op;
-  int st = op->status;
+  int st = op->status, mode = op->mode;
   char where[sizeof op->where];
   memcpy(where, op->where, sizeof where);
   op_maybe_free(op);
-  if (st == UV_ETIMEDOUT && op->mode == OP_CONNECT)
+  if (st == UV_ETIMEDOUT && mode == OP_CONNECT)
     io_push_oserror(L, st, "%s %s timed out", what, where);
   else
     io_push_oserror(L, st, "%s %s failed", what, where);
