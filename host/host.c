@@ -218,6 +218,7 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   }
   h->loop = loop;
   h->owns_state = owns_state;
+  h->libs = LASYNC_LIB_ALL; /* until lasync_openlibs_only narrows it */
   host_list_init(&h->futures);
   host_list_init(&h->closeables);
   if (!L) {
@@ -288,7 +289,6 @@ lasync_host *host_for_module(lua_State *L) {
   h = lasync_new(NULL, L);
   if (!h) luaL_error(L, "asyncio: cannot create the event loop (out of memory)");
   h->app_done = 1;
-  h->libs = LASYNC_LIB_ALL;
   return h;
 }
 

@@ -258,6 +258,12 @@ void host_futures_orphan(lasync_host *h);
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *meta, int nup);
 
+/* Is the host shutting down?  Then resources close at once (no graceful
+ * flush that could wait for a peer). */
+static inline int host_closing(const lasync_host *h) {
+  return h->stopping || h->state_closing;
+}
+
 /* The host of this Lua state (stored in the registry), or NULL. */
 lasync_host *host_get(lua_State *L);
 /* Reports text through the embedder's reporter (default: stderr). */

@@ -603,7 +603,6 @@ describe("asyncio.fs", function()
     it("asyncio.so serves require 'asyncio.fs'", function()
       local p = dir .. "/stock.txt"
       local script = ([[
-        package.cpath = %q .. "/?.so;" .. package.cpath
         local asyncio = require "asyncio"
         local fs = require "asyncio.fs"
         asyncio.run(function()
@@ -613,8 +612,8 @@ describe("asyncio.fs", function()
           local ok, e = pcall(fs.stat, "/nonexistent")
           io.write(e.code, "|", tostring(asyncio.is(e, fs.Error)))
         end)
-      ]]):format(helper.module_dir, p, p, p)
-      local out, err, status = helper.sh("lua5.4 -e " .. helper.quote(script))
+      ]]):format(p, p, p)
+      local out, err, status = helper.lua54(script)
       assert.are.equal("", err)
       assert.are.equal(0, status)
       assert.are.equal("from stock lua|true|ENOENT|true", out)

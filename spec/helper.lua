@@ -71,6 +71,21 @@ function helper.no_leaks()
   assert.are.equal(1, #left, "tasks left behind: " .. #left)
 end
 
+-- Runs Lua code in a stock lua5.4 that finds asyncio.so in the build (with
+-- the sanitizer runtime preloaded, and under the valgrind wrapper, when the
+-- specs run that way).  Returns stdout, stderr and the exit status.
+function helper.lua54(code)
+  local prefix = ("package.cpath = %q .. '/?.so;' .. package.cpath\n"):format(helper.module_dir)
+  local path = helper.tmpname(".lua")
+  write_file(path, prefix .. code)
+  local preload = os.getenv("LASYNC_PRELOAD") or ""
+  local env = preload ~= "" and ("LD_PRELOAD=" .. shell_quote(preload) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
+  local wrap = helper.wrapper ~= "" and (helper.wrapper .. " ") or ""
+  local out, err, status = helper.sh(env .. wrap .. "lua5.4 " .. shell_quote(path))
+  os.remove(path)
+  return out, err, status
+end
+
 -- A list that records events in order.
 function helper.log()
   local l = {}

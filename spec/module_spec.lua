@@ -1,18 +1,6 @@
 local helper = require "spec.helper"
-local q = helper.quote
 
--- Runs Lua code in a stock lua5.4 that loads asyncio.so from the build.
-local function lua54(code)
-  local prefix = ("package.cpath = %q .. '/?.so;' .. package.cpath\n"):format(helper.module_dir)
-  local path = helper.tmpname(".lua")
-  helper.write_file(path, prefix .. code)
-  local preload = os.getenv("LASYNC_PRELOAD") or ""
-  local env = preload ~= "" and ("LD_PRELOAD=" .. q(preload) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
-  local wrap = helper.wrapper ~= "" and (helper.wrapper .. " ") or ""
-  local out, err, status = helper.sh(env .. wrap .. "lua5.4 " .. q(path))
-  os.remove(path)
-  return out, err, status
-end
+local lua54 = helper.lua54
 
 describe("asyncio.so in a stock lua5.4", function()
   after_each(helper.no_leaks)

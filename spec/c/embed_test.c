@@ -323,14 +323,15 @@ static void test_sandbox_and_reporter(void) {
   lasync_spawn_string(h,
     "have = table.concat({tostring(io), tostring(os), tostring(require),\n"
     "  tostring(dofile), tostring(loadfile), tostring(debug),\n"
-    "  tostring(asyncio.http), tostring(asyncio.fs)}, ',')\n"
+    "  tostring(asyncio.http), tostring(asyncio.fs),\n"
+    "  tostring(asyncio.start_server), tostring(asyncio.create_subprocess_exec)}, ',')\n"
     "asyncio.sleep(0)\n"
     "has_asyncio = type(asyncio.create_task) == 'function'\n"
     "asyncio.create_task(function() error('unseen failure') end)\n"
     "asyncio.sleep(0.01)\n", "=sandbox");
   CHECK(lasync_run_until_done(h) == 0, "sandboxed script ran");
-  CHECK(strcmp(global_string(L, "have"), "nil,nil,nil,nil,nil,nil,nil,nil") == 0,
-        "no io, os, require, dofile, loadfile, debug, http, fs: %s",
+  CHECK(strcmp(global_string(L, "have"), "nil,nil,nil,nil,nil,nil,nil,nil,nil,nil") == 0,
+        "no io, os, require, dofile, loadfile, debug, http, fs, net, process: %s",
         global_string(L, "have"));
   lua_getglobal(L, "has_asyncio");
   CHECK(lua_toboolean(L, -1), "asyncio is there");
