@@ -11,7 +11,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= 2
 LASYNC     := $(BUILD)/lasync
 BUSTED     := /usr/bin/busted
-EXAMPLE    ?= scripts/say_after.lua
+EXAMPLE    ?= scripts/download_compare.lua
 
 PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson valgrind \
