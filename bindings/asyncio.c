@@ -1,7 +1,7 @@
 /* luaopen_asyncio: the module table, assembled from each area's registrar.
  * The same function serves the lasync binary (preloaded), embedders and
  * asyncio.so under a stock lua5.4 (which then gets a host of its own). */
-#include "../host/host.h"
+#include "io.h"
 
 extern const unsigned char lasync_sync_lua[];
 extern const size_t lasync_sync_lua_len;
@@ -36,6 +36,10 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
   host_open_sync(L, h);
   host_open_wait(L, h);
   open_lua_part(L, h);
+  io_open_stream(L, h);
+  io_open_server(L, h);
+  io_open_process(L, h);
+  io_open_signal(L, h);
   lua_pushliteral(L, LASYNC_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;

@@ -1,0 +1,67 @@
+/* Shared by the I/O bindings (stream.c, server.c, process.c, signal.c):
+ * the stream layer over uv_stream_t, OS error objects, a small waiter list
+ * and signal names. */
+#ifndef LASYNC_IO_H
+#define LASYNC_IO_H
+
+#include "../host/host.h"
+
+#define IO_HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* ---- OS errors -------------------------------------------------------- */
+
+/* Pushes an error object for the libuv error `code` (negative): its class
+ * follows Python's OSError tree (ConnectionRefusedError, BrokenPipeError,
+ * FileNotFoundError, ...), with fields code = "ECONNREFUSED" and errno. */
+void io_push_oserror(lua_State *L, int code, const char *fmt, ...);
+int io_raise_oserror(lua_State *L, int code, const char *fmt, ...);
+/* Registers the OSError classes into the module table at the top. */
+void io_open_errors(lua_State *L);
+
+/* ---- waiters ---------------------------------------------------------- */
+
+/* A task parked on a list (drain, wait_closed, process wait...).  The node
+ * is malloc'd by io_wait and freed by io_waiter_done (call it first in k)
+ * or by the cancel hook. */
+typedef struct io_waiter {
+  host_link link;
+  host_task *t;
+} io_waiter;
+
+int io_wait(lua_State *L, host_task *t, host_link *list, host_k_fn k);
+void io_waiter_done(lua_KContext ctx);
+void io_wake_all(host_link *list);
+
+/* ---- streams ---------------------------------------------------------- */
+
+typedef struct lstream lstream;
+
+enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1 };
+
+/* A new stream whose handle is initialised (uv_tcp_init / uv_pipe_init)
+ * on h's loop; NULL on failure (*err set).  The caller holds one
+ * reference (drop it with lstream_unref). */
+lstream *lstream_new(lasync_host *h, int kind, int *err);
+uv_stream_t *lstream_handle(lstream *s);
+void lstream_ref(lstream *s);
+void lstream_unref(lstream *s);
+/* Closes the handle (after queued writes are flushed unless `now`). */
+void lstream_close(lstream *s, int now);
+/* Starts reading into the stream's buffer (connected sockets, pipes). */
+int lstream_start(lstream *s);
+/* Pushes a StreamReader / StreamWriter for s (each holds a reference). */
+void lstream_push_reader(lua_State *L, lstream *s);
+void lstream_push_writer(lua_State *L, lstream *s);
+void io_open_stream(lua_State *L, lasync_host *h);
+
+/* ---- areas ------------------------------------------------------------ */
+
+/* Pushes {family=, address=, port=} (and [1], [2]) for a socket address. */
+void io_push_sockaddr(lua_State *L, const struct sockaddr *sa);
+/* Signal number of the name ("SIGTERM", "TERM") or number at idx. */
+int io_check_signal(lua_State *L, int idx);
+void io_open_server(lua_State *L, lasync_host *h);
+void io_open_process(lua_State *L, lasync_host *h);
+void io_open_signal(lua_State *L, lasync_host *h);
+
+#endif

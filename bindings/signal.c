@@ -1,0 +1,200 @@
+/* add_signal_handler / remove_signal_handler over uv_signal_t.
+ *
+ * One record per caught signal, malloc'd and freed in its close callback.
+ * The libuv callback only counts the delivery and queues the record on
+ * the ready queue; on the scheduler's turn the Lua handler is handed to
+ * call_soon.  Signal handles are unref'd: they never keep the loop alive. */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io.h"
+
+#define SIGNAL_MT "asyncio.SignalHandler"
+#define SIGNALS_KEY "lasync.signals"
+
+static const struct {
+  const char *name;
+  int num;
+} NAMES[] = {{"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},     {"SIGQUIT", SIGQUIT},
+             {"SIGILL", SIGILL},   {"SIGTRAP", SIGTRAP},   {"SIGABRT", SIGABRT},
+             {"SIGBUS", SIGBUS},   {"SIGFPE", SIGFPE},     {"SIGKILL", SIGKILL},
+             {"SIGUSR1", SIGUSR1}, {"SIGSEGV", SIGSEGV},   {"SIGUSR2", SIGUSR2},
+             {"SIGPIPE", SIGPIPE}, {"SIGALRM", SIGALRM},   {"SIGTERM", SIGTERM},
+             {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT},   {"SIGSTOP", SIGSTOP},
+             {"SIGTSTP", SIGTSTP}, {"SIGTTIN", SIGTTIN},   {"SIGTTOU", SIGTTOU},
+             {"SIGURG", SIGURG},   {"SIGXCPU", SIGXCPU},   {"SIGXFSZ", SIGXFSZ},
+             {"SIGVTALRM", SIGVTALRM}, {"SIGPROF", SIGPROF},
+             {"SIGWINCH", SIGWINCH}, {"SIGIO", SIGIO},     {"SIGSYS", SIGSYS},
+             {NULL, 0}};
+
+int io_check_signal(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, n >= 1 && n < 65, idx, "invalid signal number");
+    return (int)n;
+  }
+  const char *name = lua_tostring(L, idx);
+  if (!name) luaL_typeerror(L, idx, "signal name or number");
+  for (int i = 0; NAMES[i].name; i++)
+    if (strcmp(name, NAMES[i].name) == 0 ||
+        strcmp(name, NAMES[i].name + 3) == 0)
+      return NAMES[i].num;
+  return luaL_argerror(L, idx,
+                       lua_pushfstring(L, "unknown signal name '%s'", name));
+}
+
+typedef struct sig_rec {
+  uv_signal_t handle;
+  host_ready ready;
+  lasync_host *h;
+  int fn_ref;     /* registry: {fn, args...} */
+  int pending;    /* deliveries not yet handed to call_soon */
+  unsigned char queued, closed;
+} sig_rec;
+
+static void on_sig_closed(uv_handle_t *handle) {
+  sig_rec *s = handle->data;
+  if (s->queued && !s->h->closing)
+    s->closed = 1; /* freed when the ready queue reaches it */
+  else
+    free(s);
+}
+
+static void deliver(lasync_host *h, host_ready *r) {
+  sig_rec *s = host_container_of(r, sig_rec, ready);
+  lua_State *L = h->cbL;
+  s->queued = 0;
+  if (s->closed) {
+    free(s);
+    return;
+  }
+  for (; s->pending > 0 && s->fn_ref != LUA_NOREF; s->pending--) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
+    int n = (int)lua_rawlen(L, -1);
+    luaL_checkstack(L, n, "signal handler arguments");
+    for (int i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+    lua_remove(L, -n - 1);
+    host_call_soon(h, L, n - 1);
+  }
+  s->pending = 0;
+}
+
+static void on_signal(uv_signal_t *handle, int signum) {
+  sig_rec *s = handle->data;
+  (void)signum;
+  s->pending++;
+  if (!s->queued) {
+    s->queued = 1;
+    host_ready_push(s->h, &s->ready);
+  }
+}
+
+/* The Lua side of a record: a box in registry[SIGNALS_KEY][signum]; its
+ * __gc closes the handle when the state closes. */
+static void close_rec(lua_State *L, sig_rec **box) {
+  sig_rec *s = *box;
+  if (!s) return;
+  *box = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
+  s->fn_ref = LUA_NOREF;
+  uv_close((uv_handle_t *)&s->handle, on_sig_closed);
+}
+
+static int box_gc(lua_State *L) {
+  close_rec(L, lua_touserdata(L, 1));
+  return 0;
+}
+
+static void push_signals(lua_State *L) {
+  if (lua_getfield(L, LUA_REGISTRYINDEX, SIGNALS_KEY) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, SIGNALS_KEY);
+  }
+}
+
+static int l_add_signal_handler(lua_State *L) {
+  lasync_host *h = IO_HOST(L);
+  int signum = io_check_signal(L, 1);
+  int callable = lua_isfunction(L, 2);
+  if (!callable && luaL_getmetafield(L, 2, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    callable = 1;
+  }
+  luaL_argexpected(L, callable, 2, "function");
+  if (signum == SIGKILL || signum == SIGSTOP)
+    return luaL_argerror(L, 1, "SIGKILL and SIGSTOP cannot be caught");
+  int n = lua_gettop(L) - 1;
+  lua_createtable(L, n, 0); /* {fn, args...} */
+  for (int i = 1; i <= n; i++) {
+    lua_pushvalue(L, i + 1);
+    lua_rawseti(L, -2, i);
+  }
+  int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  push_signals(L);
+  if (lua_rawgeti(L, -1, signum) == LUA_TUSERDATA) {
+    sig_rec *s = *(sig_rec **)lua_touserdata(L, -1);
+    luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
+    s->fn_ref = fn_ref;
+    return 0;
+  }
+  lua_pop(L, 1);
+  sig_rec **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, SIGNAL_MT);
+  sig_rec *s = calloc(1, sizeof *s);
+  if (!s) {
+    luaL_unref(L, LUA_REGISTRYINDEX, fn_ref);
+    return luaL_error(L, "asyncio: out of memory");
+  }
+  s->h = h;
+  s->fn_ref = fn_ref;
+  s->ready.run = deliver;
+  int rc = uv_signal_init(h->loop, &s->handle);
+  if (rc) {
+    free(s);
+    luaL_unref(L, LUA_REGISTRYINDEX, fn_ref);
+    return io_raise_oserror(L, rc, "cannot watch signal %d", signum);
+  }
+  s->handle.data = s;
+  *box = s;
+  rc = uv_signal_start(&s->handle, on_signal, signum);
+  if (rc) {
+    close_rec(L, box);
+    return io_raise_oserror(L, rc, "cannot watch signal %d", signum);
+  }
+  uv_unref((uv_handle_t *)&s->handle);
+  lua_rawseti(L, -2, signum);
+  return 0;
+}
+
+/* Returns true when a handler was removed. */
+static int l_remove_signal_handler(lua_State *L) {
+  int signum = io_check_signal(L, 1);
+  push_signals(L);
+  if (lua_rawgeti(L, -1, signum) != LUA_TUSERDATA) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  close_rec(L, lua_touserdata(L, -1));
+  lua_pushnil(L);
+  lua_rawseti(L, -3, signum);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"add_signal_handler", l_add_signal_handler},
+    {"remove_signal_handler", l_remove_signal_handler},
+    {NULL, NULL}};
+
+void io_open_signal(lua_State *L, lasync_host *h) {
+  luaL_newmetatable(L, SIGNAL_MT);
+  lua_pushcfunction(L, box_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, h);
+  luaL_setfuncs(L, funcs, 1);
+}

@@ -1,0 +1,811 @@
+/* Streams: one reader/writer layer over any uv_stream_t (TCP sockets and
+ * the pipes of subprocesses), plus the OS error classes and the waiter
+ * list the other I/O files share.
+ *
+ * The C record (lstream) is malloc'd and owns the handle.  It is freed
+ * when the handle's close callback has run and no user is left (users are
+ * the Lua wrappers StreamReader/StreamWriter and, for a server connection,
+ * the server until the handler ends).  When the last user goes, the handle
+ * is closed.
+ *
+ * Reading: libuv reads straight into the stream's buffer; the read
+ * callback only appends and wakes the one waiting reader, which re-checks
+ * its condition on resume (so a cancelled reader loses nothing: the bytes
+ * stay buffered).  Reading stops while the buffer holds over `limit` bytes and
+ * no reader needs more, so a fast sender cannot grow memory without bound.
+ *
+ * Writing: uv_try_write first; what the kernel did not take is copied into
+ * a uv_write request.  drain() suspends while more than the high-water mark
+ * is queued and resumes at the low-water mark. */
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io.h"
+
+#define READER_MT "asyncio.StreamReader"
+#define WRITER_MT "asyncio.StreamWriter"
+#define DEFAULT_LIMIT (64 * 1024)
+#define HIGH_WATER (64 * 1024)
+#define LOW_WATER (16 * 1024)
+#define READ_CHUNK (64 * 1024)
+
+/* ---- OS errors -------------------------------------------------------- */
+
+static const char *error_class(int code) {
+  switch (code) {
+  case UV_ECONNREFUSED: return "ConnectionRefusedError";
+  case UV_ECONNRESET: return "ConnectionResetError";
+  case UV_ECONNABORTED: return "ConnectionAbortedError";
+  case UV_EPIPE: return "BrokenPipeError";
+  case UV_ENOENT: return "FileNotFoundError";
+  case UV_EACCES:
+  case UV_EPERM: return "PermissionError";
+  case UV_ETIMEDOUT: return "TimeoutError";
+  default: return "OSError";
+  }
+}
+
+void io_open_errors(lua_State *L) {
+  static const char *const tree[][2] = {
+      {"OSError", NULL},
+      {"ConnectionError", "OSError"},
+      {"ConnectionRefusedError", "ConnectionError"},
+      {"ConnectionResetError", "ConnectionError"},
+      {"ConnectionAbortedError", "ConnectionError"},
+      {"BrokenPipeError", "ConnectionError"},
+      {"FileNotFoundError", "OSError"},
+      {"PermissionError", "OSError"}};
+  for (size_t i = 0; i < sizeof tree / sizeof tree[0]; i++) {
+    host_error_class(L, tree[i][0], tree[i][1]);
+    lua_setfield(L, -2, tree[i][0]);
+  }
+}
+
+static void vpush_oserror(lua_State *L, int code, const char *fmt,
+                          va_list ap) {
+  lua_pushvfstring(L, fmt, ap);
+  host_error_new(L, error_class(code), "%s (%s: %s)", lua_tostring(L, -1),
+                 uv_err_name(code), uv_strerror(code));
+  lua_remove(L, -2);
+  lua_pushstring(L, uv_err_name(code));
+  lua_setfield(L, -2, "code");
+  lua_pushinteger(L, -code);
+  lua_setfield(L, -2, "errno");
+}
+
+void io_push_oserror(lua_State *L, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vpush_oserror(L, code, fmt, ap);
+  va_end(ap);
+}
+
+int io_raise_oserror(lua_State *L, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vpush_oserror(L, code, fmt, ap);
+  va_end(ap);
+  return lua_error(L);
+}
+
+/* ---- waiters ---------------------------------------------------------- */
+
+static int waiter_cancel(host_task *t, int woken) {
+  io_waiter *w = t->wait_data;
+  (void)woken;
+  host_list_remove(&w->link);
+  free(w);
+  return 0;
+}
+
+int io_wait(lua_State *L, host_task *t, host_link *list, host_k_fn k) {
+  io_waiter *w = malloc(sizeof *w);
+  if (!w) return luaL_error(L, "asyncio: out of memory");
+  w->t = t;
+  host_list_push(list, &w->link);
+  return host_park(L, t, waiter_cancel, w, k, (lua_KContext)w);
+}
+
+void io_waiter_done(lua_KContext ctx) {
+  io_waiter *w = (io_waiter *)ctx;
+  host_list_remove(&w->link);
+  free(w);
+}
+
+/* The nodes stay allocated (unlinked) until each task's k or cancel hook. */
+void io_wake_all(host_link *list) {
+  host_link *l;
+  while ((l = host_list_first(list))) {
+    host_list_remove(l);
+    host_wake(host_container_of(l, io_waiter, link)->t, NULL, 0);
+  }
+}
+
+/* ---- the stream record ------------------------------------------------ */
+
+struct lstream {
+  union {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } u;
+  lasync_host *h;
+  int kind;
+  int users;
+  /* reading */
+  char *buf;
+  size_t start, len, cap; /* data is buf[start, start+len) */
+  size_t limit;
+  size_t want;            /* bytes the waiting reader needs */
+  size_t scan;            /* readuntil: where the next search starts */
+  host_task *reader;
+  int rerr;
+  /* writing */
+  size_t wqueued;
+  int werr;
+  host_link drainers;
+  host_link closers;
+  unsigned char started, reading, eof, closing, close_pending, closed,
+      eof_sent;
+};
+
+typedef struct write_req {
+  uv_write_t req;
+  lstream *s;
+  size_t n;
+  char data[];
+} write_req;
+
+uv_stream_t *lstream_handle(lstream *s) { return &s->u.stream; }
+
+static void stream_free(lstream *s) {
+  free(s->buf);
+  free(s);
+}
+
+lstream *lstream_new(lasync_host *h, int kind, int *err) {
+  lstream *s = calloc(1, sizeof *s);
+  if (!s) {
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  s->h = h;
+  s->kind = kind;
+  s->users = 1;
+  s->limit = DEFAULT_LIMIT;
+  host_list_init(&s->drainers);
+  host_list_init(&s->closers);
+  *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
+                             : uv_pipe_init(h->loop, &s->u.pipe, 0);
+  if (*err) {
+    free(s);
+    return NULL;
+  }
+  s->u.handle.data = s;
+  return s;
+}
+
+void lstream_ref(lstream *s) { s->users++; }
+
+static void on_closed(uv_handle_t *handle) {
+  lstream *s = handle->data;
+  s->closed = 1;
+  io_wake_all(&s->closers);
+  if (s->users == 0) stream_free(s);
+}
+
+static void wake_reader(lstream *s) {
+  host_task *t = s->reader;
+  if (t) {
+    s->reader = NULL;
+    host_wake(t, NULL, 0);
+  }
+}
+
+static void stop_reading(lstream *s) {
+  if (s->reading) {
+    uv_read_stop(&s->u.stream);
+    s->reading = 0;
+  }
+}
+
+void lstream_close(lstream *s, int now) {
+  if (s->closing) {
+    if (!now || !s->close_pending) return;
+  }
+  s->closing = 1;
+  stop_reading(s);
+  wake_reader(s); /* a parked reader sees the end of the stream */
+  if (s->wqueued && !now) {
+    s->close_pending = 1; /* closed by the last write callback */
+    return;
+  }
+  s->close_pending = 0;
+  uv_close(&s->u.handle, on_closed);
+}
+
+void lstream_unref(lstream *s) {
+  if (--s->users > 0) return;
+  if (!s->closing || s->close_pending)
+    lstream_close(s, s->h->closing || !s->started);
+  else if (s->closed)
+    stream_free(s);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
+  lstream *s = handle->data;
+  (void)suggested;
+  if (s->cap - s->start - s->len < READ_CHUNK) {
+    if (s->start) {
+      memmove(s->buf, s->buf + s->start, s->len);
+      s->start = 0;
+    }
+    if (s->cap - s->len < READ_CHUNK) {
+      size_t cap = s->cap * 2 > s->len + READ_CHUNK ? s->cap * 2
+                                                    : s->len + READ_CHUNK;
+      char *nb = realloc(s->buf, cap);
+      if (!nb) { /* libuv reports UV_ENOBUFS to on_read */
+        *b = uv_buf_init(NULL, 0);
+        return;
+      }
+      s->buf = nb;
+      s->cap = cap;
+    }
+  }
+  size_t room = s->cap - s->start - s->len;
+  if (room > READ_CHUNK && s->want != SIZE_MAX) room = READ_CHUNK;
+  *b = uv_buf_init(s->buf + s->start + s->len, (unsigned)room);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b) {
+  lstream *s = stream->data;
+  (void)b;
+  if (n > 0) {
+    s->len += (size_t)n;
+    if (s->len > s->limit && s->len >= s->want) stop_reading(s);
+    if (s->len < s->want) return;
+  } else if (n == 0) {
+    return;
+  } else {
+    if (n == UV_EOF)
+      s->eof = 1;
+    else
+      s->rerr = (int)n;
+    stop_reading(s);
+  }
+  wake_reader(s);
+}
+
+static void maybe_resume(lstream *s) {
+  if (!s->reading && s->started && !s->eof && !s->rerr && !s->closing &&
+      (s->len <= s->limit || s->want > s->len)) {
+    if (uv_read_start(&s->u.stream, on_alloc, on_read) == 0) s->reading = 1;
+  }
+}
+
+int lstream_start(lstream *s) {
+  int rc = uv_read_start(&s->u.stream, on_alloc, on_read);
+  if (rc == 0) s->started = s->reading = 1;
+  return rc;
+}
+
+/* ---- Lua wrappers ----------------------------------------------------- */
+
+typedef struct sref {
+  lstream *s;
+} sref;
+
+static void push_wrapper(lua_State *L, lstream *s, const char *mt) {
+  sref *r = lua_newuserdatauv(L, sizeof *r, 0);
+  r->s = s;
+  lstream_ref(s);
+  luaL_setmetatable(L, mt);
+}
+
+void lstream_push_reader(lua_State *L, lstream *s) {
+  push_wrapper(L, s, READER_MT);
+}
+
+void lstream_push_writer(lua_State *L, lstream *s) {
+  push_wrapper(L, s, WRITER_MT);
+}
+
+static lstream *check_reader(lua_State *L) {
+  return ((sref *)luaL_checkudata(L, 1, READER_MT))->s;
+}
+
+static lstream *check_writer(lua_State *L) {
+  return ((sref *)luaL_checkudata(L, 1, WRITER_MT))->s;
+}
+
+static int wrapper_gc(lua_State *L) {
+  sref *r = lua_touserdata(L, 1);
+  if (r->s) {
+    lstream *s = r->s;
+    r->s = NULL;
+    lstream_unref(s);
+  }
+  return 0;
+}
+
+/* ---- reader methods --------------------------------------------------- */
+
+enum { RD_N, RD_ALL, RD_EXACT, RD_UNTIL, RD_LINE };
+
+static int take(lua_State *L, lstream *s, size_t n) {
+  lua_pushlstring(L, s->buf + s->start, n);
+  s->start += n;
+  s->len -= n;
+  if (s->len == 0) s->start = 0;
+  s->scan = 0;
+  s->want = 0;
+  maybe_resume(s);
+  return 1;
+}
+
+static int raise_read_error(lua_State *L, lstream *s) {
+  return io_raise_oserror(L, s->rerr, "read failed");
+}
+
+static int incomplete(lua_State *L, lstream *s, lua_Integer expected) {
+  size_t got = s->len;
+  host_error_new(L, "IncompleteReadError",
+                 "%I bytes read on a total of %s expected bytes",
+                 (lua_Integer)got,
+                 expected >= 0 ? lua_pushfstring(L, "%I", expected)
+                               : "undefined");
+  take(L, s, got);
+  lua_setfield(L, -2, "partial");
+  if (expected >= 0) {
+    lua_pushinteger(L, expected);
+    lua_setfield(L, -2, "expected");
+  }
+  return lua_error(L);
+}
+
+static int overrun(lua_State *L, lstream *s, size_t consumed,
+                   const char *msg, int discard) {
+  if (discard) take(L, s, consumed), lua_pop(L, 1);
+  host_error_new(L, "LimitOverrunError", "%s", msg);
+  lua_pushinteger(L, (lua_Integer)consumed);
+  lua_setfield(L, -2, "consumed");
+  return lua_error(L);
+}
+
+static const char *find(const char *hay, size_t n, const char *sep,
+                        size_t k) {
+  if (k == 1) return memchr(hay, sep[0], n);
+  for (size_t i = 0; i + k <= n; i++) {
+    const char *p = memchr(hay + i, sep[0], n - i - k + 1);
+    if (!p) return NULL;
+    if (memcmp(p, sep, k) == 0) return p;
+    i = (size_t)(p - hay);
+  }
+  return NULL;
+}
+
+static int read_k(lua_State *L, lua_KContext ctx);
+
+static int read_cancel(host_task *t, int woken) {
+  lstream *s = t->wait_data;
+  (void)woken;
+  if (s->reader == t) s->reader = NULL;
+  s->want = 0;
+  return 0;
+}
+
+/* One attempt at satisfying a read whose arguments are at 1 (reader) and
+ * 2 (n or separator); parks the task when more data is needed. */
+static int read_step(lua_State *L, int mode, const char *fname) {
+  lstream *s = ((sref *)lua_touserdata(L, 1))->s;
+  int ended = s->eof || s->closing;
+  switch (mode) {
+  case RD_N: {
+    size_t n = (size_t)lua_tointeger(L, 2);
+    if (s->len) return take(L, s, s->len < n ? s->len : n);
+    if (s->rerr) return raise_read_error(L, s);
+    if (ended) return lua_pushliteral(L, ""), 1;
+    break;
+  }
+  case RD_ALL:
+    if (s->rerr) return raise_read_error(L, s);
+    if (ended) return take(L, s, s->len);
+    s->want = SIZE_MAX; /* the caller asked for everything */
+    break;
+  case RD_EXACT: {
+    lua_Integer n = lua_tointeger(L, 2);
+    if (s->len >= (size_t)n) return take(L, s, (size_t)n);
+    if (s->rerr) return raise_read_error(L, s);
+    if (ended) return incomplete(L, s, n);
+    s->want = (size_t)n;
+    break;
+  }
+  default: { /* RD_UNTIL, RD_LINE */
+    size_t k;
+    const char *sep = lua_tolstring(L, 2, &k);
+    const char *base = s->buf + s->start;
+    const char *p = s->len >= k ? find(base + s->scan, s->len - s->scan, sep, k)
+                                : NULL;
+    if (p) {
+      size_t end = (size_t)(p - base) + k;
+      if (end > s->limit)
+        return overrun(L, s, mode == RD_LINE ? end : (size_t)(p - base),
+                       "separator is found, but chunk is longer than limit",
+                       mode == RD_LINE);
+      return take(L, s, end);
+    }
+    if (s->len > s->limit)
+      return overrun(L, s, s->len,
+                     "separator is not found, and chunk exceeds the limit",
+                     mode == RD_LINE);
+    if (s->rerr) return raise_read_error(L, s);
+    if (ended) {
+      if (mode == RD_LINE) return take(L, s, s->len);
+      return incomplete(L, s, -1);
+    }
+    s->scan = s->len >= k ? s->len - k + 1 : 0;
+    break;
+  }
+  }
+  host_task *t = fname ? host_check_task(L, fname) : host_task_of(L);
+  if (s->reader && s->reader != t)
+    return host_error_raise(L, "InvalidStateError",
+                            "%s() called while another task is already "
+                            "waiting for data on this stream",
+                            fname ? fname : "read");
+  s->reader = t;
+  maybe_resume(s);
+  return host_park(L, t, read_cancel, s, read_k, mode);
+}
+
+static int read_k(lua_State *L, lua_KContext ctx) {
+  return read_step(L, (int)ctx, NULL);
+}
+
+static lstream *reader_entry(lua_State *L, const char *fname) {
+  lstream *s = check_reader(L);
+  if (s->closing && !s->eof)
+    host_error_raise(L, "InvalidStateError", "%s() on a closed stream",
+                     fname);
+  if (s->reader)
+    host_error_raise(L, "InvalidStateError",
+                     "%s() called while another task is already waiting "
+                     "for data on this stream", fname);
+  s->scan = 0;
+  s->want = 0;
+  return s;
+}
+
+static int reader_read(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 2, -1);
+  reader_entry(L, "read");
+  lua_settop(L, 2);
+  if (n < 0) return read_step(L, RD_ALL, "read");
+  if (n == 0) return lua_pushliteral(L, ""), 1;
+  return read_step(L, RD_N, "read");
+}
+
+static int reader_readexactly(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n >= 0, 2, "readexactly size can not be less than zero");
+  reader_entry(L, "readexactly");
+  lua_settop(L, 2);
+  if (n == 0) return lua_pushliteral(L, ""), 1;
+  return read_step(L, RD_EXACT, "readexactly");
+}
+
+static int reader_readuntil(lua_State *L) {
+  size_t k;
+  if (lua_isnoneornil(L, 2)) {
+    lua_settop(L, 1);
+    lua_pushliteral(L, "\n");
+  }
+  luaL_checklstring(L, 2, &k);
+  luaL_argcheck(L, k > 0, 2, "separator should be at least one-byte string");
+  reader_entry(L, "readuntil");
+  lua_settop(L, 2);
+  return read_step(L, RD_UNTIL, "readuntil");
+}
+
+static int reader_readline(lua_State *L) {
+  reader_entry(L, "readline");
+  lua_settop(L, 1);
+  lua_pushliteral(L, "\n");
+  return read_step(L, RD_LINE, "readline");
+}
+
+static int reader_at_eof(lua_State *L) {
+  lstream *s = check_reader(L);
+  lua_pushboolean(L, (s->eof || s->closing) && s->len == 0);
+  return 1;
+}
+
+static int reader_buffered(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_reader(L)->len);
+  return 1;
+}
+
+static int reader_set_limit(lua_State *L) {
+  lstream *s = check_reader(L);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n > 0, 2, "limit must be positive");
+  s->limit = (size_t)n;
+  maybe_resume(s);
+  return 0;
+}
+
+/* ---- writer methods --------------------------------------------------- */
+
+static void on_written(uv_write_t *req, int status) {
+  write_req *w = req->data;
+  lstream *s = w->s;
+  s->wqueued -= w->n;
+  free(w);
+  if (status < 0 && status != UV_ECANCELED && !s->werr) s->werr = status;
+  if (s->wqueued <= LOW_WATER || s->werr) io_wake_all(&s->drainers);
+  if (s->wqueued == 0 && s->close_pending) lstream_close(s, 1);
+}
+
+static void check_writable(lua_State *L, lstream *s, const char *fname) {
+  if (s->closing)
+    host_error_raise(L, "InvalidStateError", "%s() on a closed stream",
+                     fname);
+  if (s->eof_sent)
+    host_error_raise(L, "InvalidStateError", "%s() after write_eof()",
+                     fname);
+  if (s->werr) io_raise_oserror(L, s->werr, "write failed");
+}
+
+static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
+  if (n == 0) return;
+  if (s->wqueued == 0) {
+    uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+    int r = uv_try_write(&s->u.stream, &b, 1);
+    if (r == (int)n) return;
+    if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
+      s->werr = r;
+      io_raise_oserror(L, r, "write failed");
+    }
+    if (r > 0) p += r, n -= (size_t)r;
+  }
+  write_req *w = malloc(sizeof *w + n);
+  if (!w) luaL_error(L, "asyncio: out of memory");
+  memcpy(w->data, p, n);
+  w->s = s;
+  w->n = n;
+  w->req.data = w;
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)n);
+  int r = uv_write(&w->req, &s->u.stream, &b, 1, on_written);
+  if (r) {
+    free(w);
+    s->werr = r;
+    io_raise_oserror(L, r, "write failed");
+  }
+  s->wqueued += n;
+}
+
+static int writer_write(lua_State *L) {
+  lstream *s = check_writer(L);
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  check_writable(L, s, "write");
+  write_data(L, s, p, n);
+  return 0;
+}
+
+static int writer_writelines(lua_State *L) {
+  lstream *s = check_writer(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  check_writable(L, s, "writelines");
+  lua_Integer n = luaL_len(L, 2);
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t len;
+    lua_geti(L, 2, i);
+    const char *p = lua_tolstring(L, -1, &len);
+    if (!p)
+      return luaL_error(L, "bad argument #2 to 'writelines' (item %I is a "
+                           "%s, string expected)", i, luaL_typename(L, -1));
+    write_data(L, s, p, len);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int drain_k(lua_State *L, lua_KContext ctx) {
+  lstream *s = ((sref *)lua_touserdata(L, 1))->s;
+  io_waiter_done(ctx);
+  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
+  return 0;
+}
+
+static int writer_drain(lua_State *L) {
+  lstream *s = check_writer(L);
+  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
+  if (s->wqueued <= HIGH_WATER || s->closed) return 0;
+  host_task *t = host_check_task(L, "drain");
+  lua_settop(L, 1);
+  return io_wait(L, t, &s->drainers, drain_k);
+}
+
+static int writer_close(lua_State *L) {
+  lstream *s = check_writer(L);
+  lstream_close(s, 0);
+  return 0;
+}
+
+static int wait_closed_k(lua_State *L, lua_KContext ctx) {
+  (void)L;
+  io_waiter_done(ctx);
+  return 0;
+}
+
+static int writer_wait_closed(lua_State *L) {
+  lstream *s = check_writer(L);
+  if (s->closed) return 0;
+  host_task *t = host_check_task(L, "wait_closed");
+  lua_settop(L, 1);
+  return io_wait(L, t, &s->closers, wait_closed_k);
+}
+
+/* __close: close, and wait for it when inside a task (as `async with`). */
+static int writer_tbc(lua_State *L) {
+  lstream *s = check_writer(L);
+  lstream_close(s, 0);
+  host_task *t = host_task_of(L);
+  if (s->closed || !t || !lua_isyieldable(L)) return 0;
+  lua_settop(L, 1);
+  return io_wait(L, t, &s->closers, wait_closed_k);
+}
+
+static int writer_is_closing(lua_State *L) {
+  lua_pushboolean(L, check_writer(L)->closing);
+  return 1;
+}
+
+static int writer_can_write_eof(lua_State *L) {
+  check_writer(L);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+static int writer_write_eof(lua_State *L) {
+  lstream *s = check_writer(L);
+  if (s->eof_sent) return 0;
+  check_writable(L, s, "write_eof");
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req) return luaL_error(L, "asyncio: out of memory");
+  int r = uv_shutdown(req, &s->u.stream, on_shutdown);
+  if (r) {
+    free(req);
+    return io_raise_oserror(L, r, "write_eof failed");
+  }
+  s->eof_sent = 1;
+  return 0;
+}
+
+static int writer_buffer_size(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_writer(L)->wqueued);
+  return 1;
+}
+
+void io_push_sockaddr(lua_State *L, const struct sockaddr *sa) {
+  char ip[64] = "";
+  int port = 0;
+  const char *fam = "unix";
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    uv_ip4_name(a, ip, sizeof ip);
+    port = ntohs(a->sin_port);
+    fam = "inet";
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    uv_ip6_name(a, ip, sizeof ip);
+    port = ntohs(a->sin6_port);
+    fam = "inet6";
+  }
+  lua_createtable(L, 2, 3);
+  lua_pushstring(L, fam);
+  lua_setfield(L, -2, "family");
+  lua_pushstring(L, ip);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "address");
+  lua_rawseti(L, -2, 1);
+  lua_pushinteger(L, port);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "port");
+  lua_rawseti(L, -2, 2);
+}
+
+static int writer_get_extra_info(lua_State *L) {
+  lstream *s = check_writer(L);
+  const char *what = luaL_checkstring(L, 2);
+  struct sockaddr_storage ss;
+  int len = sizeof ss, r;
+  if (s->kind != LSTREAM_TCP || s->closing) {
+    lua_settop(L, 3);
+    return 1; /* the default */
+  }
+  if (strcmp(what, "peername") == 0)
+    r = uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&ss, &len);
+  else if (strcmp(what, "sockname") == 0)
+    r = uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&ss, &len);
+  else {
+    lua_settop(L, 3);
+    return 1;
+  }
+  if (r) return io_raise_oserror(L, r, "get_extra_info('%s') failed", what);
+  io_push_sockaddr(L, (struct sockaddr *)&ss);
+  return 1;
+}
+
+/* ---- Lua-side helpers (lines, tostring) ------------------------------- */
+
+static const char LUA_PARTS[] =
+    "local R = ...\n"
+    "function R.lines(self)\n"
+    "  return function()\n"
+    "    local line = self:readline()\n"
+    "    if line ~= '' then return line end\n"
+    "  end\n"
+    "end\n";
+
+static const luaL_Reg reader_methods[] = {
+    {"read", reader_read},
+    {"readline", reader_readline},
+    {"readexactly", reader_readexactly},
+    {"readuntil", reader_readuntil},
+    {"at_eof", reader_at_eof},
+    {"buffered", reader_buffered},
+    {"set_limit", reader_set_limit},
+    {NULL, NULL}};
+
+static const luaL_Reg writer_methods[] = {
+    {"write", writer_write},
+    {"writelines", writer_writelines},
+    {"drain", writer_drain},
+    {"close", writer_close},
+    {"wait_closed", writer_wait_closed},
+    {"is_closing", writer_is_closing},
+    {"can_write_eof", writer_can_write_eof},
+    {"write_eof", writer_write_eof},
+    {"get_extra_info", writer_get_extra_info},
+    {"buffer_size", writer_buffer_size},
+    {NULL, NULL}};
+
+static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
+                     lua_CFunction tbc) {
+  luaL_newmetatable(L, mt);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, wrapper_gc);
+  lua_setfield(L, -2, "__gc");
+  if (tbc) {
+    lua_pushcfunction(L, tbc);
+    lua_setfield(L, -2, "__close");
+  }
+}
+
+void io_open_stream(lua_State *L, lasync_host *h) {
+  (void)h;
+  io_open_errors(L);
+  new_type(L, READER_MT, reader_methods, NULL);
+  lua_getfield(L, -1, "__index");
+  if (luaL_loadbuffer(L, LUA_PARTS, sizeof LUA_PARTS - 1, "=stream"))
+    lua_error(L);
+  lua_insert(L, -2);
+  lua_call(L, 1, 0);
+  lua_pop(L, 1);
+  new_type(L, WRITER_MT, writer_methods, writer_tbc);
+  lua_pop(L, 1);
+}

@@ -1,0 +1,47 @@
+-- Peers for the stream/server/process specs: Python programs started with
+-- create_subprocess_exec, talking on loopback only.
+local M = {}
+
+-- Starts `python3 -c code args...`; the program prints its port (or
+-- anything) as its first line.  Returns the process and that first line.
+function M.python(code, args, opts)
+  opts = opts or {}
+  local p = asyncio.create_subprocess_exec("python3", {"-u", "-c", code,
+    table.unpack(args or {})}, {stdin = opts.stdin or "devnull",
+    stdout = "pipe", stderr = opts.stderr})
+  local line = p.stdout:readline()
+  return p, line:gsub("%s+$", "")
+end
+
+-- A TCP server in Python: handles each connection with `body` (Python
+-- statements using `c`, the accepted socket), one thread per connection.
+function M.py_server(body, host)
+  local code = [[
+import socket, sys, threading, time
+host = sys.argv[1]
+fam = socket.AF_INET6 if ':' in host else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, 0))
+s.listen(64)
+print(s.getsockname()[1], flush=True)
+def handle(c):
+    try:
+]] .. body:gsub("[^\n]+", "        %0") .. [[
+
+    finally:
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+]]
+  local p, port = M.python(code, {host or "127.0.0.1"})
+  return p, tonumber(port)
+end
+
+function M.stop(p)
+  p:kill()
+  p:wait()
+end
+
+return M
