@@ -143,6 +143,12 @@ describe("course scripts", function()
       assert.matches("serving on 127.0.0.1:" .. port, text)
     end)
 
+    it("generator_loop.lua: Beazley's loop as a pure-Lua coroutine scheduler", function()
+      local out = ok_run("generator_loop.lua")
+      assert.are.equal("alice got ONE\nbob got UNO\nalice got TWO\nbob got DOS\n"
+        .. "alice got THREE\nbob got TRES\nno task left: the loop ends\n", out)
+    end)
+
     it("grep_coroutine.lua: the coroutine driven by send", function()
       local out = ok_run("grep_coroutine.lua")
       assert.are.equal("start grep for python\nno python in data\nfound! deep python\n", out)
