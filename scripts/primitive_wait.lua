@@ -8,15 +8,15 @@ local function download(name, delay)
 end
 
 local tasks = {
-  asyncio.create_task(download, "mirror-1", 0.3),
+  asyncio.create_task(download, "mirror-1", 0.6),
   asyncio.create_task(download, "mirror-2", 0.1),
-  asyncio.create_task(download, "mirror-3", 0.2),
+  asyncio.create_task(download, "mirror-3", 0.3),
 }
 local done, pending = asyncio.wait(tasks, {return_when = "FIRST_COMPLETED"})
 print(("FIRST_COMPLETED: %d done (%s), %d pending"):format(#done, done[1]:result(), #pending))
 
-done, pending = asyncio.wait(pending, {timeout = 0.15})
-print(("timeout 0.15 s: %d done, %d pending"):format(#done, #pending))
+done, pending = asyncio.wait(pending, {timeout = 0.3})
+print(("timeout 0.3 s: %d done, %d pending"):format(#done, #pending))
 
 for _, t in ipairs(pending) do t:cancel() end     -- the fastest mirror won
 done = asyncio.wait(pending)
