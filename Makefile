@@ -1,5 +1,6 @@
 # The two set-up commands of the README:
-#   make run    builds lasync and runs the main example
+#   make run    builds lasync and runs the main example (EXAMPLE: images
+#               from a local server, one by one and then concurrently)
 #   make test   builds lasync and runs every test: the specs, the same specs
 #               under AddressSanitizer + UndefinedBehaviorSanitizer, and under
 #               valgrind
