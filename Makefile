@@ -1,5 +1,6 @@
 # The two set-up commands of the README:
-#   make run    builds lasync and runs the main example
+#   make run    builds lasync and runs the main example (EXAMPLE: images
+#               from a local server, one by one and then concurrently)
 #   make test   builds lasync and runs every test: the specs, the same specs
 #               under AddressSanitizer + UndefinedBehaviorSanitizer, and under
 #               valgrind
@@ -11,7 +12,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= 2
 LASYNC     := $(BUILD)/lasync
 BUSTED     := /usr/bin/busted
-EXAMPLE    ?= scripts/say_after.lua
+EXAMPLE    ?= scripts/download_compare.lua
 
 PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson valgrind \

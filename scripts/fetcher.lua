@@ -1,15 +1,18 @@
--- fetcher: fetches every URL of a file with at most C requests in flight
--- (the course's `fetcher.py -c 10 urls.txt` homework).  A progress line is
+-- Lecture 001, homework 1: `fetcher.py -c 10 urls.txt` -- fetches every
+-- URL of a file with at most C requests in flight.  A progress line is
 -- kept up to date when stdout is a terminal; a summary ends the run.
 --
--- usage: lasync scripts/fetcher.lua [-c C] URLS_FILE
+-- usage: lasync scripts/fetcher.lua [-c C] [URLS_FILE]
 --   URLS_FILE: one URL per line; blank lines and lines starting with # are
 --   skipped.  Exit status 0 when every URL answered 2xx/3xx, 1 otherwise.
+--   Without URLS_FILE it fetches 50 pages from the course's local server
+--   (scripts/lib/http_server.lua, 0.1 s per answer): no internet needed.
+package.path = (arg[0]:match(".*/") or "./") .. "lib/?.lua;" .. package.path
 local http = require "asyncio.http"
 
 local function usage(msg)
   if msg then io.stderr:write("fetcher: ", msg, "\n") end
-  io.stderr:write("usage: fetcher.lua [-c CONCURRENCY] URLS_FILE\n")
+  io.stderr:write("usage: fetcher.lua [-c CONCURRENCY] [URLS_FILE]\n")
   os.exit(2)
 end
 
@@ -33,17 +36,22 @@ while i <= #arg do
     usage("unexpected argument " .. a)
   end
 end
-if not file then usage() end
 c = math.tointeger(c)
 
-local urls = {}
-local f, err = io.open(file)
-if not f then usage(err) end
-for line in f:lines() do
-  line = line:match("^%s*(.-)%s*$")
-  if line ~= "" and not line:match("^#") then urls[#urls + 1] = line end
+local urls, server = {}, nil
+if file then
+  local f, err = io.open(file)
+  if not f then usage(err) end
+  for line in f:lines() do
+    line = line:match("^%s*(.-)%s*$")
+    if line ~= "" and not line:match("^#") then urls[#urls + 1] = line end
+  end
+  f:close()
+else
+  server = require("http_server").start{delay = 0.1}
+  for n = 1, 50 do urls[n] = ("%s/page/%d"):format(server.url, n) end
+  print(("no URLS_FILE: fetching %d pages from a local server"):format(#urls))
 end
-f:close()
 
 local tty = os.execute("test -t 1") == true
 local session <close> = http.Session{limit = c, timeout = 60}
@@ -95,4 +103,5 @@ table.sort(parts)
 print(("fetched %d urls in %.3f s (%.1f req/s), %d failed, %d bytes, at most %d in flight (limit %d)"):format(
   #urls, secs, #urls / math.max(secs, 1e-9), failed, bytes, max_inflight, c))
 print("results: " .. (#parts > 0 and table.concat(parts, ", ") or "none"))
+if server then server:close() end
 os.exit(failed == 0 and 0 or 1)

@@ -31,9 +31,9 @@ describe("http scripts", function()
   end)
 
   it("download_images.lua explains its usage", function()
-    local _, err, status = run("download_images.lua", "")
+    local _, err, status = run("download_images.lua", "--help")
     assert.are.equal(2, status)
-    assert.matches("usage: download_images.lua BASE_URL", err)
+    assert.matches("usage: download_images.lua %[BASE_URL %[OUTDIR%]%]", err)
   end)
 
   it("fetcher.lua -c 5 keeps at most 5 in flight and prints a summary", function()
