@@ -278,6 +278,7 @@ typedef struct listener {
 /* A connection accepted but not yet handed to a handler task. */
 typedef struct conn {
   host_listener done; /* told when the handler task ends */
+  host_link live;     /* in srv->live while its handler runs */
   struct conn *next;
   server *srv;
   lstream *s;
@@ -299,6 +300,7 @@ struct server {
   int backlog;
   conn *pending, **pending_tail;
   host_link waiters;    /* wait_closed, serve_forever */
+  host_link live;       /* connections whose handler runs */
 };
 
 static void server_maybe_free(server *srv) {
@@ -340,6 +342,7 @@ static void handler_done(host_listener *l, host_task *t) {
     lua_pop(L, 3);
     t->flags |= TF_RETRIEVED;
   }
+  host_list_remove(&c->live);
   lstream_close(c->s, t->outcome != OUTCOME_OK);
   lstream_unref(c->s);
   free(c);
@@ -369,6 +372,7 @@ static void start_handlers(lasync_host *h, host_ready *r) {
     host_task *t = host_task_spawn(h, L, 2);
     lua_pop(L, 1);
     srv->nconns++;
+    host_list_push(&srv->live, &c->live);
     host_task_listen(t, &c->done, handler_done);
   }
   server_maybe_free(srv);
@@ -393,6 +397,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   c->srv = srv;
   c->s = s;
   c->next = NULL;
+  host_list_init(&c->live);
   *srv->pending_tail = c;
   srv->pending_tail = &c->next;
   if (!srv->queued) {
@@ -632,6 +637,7 @@ static int l_start_server(lua_State *L) {
   if (!srv) return luaL_error(L, "asyncio: out of memory");
   *box = srv;
   srv->h = h;
+  host_list_init(&srv->live);
   host_list_init(&srv->closer.link);
   srv->closer.close = server_closer;
   host_closeable_add(h, &srv->closer);
@@ -648,8 +654,24 @@ static int l_start_server(lua_State *L) {
   return start_op(L, t, OP_LISTEN, host, port, 1, -1, listen_k);
 }
 
+/* close_clients() / abort_clients() (Python 3.13): end the live
+ * connections too, after sending what they queued, or at once.  Their
+ * handlers then read EOF and see write errors. */
+static int close_live(lua_State *L, int now) {
+  server *srv = check_server(L);
+  if (!srv) return 0;
+  for (host_link *l = srv->live.next; l != &srv->live; l = l->next)
+    lstream_close(host_container_of(l, conn, live)->s, now);
+  return 0;
+}
+
+static int server_close_clients(lua_State *L) { return close_live(L, 0); }
+static int server_abort_clients(lua_State *L) { return close_live(L, 1); }
+
 static const luaL_Reg server_methods[] = {
     {"close", server_close_m},
+    {"close_clients", server_close_clients},
+    {"abort_clients", server_abort_clients},
     {"wait_closed", server_wait_closed},
     {"serve_forever", server_serve_forever},
     {"is_serving", server_is_serving},

@@ -92,6 +92,35 @@ describe("start_server", function()
     _ = release
   end)
 
+  it("close_clients and abort_clients end the live connections when asked", function()
+    local seen = {}
+    local srv = asyncio.start_server(function(r, w)
+      local line = r:readline()
+      seen[#seen + 1] = line == "" and "eof" or line
+    end, "127.0.0.1", 0)
+    local conns = {}
+    for i = 1, 3 do conns[i] = {asyncio.open_connection("127.0.0.1", srv.port)} end
+    asyncio.sleep(0.05)
+    srv:close()
+    srv:close_clients()
+    local function eof(r) -- fails fast (TimeoutError) if nothing closes it
+      return asyncio.wait_for(function() return r:read() end, 2 * helper.slow)
+    end
+    for _, c in ipairs(conns) do assert.are.equal("", eof(c[1])) end
+    srv:wait_closed()
+    assert.are.same({"eof", "eof", "eof"}, seen)
+    for _, c in ipairs(conns) do c[2]:close() end
+
+    local srv2 = asyncio.start_server(function(r) r:read() end, "127.0.0.1", 0)
+    local r2, w2 = asyncio.open_connection("127.0.0.1", srv2.port)
+    asyncio.sleep(0.05)
+    srv2:close()
+    srv2:abort_clients()
+    assert.are.equal("", eof(r2))
+    srv2:wait_closed()
+    w2:close()
+  end)
+
   it("serve_forever returns when the server is closed", function()
     local srv = asyncio.start_server(upper_echo, "127.0.0.1", 0)
     asyncio.call_later(0.1, function() srv:close() end)
