@@ -21,8 +21,42 @@ static void open_lua_part(lua_State *L, lasync_host *h) {
   lua_call(L, 2, 0);
 }
 
+/* coroutine.resume and coroutine.close refuse a task's thread: only the
+ * scheduler may resume a task, and closing one behind its back would leave
+ * it registered with whatever it waits on. */
+static int guarded_coroutine_op(lua_State *L) {
+  lua_State *co = lua_tothread(L, 1);
+  if (co && host_task_of(co))
+    return luaL_error(L, "cannot %s a task's thread (use task:await() or "
+                         "task:cancel())",
+                      lua_tostring(L, lua_upvalueindex(2)));
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static void guard_coroutines(lua_State *L) {
+  static const char *const ops[] = {"resume", "close", NULL};
+  int top = lua_gettop(L);
+  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
+    for (const char *const *op = ops; *op; op++) {
+      if (lua_getfield(L, top + 1, *op) != LUA_TFUNCTION ||
+          lua_tocfunction(L, -1) == guarded_coroutine_op) { /* done already */
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_pushstring(L, *op);
+      lua_pushcclosure(L, guarded_coroutine_op, 2);
+      lua_setfield(L, top + 1, *op);
+    }
+  }
+  lua_settop(L, top);
+}
+
 LASYNC_API int luaopen_asyncio(lua_State *L) {
   lasync_host *h = host_for_module(L);
+  guard_coroutines(L);
   lua_newtable(L);
   host_errors_open(L);
   /* the classes the synchronisation primitives raise besides asyncio's */

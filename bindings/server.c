@@ -410,7 +410,12 @@ static server **check_server_box(lua_State *L) {
   return luaL_checkudata(L, 1, SERVER_MT);
 }
 
-static server *check_server(lua_State *L) { return *check_server_box(L); }
+static server *check_server(lua_State *L) {
+  server *srv = *check_server_box(L);
+  if (!srv)
+    host_error_raise(L, "InvalidStateError", "the server was finalized");
+  return srv;
+}
 
 /* Stops listening (libuv only: also safe when no Lua may run). */
 static void close_listeners(server *srv) {

@@ -324,13 +324,16 @@ void lstream_push_writer(lua_State *L, lstream *s) {
   push_wrapper(L, s, WRITER_MT);
 }
 
-static lstream *check_reader(lua_State *L) {
-  return ((sref *)luaL_checkudata(L, 1, READER_MT))->s;
+/* A finalized wrapper (used again from a later finalizer) has no stream. */
+static lstream *check_sref(lua_State *L, const char *tname) {
+  lstream *s = ((sref *)luaL_checkudata(L, 1, tname))->s;
+  if (!s)
+    host_error_raise(L, "InvalidStateError", "the stream was finalized");
+  return s;
 }
 
-static lstream *check_writer(lua_State *L) {
-  return ((sref *)luaL_checkudata(L, 1, WRITER_MT))->s;
-}
+static lstream *check_reader(lua_State *L) { return check_sref(L, READER_MT); }
+static lstream *check_writer(lua_State *L) { return check_sref(L, WRITER_MT); }
 
 static int wrapper_gc(lua_State *L) {
   sref *r = lua_touserdata(L, 1);

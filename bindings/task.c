@@ -365,12 +365,23 @@ static int task_tostring(lua_State *L) {
 static int task_gc(lua_State *L) {
   host_task *t = lua_touserdata(L, 1);
   lasync_host *h = t->h;
-  if (t->state != TASK_DONE) { /* the state is closing under it */
-    if ((t->flags & (TF_PARKED | TF_QUEUED)) == TF_PARKED && t->wait_cancel &&
-        !h->stopped)
+  if (t->state != TASK_DONE) {
+    /* A pending task is anchored: it is collected only when the state
+     * closes.  Nothing may be queued to run any more; what it waits on
+     * must forget it, and what waits on it (C listeners: a server's
+     * connection record, a gather) is told it ended. */
+    h->state_closing = 1;
+    if ((t->flags & (TF_PARKED | TF_QUEUED)) == TF_PARKED && t->wait_cancel)
       t->wait_cancel(t, 0); /* stops its timer or leaves what it awaits */
-    while (!host_list_empty(&t->awaiters)) host_list_remove(t->awaiters.next);
+    t->wait_cancel = NULL;
     t->state = TASK_DONE;
+    t->outcome = OUTCOME_CANCELLED;
+    host_link *l;
+    while ((l = host_list_first(&t->awaiters))) {
+      host_listener *li = host_container_of(l, host_listener, link);
+      host_list_remove(l);
+      li->fn(li, t);
+    }
     h->npending--;
   } else if (t->outcome == OUTCOME_FAILED && !(t->flags & TF_RETRIEVED)) {
     /* weak-keyed entries of an object being finalized are still there */

@@ -105,6 +105,8 @@ LASYNC_API int lasync_await(lua_State *L, lasync_future *f) {
     return push_stored(L, f);
   if (f->state == F_CANCELLED || !f->h)
     return host_error_raise(L, "CancelledError", "");
+  if (!f->app_owned) /* released before the await: nothing will come */
+    return luaL_error(L, "asyncio: the future was released without a result");
   host_task *t = host_check_task(L, "await");
   f->task = t;
   return host_park(L, t, future_cancel, f, NULL, 0);
@@ -199,14 +201,15 @@ void host_futures_orphan(lasync_host *h) {
   while ((l = host_list_first(&h->futures))) {
     lasync_future *f = host_container_of(l, lasync_future, link);
     host_list_remove(l);
-    if (f->state == F_PENDING) {
-      f->state = F_CANCELLED;
-      f->task = NULL;
-      if (f->on_cancel) f->on_cancel(f, f->ud);
-    }
     if (f->values_ref != LUA_NOREF && h->cbL && !h->stopped)
       luaL_unref(h->cbL, LUA_REGISTRYINDEX, f->values_ref);
     f->values_ref = LUA_NOREF;
     f->h = NULL;
+    if (f->state == F_PENDING) {
+      f->state = F_CANCELLED;
+      f->task = NULL;
+      /* the last access: on_cancel may release (and so free) f */
+      if (f->on_cancel) f->on_cancel(f, f->ud);
+    }
   }
 }

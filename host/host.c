@@ -295,7 +295,17 @@ lasync_host *host_for_module(lua_State *L) {
 /* ---- running ------------------------------------------------------------ */
 
 LASYNC_API int lasync_spawn(lasync_host *h, lua_State *L, int nargs) {
-  luaL_checktype(L, -(nargs + 1), LUA_TFUNCTION);
+  int rc = 0;
+  if (h->stopped || h->stopping) {
+    rc = LASYNC_ECLOSED;
+  } else if (lua_type(L, -(nargs + 1)) != LUA_TFUNCTION) {
+    set_last_error(h, "lasync_spawn: a function expected");
+    rc = LASYNC_ERROR;
+  }
+  if (rc) {
+    lua_pop(L, nargs + 1);
+    return rc;
+  }
   host_task_spawn(h, L, nargs);
   return 0;
 }

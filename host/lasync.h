@@ -102,7 +102,8 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs);
 
 /* Starts a task: [-(nargs+1), +1] pops a function and its nargs arguments
  * from L (a thread of the host's state) and pushes the Task.  The task runs
- * on the next loop turn. */
+ * on the next loop turn.  Never raises: returns LASYNC_ECLOSED on a stopped
+ * host or LASYNC_ERROR when no function was given ([-(nargs+1), +0]). */
 LASYNC_API int lasync_spawn(lasync_host *h, lua_State *L, int nargs);
 
 /* Loads a chunk (a string, or a file; path NULL reads stdin) and starts it

@@ -17,7 +17,7 @@
 static void on_idle(uv_idle_t *handle) { (void)handle; }
 
 void host_ready_push(lasync_host *h, host_ready *r) {
-  if (h->stopped) return; /* nothing runs any more */
+  if (h->stopped || h->state_closing) return; /* nothing runs any more */
   r->next = NULL;
   *h->ready_tail = r;
   h->ready_tail = &r->next;
@@ -31,13 +31,13 @@ static void on_check(uv_check_t *handle) {
   h->ready_head = NULL;
   h->ready_tail = &h->ready_head;
   h->running++;
-  while (batch) {
+  while (batch && !h->stopped) {
     host_ready *r = batch;
     batch = r->next;
     r->run(h, r);
   }
   h->running--;
-  if (!h->ready_head) uv_idle_stop(&h->idle);
+  if (!h->ready_head && !h->stopped) uv_idle_stop(&h->idle);
 }
 
 int host_sched_init(lasync_host *h) {
@@ -273,6 +273,12 @@ static int park_k(lua_State *L, int status, lua_KContext base) {
   host_task *t = host_task_of(L);
   int b = (int)base;
   (void)status;
+  if (t->flags & TF_PARKED) {
+    /* step() clears TF_PARKED: this resume came from coroutine.resume on
+     * the task's thread, not from the scheduler.  Stay parked. */
+    lua_settop(L, b);
+    return lua_yieldk(L, 0, base, park_k);
+  }
   if (t->flags & TF_THROW) {
     t->flags &= ~TF_THROW;
     return lua_error(L);

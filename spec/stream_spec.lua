@@ -2,6 +2,42 @@
 local helper = require "spec.helper"
 local io_helper = require "spec.iohelper"
 
+describe("streams at the end of the program", function()
+  it("a task still waiting on a stream when the loop runs dry is released safely", function()
+    -- nothing keeps the loop alive; the waiting task is cancelled and
+    -- finalized, and the stream's close must not wake freed memory
+    local out, err, status = helper.run_script([[
+      local srv = asyncio.start_server(function(r, w) end, "127.0.0.1", 0)
+      local r, w = asyncio.open_connection("127.0.0.1", srv.port)
+      srv:close()
+      asyncio.create_task(function() while true do pcall(w.wait_closed, w) end end)
+      r:read()
+      asyncio.sleep(0)
+      print("end of main")
+    ]])
+    assert.matches("end of main", out)
+    assert.is_nil(err:match("AddressSanitizer"), err)
+    assert.is_nil(err:match("Invalid"), err)
+    assert.are.equal(0, status, err)
+  end)
+
+  it("a finalizer that uses an already finalized reader gets an error, not a crash", function()
+    local out, err, status = helper.run_script([[
+      local srv = asyncio.start_server(function(r, w) r:read() end, "127.0.0.1", 0)
+      local holder = setmetatable({}, {__gc = function(o)
+        local ok, e = pcall(o.r.buffered, o.r)
+        print(ok, asyncio.is(e, asyncio.InvalidStateError))
+      end})
+      holder.r = asyncio.open_connection("127.0.0.1", srv.port)
+      holder = nil
+      collectgarbage() collectgarbage()
+      srv:close()
+    ]])
+    assert.are.equal(0, status, err)
+    assert.matches("false\ttrue", out)
+  end)
+end)
+
 describe("streams", function()
   after_each(helper.no_leaks)
 

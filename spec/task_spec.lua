@@ -152,6 +152,27 @@ describe("tasks", function()
     assert.matches("coroutine.yield%(%) called directly in a task", err)
   end)
 
+  it("refuses coroutine.resume and coroutine.close on a task's thread", function()
+    local b = asyncio.create_task(function() asyncio.sleep(0.02) return "b" end)
+    local co
+    local a = asyncio.create_task(function()
+      co = coroutine.running()
+      local v = b:await()
+      asyncio.sleep(0.01)
+      return v
+    end)
+    asyncio.sleep(0)
+    local ok, err = pcall(coroutine.resume, co)
+    assert.is_false(ok)
+    assert.matches("cannot resume a task's thread", err)
+    ok, err = pcall(coroutine.close, co)
+    assert.is_false(ok)
+    assert.matches("cannot close a task's thread", err)
+    assert.are.equal("b", a:await()) -- and the task went on unharmed
+    -- plain coroutines still work
+    assert.are.same({true, 3}, {coroutine.resume(coroutine.create(function() return 3 end))})
+  end)
+
   it("does not treat plain coroutines inside a task as tasks", function()
     local co = coroutine.wrap(function() return pcall(asyncio.sleep, 0) end)
     local ok, err = co()

@@ -371,6 +371,90 @@ static void test_stop_cancels_and_closes(void) {
   lasync_free(h);
 }
 
+/* ---- found by review: lifetimes at the edges ------------------------------ */
+
+/* A Lua error between lasync_future_new and lasync_await, then the host is
+ * freed while the application still holds the future: on_cancel releases
+ * it and must be the last thing that touches it. */
+static lasync_future *dropped;
+static int dropped_cancels;
+static void dropped_cancel(lasync_future *f, void *ud) {
+  (void)ud;
+  dropped_cancels++;
+  lasync_future_release(f);
+}
+static int l_fail_after_new(lua_State *L) {
+  dropped = lasync_future_new(L, dropped_cancel, NULL);
+  return luaL_error(L, "failed before the await");
+}
+
+/* Released before the await: the await must not wait forever. */
+static int l_release_then_await(lua_State *L) {
+  lasync_future *f = lasync_future_new(L, NULL, NULL);
+  lasync_future_release(f);
+  return lasync_await(L, f);
+}
+
+static void test_future_edges(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  lua_pushcfunction(L, l_fail_after_new);
+  lua_setglobal(L, "fail_after_new");
+  lua_pushcfunction(L, l_release_then_await);
+  lua_setglobal(L, "release_then_await");
+  lasync_spawn_string(h,
+    "local ok, e = pcall(fail_after_new) first = e\n"
+    "collectgarbage() collectgarbage()\n"
+    "ok, e = pcall(release_then_await) second = e\n", "=edges");
+  CHECK(lasync_run_until_done(h) == 0, "ran");
+  CHECK(strstr(global_string(L, "first"), "failed before the await") != NULL,
+        "an error between new and await propagates");
+  CHECK(strstr(global_string(L, "second"), "released without a result") != NULL,
+        "await after release raises instead of hanging");
+  lasync_free(h); /* the dropped future: on_cancel releases it */
+  CHECK(dropped_cancels == 1, "the host's end cancelled the dropped future");
+}
+
+static void test_spawn_never_raises(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  lua_pushinteger(L, 5);
+  CHECK(lasync_spawn(h, L, 0) == LASYNC_ERROR && lua_gettop(L) == 0,
+        "spawning a non-function is an error code, not a panic");
+  lasync_stop(h);
+  lua_getglobal(L, "print");
+  CHECK(lasync_spawn(h, L, 0) == LASYNC_ECLOSED && lua_gettop(L) == 0,
+        "spawning on a stopped host is refused");
+  lasync_free(h);
+}
+
+/* The application's loop and state; a connection handler blocked in read
+ * when the host goes: every handle and record must be released. */
+static void test_teardown_with_live_connection(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lua_State *L = luaL_newstate();
+  lasync_host *h = lasync_new(&loop, L);
+  lasync_openlibs(h);
+  lasync_spawn_string(h,
+    "srv = asyncio.start_server(function(r, w) r:read() end, '127.0.0.1', 0)\n"
+    "client_r, client_w = asyncio.open_connection('127.0.0.1', srv.port)\n"
+    "asyncio.sleep(0.05) ready = true\n", "=live");
+  lua_pop(L, 1);
+  for (int i = 0; i < 100; i++) {
+    uv_run(&loop, UV_RUN_ONCE);
+    lua_getglobal(L, "ready");
+    int r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (r) break;
+  }
+  lasync_free(h);
+  lua_close(L);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0,
+        "a live connection's handles are all closed after free + lua_close");
+}
+
 int main(void) {
   test_own_everything();
   test_futures_on_app_loop();
@@ -380,6 +464,9 @@ int main(void) {
   test_wrong_thread();
   test_sandbox_and_reporter();
   test_stop_cancels_and_closes();
+  test_future_edges();
+  test_spawn_never_raises();
+  test_teardown_with_live_connection();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
