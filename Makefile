@@ -34,7 +34,7 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	  else \
 	    echo "make: these Debian packages are missing. Install them with:"; \
-	    echo "  sudo apt-get install -y$$missing"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; \
 	    exit 1; \
 	  fi; \
 	fi
