@@ -1,6 +1,20 @@
 local helper = require "spec.helper"
 local a = asyncio
 
+
+-- n tasks that each wait on the condition and log their number when woken.
+local function waiters(c, log, n)
+  local ts = {}
+  for i = 1, n do
+    ts[i] = a.create_task(function()
+      local _ <close> = c:acquire()
+      c:wait()
+      log.add(i)
+    end)
+  end
+  return ts
+end
+
 describe("Condition", function()
   after_each(helper.no_leaks)
 
@@ -28,14 +42,7 @@ describe("Condition", function()
   it("notify(n) wakes n waiters in order, notify_all the rest", function()
     local c = a.Condition()
     local log = helper.log()
-    local ts = {}
-    for i = 1, 4 do
-      ts[i] = a.create_task(function()
-        local _ <close> = c:acquire()
-        c:wait()
-        log.add(i)
-      end)
-    end
+    local ts = waiters(c, log, 4)
     a.sleep(0)
     do local _ <close> = c:acquire() c:notify(2) end
     a.sleep(0.001)
@@ -106,14 +113,7 @@ describe("Condition", function()
   it("a waiter cancelled after being notified passes the notification on", function()
     local c = a.Condition()
     local log = helper.log()
-    local ts = {}
-    for i = 1, 2 do
-      ts[i] = a.create_task(function()
-        local _ <close> = c:acquire()
-        c:wait()
-        log.add(i)
-      end)
-    end
+    local ts = waiters(c, log, 2)
     a.sleep(0)
     do local _ <close> = c:acquire() c:notify(1) end -- to waiter 1
     ts[1]:cancel()

@@ -2,6 +2,20 @@
 local helper = require "spec.helper"
 local io_helper = require "spec.iohelper"
 
+-- A Python peer that waits `delay` seconds before reading everything, then
+-- answers with the byte count: a slow reader for the back-pressure specs.
+local function slow_reader(delay)
+  return io_helper.py_server(([[
+time.sleep(%s)
+n = 0
+while True:
+    d = c.recv(1 << 20)
+    if not d: break
+    n += len(d)
+c.sendall(str(n).encode())
+]]):format(delay))
+end
+
 describe("streams at the end of the program", function()
   it("a task still waiting on a stream when the loop runs dry is released safely", function()
     -- nothing keeps the loop alive; the waiting task is cancelled and
@@ -142,15 +156,7 @@ except OSError:
   end)
 
   it("drain suspends a writer while a slow peer does not read", function()
-    local p, port = io_helper.py_server([[
-time.sleep(0.5)
-n = 0
-while True:
-    d = c.recv(1 << 20)
-    if not d: break
-    n += len(d)
-c.sendall(str(n).encode())
-]])
+    local p, port = slow_reader(0.5)
     local r, w = asyncio.open_connection("127.0.0.1", port)
     local chunk = string.rep("w", 65536)
     local t0 = asyncio.time()
@@ -196,15 +202,7 @@ time.sleep(0.3)
   end)
 
   it("a cancelled drain leaves the writer usable", function()
-    local p, port = io_helper.py_server([[
-time.sleep(0.4)
-n = 0
-while True:
-    d = c.recv(1 << 20)
-    if not d: break
-    n += len(d)
-c.sendall(str(n).encode())
-]])
+    local p, port = slow_reader(0.4)
     local r, w = asyncio.open_connection("127.0.0.1", port)
     local chunk = string.rep("d", 1 << 20)
     local t = asyncio.create_task(function()
