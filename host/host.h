@@ -258,6 +258,17 @@ void host_futures_orphan(lasync_host *h);
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *meta, int nup);
 
+/* Raises "bad argument #idx to 'f' (unknown option 'k')" unless every key
+ * of the options table at idx (nil and none are fine) is in `known`
+ * (NULL-terminated).  [-0, +0, e] */
+void host_check_options(lua_State *L, int idx, const char *const known[]);
+/* luaL_checklstring that refuses a string with a NUL byte inside. */
+const char *host_check_cstring(lua_State *L, int idx, size_t *len);
+/* The string at idx (an option or list element, described as `what`, e.g.
+ * "option 'cwd'"), refused with an error on argument arg if it is not a
+ * string or holds a NUL byte. */
+const char *host_opt_cstring(lua_State *L, int idx, int arg, const char *what);
+
 /* Is the host shutting down?  Then resources close at once (no graceful
  * flush that could wait for a peer). */
 static inline int host_closing(const lasync_host *h) {

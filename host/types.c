@@ -1,4 +1,6 @@
 /* Lua-visible C types: one way for every binding to make its metatable. */
+#include <string.h>
+
 #include "host.h"
 
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
@@ -17,4 +19,49 @@ void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
   if (meta) luaL_setfuncs(L, meta, nup); /* pops the upvalues */
   else lua_pop(L, nup);
   lua_pop(L, 1);
+}
+
+/* Options tables come from users who misspell keys (`stdot`) or pass keys
+ * another runtime knows (`ssl` before TLS exists); ignoring them silently
+ * gives a program that looks right and does something else. */
+void host_check_options(lua_State *L, int idx, const char *const known[]) {
+  if (lua_isnoneornil(L, idx)) return;
+  idx = lua_absindex(L, idx);
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    int ok = 0;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -1);
+      for (int i = 0; known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
+    }
+    if (!ok) {
+      const char *k = lua_type(L, -1) == LUA_TSTRING
+                          ? lua_tostring(L, -1)
+                          : luaL_tolstring(L, -1, NULL);
+      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
+    }
+  }
+}
+
+/* C strings end at the first NUL: a Lua string with one inside would reach
+ * the OS cut short ("file\0.txt" opening "file"), so it is refused. */
+const char *host_check_cstring(lua_State *L, int idx, size_t *len) {
+  size_t n;
+  const char *s = luaL_checklstring(L, idx, &n);
+  if (strlen(s) != n) luaL_argerror(L, idx, "string contains a NUL byte");
+  if (len) *len = n;
+  return s;
+}
+
+const char *host_opt_cstring(lua_State *L, int idx, int arg, const char *what) {
+  size_t n;
+  const char *s = lua_tolstring(L, idx, &n);
+  if (!s || lua_type(L, idx) != LUA_TSTRING)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s: string expected, got %s",
+                                          what, luaL_typename(L, idx)));
+  if (strlen(s) != n)
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
+  return s;
 }
