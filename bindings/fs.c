@@ -37,7 +37,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../host/host.h"
+#include "io.h"
 
 #define FS_FILE_MT "asyncio.fs.File"
 #define FS_STATE_KEY "lasync.fs.state"
@@ -1320,6 +1320,7 @@ static const luaL_Reg fs_funcs[] = {
 
 LASYNC_API int luaopen_asyncio_fs(lua_State *L) {
   lasync_host *h = host_for_module(L);
+  io_guard_sigpipe(); /* writes to a pipe (a FIFO, /dev/stdout) get EPIPE */
   push_state(L, h);
   host_new_type(L, FS_FILE_MT, file_methods, file_meta, 0);
   lua_newtable(L);

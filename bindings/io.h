@@ -63,5 +63,9 @@ int io_check_signal(lua_State *L, int idx);
 void io_open_server(lua_State *L, lasync_host *h);
 void io_open_process(lua_State *L, lasync_host *h);
 void io_open_signal(lua_State *L, lasync_host *h);
+/* Makes SIGPIPE harmless for the loop's sockets and pipes (EPIPE instead),
+ * while a dead stdout/stderr still ends the process as under lua.c.  Only
+ * over the default disposition: an embedder's own choice is kept. */
+void io_guard_sigpipe(void);
 
 #endif

@@ -150,7 +150,8 @@ struct lstream {
   host_link drainers;
   host_link closers;
   unsigned char started, reading, eof, closing, close_pending, closed,
-      eof_sent;
+      eof_sent,
+      wlost; /* bytes were dropped: written after close, or cancelled */
 };
 
 typedef struct write_req {
@@ -481,9 +482,8 @@ static int read_k(lua_State *L, lua_KContext ctx) {
 
 static lstream *reader_entry(lua_State *L, const char *fname) {
   lstream *s = check_reader(L);
-  if (s->closing && !s->eof)
-    host_error_raise(L, "InvalidStateError", "%s() on a closed stream",
-                     fname);
+  /* closed by us (writer:close()): what was received is still readable,
+   * then the end of the stream, as asyncio's feed_eof at connection_lost */
   if (s->reader)
     host_error_raise(L, "InvalidStateError",
                      "%s() called while another task is already waiting "
@@ -558,30 +558,39 @@ static void on_written(uv_write_t *req, int status) {
   lstream *s = w->s;
   s->wqueued -= w->n;
   free(w);
-  if (status < 0 && status != UV_ECANCELED && !s->werr) s->werr = status;
+  if (status == UV_ECANCELED) s->wlost = 1;
+  else if (status < 0 && !s->werr) s->werr = status;
   if (s->wqueued <= LOW_WATER || s->werr) io_wake_all(&s->drainers);
   if (s->wqueued == 0 && s->close_pending) lstream_close(s, 1);
 }
 
+/* As asyncio's transports, write() never fails for the connection's
+ * sake: after close() or a write error the data is dropped and drain()
+ * reports it.  Only writing after write_eof() is a programming error. */
 static void check_writable(lua_State *L, lstream *s, const char *fname) {
-  if (s->closing)
-    host_error_raise(L, "InvalidStateError", "%s() on a closed stream",
+  if (s->eof_sent && !s->closing)
+    host_error_raise(L, "RuntimeError", "Cannot call %s() after write_eof()",
                      fname);
-  if (s->eof_sent)
-    host_error_raise(L, "InvalidStateError", "%s() after write_eof()",
-                     fname);
-  if (s->werr) io_raise_oserror(L, s->werr, "write failed");
+}
+
+/* Can bytes still go out?  Otherwise they are dropped (and remembered). */
+static int write_open(lstream *s) {
+  if (s->closing || s->werr || s->eof_sent) {
+    s->wlost = 1;
+    return 0;
+  }
+  return 1;
 }
 
 static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
-  if (n == 0) return;
+  if (n == 0 || !write_open(s)) return;
   if (s->wqueued == 0) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     int r = uv_try_write(&s->u.stream, &b, 1);
     if (r == (int)n) return;
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-      s->werr = r;
-      io_raise_oserror(L, r, "write failed");
+      s->werr = r; /* EPIPE, ECONNRESET...: raised by drain() */
+      return;
     }
     if (r > 0) p += r, n -= (size_t)r;
   }
@@ -596,7 +605,7 @@ static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
   if (r) {
     free(w);
     s->werr = r;
-    io_raise_oserror(L, r, "write failed");
+    return;
   }
   s->wqueued += n;
 }
@@ -628,16 +637,32 @@ static int writer_writelines(lua_State *L) {
   return 0;
 }
 
+/* What drain() raises, as asyncio: the connection's read error, then the
+ * write error, then ConnectionResetError when the connection is closing
+ * or data written was dropped.  Returns 0 when all is well. */
+static int drain_error(lua_State *L, lstream *s) {
+  if (s->rerr) return io_raise_oserror(L, s->rerr, "connection lost");
+  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
+  if (s->closing || s->wlost) {
+    host_error_new(L, "ConnectionResetError", "Connection lost");
+    lua_pushliteral(L, "ECONNRESET");
+    lua_setfield(L, -2, "code");
+    lua_pushinteger(L, -UV_ECONNRESET);
+    lua_setfield(L, -2, "errno");
+    return lua_error(L);
+  }
+  return 0;
+}
+
 static int drain_k(lua_State *L, lua_KContext ctx) {
   lstream *s = ((sref *)lua_touserdata(L, 1))->s;
   io_waiter_done(ctx);
-  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
-  return 0;
+  return drain_error(L, s);
 }
 
 static int writer_drain(lua_State *L) {
   lstream *s = check_writer(L);
-  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
+  drain_error(L, s);
   if (s->wqueued <= HIGH_WATER || s->closed) return 0;
   host_task *t = host_check_task(L, "drain");
   lua_settop(L, 1);
@@ -692,8 +717,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 static int writer_write_eof(lua_State *L) {
   lstream *s = check_writer(L);
-  if (s->eof_sent) return 0;
-  check_writable(L, s, "write_eof");
+  if (s->eof_sent || s->closing) return 0; /* as asyncio: nothing to do */
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req) return luaL_error(L, "asyncio: out of memory");
   int r = uv_shutdown(req, &s->u.stream, on_shutdown);
@@ -810,6 +834,7 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
 
 void io_open_stream(lua_State *L, lasync_host *h) {
   (void)h;
+  io_guard_sigpipe();
   io_open_errors(L);
   new_type(L, READER_MT, reader_methods, NULL);
   lua_getfield(L, -1, "__index");
