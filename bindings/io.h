@@ -6,7 +6,17 @@
 
 #include "../host/host.h"
 
-#define IO_HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* The host, for a function that starts something on the loop; raises
+ * InvalidStateError once the loop is closed or closing (a finalizer at the
+ * end of the program), when the upvalue could name a freed host. */
+static inline lasync_host *io_live_host(lua_State *L, const char *fname) {
+  lasync_host *h = host_get(L);
+  if (!h || h->stopped || host_closing(h))
+    host_error_raise(L, "InvalidStateError", "%s(): the event loop is closed",
+                     fname);
+  return h;
+}
 
 /* ---- OS errors -------------------------------------------------------- */
 
@@ -53,6 +63,9 @@ int lstream_start(lstream *s);
 void lstream_push_reader(lua_State *L, lstream *s);
 void lstream_push_writer(lua_State *L, lstream *s);
 void io_open_stream(lua_State *L, lasync_host *h);
+/* Closes the stream of the StreamReader/StreamWriter at idx (if it is one
+ * and was not finalized), flushing queued writes. */
+void lstream_close_wrapper(lua_State *L, int idx);
 
 /* ---- areas ------------------------------------------------------------ */
 

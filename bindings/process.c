@@ -46,8 +46,21 @@ static void proc_closer(host_closeable *c) {
     uv_close((uv_handle_t *)&pr->p, proc_closed);
 }
 
+/* A Process reached from a finalizer after its own __gc has no record. */
 static proc *check_proc(lua_State *L) {
-  return *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  if (!pr)
+    host_error_raise(L, "InvalidStateError", "the process was finalized");
+  return pr;
+}
+
+/* A child we no longer watch (the host stopped and let go of it): its pid
+ * may already name another process, and nothing would ever wake a wait. */
+static void check_watched(lua_State *L, proc *pr, const char *fname) {
+  if (!pr->exited && (pr->closed || uv_is_closing((uv_handle_t *)&pr->p)))
+    host_error_raise(L, "InvalidStateError",
+                     "%s(): the process is no longer watched (the event "
+                     "loop is closed)", fname);
 }
 
 static void push_returncode(lua_State *L, proc *pr) {
@@ -73,12 +86,14 @@ static int proc_wait(lua_State *L) {
   proc *pr = check_proc(L);
   lua_settop(L, 1);
   if (pr->exited) return proc_wait_k(L, 0);
+  check_watched(L, pr, "wait");
   host_check_task(L, "wait");
   return proc_wait_k(L, 0);
 }
 
 static int signal_child(lua_State *L, proc *pr, int sig) {
   if (pr->exited) return 0; /* as Python: nothing left to signal */
+  check_watched(L, pr, "send_signal");
   int rc = uv_process_kill(&pr->p, sig);
   if (rc && rc != UV_ESRCH)
     return io_raise_oserror(L, rc, "cannot signal process %d", pr->pid);
@@ -109,9 +124,37 @@ static int proc_gc(lua_State *L) {
   return 0;
 }
 
+/* __close: the scope that owns the child is over.  Its pipes are closed
+ * and a child still running is killed (waiting for it to end by itself
+ * could hang the scope forever), then reaped: waited for when the scope
+ * is in a task, as a to-be-closed writer waits for its close. */
+static int proc_tbc(lua_State *L) {
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  if (!pr) return 0;
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"stdin", "stdout", "stderr"};
+    if (lua_getfield(L, 2, names[i]) != LUA_TNIL) lstream_close_wrapper(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 1);
+  if (pr->exited || pr->closed || uv_is_closing((uv_handle_t *)&pr->p))
+    return 0;
+  uv_process_kill(&pr->p, SIGKILL);
+  if (!host_task_of(L) || !lua_isyieldable(L)) return 0;
+  return proc_wait_k(L, 0);
+}
+
 static int proc_index(lua_State *L) {
-  proc *pr = check_proc(L);
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
   const char *key = lua_tostring(L, 2);
+  if (!pr) { /* finalized: only the methods remain (and they raise) */
+    lua_getiuservalue(L, 1, 2);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+  }
   if (key && strcmp(key, "pid") == 0) {
     lua_pushinteger(L, pr->pid);
     return 1;
@@ -324,7 +367,7 @@ static int l_create_subprocess_exec(lua_State *L) {
   int opts = opts_arg(L, 3);
   lua_settop(L, 3);
   char **argv = string_list(L, lua_isnil(L, 2) ? 0 : 2, prog, 0, "args");
-  return spawn(L, IO_HOST(L), prog, argv, opts);
+  return spawn(L, io_live_host(L, "create_subprocess_exec"), prog, argv, opts);
 }
 
 static int l_create_subprocess_shell(lua_State *L) {
@@ -337,7 +380,8 @@ static int l_create_subprocess_shell(lua_State *L) {
   lua_pushstring(L, cmd);
   lua_rawseti(L, -2, 2);
   char **argv = string_list(L, 3, "/bin/sh", 0, "args");
-  return spawn(L, IO_HOST(L), "/bin/sh", argv, opts);
+  return spawn(L, io_live_host(L, "create_subprocess_shell"), "/bin/sh", argv,
+               opts);
 }
 
 /* communicate() in Lua: it needs concurrent reads of stdout and stderr
@@ -397,6 +441,8 @@ void io_open_process(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, proc_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, proc_tbc);
+  lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);

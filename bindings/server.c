@@ -612,7 +612,7 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
 }
 
 static int l_start_server(lua_State *L) {
-  lasync_host *h = IO_HOST(L);
+  lasync_host *h = io_live_host(L, "start_server");
   int ok = lua_isfunction(L, 1);
   if (!ok && luaL_getmetafield(L, 1, "__call") != LUA_TNIL) {
     lua_pop(L, 1);

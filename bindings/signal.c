@@ -192,7 +192,7 @@ static void push_signals(lua_State *L) {
 }
 
 static int l_add_signal_handler(lua_State *L) {
-  lasync_host *h = IO_HOST(L);
+  lasync_host *h = io_live_host(L, "add_signal_handler");
   int signum = io_check_signal(L, 1);
   int callable = lua_isfunction(L, 2);
   if (!callable && luaL_getmetafield(L, 2, "__call") != LUA_TNIL) {
@@ -202,10 +202,6 @@ static int l_add_signal_handler(lua_State *L) {
   luaL_argexpected(L, callable, 2, "function");
   if (signum == SIGKILL || signum == SIGSTOP)
     return luaL_argerror(L, 1, "SIGKILL and SIGSTOP cannot be caught");
-  /* from a finalizer at the end: no loop is left to watch with */
-  if (host_closing(h) || h->stopped)
-    return host_error_raise(L, "InvalidStateError",
-                            "add_signal_handler(): the event loop is closed");
   int n = lua_gettop(L) - 1;
   lua_createtable(L, n, 0); /* {fn, args...} */
   for (int i = 1; i <= n; i++) {

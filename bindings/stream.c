@@ -699,6 +699,19 @@ static int writer_tbc(lua_State *L) {
   return io_wait(L, t, &s->closers, wait_closed_k);
 }
 
+void lstream_close_wrapper(lua_State *L, int idx) {
+  sref *r = luaL_testudata(L, idx, READER_MT);
+  if (!r) r = luaL_testudata(L, idx, WRITER_MT);
+  if (r && r->s) lstream_close(r->s, 0);
+}
+
+/* __close of a reader: the stream is no longer wanted (a subprocess's
+ * output, or a connection read to its end); queued writes still go out. */
+static int reader_tbc(lua_State *L) {
+  lstream_close_wrapper(L, 1);
+  return 0;
+}
+
 static int writer_is_closing(lua_State *L) {
   lua_pushboolean(L, check_writer(L)->closing);
   return 1;
@@ -836,7 +849,7 @@ void io_open_stream(lua_State *L, lasync_host *h) {
   (void)h;
   io_guard_sigpipe();
   io_open_errors(L);
-  new_type(L, READER_MT, reader_methods, NULL);
+  new_type(L, READER_MT, reader_methods, reader_tbc);
   lua_getfield(L, -1, "__index");
   if (luaL_loadbuffer(L, LUA_PARTS, sizeof LUA_PARTS - 1, "=stream"))
     lua_error(L);
