@@ -66,6 +66,11 @@ void io_open_stream(lua_State *L, lasync_host *h);
 /* Closes the stream of the StreamReader/StreamWriter at idx (if it is one
  * and was not finalized), flushing queued writes. */
 void lstream_close_wrapper(lua_State *L, int idx);
+/* The reader's buffer limit (asyncio's `limit`, 64 KiB by default). */
+void lstream_set_limit(lstream *s, size_t limit);
+/* The `limit` option of the options table at idx: 0 when absent, else a
+ * positive integer (raises otherwise). */
+size_t io_opt_limit(lua_State *L, int idx);
 
 /* ---- areas ------------------------------------------------------------ */
 

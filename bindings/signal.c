@@ -36,8 +36,9 @@ int io_check_signal(lua_State *L, int idx) {
     luaL_argcheck(L, n >= 1 && n < 65, idx, "invalid signal number");
     return (int)n;
   }
-  const char *name = lua_tostring(L, idx);
-  if (!name) luaL_typeerror(L, idx, "signal name or number");
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_typeerror(L, idx, "signal name or number");
+  const char *name = host_check_cstring(L, idx, NULL);
   for (int i = 0; NAMES[i].name; i++)
     if (strcmp(name, NAMES[i].name) == 0 ||
         strcmp(name, NAMES[i].name + 3) == 0)

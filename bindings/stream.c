@@ -381,9 +381,23 @@ static int incomplete(lua_State *L, lstream *s, lua_Integer expected) {
   return lua_error(L);
 }
 
+/* The chunk before the separator is over the limit.  readuntil() raises
+ * LimitOverrunError and leaves the data buffered (it can be read with
+ * read()); readline() drops the line (through its separator, or the whole
+ * buffer when no separator is in it yet) and raises ValueError, as
+ * asyncio's readline does. */
 static int overrun(lua_State *L, lstream *s, size_t consumed,
-                   const char *msg, int discard) {
-  if (discard) take(L, s, consumed), lua_pop(L, 1);
+                   const char *msg, int line, size_t k) {
+  if (line) {
+    const char *sep = lua_tostring(L, 2);
+    size_t drop = s->len;
+    if (consumed + k <= s->len &&
+        memcmp(s->buf + s->start + consumed, sep, k) == 0)
+      drop = consumed + k;
+    take(L, s, drop);
+    lua_pop(L, 1);
+    return host_error_raise(L, "ValueError", "%s", msg);
+  }
   host_error_new(L, "LimitOverrunError", "%s", msg);
   lua_pushinteger(L, (lua_Integer)consumed);
   lua_setfield(L, -2, "consumed");
@@ -439,29 +453,34 @@ static int read_step(lua_State *L, int mode, const char *fname) {
     break;
   }
   default: { /* RD_UNTIL, RD_LINE */
+    /* asyncio's rules: the limit bounds the chunk before the separator
+     * (a line of exactly `limit` bytes plus "\n" is fine); scan is where
+     * no separator can start before. */
     size_t k;
     const char *sep = lua_tolstring(L, 2, &k);
     const char *base = s->buf + s->start;
-    const char *p = s->len >= k ? find(base + s->scan, s->len - s->scan, sep, k)
-                                : NULL;
-    if (p) {
-      size_t end = (size_t)(p - base) + k;
-      if (end > s->limit)
-        return overrun(L, s, mode == RD_LINE ? end : (size_t)(p - base),
-                       "separator is found, but chunk is longer than limit",
-                       mode == RD_LINE);
-      return take(L, s, end);
+    if (s->len >= s->scan + k) {
+      const char *p = find(base + s->scan, s->len - s->scan, sep, k);
+      if (p) {
+        size_t isep = (size_t)(p - base);
+        if (isep > s->limit)
+          return overrun(L, s, isep,
+                         "Separator is found, but chunk is longer than limit",
+                         mode == RD_LINE, k);
+        return take(L, s, isep + k);
+      }
+      s->scan = s->len + 1 - k;
+      if (s->scan > s->limit)
+        return overrun(L, s, s->scan,
+                       "Separator is not found, and chunk exceed the limit",
+                       mode == RD_LINE, k);
     }
-    if (s->len > s->limit)
-      return overrun(L, s, s->len,
-                     "separator is not found, and chunk exceeds the limit",
-                     mode == RD_LINE);
     if (s->rerr) return raise_read_error(L, s);
     if (ended) {
       if (mode == RD_LINE) return take(L, s, s->len);
       return incomplete(L, s, -1);
     }
-    s->scan = s->len >= k ? s->len - k + 1 : 0;
+    s->want = s->len + 1; /* one more byte, even past the limit */
     break;
   }
   }
@@ -540,6 +559,25 @@ static int reader_at_eof(lua_State *L) {
 static int reader_buffered(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)check_reader(L)->len);
   return 1;
+}
+
+void lstream_set_limit(lstream *s, size_t limit) {
+  s->limit = limit;
+  maybe_resume(s);
+}
+
+size_t io_opt_limit(lua_State *L, int idx) {
+  size_t limit = 0;
+  if (lua_getfield(L, idx, "limit") != LUA_TNIL) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, -1, &isint);
+    if (!isint || n <= 0)
+      luaL_argerror(L, idx, "option 'limit': positive integer expected "
+                            "(the limit cannot be <= 0)");
+    limit = (size_t)n;
+  }
+  lua_pop(L, 1);
+  return limit;
 }
 
 static int reader_set_limit(lua_State *L) {
