@@ -46,7 +46,9 @@ void io_wake_all(host_link *list);
 
 typedef struct lstream lstream;
 
-enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1 };
+/* LSTREAM_MEM: a reader with no handle, fed from Lua (asyncio.StreamReader()
+ * with feed_data/feed_eof), for parsers and tests. */
+enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1, LSTREAM_MEM = 2 };
 
 /* A new stream whose handle is initialised (uv_tcp_init / uv_pipe_init)
  * on h's loop; NULL on failure (*err set).  The caller holds one

@@ -184,6 +184,11 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
   s->limit = DEFAULT_LIMIT;
   host_list_init(&s->drainers);
   host_list_init(&s->closers);
+  host_list_init(&s->closer.link);
+  if (kind == LSTREAM_MEM) {
+    *err = 0;
+    return s;
+  }
   *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
                              : uv_pipe_init(h->loop, &s->u.pipe, 0);
   if (*err) {
@@ -191,7 +196,6 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
     return NULL;
   }
   s->u.handle.data = s;
-  host_list_init(&s->closer.link);
   s->closer.close = stream_closer;
   host_closeable_add(h, &s->closer);
   return s;
@@ -234,6 +238,12 @@ void lstream_close(lstream *s, int now) {
     return;
   }
   s->close_pending = 0;
+  if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
+    s->closed = 1;
+    io_wake_all(&s->closers);
+    if (s->users == 0) stream_free(s);
+    return;
+  }
   uv_close(&s->u.handle, on_closed);
 }
 
@@ -310,8 +320,9 @@ typedef struct sref {
   lstream *s;
 } sref;
 
+/* A reader's user value 1 holds what set_exception() gave it. */
 static void push_wrapper(lua_State *L, lstream *s, const char *mt) {
-  sref *r = lua_newuserdatauv(L, sizeof *r, 0);
+  sref *r = lua_newuserdatauv(L, sizeof *r, 1);
   r->s = s;
   lstream_ref(s);
   luaL_setmetatable(L, mt);
@@ -431,6 +442,11 @@ static int read_cancel(host_task *t, int woken) {
 static int read_step(lua_State *L, int mode, const char *fname) {
   lstream *s = ((sref *)lua_touserdata(L, 1))->s;
   int ended = s->eof || s->closing;
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) { /* set_exception(): raised */
+    s->want = 0;                               /* before any buffered data */
+    return lua_error(L);
+  }
+  lua_pop(L, 1);
   switch (mode) {
   case RD_N: {
     size_t n = (size_t)lua_tointeger(L, 2);
@@ -578,6 +594,124 @@ size_t io_opt_limit(lua_State *L, int idx) {
   }
   lua_pop(L, 1);
   return limit;
+}
+
+/* ---- readers fed from Lua (asyncio.StreamReader()) --------------------- */
+
+static lstream *check_fed(lua_State *L, const char *fname) {
+  lstream *s = check_reader(L);
+  if (s->kind != LSTREAM_MEM)
+    luaL_error(L, "%s() is only for a StreamReader made by "
+                  "asyncio.StreamReader() (this one reads a connection)",
+               fname);
+  return s;
+}
+
+static int reader_feed_data(lua_State *L) {
+  lstream *s = check_fed(L, "feed_data");
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (s->eof || s->closing)
+    return host_error_raise(L, "InvalidStateError", "feed_data after feed_eof");
+  if (n == 0) return 0;
+  if (s->cap - s->start - s->len < n) {
+    if (s->start) {
+      memmove(s->buf, s->buf + s->start, s->len);
+      s->start = 0;
+    }
+    if (s->cap - s->len < n) {
+      size_t cap = s->cap * 2 > s->len + n ? s->cap * 2 : s->len + n;
+      char *nb = realloc(s->buf, cap);
+      if (!nb) return luaL_error(L, "asyncio: out of memory");
+      s->buf = nb;
+      s->cap = cap;
+    }
+  }
+  memcpy(s->buf + s->start + s->len, p, n);
+  s->len += n;
+  wake_reader(s); /* it re-checks what it waits for */
+  return 0;
+}
+
+static int reader_feed_eof(lua_State *L) {
+  lstream *s = check_fed(L, "feed_eof");
+  s->eof = 1;
+  wake_reader(s);
+  return 0;
+}
+
+/* set_exception(err): every later read raises err (as asyncio, before
+ * the bytes still buffered); a waiting reader is woken to raise it. */
+static int reader_set_exception(lua_State *L) {
+  lstream *s = check_reader(L);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  wake_reader(s);
+  return 0;
+}
+
+static int reader_exception(lua_State *L) {
+  lstream *s = check_reader(L);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) return 1;
+  if (s->rerr) {
+    io_push_oserror(L, s->rerr, "read failed");
+    return 1;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* asyncio.StreamReader([{limit = n}]) */
+static int l_stream_reader(lua_State *L) {
+  static const char *const known[] = {"limit", NULL};
+  lasync_host *h = lua_touserdata(L, lua_upvalueindex(1));
+  host_check_options(L, 1, known);
+  size_t limit = lua_istable(L, 1) ? io_opt_limit(L, 1) : 0;
+  int err;
+  lstream *s = lstream_new(h, LSTREAM_MEM, &err);
+  if (!s) return luaL_error(L, "asyncio: out of memory");
+  if (limit) s->limit = limit;
+  lstream_push_reader(L, s);
+  lstream_unref(s); /* the reader owns it */
+  return 1;
+}
+
+/* tostring(reader): asyncio's repr, "<StreamReader 4 bytes eof limit=3>" */
+static int reader_tostring(lua_State *L) {
+  sref *r = luaL_checkudata(L, 1, READER_MT);
+  lstream *s = r->s;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "<StreamReader");
+  if (!s) {
+    luaL_addstring(&b, " finalized>");
+    luaL_pushresult(&b);
+    return 1;
+  }
+  if (s->len) {
+    lua_pushfstring(L, " %I bytes", (lua_Integer)s->len);
+    luaL_addvalue(&b);
+  }
+  if (s->eof || s->closing) luaL_addstring(&b, " eof");
+  if (s->limit != DEFAULT_LIMIT) {
+    lua_pushfstring(L, " limit=%I", (lua_Integer)s->limit);
+    luaL_addvalue(&b);
+  }
+  if (s->reader) luaL_addstring(&b, " waiter");
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) {
+    lua_pop(L, 1);
+    luaL_addstring(&b, " exception=");
+    lua_getiuservalue(L, 1, 1);
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_addchar(&b, '>');
+  luaL_pushresult(&b);
+  return 1;
 }
 
 static int reader_set_limit(lua_State *L) {
@@ -854,6 +988,10 @@ static const luaL_Reg reader_methods[] = {
     {"at_eof", reader_at_eof},
     {"buffered", reader_buffered},
     {"set_limit", reader_set_limit},
+    {"feed_data", reader_feed_data},
+    {"feed_eof", reader_feed_eof},
+    {"set_exception", reader_set_exception},
+    {"exception", reader_exception},
     {NULL, NULL}};
 
 static const luaL_Reg writer_methods[] = {
@@ -884,10 +1022,11 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
 }
 
 void io_open_stream(lua_State *L, lasync_host *h) {
-  (void)h;
   io_guard_sigpipe();
   io_open_errors(L);
   new_type(L, READER_MT, reader_methods, reader_tbc);
+  lua_pushcfunction(L, reader_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_getfield(L, -1, "__index");
   if (luaL_loadbuffer(L, LUA_PARTS, sizeof LUA_PARTS - 1, "=stream"))
     lua_error(L);
@@ -896,4 +1035,7 @@ void io_open_stream(lua_State *L, lasync_host *h) {
   lua_pop(L, 1);
   new_type(L, WRITER_MT, writer_methods, writer_tbc);
   lua_pop(L, 1);
+  lua_pushlightuserdata(L, h);
+  lua_pushcclosure(L, l_stream_reader, 1);
+  lua_setfield(L, -2, "StreamReader");
 }
