@@ -43,6 +43,7 @@ static const char *error_class(int code) {
   case UV_EACCES:
   case UV_EPERM: return "PermissionError";
   case UV_ETIMEDOUT: return "TimeoutError";
+  case UV_ESRCH: return "ProcessLookupError";
   default: return "OSError";
   }
 }
@@ -56,7 +57,8 @@ void io_open_errors(lua_State *L) {
       {"ConnectionAbortedError", "ConnectionError"},
       {"BrokenPipeError", "ConnectionError"},
       {"FileNotFoundError", "OSError"},
-      {"PermissionError", "OSError"}};
+      {"PermissionError", "OSError"},
+      {"ProcessLookupError", "OSError"}};
   for (size_t i = 0; i < sizeof tree / sizeof tree[0]; i++) {
     host_error_class(L, tree[i][0], tree[i][1]);
     lua_setfield(L, -2, tree[i][0]);
