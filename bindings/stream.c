@@ -756,7 +756,11 @@ static int write_open(lstream *s) {
   return 1;
 }
 
+#define WRITE_MAX ((size_t)1 << 30) /* libuv buffers have unsigned lengths */
+
 static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
+  for (; n > WRITE_MAX; p += WRITE_MAX, n -= WRITE_MAX)
+    write_data(L, s, p, WRITE_MAX);
   if (n == 0 || !write_open(s)) return;
   if (s->wqueued == 0) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
