@@ -170,7 +170,14 @@ static sem *new_sem(lua_State *L, int kind, lua_Integer value,
   return s;
 }
 
+/* Lock() and Event() take nothing; asyncio refuses loop= and the like, so
+ * a stray argument is an error rather than silently ignored. */
+static void check_no_args(lua_State *L) {
+  if (lua_gettop(L) > 0) luaL_argerror(L, 1, "no arguments expected");
+}
+
 static int l_lock(lua_State *L) {
+  check_no_args(L);
   new_sem(L, K_LOCK, 1, LOCK_MT);
   return 1;
 }
@@ -240,6 +247,7 @@ static int event_tostring(lua_State *L) {
 }
 
 static int l_event(lua_State *L) {
+  check_no_args(L);
   event *e = lua_newuserdatauv(L, sizeof *e, 0);
   host_list_init(&e->waiters);
   e->set = 0;

@@ -37,6 +37,17 @@ describe("conformance: LockTests", function()
     lock:release()
   end)
 
+  it("test_lock_doesnt_accept_loop_parameter (LockTests): no constructor takes a loop", function()
+    local loop = a.get_event_loop()
+    for name, make in pairs{Lock = a.Lock, Condition = a.Condition, Event = a.Event,
+                            Semaphore = a.Semaphore, BoundedSemaphore = a.BoundedSemaphore} do
+      local ok, err = pcall(make, {loop = loop})
+      assert.is_false(ok, name .. " took {loop = ...}")
+      assert.matches("bad argument #1", tostring(err))
+    end
+    assert.has_error(function() a.Lock(loop) end, "bad argument #1 to 'Lock' (no arguments expected)")
+  end)
+
   it("test_acquire (LockTests): waiters get the lock in FIFO order, one per release", function()
     local lock = a.Lock()
     local result = list()
