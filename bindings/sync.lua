@@ -62,9 +62,22 @@ end
 -- wait_for(aw, timeout): timeout + await (Python 3.12).  On expiry aw is
 -- cancelled (and waited for) and TimeoutError is raised.
 function M.wait_for(aw, timeout)
+  if timeout ~= nil then check_number(timeout, "wait_for", 2) end
   local t = to_task(aw, "wait_for", 1)
   if timeout == nil then return t:await() end
-  check_number(timeout, "wait_for", 2)
+  if timeout <= 0 then
+    -- As 3.12+: no deadline to race; a finished task gives its result,
+    -- anything else is cancelled (a function never starts) and waited for.
+    if not t:done() then
+      t:cancel()
+      local list = { t }
+      while not t:done() do wait_any(list) end
+    end
+    if t:cancelled() then
+      error(M.TimeoutError("the deadline has passed"), 0)
+    end
+    return t:result()
+  end
   local _ <close> = M.timeout(timeout)
   return t:await()
 end
@@ -231,8 +244,10 @@ function TaskGroup:create_task(fn, ...)
 end
 
 -- Waits for every child; processes finished ones in creation order.
+-- Returns the cancellation to propagate (the parent was cancelled while
+-- the group was not aborting) and the last one received at all.
 function TaskGroup:_wait_children()
-  local propagate
+  local propagate, received
   while self._n > 0 do
     local done, pending = {}, {}
     for t in pairs(self._tasks) do
@@ -247,12 +262,15 @@ function TaskGroup:_wait_children()
         if not is_cancel(err) then error(err, 0) end
         -- the parent was cancelled while waiting: cancel the children,
         -- keep waiting, then re-raise
-        propagate = err
-        if not self._aborting then self:_abort() end
+        received = err
+        if not self._aborting then
+          propagate = err
+          self:_abort()
+        end
       end
     end
   end
-  return propagate
+  return propagate, received
 end
 
 function TaskGroup:__close(err)
@@ -263,15 +281,27 @@ function TaskGroup:__close(err)
     if not self._aborting then self:_abort() end
     if not is_cancel(err) then self._errors[#self._errors + 1] = err end
   end
-  propagate = self:_wait_children() or propagate
+  local during, received = self:_wait_children()
+  propagate = during or propagate
   self._closed = true
+  local parent = self._parent
   if self._cancel_requested then
     self._cancel_requested = false
-    self._parent:uncancel()
+    if parent:uncancel() == 0 then
+      propagate = nil -- only our own cancellation: swallowed
+    elseif propagate == nil then
+      propagate = received -- someone else's, received while waiting
+    end
   end
   local errors = self._errors
   if #errors > 0 then
     self._errors = {}
+    -- A cancellation from outside the group must survive the group's
+    -- errors: re-request it, so the parent's next suspension raises it.
+    if parent:cancelling() > 0 then
+      parent:uncancel()
+      parent:cancel()
+    end
     error(exception_group(errors, "a TaskGroup"), 0)
   end
   if propagate then error(propagate, 0) end
