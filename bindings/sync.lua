@@ -9,7 +9,7 @@ local wait_any, TaskMT, LockMT = C.wait_any, C.TaskMT, C.LockMT
 local time, is = M.time, M.is
 local getmetatable, setmetatable, error, pcall, type, tostring, pairs =
   getmetatable, setmetatable, error, pcall, type, tostring, pairs
-local tremove, tconcat, tsort = table.remove, table.concat, table.sort
+local tremove, tconcat = table.remove, table.concat
 
 local function is_task(v) return getmetatable(v) == TaskMT end
 
@@ -208,15 +208,17 @@ function TaskGroup:_on_done(t)
   if not self._tasks[t] then return end
   self._tasks[t] = nil
   self._n = self._n - 1
+  if self._n == 0 and self._all_done then self._all_done:set() end
   if t:cancelled() then return end
   local ok, err = pcall(t.result, t)
   if ok then return end
   self._errors[#self._errors + 1] = err
-  if not self._aborting then
+  if not self._aborting and not self._cancel_requested then
     self:_abort()
     local parent = self._parent
-    if not self._exiting and not parent:done() then
-      -- interrupt the group's body; __close withdraws this cancellation
+    if not parent:done() then
+      -- interrupt the group's body (or its wait at the end, so that
+      -- cancelling() counts as asyncio's); __close withdraws it
       self._cancel_requested = true
       parent:cancel()
     end
@@ -243,30 +245,27 @@ function TaskGroup:create_task(fn, ...)
   return t
 end
 
--- Waits for every child; processes finished ones in creation order.
--- Returns the cancellation to propagate (the parent was cancelled while
--- the group was not aborting) and the last one received at all.
+-- Waits for every child.  Children are accounted for by their done
+-- callbacks only, and the wait ends through an Event those callbacks set:
+-- so, as in asyncio, every callback of children that finished in the same
+-- turn has run (and requested its cancellations) before the parent
+-- resumes.  Returns the cancellation to propagate (the parent was
+-- cancelled while the group was not aborting) and the last one received.
 function TaskGroup:_wait_children()
   local propagate, received
   while self._n > 0 do
-    local done, pending = {}, {}
-    for t in pairs(self._tasks) do
-      if t:done() then done[#done + 1] = t else pending[#pending + 1] = t end
-    end
-    local seqs = self._tasks
-    tsort(done, function(a, b) return seqs[a] < seqs[b] end)
-    for i = 1, #done do self:_on_done(done[i]) end
-    if #pending > 0 then
-      local ok, err = pcall(wait_any, pending)
-      if not ok then
-        if not is_cancel(err) then error(err, 0) end
-        -- the parent was cancelled while waiting: cancel the children,
-        -- keep waiting, then re-raise
-        received = err
-        if not self._aborting then
-          propagate = err
-          self:_abort()
-        end
+    local ev = M.Event()
+    self._all_done = ev
+    local ok, err = pcall(ev.wait, ev)
+    self._all_done = nil
+    if not ok then
+      if not is_cancel(err) then error(err, 0) end
+      -- the parent was cancelled while waiting: cancel the children,
+      -- keep waiting, then re-raise
+      received = err
+      if not self._aborting then
+        propagate = err
+        self:_abort()
       end
     end
   end

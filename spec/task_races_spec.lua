@@ -304,3 +304,28 @@ describe("issue 10: asyncio 3.13 timeouts", function()
     pcall(ts[4].await, ts[4])
   end)
 end)
+
+describe("issue 10: nested TaskGroups", function()
+  after_each(helper.no_leaks)
+
+  it("both cancelled: cancelling() is 1 between the groups and 0 after (as asyncio)", function()
+    local me = a.current_task()
+    local function raise_after(msg) return function() a.sleep(0) error(msg, 0) end end
+    local between
+    local ok, err = pcall(function()
+      local outer <close> = a.TaskGroup()
+      local ok2, err2 = pcall(function()
+        local inner <close> = a.TaskGroup()
+        inner:create_task(raise_after("inner"))
+        outer:create_task(raise_after("outer"))
+      end)
+      assert(not ok2 and err2.errors[1] == "inner")
+      between = me:cancelling()
+    end)
+    assert.is_false(ok)
+    assert.are.same({"outer"}, err.errors)
+    assert.are.equal(1, between)
+    assert.are.equal(0, me:cancelling())
+    a.sleep(0) -- nothing left pending
+  end)
+end)
