@@ -103,6 +103,13 @@ static int await_cancel(host_task *t, int woken) {
   return 0;
 }
 
+/* True when t was woken because the task it awaits finished: a result
+ * that no cancel hook can give back to anyone (wait.c's deadlines). */
+int host_task_await_woken(host_task *t) {
+  return (t->flags & (TF_PARKED | TF_QUEUED)) == (TF_PARKED | TF_QUEUED) &&
+         t->wait_cancel == await_cancel;
+}
+
 static int await_k(lua_State *L, lua_KContext ctx) {
   host_task *target = (host_task *)ctx;
   return host_task_results(L, target);

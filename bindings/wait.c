@@ -30,19 +30,20 @@ static tmo *check_tmo(lua_State *L) {
   return luaL_checkudata(L, 1, TIMEOUT_MT);
 }
 
-/* The deadline passed while the task waited.  A task whose wake-up is
- * already queued carries a result (bytes read, an item, a finished
- * task's values) that a cancellation now would throw away: it gets that
- * result, and the cancellation at its next suspension, or none if it
- * leaves the scope first (then the scope ends normally, as asyncio's does
- * when the awaited thing completed). */
+/* The deadline passed while the task waited.  A task already woken by
+ * the end of the task it awaits carries that task's results, which a
+ * cancellation now would throw away (wait_for(function() return
+ * reader:read(n) end, t) lost the bytes read): it gets them, and the
+ * cancellation at its next suspension, or none if it leaves the scope
+ * first (then the scope ends normally, as asyncio's does when the awaited
+ * thing completed).  Other primitives undo a queued wake-up themselves
+ * (the item stays in the queue, the lock passes on), as asyncio does. */
 static void tmo_fire(lasync_host *h, host_timer *tm) {
   tmo *o = host_container_of(tm, tmo, timer);
   host_task *t = o->task;
   if (o->state != TM_ACTIVE) return;
   o->state = TM_EXPIRING;
-  if ((t->flags & (TF_PARKED | TF_QUEUED | TF_MUST_CANCEL)) ==
-      (TF_PARKED | TF_QUEUED)) {
+  if (!(t->flags & TF_MUST_CANCEL) && host_task_await_woken(t)) {
     t->ncancels++;
     t->flags |= TF_DEFER_CANCEL;
     return;

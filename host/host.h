@@ -133,6 +133,8 @@ static inline host_task *host_task_of(lua_State *L) {
 host_task *host_check_task(lua_State *L, const char *fname);
 host_task *host_check_task_arg(lua_State *L, int idx);
 host_task *host_test_task_arg(lua_State *L, int idx);
+/* t is parked on task:await() and woken: the awaited task has finished. */
+int host_task_await_woken(host_task *t);
 
 /* Creates a task for the function at idx-nargs... : pops fn and its nargs
  * arguments from L, pushes the Task object. */
