@@ -62,9 +62,20 @@ local function checkurl(url, n, fname)
   return checkline(url, n, fname, "url")
 end
 
+-- Unknown keys, and the values that are checked before a request exists.
 local function checkoptions(opts, n, fname, which)
   local bad = core.unknown_option(opts, which)
   if bad then argerror(n, fname, ("unknown option '%s'"):format(bad)) end
+  for _, k in ipairs{"proxy", "cafile"} do
+    if opts[k] ~= nil then
+      checktype(opts[k], n, fname, "string")
+      checkline(opts[k], n, fname, ("option '%s'"):format(k))
+    end
+  end
+  local mb = opts.max_body
+  if mb ~= nil and mb ~= false and not (math.type(mb) == "integer" and mb >= 0) then
+    argerror(n, fname, "option 'max_body' must be an integer >= 0 or false")
+  end
 end
 
 -- ---- encoding ---------------------------------------------------------------
@@ -317,12 +328,6 @@ local function prepare(sess, url, opts, fname, argn)
     for k, v in pairs(opts) do
       if k ~= "headers" and k ~= "json" and k ~= "query" and k ~= "method" then o[k] = v end
     end
-    for _, k in ipairs{"proxy", "cafile"} do
-      if opts[k] ~= nil then
-        checktype(opts[k], argn, fname, "string")
-        checkline(opts[k], argn, fname, ("option '%s'"):format(k))
-      end
-    end
     if opts.headers ~= nil then
       checktype(opts.headers, argn, fname, "table")
       add_headers(opts.headers, argn)
@@ -398,12 +403,6 @@ function http.Session(opts)
   checktype(opts.base_url, 1, "Session", "string", true)
   if opts.base_url then checkline(opts.base_url, 1, "Session", "base_url") end
   if opts.headers then prepare({}, "", {headers = opts.headers}, "Session", 1) end
-  for _, k in ipairs{"proxy", "cafile"} do
-    if opts[k] ~= nil then
-      checktype(opts[k], 1, "Session", "string")
-      checkline(opts[k], 1, "Session", ("option '%s'"):format(k))
-    end
-  end
   local defaults
   for _, k in ipairs(DEFAULT_KEYS) do
     if opts[k] ~= nil then
