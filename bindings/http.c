@@ -487,9 +487,16 @@ static int on_prereq(void *ud, char *ip_remote, char *ip_local, int port_remote,
 
 /* ---- errors ----------------------------------------------------------- */
 
+/* libcurl 7.x reports a header line over CURL_MAX_HTTP_HEADER as out of
+ * memory ("Avoided giant realloc for header"); before any body byte, that
+ * is what a CURLE_OUT_OF_MEMORY means in practice. */
+static int giant_header(xfer *x) {
+  return x->result == CURLE_OUT_OF_MEMORY && !x->oom && x->received == 0;
+}
+
 static const char *error_kind(xfer *x) {
   if (x->too_large) return "body_too_large";
-  if (x->head_too_large) return "headers_too_large";
+  if (x->head_too_large || giant_header(x)) return "headers_too_large";
   switch (x->result) {
   case CURLE_URL_MALFORMAT:
   case CURLE_UNSUPPORTED_PROTOCOL:
@@ -548,6 +555,9 @@ static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
   else if (x->head_too_large)
     snprintf(msg, sizeof msg, "response headers larger than %d KiB",
              MAX_HEAD / 1024);
+  else if (giant_header(x))
+    snprintf(msg, sizeof msg, "a response header line is longer than %d KiB",
+             CURL_MAX_HTTP_HEADER / 1024);
   else if (x->not_retried)
     snprintf(msg, sizeof msg, "the server closed the keep-alive connection "
              "without answering; %s", x->idempotent

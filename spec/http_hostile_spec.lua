@@ -113,6 +113,12 @@ describe("asyncio.http against a hostile server", function()
       assert.are.equal(("f"):rep(1000), r.headers["x-fill-199"])
     end)
 
+    it("one header line over curl's 100 KiB raises headers_too_large too", function()
+      local e = err_of(http.fetch, hs.url .. "/blank_header?n=150000")
+      assert.are.equal("headers_too_large", e.kind)
+      assert.matches("header line is longer than 100 KiB", e.message)
+    end)
+
     it("a header of 90000 blanks parses in linear time", function()
       local t0 = asyncio.time()
       local r = http.fetch(hs.url .. "/blank_header?n=90000")
