@@ -198,7 +198,10 @@ static void step(lasync_host *h, host_ready *r) {
   t->flags &= ~(TF_PARKED | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
   t->wait_data = NULL;
+  lua_State *outer = h->current;
+  h->current = co;
   status = lua_resume(co, h->cbL, t->nargs, &nres);
+  h->current = outer;
   t->nargs = 0;
   if (status == LUA_YIELD) {
     if (t->flags & TF_PARKED) return;
