@@ -39,12 +39,6 @@ static lua_State *getco(lua_State *L) {
   return co;
 }
 
-static void refuse_task(lua_State *L, lua_State *co, const char *op) {
-  if (co != L && host_task_of(co))
-    luaL_error(L, "cannot %s a task's thread (use task:await() or "
-                  "task:cancel())", op);
-}
-
 static int auxresume(lua_State *L, lua_State *co, int narg) {
   int status, nres;
   if (!lua_checkstack(co, narg)) {
@@ -66,20 +60,6 @@ static int auxresume(lua_State *L, lua_State *co, int narg) {
   return -1;
 }
 
-static int co_resume(lua_State *L) {
-  lua_State *co = getco(L);
-  refuse_task(L, co, "resume");
-  int r = auxresume(L, co, lua_gettop(L) - 1);
-  if (r < 0) {
-    lua_pushboolean(L, 0);
-    lua_insert(L, -2);
-    return 2;
-  }
-  lua_pushboolean(L, 1);
-  lua_insert(L, -(r + 1));
-  return r + 1;
-}
-
 enum { COS_RUN, COS_DEAD, COS_YIELD, COS_NORM };
 static const char *const statname[] = {"running", "dead", "suspended",
                                        "normal"};
@@ -97,6 +77,29 @@ static int auxstatus(lua_State *L, lua_State *co) {
   default:
     return COS_DEAD;
   }
+}
+
+/* A task's thread that is suspended (parked, not started, or done) is the
+ * scheduler's; a running or normal one gets lua5.4's own message. */
+static void refuse_task(lua_State *L, lua_State *co, const char *op) {
+  int status = auxstatus(L, co);
+  if (host_task_of(co) && (status == COS_YIELD || status == COS_DEAD))
+    luaL_error(L, "cannot %s a task's thread (use task:await() or "
+                  "task:cancel())", op);
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = getco(L);
+  refuse_task(L, co, "resume");
+  int r = auxresume(L, co, lua_gettop(L) - 1);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
 }
 
 static int co_close(lua_State *L) {

@@ -135,19 +135,29 @@ static void l_message(const char *pname, const char *msg) {
 }
 
 /* The message lua.c's msghandler would make: the error with the traceback
- * taken when it was raised, or the __tostring of an error object alone. */
+ * taken when it was raised (the report the task recorded), or for an error
+ * object with __tostring that string alone, as it was made then. */
 static void push_message(lua_State *L, cli *c, int task, int err) {
-  if (lua_type(L, err) != LUA_TSTRING && lua_type(L, err) != LUA_TNUMBER &&
-      luaL_callmeta(L, err, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-    return;
   if (c->main->outcome == OUTCOME_CANCELLED) {
-    luaL_tolstring(L, err, NULL); /* no traceback is taken for these */
+    luaL_tolstring(L, err, NULL); /* no report is taken for these */
     return;
   }
   host_task_push_report(L, task);
   if (!lua_isstring(L, -1)) {
     lua_pop(L, 1);
     lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, err));
+    return;
+  }
+  if (lua_type(L, err) != LUA_TSTRING && lua_type(L, err) != LUA_TNUMBER &&
+      luaL_getmetafield(L, err, "__tostring") != LUA_TNIL) {
+    lua_pop(L, 1);
+    /* the report is msg .. "\nstack traceback:..." (luaL_traceback) */
+    const char *r = lua_tostring(L, -1), *cut = NULL, *p = r;
+    while ((p = strstr(p, "\nstack traceback:\n")) != NULL) cut = p++;
+    if (cut) {
+      lua_pushlstring(L, r, (size_t)(cut - r));
+      lua_remove(L, -2);
+    }
   }
 }
 
@@ -160,8 +170,9 @@ static int report(lua_State *L, int status) {
 }
 
 static void print_version(void) {
-  printf("lasync %s -- %s -- libuv %s\n", LASYNC_VERSION, LUA_COPYRIGHT,
-         uv_version_string());
+  /* ends with lua.c's line: what scripts that read `lua -v` look for */
+  printf("lasync %s (libuv %s) -- %s\n", LASYNC_VERSION, uv_version_string(),
+         LUA_COPYRIGHT);
   fflush(stdout);
 }
 
@@ -388,6 +399,10 @@ static int pushline(lua_State *L, int firstline) {
   lua_pop(L, 1); /* the prompt */
   size_t l = strlen(b);
   if (l > 0 && b[l - 1] == '\n') b[--l] = '\0';
+  if (!isatty(0)) { /* as lua5.4 with readline: the line after its prompt */
+    fputs(b, stdout);
+    fputs("\n", stdout);
+  }
   if (firstline && b[0] == '=')
     lua_pushfstring(L, "return %s", b + 1);
   else
@@ -469,7 +484,9 @@ static void doREPL(cli *c) {
 
 /* os.exit(code, true) in the main task unwinds it (its pending <close>
  * variables run, with a nil error as lua_close gives them), then the state
- * is closed and the process exits: what lua.c does with its main chunk. */
+ * is closed and the process exits: what lua.c does with its main chunk,
+ * whose <close> variables live in the main thread that lua_close closes.
+ * (A pcall around it catches the unwinding: a difference from lua.c.) */
 static int l_os_exit(lua_State *L) {
   cli *c = lua_touserdata(L, lua_upvalueindex(1));
   int status;
@@ -483,6 +500,9 @@ static int l_os_exit(lua_State *L) {
     lua_pushnil(L);
     return lua_error(L);
   }
+  /* elsewhere (another task, a callback, a finalizer) as lua.c: the state
+   * closes under the running code, which never returns */
+  if (lua_toboolean(L, 2)) lua_close(L);
   fflush(NULL);
   exit(status);
 }
@@ -518,6 +538,19 @@ static int pmain(cli *c, int args, int script) {
     }
   }
   return !c->exiting;
+}
+
+/* pmain runs in protected mode, as in lua.c: an error outside the chunks
+ * ('arg' is not a table, a _G that refuses the -l global...) is reported,
+ * not a panic. */
+static int l_pmain(lua_State *L) {
+  cli *c = lua_touserdata(L, 1);
+  int args = (int)lua_tointeger(L, 2), script = (int)lua_tointeger(L, 3);
+  lua_settop(L, 0);
+  int ok = pmain(c, args, script);
+  lua_settop(L, 0);
+  lua_pushboolean(L, ok);
+  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -562,7 +595,14 @@ int main(int argc, char **argv) {
   c.wake.data = &c;
   uv_unref((uv_handle_t *)&c.wake);
 
-  int ok = pmain(&c, args, script);
+  lua_pushcfunction(L, l_pmain);
+  lua_pushlightuserdata(L, &c);
+  lua_pushinteger(L, args);
+  lua_pushinteger(L, script);
+  int status = lua_pcall(L, 3, 1, 0);
+  int ok = status == LUA_OK && lua_toboolean(L, -1);
+  if (status != LUA_OK && !c.exiting) report(L, status);
+  lua_settop(L, 0);
   if (ok && !c.interrupted) {
     /* Like Node: the program lives while a task, timer or handle does. */
     set_sigint(on_sigint);
