@@ -226,6 +226,9 @@ struct lasync_host {
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */
+  lua_State *volatile current; /* the thread running Lua code for us now
+                             (a task, or cbL in a callback), or NULL: where
+                             the binary's SIGINT handler sets its hook */
   /* shutdown: see host.c */
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;
