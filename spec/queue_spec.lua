@@ -60,9 +60,11 @@ describe("Queue", function()
       assert.matches("cannot assign field '" .. k .. "' of an asyncio.Queue", err)
     end
     assert.has_error(function() rawset(q, 0, nil) end)
-    local index = getmetatable(q).__index
-    assert.has_error(function() index({}, "maxsize") end)
-    assert.has_error(function() index(a.Lock(), "put") end)
+    assert.are.equal("asyncio.Queue", getmetatable(q)) -- the tables stay hidden
+    assert.has_error(function() setmetatable(q, nil) end)
+    assert.has_error(function() q.put(a.Lock(), 1) end,
+      "bad argument #1 to 'put' (asyncio.Queue expected, got asyncio.Lock)")
+    assert.has_error(function() q.qsize(io.stdout) end)
     assert.are.equal(2, q.maxsize)
     assert.is_nil(q.nothing)
     q:put("b")
