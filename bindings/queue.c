@@ -44,6 +44,7 @@ typedef struct queue {
   lua_Integer seq;     /* PRIO: insertion counter, breaks ties FIFO */
   host_link getters, putters, joiners;
   unsigned char kind, shutdown, has_keyfn;
+  unsigned char comparing; /* PRIO: inside a put or get's comparisons */
 } queue;
 
 /* Every queue carries the address of QUEUE_TAG as a user value: each has a
@@ -225,10 +226,18 @@ static void dispatch(queue *q);
  * the error goes on. */
 static void heap_protected(lua_State *L, queue *q, lua_CFunction f, int vidx,
                            int nres) {
+  /* a key function or __lt that uses this queue would change the heap
+   * under the comparisons: refused */
+  if (q->comparing)
+    luaL_error(L, "asyncio.PriorityQueue used from its own key function or "
+                  "__lt");
   lua_pushcfunction(L, f);
   lua_pushvalue(L, 1);
   if (vidx) lua_pushvalue(L, vidx);
-  if (lua_pcall(L, vidx ? 2 : 1, nres, 0) != LUA_OK) {
+  q->comparing = 1;
+  int status = lua_pcall(L, vidx ? 2 : 1, nres, 0);
+  q->comparing = 0;
+  if (status != LUA_OK) {
     dispatch(q);
     lua_error(L);
   }

@@ -347,6 +347,21 @@ describe("PriorityQueue", function()
     assert.has_error(function() q:task_done() end)
   end)
 
+  it("a key function that uses its own queue gets an error, and the queue stays whole", function()
+    local q
+    q = a.PriorityQueue{key = function(v)
+      if v == "sneaky" then q:put_nowait(0) end
+      return v == "sneaky" and 0 or v
+    end}
+    q:put(2)
+    local ok, err = pcall(q.put, q, "sneaky")
+    assert.is_false(ok)
+    assert.matches("used from its own key function", tostring(err))
+    assert.are.equal(1, q:qsize())
+    q:put(1)
+    assert.are.same({1, 2}, {q:get(), q:get()})
+  end)
+
   it("a woken getter whose get raises passes the item on to the next getter", function()
     local fail = 0 -- how many comparisons raise
     local K = {__lt = function(x, y)
