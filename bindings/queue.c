@@ -31,7 +31,7 @@ static const char *const KIND_NAMES[] = {"Queue", "LifoQueue",
                                          "PriorityQueue"};
 
 /* user values of the queue userdata */
-enum { UV_ITEMS = 1, UV_KEYS, UV_SEQS, UV_KEYFN, UV_MAXSIZE, UV_COUNT };
+enum { UV_ITEMS = 1, UV_KEYS, UV_SEQS, UV_KEYFN, UV_MAXSIZE, UV_TAG, UV_COUNT };
 
 typedef struct queue {
   lua_Integer limit;   /* items allowed; 0: unbounded */
@@ -44,15 +44,24 @@ typedef struct queue {
   lua_Integer seq;     /* PRIO: insertion counter, breaks ties FIFO */
   host_link getters, putters, joiners;
   unsigned char kind, shutdown, has_keyfn;
+  unsigned char comparing; /* PRIO: inside a put or get's comparisons */
 } queue;
 
-/* Methods have the queue metatable as upvalue 1.  The queue is at stack
- * index 1 in every function below. */
+/* Every queue carries the address of QUEUE_TAG as a user value: each has a
+ * metatable of its own (for its maxsize field), so the tag is what tells a
+ * queue from any other userdata.  The queue is at stack index 1 in every
+ * function below. */
+static const char QUEUE_TAG = 'Q';
+
 static queue *check_queue(lua_State *L) {
-  if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    luaL_typeerror(L, 1, "asyncio.Queue");
-  lua_pop(L, 1);
-  return lua_touserdata(L, 1);
+  if (lua_type(L, 1) == LUA_TUSERDATA &&
+      lua_getiuservalue(L, 1, UV_TAG) == LUA_TLIGHTUSERDATA &&
+      lua_touserdata(L, -1) == (void *)&QUEUE_TAG) {
+    lua_pop(L, 1);
+    return lua_touserdata(L, 1);
+  }
+  luaL_typeerror(L, 1, "asyncio.Queue");
+  return NULL;
 }
 
 /* Pushes user value i of the queue at index 1; returns its index. */
@@ -217,10 +226,18 @@ static void dispatch(queue *q);
  * the error goes on. */
 static void heap_protected(lua_State *L, queue *q, lua_CFunction f, int vidx,
                            int nres) {
+  /* a key function or __lt that uses this queue would change the heap
+   * under the comparisons: refused */
+  if (q->comparing)
+    luaL_error(L, "asyncio.PriorityQueue used from its own key function or "
+                  "__lt");
   lua_pushcfunction(L, f);
   lua_pushvalue(L, 1);
   if (vidx) lua_pushvalue(L, vidx);
-  if (lua_pcall(L, vidx ? 2 : 1, nres, 0) != LUA_OK) {
+  q->comparing = 1;
+  int status = lua_pcall(L, vidx ? 2 : 1, nres, 0);
+  q->comparing = 0;
+  if (status != LUA_OK) {
     dispatch(q);
     lua_error(L);
   }
@@ -505,19 +522,6 @@ static int queue_tostring(lua_State *L) {
   return 1;
 }
 
-/* __index: the methods (upvalue 1), and the maxsize attribute.  Upvalue 2
- * is the metatable: this function is reachable through getmetatable. */
-static int queue_index(lua_State *L) {
-  if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(2)))
-    luaL_typeerror(L, 1, "asyncio.Queue");
-  lua_settop(L, 2);
-  lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
-  if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "maxsize") == 0)
-    push_uv(L, UV_MAXSIZE);
-  return 1;
-}
-
 /* A queue's state is not Lua's to change: assigning a field is an error. */
 static int queue_newindex(lua_State *L) {
   return luaL_error(L, "cannot assign field '%s' of an asyncio.Queue",
@@ -525,6 +529,31 @@ static int queue_newindex(lua_State *L) {
 }
 
 /* ---- constructors ----------------------------------------------------- */
+
+/* Gives the new queue on top its metatable: __index is a small table with
+ * its maxsize, whose own metatable finds the shared methods.  So field and
+ * method lookups are plain table lookups (puts and gets are W3's hot path),
+ * and __metatable hides both tables from Lua. */
+static void set_metatable(lua_State *L, int maxsize) {
+  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 1);
+  if (maxsize)
+    lua_pushvalue(L, maxsize);
+  else
+    lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "maxsize");
+  luaL_setmetatable(L, QUEUE_MT);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, queue_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, queue_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, QUEUE_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, QUEUE_MT);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
 
 static const char *const QUEUE_OPTIONS[] = {"maxsize", "key", NULL};
 
@@ -590,7 +619,9 @@ static int new_queue(lua_State *L, int kind, const char *fname) {
   else
     lua_pushinteger(L, 0);
   lua_setiuservalue(L, -2, UV_MAXSIZE);
-  luaL_setmetatable(L, QUEUE_MT);
+  lua_pushlightuserdata(L, (void *)&QUEUE_TAG);
+  lua_setiuservalue(L, -2, UV_TAG);
+  set_metatable(L, maxsize);
   return 1;
 }
 
@@ -613,20 +644,12 @@ static const luaL_Reg funcs[] = {{"Queue", l_queue},
                                  {"PriorityQueue", l_prio},
                                  {NULL, NULL}};
 
+/* The registry's QUEUE_MT is the metatable of every queue's field table:
+ * its __index is the methods table. */
 void host_open_queue(lua_State *L, lasync_host *h) {
   if (luaL_newmetatable(L, QUEUE_MT)) {
-    int mt = lua_gettop(L);
-    lua_newtable(L);
-    lua_pushvalue(L, mt);
-    luaL_setfuncs(L, methods, 1);
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, queue_index, 2);
-    lua_setfield(L, mt, "__index");
-    lua_pushcfunction(L, queue_newindex);
-    lua_setfield(L, mt, "__newindex");
-    lua_pushvalue(L, mt);
-    lua_pushcclosure(L, queue_tostring, 1);
-    lua_setfield(L, mt, "__tostring");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
   }
   lua_pop(L, 1);
   lua_pushlightuserdata(L, h);

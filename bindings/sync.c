@@ -124,12 +124,14 @@ static int sem_release(lua_State *L) {
                               "BoundedSemaphore released too many times");
     break;
   default:
-    /* permits held by woken waiters count too: they come back later */
-    if (s->value >= LUA_MAXINTEGER - s->nwoken)
-      return host_error_raise(L, "ValueError",
-                              "Semaphore released too many times (the "
-                              "counter would exceed math.maxinteger)");
+    break;
   }
+  /* permits held by woken waiters count too: a cancelled one gives its
+   * permit back, so the counter must leave room for them */
+  if (s->kind != K_LOCK && s->value >= LUA_MAXINTEGER - s->nwoken)
+    return host_error_raise(L, "ValueError",
+                            "Semaphore released too many times (the "
+                            "counter would exceed math.maxinteger)");
   s->value++;
   /* one waiter per release, as asyncio; a woken semaphore waiter wakes
    * more when it runs if permits are still free */

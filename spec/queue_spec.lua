@@ -60,9 +60,11 @@ describe("Queue", function()
       assert.matches("cannot assign field '" .. k .. "' of an asyncio.Queue", err)
     end
     assert.has_error(function() rawset(q, 0, nil) end)
-    local index = getmetatable(q).__index
-    assert.has_error(function() index({}, "maxsize") end)
-    assert.has_error(function() index(a.Lock(), "put") end)
+    assert.are.equal("asyncio.Queue", getmetatable(q)) -- the tables stay hidden
+    assert.has_error(function() setmetatable(q, nil) end)
+    assert.has_error(function() q.put(a.Lock(), 1) end,
+      "bad argument #1 to 'put' (asyncio.Queue expected, got asyncio.Lock)")
+    assert.has_error(function() q.qsize(io.stdout) end)
     assert.are.equal(2, q.maxsize)
     assert.is_nil(q.nothing)
     q:put("b")
@@ -343,6 +345,21 @@ describe("PriorityQueue", function()
     assert.is_true(q:empty())
     q:join()                                  -- unfinished count is right
     assert.has_error(function() q:task_done() end)
+  end)
+
+  it("a key function that uses its own queue gets an error, and the queue stays whole", function()
+    local q
+    q = a.PriorityQueue{key = function(v)
+      if v == "sneaky" then q:put_nowait(0) end
+      return v == "sneaky" and 0 or v
+    end}
+    q:put(2)
+    local ok, err = pcall(q.put, q, "sneaky")
+    assert.is_false(ok)
+    assert.matches("used from its own key function", tostring(err))
+    assert.are.equal(1, q:qsize())
+    q:put(1)
+    assert.are.same({1, 2}, {q:get(), q:get()})
   end)
 
   it("a woken getter whose get raises passes the item on to the next getter", function()
