@@ -403,8 +403,12 @@ LASYNC_API void lasync_stop(lasync_host *h) {
       host_cancel_all(h, L); /* they unwind in the application's uv_run */
     close_resources(h);
   }
-  if (h->state_closing || (h->owns_loop && !h->running)) h->npending = 0;
-  host_finish_stop(h);
+  if (h->state_closing || (h->owns_loop && !h->running)) {
+    h->npending = 0;
+    host_finish_stop(h);
+  } else {
+    host_stop_if_idle(h); /* else the scheduler does, when they are done */
+  }
 }
 
 LASYNC_API void lasync_free(lasync_host *h) {
