@@ -431,6 +431,50 @@ static const char *find(const char *hay, size_t n, const char *sep,
 
 static int read_k(lua_State *L, lua_KContext ctx);
 
+/* The separator at 2 is a string, or (readuntil, as Python 3.13) a list
+ * of strings: the match that ends first wins.  Returns the shortest
+ * length (and the longest in *maxk). */
+static size_t min_sep(lua_State *L, size_t *mink, size_t *maxk) {
+  if (!lua_istable(L, 2)) {
+    lua_tolstring(L, 2, mink);
+    *maxk = *mink;
+    return *mink;
+  }
+  *mink = SIZE_MAX;
+  *maxk = 0;
+  for (lua_Integer i = 1; lua_rawgeti(L, 2, i) == LUA_TSTRING; i++) {
+    size_t k = lua_rawlen(L, -1);
+    if (k < *mink) *mink = k;
+    if (k > *maxk) *maxk = k;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return *mink;
+}
+
+/* Finds the separator(s) at 2 in the buffer from s->scan on. */
+static int match_sep(lua_State *L, lstream *s, size_t *mstart, size_t *mend) {
+  const char *base = s->buf + s->start;
+  int found = 0;
+  int n = lua_istable(L, 2) ? (int)lua_rawlen(L, 2) : 1;
+  for (int i = 1; i <= n; i++) {
+    size_t k;
+    if (lua_istable(L, 2)) lua_rawgeti(L, 2, i);
+    else lua_pushvalue(L, 2);
+    const char *sep = lua_tolstring(L, -1, &k);
+    const char *p = s->len >= s->scan + k
+                        ? find(base + s->scan, s->len - s->scan, sep, k)
+                        : NULL;
+    lua_pop(L, 1);
+    if (p && (!found || (size_t)(p - base) + k < *mend)) {
+      found = 1;
+      *mstart = (size_t)(p - base);
+      *mend = *mstart + k;
+    }
+  }
+  return found;
+}
+
 static int read_cancel(host_task *t, int woken) {
   lstream *s = t->wait_data;
   (void)woken;
@@ -474,24 +518,20 @@ static int read_step(lua_State *L, int mode, const char *fname) {
     /* asyncio's rules: the limit bounds the chunk before the separator
      * (a line of exactly `limit` bytes plus "\n" is fine); scan is where
      * no separator can start before. */
-    size_t k;
-    const char *sep = lua_tolstring(L, 2, &k);
-    const char *base = s->buf + s->start;
-    if (s->len >= s->scan + k) {
-      const char *p = find(base + s->scan, s->len - s->scan, sep, k);
-      if (p) {
-        size_t isep = (size_t)(p - base);
-        if (isep > s->limit)
-          return overrun(L, s, isep,
+    size_t mink, maxk, mstart = 0, mend = 0;
+    if (s->len >= s->scan + min_sep(L, &mink, &maxk)) {
+      if (match_sep(L, s, &mstart, &mend)) {
+        if (mstart > s->limit)
+          return overrun(L, s, mstart,
                          "Separator is found, but chunk is longer than limit",
-                         mode == RD_LINE, k);
-        return take(L, s, isep + k);
+                         mode == RD_LINE, mend - mstart);
+        return take(L, s, mend);
       }
-      s->scan = s->len + 1 - k;
+      s->scan = s->len + 1 > maxk ? s->len + 1 - maxk : 0;
       if (s->scan > s->limit)
         return overrun(L, s, s->scan,
                        "Separator is not found, and chunk exceed the limit",
-                       mode == RD_LINE, k);
+                       mode == RD_LINE, mink);
     }
     if (s->rerr) return raise_read_error(L, s);
     if (ended) {
@@ -554,8 +594,21 @@ static int reader_readuntil(lua_State *L) {
     lua_settop(L, 1);
     lua_pushliteral(L, "\n");
   }
-  luaL_checklstring(L, 2, &k);
-  luaL_argcheck(L, k > 0, 2, "separator should be at least one-byte string");
+  if (lua_istable(L, 2)) { /* several separators (Python 3.13) */
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+    luaL_argcheck(L, n > 0, 2, "Separator should contain at least one element");
+    for (lua_Integer i = 1; i <= n; i++) {
+      if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
+        luaL_argerror(L, 2, lua_pushfstring(L, "separator %I is not a string",
+                                            i));
+      luaL_argcheck(L, lua_rawlen(L, -1) > 0, 2,
+                    "Separator should be at least one-byte string");
+      lua_pop(L, 1);
+    }
+  } else {
+    luaL_checklstring(L, 2, &k);
+    luaL_argcheck(L, k > 0, 2, "Separator should be at least one-byte string");
+  }
   reader_entry(L, "readuntil");
   lua_settop(L, 2);
   return read_step(L, RD_UNTIL, "readuntil");
@@ -955,7 +1008,7 @@ void io_push_sockaddr(lua_State *L, const struct sockaddr *sa) {
 
 static int writer_get_extra_info(lua_State *L) {
   lstream *s = check_writer(L);
-  const char *what = luaL_checkstring(L, 2);
+  const char *what = host_check_cstring(L, 2, NULL);
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
   if (s->kind != LSTREAM_TCP || s->closing) {
