@@ -597,14 +597,18 @@ static int reader_readuntil(lua_State *L) {
   if (lua_istable(L, 2)) { /* several separators (Python 3.13) */
     lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
     luaL_argcheck(L, n > 0, 2, "Separator should contain at least one element");
+    /* a private copy: the caller's table may change while we wait */
+    lua_settop(L, 2);
+    lua_createtable(L, (int)n, 0);
     for (lua_Integer i = 1; i <= n; i++) {
       if (lua_rawgeti(L, 2, i) != LUA_TSTRING)
         luaL_argerror(L, 2, lua_pushfstring(L, "separator %I is not a string",
                                             i));
       luaL_argcheck(L, lua_rawlen(L, -1) > 0, 2,
                     "Separator should be at least one-byte string");
-      lua_pop(L, 1);
+      lua_rawseti(L, 3, i);
     }
+    lua_replace(L, 2);
   } else {
     luaL_checklstring(L, 2, &k);
     luaL_argcheck(L, k > 0, 2, "Separator should be at least one-byte string");

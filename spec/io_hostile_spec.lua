@@ -234,6 +234,14 @@ describe("asyncio 3.13 stream fidelity (issue 10)", function()
     bad_arg("at least one element", r.readuntil, r, {})
     bad_arg("at least one%-byte", r.readuntil, r, {"a", ""})
     bad_arg("separator 2 is not a string", r.readuntil, r, {"a", 5})
+    -- the caller's list changing while readuntil waits changes nothing
+    local seps = {"!"}
+    t = asyncio.create_task(function() return r:readuntil(seps) end)
+    asyncio.sleep(0)
+    seps[1] = {}
+    seps[2] = 5
+    r:feed_data("Z!rest")
+    assert.are.equal("--ZZ!", t:await())
     local small = asyncio.StreamReader{limit = 3}
     small:feed_data("abcdef")
     raises(asyncio.LimitOverrunError, small.readuntil, small, {"XX", "Y"})
