@@ -22,15 +22,14 @@ local function interrupt(script, second, opts)
     %s
     kill -INT $pid
     %s
-    (sleep %d; kill -KILL $pid) 2>/dev/null & dog=$!
+    (for i in $(seq %d); do sleep 0.1; kill -0 $pid || exit; done; kill -KILL $pid) >/dev/null 2>&1 &
     wait $pid; st=$?
-    kill $dog 2>/dev/null
     cat %s; echo "status=$st"
   ]]):format(stdin, opts.prog or lasync, q(path), opts.fifo and ("< " .. q(fifo)) or "", q(out),
              opts.fifo and ("exec 3> " .. q(fifo)) or "",
              wait_for:format("ready", q(out)),
              second and (wait_for:format(q(second), q(out)) .. "; kill -INT $pid") or "",
-             30 * helper.slow, q(out)) -- the watchdog: a missed SIGINT fails, not hangs
+             300 * helper.slow, q(out)) -- the watchdog: a missed SIGINT fails, not hangs
   local text = helper.sh("bash -c " .. q(cmd))
   os.remove(path)
   os.remove(out)
