@@ -251,6 +251,17 @@ local function run(case, dir, prog, progname)
   return normalise(out, progname), normalise(err, progname), status
 end
 
+-- The prefix that makes a stock lua5.4 load asyncio.so from the build
+-- (with the sanitizer runtime and the valgrind wrapper when the specs run
+-- that way).
+local function lua54_with_module()
+  local preload = os.getenv("LASYNC_PRELOAD") or ""
+  local env = preload ~= "" and ("LD_PRELOAD=" .. q(preload) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
+  local wrap = helper.wrapper ~= "" and (helper.wrapper .. " ") or ""
+  local code = ("package.cpath = %q .. '/?.so;' .. package.cpath; require 'asyncio'"):format(helper.module_dir)
+  return env .. wrap .. LUA .. " -e " .. q(code)
+end
+
 describe("lasync behaves as lua5.4 (differential)", function()
   if not have_lua54() then
     it("needs lua5.4 (apt-get install lua5.4)", function() pending("no lua5.4") end)
@@ -275,5 +286,32 @@ describe("lasync behaves as lua5.4 (differential)", function()
       assert.are.same({stdout = out1, stderr = err1, status = st1},
                       {stdout = out2, stderr = err2, status = st2})
     end)
+  end
+end)
+
+-- asyncio.so replaces coroutine functions (to guard tasks' threads): in a
+-- stock lua5.4 they must still behave as lua5.4's own.
+describe("a stock lua5.4 after require 'asyncio' keeps its coroutines (differential)", function()
+  if not have_lua54() then return end
+  local dir
+  before_each(function()
+    dir = helper.tmpname("")
+    assert(os.execute("mkdir -p " .. q(dir)))
+  end)
+  after_each(function()
+    os.execute("rm -rf " .. q(dir))
+  end)
+
+  for _, case in ipairs(cases) do
+    if case[1]:find("coroutine") and case.script then
+      it(case[1], function()
+        write(dir .. "/script.lua", case.script)
+        write(dir .. "/stdin.txt", "")
+        local out1, err1, st1 = run(case, dir, LUA, LUA)
+        local out2, err2, st2 = run(case, dir, lua54_with_module(), LUA)
+        assert.are.same({stdout = out1, stderr = err1, status = st1},
+                        {stdout = out2, stderr = err2, status = st2})
+      end)
+    end
   end
 end)
