@@ -609,6 +609,9 @@ int main(int argc, char **argv) {
     set_sigint(on_sigint);
     uv_run(h->loop, UV_RUN_DEFAULT);
   }
+  /* a Ctrl-C that came as the last Lua code ended: neither the hook nor the
+   * loop took it, but it happened */
+  if (c.pending && !c.exiting) c.interrupted = 1;
   if (c.interrupted && !c.exiting) set_sigint(SIG_DFL);
   host_drain(h, h->cbL); /* what is left is cancelled and unwinds */
   set_sigint(SIG_DFL);

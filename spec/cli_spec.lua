@@ -294,6 +294,18 @@ describe("the lasync binary", function()
     assert.matches("interrupted", out)
   end)
 
+  it("interrupts a busy plain coroutine inside the main task (lua.c would not)", function()
+    local out, status = interrupt([[
+      print("ready") io.stdout:flush()
+      local co = coroutine.create(function() while true do end end)
+      local ok, err = coroutine.resume(co)
+      print("resume", ok, err) io.stdout:flush()
+      coroutine.wrap(function() while true do end end)()
+    ]], "resume")
+    assert.are.equal(130, status) -- the second Ctrl-C, in the wrap, kills
+    assert.matches("resume\tfalse\t[^\n]*interrupted!", out)
+  end)
+
   it("uses no CPU while it sleeps (no polling)", function()
     if helper.wrapper ~= "" then return end -- valgrind's own start-up costs CPU
     local out = helper.sh("bash -c " .. q("TIMEFORMAT='%U %S'; time " .. lasync .. " -e 'asyncio.sleep(1)'") .. " 2>&1")
