@@ -383,6 +383,9 @@ end
 
 -- wait(): releases the lock, waits for a notify, re-acquires the lock
 -- (even when cancelled: the lock is held whenever wait returns or raises).
+-- Whatever error leaves wait, it may have come after this waiter was
+-- notified, so it passes one notification on (as asyncio 3.13 does; a
+-- spurious wake-up is allowed, a lost one is not).
 function Condition:wait()
   check_cond(self, "wait")
   local lock = self._lock
@@ -394,18 +397,20 @@ function Condition:wait()
   ws[#ws + 1] = ev
   lock:release()
   local ok, err = pcall(ev.wait, ev)
-  if not ok then
-    remove_waiter(ws, ev)
-    -- notified, then cancelled before running: the notification goes on
-    if ev:is_set() then notify(self, 1) end
-  end
+  remove_waiter(ws, ev) -- still listed unless notify took it
   while true do
     local got, e2 = pcall(lock.acquire, lock)
     if got then break end
-    if not is_cancel(e2) then error(e2, 0) end
-    if ok then ok, err = false, e2 end
+    if not is_cancel(e2) then
+      notify(self, 1)
+      error(e2, 0)
+    end
+    ok, err = false, e2 -- the most recent cancellation is the one raised
   end
-  if not ok then error(err, 0) end
+  if not ok then
+    notify(self, 1)
+    error(err, 0)
+  end
   return true
 end
 

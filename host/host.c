@@ -195,6 +195,10 @@ static int state_gc(lua_State *L) {
   if (!h->stopped) lasync_stop(h);
   h->state_gone = 1;
   h->L = h->cbL = NULL;
+  /* finalizers that run after this one must not find a host that may be
+   * freed below (bindings look it up and refuse: the loop is closed) */
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
   if (h->owns_loop && h->app_done && !h->loop_closed && !h->in_free) {
     /* asyncio.so in a stock lua5.4: nobody else will close the loop */
     uv_run(h->loop, UV_RUN_DEFAULT);

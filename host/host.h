@@ -226,6 +226,9 @@ struct lasync_host {
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */
+  lua_State *volatile current; /* the thread running Lua code for us now
+                             (a task, or cbL in a callback), or NULL: where
+                             the binary's SIGINT handler sets its hook */
   /* shutdown: see host.c */
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;
@@ -269,6 +272,10 @@ void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
  * of the options table at idx (nil and none are fine) is in `known`
  * (NULL-terminated).  [-0, +0, e] */
 void host_check_options(lua_State *L, int idx, const char *const known[]);
+/* The same test for callers that word the error themselves (a Lua half
+ * naming its own function): the first key of the table at idx not in
+ * `known`, pushed as a string, or NULL with nothing pushed.  [-0, +(0|1)] */
+const char *host_unknown_option(lua_State *L, int idx, const char *const known[]);
 /* luaL_checklstring that refuses a string with a NUL byte inside. */
 const char *host_check_cstring(lua_State *L, int idx, size_t *len);
 /* The string at idx (an option or list element, described as `what`, e.g.

@@ -208,7 +208,10 @@ static void step(lasync_host *h, host_ready *r) {
     t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
   t->wait_data = NULL;
+  lua_State *outer = h->current;
+  h->current = co;
   status = lua_resume(co, h->cbL, t->nargs, &nres);
+  h->current = outer;
   t->nargs = 0;
   if (status == LUA_YIELD) {
     if (t->flags & TF_PARKED) return;

@@ -2,6 +2,7 @@
  * and state, C futures (resolve, reject, cancel, late completion after the
  * host is gone, the wrong thread), two hosts in two threads, the sandbox
  * subset and the reporter.  Prints TAP; exit status 0 when all pass. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -500,7 +501,43 @@ static void test_teardown_with_live_connection(void) {
         "a live connection's handles are all closed after free + lua_close");
 }
 
+/* SIGPIPE: an application's own disposition is kept; over the default, a
+ * write to a dead pipe raises BrokenPipeError at drain() instead of
+ * killing the application. */
+static int app_sigpipes;
+static void app_on_sigpipe(int sig) { (void)sig; app_sigpipes++; }
+
+static void test_sigpipe(void) {
+  struct sigaction sa, now;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = app_on_sigpipe;
+  sigaction(SIGPIPE, &sa, NULL);
+  lasync_host *h = lasync_new(NULL, NULL);
+  sigaction(SIGPIPE, NULL, &now);
+  CHECK(now.sa_handler == app_on_sigpipe,
+        "the application's own SIGPIPE handler is kept");
+  lasync_free(h);
+  signal(SIGPIPE, SIG_DFL);
+  h = lasync_new(NULL, NULL);
+  sigaction(SIGPIPE, NULL, &now);
+  CHECK(now.sa_handler != SIG_DFL && now.sa_handler != app_on_sigpipe,
+        "over SIG_DFL the host installs its guard");
+  lasync_spawn_string(h,
+      "local p = asyncio.create_subprocess_exec('true', {}, {stdin='pipe'})\n"
+      "p:wait()\n"
+      "local ok, e = pcall(function()\n"
+      "  p.stdin:write(string.rep('x', 200000)) p.stdin:drain() end)\n"
+      "result = asyncio.is(e, asyncio.BrokenPipeError) and 'broken' or tostring(e)",
+      "=pipe");
+  CHECK(lasync_run_until_done(h) == 0, "the write to a dead child ran");
+  const char *res = global_string(lasync_state(h), "result");
+  CHECK(res && strcmp(res, "broken") == 0,
+        "drain() raised BrokenPipeError: %s", res ? res : "(nothing)");
+  lasync_free(h);
+}
+
 int main(void) {
+  test_sigpipe();
   test_own_everything();
   test_futures_on_app_loop();
   test_cancel_pending_future();
