@@ -92,7 +92,8 @@ static int proc_wait(lua_State *L) {
 }
 
 static int signal_child(lua_State *L, proc *pr, int sig) {
-  if (pr->exited) return 0; /* as Python: nothing left to signal */
+  if (pr->exited) /* as asyncio's Process once the child is gone */
+    return io_raise_oserror(L, UV_ESRCH, "process %d has exited", pr->pid);
   check_watched(L, pr, "send_signal");
   int rc = uv_process_kill(&pr->p, sig);
   if (rc && rc != UV_ESRCH)
@@ -144,6 +145,21 @@ static int proc_tbc(lua_State *L) {
   uv_process_kill(&pr->p, SIGKILL);
   if (!host_task_of(L) || !lua_isyieldable(L)) return 0;
   return proc_wait_k(L, 0);
+}
+
+/* tostring(p): "<Process 1234 running>" or "<Process 1234 returncode=6>" */
+static int proc_tostring(lua_State *L) {
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  if (!pr)
+    lua_pushliteral(L, "<Process finalized>");
+  else if (!pr->exited)
+    lua_pushfstring(L, "<Process %d running>", pr->pid);
+  else {
+    push_returncode(L, pr);
+    lua_pushfstring(L, "<Process %d returncode=%s>", pr->pid,
+                    lua_tostring(L, -1));
+  }
+  return 1;
 }
 
 static int proc_index(lua_State *L) {
@@ -456,6 +472,8 @@ void io_open_process(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, proc_tbc);
   lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, proc_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);

@@ -642,7 +642,8 @@ static int l_start_server(lua_State *L) {
       if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
         return luaL_error(L, "bad option 'backlog' to 'start_server' "
                              "(positive integer expected)");
-      backlog = (int)lua_tointeger(L, -1);
+      lua_Integer b = lua_tointeger(L, -1); /* the kernel caps it anyway */
+      backlog = b > 65535 ? 65535 : (int)b;
     }
     lua_getfield(L, 4, "reuse_port");
     reuse_port = lua_toboolean(L, -1);

@@ -43,6 +43,7 @@ static const char *error_class(int code) {
   case UV_EACCES:
   case UV_EPERM: return "PermissionError";
   case UV_ETIMEDOUT: return "TimeoutError";
+  case UV_ESRCH: return "ProcessLookupError";
   default: return "OSError";
   }
 }
@@ -56,7 +57,8 @@ void io_open_errors(lua_State *L) {
       {"ConnectionAbortedError", "ConnectionError"},
       {"BrokenPipeError", "ConnectionError"},
       {"FileNotFoundError", "OSError"},
-      {"PermissionError", "OSError"}};
+      {"PermissionError", "OSError"},
+      {"ProcessLookupError", "OSError"}};
   for (size_t i = 0; i < sizeof tree / sizeof tree[0]; i++) {
     host_error_class(L, tree[i][0], tree[i][1]);
     lua_setfield(L, -2, tree[i][0]);
@@ -754,7 +756,11 @@ static int write_open(lstream *s) {
   return 1;
 }
 
+#define WRITE_MAX ((size_t)1 << 30) /* libuv buffers have unsigned lengths */
+
 static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
+  for (; n > WRITE_MAX; p += WRITE_MAX, n -= WRITE_MAX)
+    write_data(L, s, p, WRITE_MAX);
   if (n == 0 || !write_open(s)) return;
   if (s->wqueued == 0) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);

@@ -54,7 +54,10 @@ sys.exit(3)
     asyncio.sleep(0.2)
     p:send_signal("SIGUSR1")
     assert.are.equal(7, p:wait())
-    p:kill() -- after the exit: nothing happens
+    -- after the exit, as asyncio: ProcessLookupError
+    local ok, err = pcall(p.kill, p)
+    assert.is_true(asyncio.is(err, asyncio.ProcessLookupError), tostring(err))
+    assert.is_true(asyncio.is(err, asyncio.OSError))
   end)
 
   it("a missing program raises an error naming it and ENOENT", function()

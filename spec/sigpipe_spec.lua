@@ -42,6 +42,16 @@ describe("SIGPIPE", function()
     assert.matches("drain\tfalse\ttrue\tEPIPE", out)
   end)
 
+  it("the guard comes back after add/remove_signal_handler('SIGPIPE')", function()
+    -- libuv puts SIG_DFL back when its last SIGPIPE watcher stops
+    local out, err, status = helper.run_script([[
+      asyncio.add_signal_handler("SIGPIPE", function() end)
+      asyncio.remove_signal_handler("SIGPIPE")
+    ]] .. CHILD_GONE)
+    assert.are.equal(0, status, err)
+    assert.matches("drain\tfalse\ttrue\tEPIPE", out)
+  end)
+
   it("the same in a stock lua5.4 with asyncio.so", function()
     local out, err, status = helper.lua54([[
       local asyncio = require "asyncio"
