@@ -40,6 +40,13 @@ extern const size_t lasync_http_lua_len;
 
 #define POOL_MAX 64                /* idle easy handles kept per session */
 #define STREAM_HIGH (256 * 1024)   /* a stream pauses curl above this */
+/* A body that is buffered whole (not streamed) is capped by default, so
+ * an endless body or a gzip bomb (counted decoded) cannot exhaust memory;
+ * option max_body changes it, max_body=false lifts it. */
+#define DEFAULT_MAX_BODY ((curl_off_t)64 * 1024 * 1024)
+/* The response's header block, 1xx and trailers included; curl already
+ * refuses a single header line over CURL_MAX_HTTP_HEADER (100 KiB). */
+#define MAX_HEAD (256 * 1024)
 
 /* ---- growable byte buffer --------------------------------------------- */
 
@@ -109,13 +116,17 @@ typedef struct xfer {
   buf body, head;
   char *url;             /* final URL, malloc'd */
   long status;
-  curl_off_t max_body;   /* -1: no cap */
+  curl_off_t max_body;   /* -1: no cap (a stream is never capped here) */
   curl_off_t received;
   long timeout_ms, connect_timeout_ms, max_redirs;
   CURLcode result;
   unsigned char state, want;
   unsigned char has_slot, stream, follow, verify, ready, paused;
-  unsigned char too_large, oom, has_location, closed_early;
+  unsigned char too_large, head_too_large, oom, has_location, closed_early;
+  unsigned char idempotent; /* may be sent again when a reused connection
+                               turns out dead (GET HEAD PUT DELETE OPTIONS) */
+  unsigned char tries;      /* sends since the last response began */
+  unsigned char not_retried; /* stopped curl from sending it again */
   unsigned char special; /* options beyond the pooled handles' base set */
   char err[CURL_ERROR_SIZE];
 } xfer;
@@ -163,6 +174,8 @@ static void running_dec(session *s) {
 
 static size_t on_write(char *d, size_t size, size_t n, void *ud);
 static size_t on_header(char *d, size_t size, size_t n, void *ud);
+static int on_prereq(void *ud, char *ip_remote, char *ip_local, int port_remote,
+                     int port_local);
 
 /* ---- waking ----------------------------------------------------------- */
 
@@ -212,6 +225,8 @@ static void set_base(CURL *e) {
   curl_easy_setopt(e, CURLOPT_PROXY, "");
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, DEFAULT_MAX_BODY);
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
 }
 
 /* A handle goes back to the pool in its base state: a plain request only
@@ -230,6 +245,7 @@ static void pool_put(session *s, CURL *e, int special) {
     curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, NULL);
   }
   s->pool[s->npool++] = e;
 }
@@ -394,8 +410,13 @@ static size_t on_header(char *d, size_t size, size_t n, void *ud) {
   if (len >= 5 && memcmp(d, "HTTP/", 5) == 0) {
     x->head.len = 0; /* a new response: after a redirect or a 1xx */
     x->has_location = 0;
+    x->tries = 0;    /* the server answered: a later send is no retry */
   } else if (len >= 9 && strncasecmp(d, "location:", 9) == 0) {
     x->has_location = 1;
+  }
+  if (len > MAX_HEAD - x->head.len) {
+    x->head_too_large = 1;
+    return 0;
   }
   if (buf_add(&x->head, d, len)) {
     x->oom = 1;
@@ -420,14 +441,17 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud) {
       return CURL_WRITEFUNC_PAUSE;
     }
   }
-  if (x->max_body >= 0 && x->received + (curl_off_t)len > x->max_body) {
+  /* len is decoded bytes: a gzip bomb is stopped at the cap too */
+  if (!x->stream && x->max_body >= 0 &&
+      x->received + (curl_off_t)len > x->max_body) {
     x->too_large = 1;
     return 0;
   }
   if (x->body.cap == 0 && !x->stream) { /* one allocation for the body */
     curl_off_t cl = -1;
     curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-    if (cl > (curl_off_t)len && cl < 64 * 1024 * 1024) {
+    if (cl > (curl_off_t)len && cl < 64 * 1024 * 1024 &&
+        (x->max_body < 0 || cl <= x->max_body)) {
       x->body.p = malloc((size_t)cl);
       x->body.cap = x->body.p ? (size_t)cl : 0;
     }
@@ -441,10 +465,38 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud) {
   return len;
 }
 
+/* curl sends a request again, on another connection, when a reused
+ * keep-alive connection gave nothing back (the server closed it as the
+ * request went out), for any method and up to 5 times.  As curl's command
+ * line and aiohttp do, only idempotent methods are sent again, and only
+ * once: a POST the server may have acted on is not repeated.  A send with
+ * no response since the previous one is such a retry (a redirect or a
+ * 1xx comes with a status line, which resets the count). */
+static int on_prereq(void *ud, char *ip_remote, char *ip_local, int port_remote,
+                     int port_local) {
+  xfer *x = ud;
+  (void)ip_remote, (void)ip_local, (void)port_remote, (void)port_local;
+  if (!x) return CURL_PREREQFUNC_OK;
+  if (x->tries > 0 && (!x->idempotent || x->tries > 1)) {
+    x->not_retried = 1;
+    return CURL_PREREQFUNC_ABORT;
+  }
+  x->tries++;
+  return CURL_PREREQFUNC_OK;
+}
+
 /* ---- errors ----------------------------------------------------------- */
+
+/* libcurl 7.x reports a header line over CURL_MAX_HTTP_HEADER as out of
+ * memory ("Avoided giant realloc for header"); before any body byte, that
+ * is what a CURLE_OUT_OF_MEMORY means in practice. */
+static int giant_header(xfer *x) {
+  return x->result == CURLE_OUT_OF_MEMORY && !x->oom && x->received == 0;
+}
 
 static const char *error_kind(xfer *x) {
   if (x->too_large) return "body_too_large";
+  if (x->head_too_large || giant_header(x)) return "headers_too_large";
   switch (x->result) {
   case CURLE_URL_MALFORMAT:
   case CURLE_UNSUPPORTED_PROTOCOL:
@@ -497,9 +549,20 @@ static void push_error(lua_State *L, const char *kind, const char *url,
 /* Pushes the error of a failed transfer. */
 static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
   char msg[CURL_ERROR_SIZE + 64];
-  if (x->too_large)
+  if (x->too_large || x->result == CURLE_FILESIZE_EXCEEDED)
     snprintf(msg, sizeof msg, "response body larger than max_body (%lld bytes)",
              (long long)x->max_body);
+  else if (x->head_too_large)
+    snprintf(msg, sizeof msg, "response headers larger than %d KiB",
+             MAX_HEAD / 1024);
+  else if (giant_header(x))
+    snprintf(msg, sizeof msg, "a response header line is longer than %d KiB",
+             CURL_MAX_HTTP_HEADER / 1024);
+  else if (x->not_retried)
+    snprintf(msg, sizeof msg, "the server closed the keep-alive connection "
+             "without answering; %s", x->idempotent
+             ? "the request failed again on a second connection"
+             : "not sent again since the method is not idempotent");
   else if (x->oom)
     snprintf(msg, sizeof msg, "out of memory");
   else
@@ -679,7 +742,7 @@ static void read_options(lua_State *L, xfer *x) {
   x->follow = 1;
   x->verify = 1;
   x->max_redirs = 10;
-  x->max_body = -1;
+  x->max_body = DEFAULT_MAX_BODY;
   if (lua_isnil(L, 4)) return;
   x->timeout_ms = opt_ms(L, 4, "timeout");
   x->connect_timeout_ms = opt_ms(L, 4, "connect_timeout");
@@ -692,24 +755,39 @@ static void read_options(lua_State *L, xfer *x) {
       luaL_error(L, "asyncio.http: option 'max_redirects' must be an integer >= 0");
     x->max_redirs = n > 100000 ? 100000 : (long)n;
   }
-  if (lua_getfield(L, 4, "max_body") != LUA_TNIL) {
+  int t = lua_getfield(L, 4, "max_body");
+  if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+    x->max_body = -1;
+  } else if (t != LUA_TNIL) {
     lua_Integer n = lua_tointeger(L, -1);
     if (!lua_isinteger(L, -1) || n < 0)
-      luaL_error(L, "asyncio.http: option 'max_body' must be an integer >= 0");
+      luaL_error(L, "asyncio.http: option 'max_body' must be an integer >= 0 "
+                    "or false");
     x->max_body = n;
   }
   lua_pop(L, 2);
+  static const char *const strings[] = {"cafile", "proxy", NULL};
+  for (int i = 0; strings[i]; i++) { /* checked before anything is held */
+    if (lua_getfield(L, 4, strings[i]) != LUA_TNIL)
+      host_opt_cstring(L, -1, 4, lua_pushfstring(L, "option '%s'", strings[i]));
+    lua_settop(L, X_IDX);
+  }
   if (lua_getfield(L, 4, "headers") == LUA_TTABLE) {
     lua_Integer n = luaL_len(L, -1);
     for (lua_Integer i = 1; i <= n; i++) {
       lua_geti(L, -1, i);
-      const char *line = lua_tostring(L, -1);
-      struct curl_slist *l = line ? curl_slist_append(x->hdrs, line) : NULL;
+      size_t len = 0;
+      const char *line = lua_tolstring(L, -1, &len);
+      /* http.lua refuses these with a clearer message; this keeps a line
+       * that would smuggle a second header or request from reaching curl */
+      int bad = !line || strcspn(line, "\r\n") != len;
+      struct curl_slist *l = bad ? NULL : curl_slist_append(x->hdrs, line);
       lua_pop(L, 1);
       if (!l) {
         curl_slist_free_all(x->hdrs);
         x->hdrs = NULL;
-        luaL_error(L, "asyncio.http: bad header line");
+        luaL_error(L, "asyncio.http: bad header line (not a string, or it "
+                      "holds a CR, LF or NUL byte)");
       }
       x->hdrs = l;
     }
@@ -758,6 +836,7 @@ static int start(lua_State *L, host_task *t, xfer *x) {
   curl_easy_setopt(e, CURLOPT_URL, lua_tostring(L, 3));
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, x);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
   size_t blen = 0;
   const char *body = NULL;
@@ -767,7 +846,7 @@ static int start(lua_State *L, host_task *t, xfer *x) {
   int get = strcmp(method, "GET") == 0 && !body;
   x->special = !get || x->hdrs || !x->follow || x->max_redirs != 10 ||
                x->timeout_ms || x->connect_timeout_ms || !x->verify ||
-               x->max_body >= 0 || !lua_isnil(L, 4);
+               x->max_body != DEFAULT_MAX_BODY || !lua_isnil(L, 4);
   if (x->special) {
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)x->follow);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, x->max_redirs);
@@ -778,8 +857,10 @@ static int start(lua_State *L, host_task *t, xfer *x) {
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (x->max_body >= 0)
-      curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, x->max_body);
+    /* curl refuses a declared Content-Length over the cap at once (0 is
+     * "no cap" to curl: on_write checks max_body 0 itself) */
+    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE,
+                     x->stream || x->max_body < 0 ? (curl_off_t)0 : x->max_body);
     const char *cafile = opt_string(L, "cafile");
     if (cafile) curl_easy_setopt(e, CURLOPT_CAINFO, cafile);
     const char *proxy = opt_string(L, "proxy");
@@ -854,6 +935,8 @@ static int perform_done_k(lua_State *L, lua_KContext ctx) {
   if (x->stream) {
     lua_pushvalue(L, X_IDX);
     lua_setfield(L, -2, "_xfer");
+    lua_pushinteger(L, x->max_body); /* resp:read() buffers under this cap */
+    lua_setfield(L, -2, "_max_body");
   } else {
     lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
     lua_setfield(L, -2, "body");
@@ -863,12 +946,22 @@ static int perform_done_k(lua_State *L, lua_KContext ctx) {
   return 1;
 }
 
+/* RFC 9110 9.2.2; TRACE is left out (curl's CUSTOMREQUEST is enough to
+ * send one, but nobody retries it). */
+static int is_idempotent(const char *m) {
+  static const char *const names[] = {"GET", "HEAD", "PUT", "DELETE",
+                                      "OPTIONS", NULL};
+  for (int i = 0; names[i]; i++)
+    if (strcmp(m, names[i]) == 0) return 1;
+  return 0;
+}
+
 /* core.perform(session, method, url [, options]) -> response
  * options are already normalized by http.lua. */
 static int l_perform(lua_State *L) {
   session *s = check_session(L, 1);
-  luaL_checkstring(L, 2);
-  luaL_checkstring(L, 3);
+  host_check_cstring(L, 2, NULL);
+  host_check_cstring(L, 3, NULL);
   if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
   host_task *t = host_check_task(L, "fetch");
   lua_settop(L, 4);
@@ -879,6 +972,7 @@ static int l_perform(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, X_IDX, 1); /* the session outlives its transfers */
   read_options(L, x);
+  x->idempotent = is_idempotent(lua_tostring(L, 2));
   x->s = s;
   if (s->inflight < s->limit) {
     s->inflight++;
@@ -1026,7 +1120,7 @@ static int open_k(lua_State *L, lua_KContext ctx) {
 
 /* core.fs_open(path) -> fd (write-only, created or truncated) */
 static int l_fs_open(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = host_check_cstring(L, 1, NULL);
   host_task *t = host_check_task(L, "save");
   lasync_host *h = HOST(L);
   fsreq *f = fs_new(L, 0);
@@ -1096,8 +1190,8 @@ static int l_fs_close(lua_State *L) {
 
 /* core.join(base, ref) -> absolute URL (RFC 3986 resolution by curl). */
 static int l_join(lua_State *L) {
-  const char *base = luaL_checkstring(L, 1);
-  const char *ref = luaL_checkstring(L, 2);
+  const char *base = host_check_cstring(L, 1, NULL);
+  const char *ref = host_check_cstring(L, 2, NULL);
   CURLU *u = curl_url();
   char *out = NULL;
   if (!u) return luaL_error(L, "asyncio.http: out of memory");
@@ -1114,6 +1208,29 @@ static int l_join(lua_State *L) {
   return 1;
 }
 
+/* ---- options ---------------------------------------------------------- */
+
+static const char *const REQUEST_OPTIONS[] = {
+    "method", "headers", "body", "json", "query", "timeout", "connect_timeout",
+    "follow_redirects", "max_redirects", "verify", "cafile", "max_body",
+    "proxy", "stream", NULL};
+
+static const char *const SESSION_OPTIONS[] = {
+    "limit", "limit_per_host", "headers", "base_url", "timeout",
+    "connect_timeout", "follow_redirects", "max_redirects", "verify",
+    "cafile", "max_body", "proxy", NULL};
+
+/* core.unknown_option(opts, "request" | "session") -> the first key that
+ * is not an option, or nil.  http.lua words the error (naming fetch, get,
+ * Session...); the test itself is the host's, shared by every binding. */
+static int l_unknown_option(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  int session = strcmp(luaL_checkstring(L, 2), "session") == 0;
+  if (!host_unknown_option(L, 1, session ? SESSION_OPTIONS : REQUEST_OPTIONS))
+    lua_pushnil(L);
+  return 1;
+}
+
 /* ---- module ----------------------------------------------------------- */
 
 static const luaL_Reg core_funcs[] = {
@@ -1122,6 +1239,7 @@ static const luaL_Reg core_funcs[] = {
     {"read", l_read},       {"close_xfer", l_close_xfer},
     {"fs_open", l_fs_open}, {"fs_write", l_fs_write},
     {"fs_close", l_fs_close}, {"join", l_join},
+    {"unknown_option", l_unknown_option},
     {NULL, NULL}};
 
 LASYNC_API int luaopen_asyncio_http(lua_State *L) {

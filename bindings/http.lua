@@ -13,13 +13,69 @@ local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, erro
 local concat, sort = table.concat, table.sort
 local perform = core.perform
 
+-- The error points at the caller's line: the first level outside this file.
+local getinfo = debug and debug.getinfo
 local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+  local level = 3
+  if getinfo then
+    level = 2
+    while true do
+      local info = getinfo(level, "S")
+      if not info or info.source ~= "=asyncio/http.lua" then break end
+      level = level + 1
+    end
+  end
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level)
 end
 
 local function checktype(v, n, fname, want, optional)
   if (v == nil and optional) or type(v) == want then return end
   argerror(n, fname, ("%s expected, got %s"):format(want, v == nil and "no value" or type(v)))
+end
+
+-- A CR or LF in a header, the method or the URL would let the caller's
+-- data end the line and start another header or a second request
+-- (request smuggling); a NUL would cut the string where C reads it.
+local function checkline(s, n, fname, what)
+  if s:find("[%z\r\n]") then
+    argerror(n, fname, what .. " contains a CR, LF or NUL byte")
+  end
+  return s
+end
+
+-- RFC 9110's token: what a method or a header name may be made of.
+local function checktoken(s, n, fname, what)
+  if not s:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+    checkline(s, n, fname, what)
+    argerror(n, fname, ("%s %q is not an HTTP token"):format(what, s))
+  end
+  return s
+end
+
+local function checkmethod(m, n, fname)
+  checktype(m, n, fname, "string")
+  return checktoken(m, n, fname, "method"):upper()
+end
+
+local function checkurl(url, n, fname)
+  checktype(url, n, fname, "string")
+  return checkline(url, n, fname, "url")
+end
+
+-- Unknown keys, and the values that are checked before a request exists.
+local function checkoptions(opts, n, fname, which)
+  local bad = core.unknown_option(opts, which)
+  if bad then argerror(n, fname, ("unknown option '%s'"):format(bad)) end
+  for _, k in ipairs{"proxy", "cafile"} do
+    if opts[k] ~= nil then
+      checktype(opts[k], n, fname, "string")
+      checkline(opts[k], n, fname, ("option '%s'"):format(k))
+    end
+  end
+  local mb = opts.max_body
+  if mb ~= nil and mb ~= false and not (math.type(mb) == "integer" and mb >= 0) then
+    argerror(n, fname, "option 'max_body' must be an integer >= 0 or false")
+  end
 end
 
 -- ---- encoding ---------------------------------------------------------------
@@ -79,14 +135,35 @@ local Headers = {
   end,
 }
 
+-- One header line at a time, split with plain finds and trimmed by byte
+-- loops: a pattern such as "[ \t]*(.-)[ \t]*\r?\n" backtracks over every
+-- run of blanks once per position, which made a header of 100 KB of blanks
+-- take minutes.  Here each byte is looked at a bounded number of times.
+-- Lines without a colon, and obsolete folded lines (which start with a
+-- blank), are skipped.
+local find, byte, sub = string.find, string.byte, string.sub
+
+local function is_blank(b) return b == 32 or b == 9 end
+
 function hmethods:items()
   local raw = raw_of[self] or ""
-  local i = (raw:find("\n", 1, true) or #raw + 1) - 1
+  local pos = (find(raw, "\n", 1, true) or #raw) + 1 -- after the status line
+  local colon = 0 -- the next ":" at or after pos (found once per colon)
   return function()
-    local s, e, name, value = raw:find("\n([^:\r\n]+):[ \t]*([^\r\n]-)[ \t]*\r?\n", i + 1)
-    if not s then return nil end
-    i = e - 1
-    return name, value
+    while pos <= #raw do
+      local nl = find(raw, "\n", pos, true) or #raw + 1
+      local s, e = pos, nl - 1
+      pos = nl + 1
+      if e >= s and byte(raw, e) == 13 then e = e - 1 end
+      if colon and colon < s then colon = find(raw, ":", s, true) end
+      if colon and colon <= e and colon > s and not is_blank(byte(raw, s)) then
+        local vs, ve = colon + 1, e
+        while vs <= ve and is_blank(byte(raw, vs)) do vs = vs + 1 end
+        while ve >= vs and is_blank(byte(raw, ve)) do ve = ve - 1 end
+        return sub(raw, s, colon - 1), sub(raw, vs, ve)
+      end
+    end
+    return nil
   end
 end
 
@@ -149,14 +226,24 @@ function rmethods:iter_chunks()
   return read, x
 end
 
--- The whole body (for a stream: reads what is left, then keeps it).
+local function too_large(self, cap)
+  rmethods.close(self)
+  return http.Error(("response body larger than max_body (%d bytes) (%s)")
+    :format(cap, self.url), {kind = "body_too_large", url = self.url})
+end
+
+-- The whole body (for a stream: reads what is left, then keeps it, under
+-- the request's max_body like any buffered body).
 function rmethods:read()
   local body = rawget(self, "body")
   if body then return body end
   local x = rawget(self, "_xfer")
-  local parts, n = {}, 0
+  local cap = rawget(self, "_max_body") or -1
+  local parts, n, size = {}, 0, 0
   local chunk = read(x)
   while chunk do
+    size = size + #chunk
+    if cap >= 0 and size > cap then error(too_large(self, cap), 2) end
     n = n + 1
     parts[n] = chunk
     chunk = read(x)
@@ -209,15 +296,10 @@ function rmethods:ok() return self.status < 400 end
 
 -- ---- options --------------------------------------------------------------------
 
-local KNOWN = {}
-for k in ([[method headers body json query timeout connect_timeout
-  follow_redirects max_redirects verify cafile max_body proxy stream]]):gmatch("%S+") do
-  KNOWN[k] = true
-end
-
 -- Merges session defaults and request options into the table core.perform
 -- reads: headers as "Name: value" lines, body as a string, the rest as is.
-local function prepare(sess, url, opts, fname)
+local function prepare(sess, url, opts, fname, argn)
+  argn = argn or 2
   local o = {}
   local d = sess._defaults
   if d then for k, v in pairs(d) do o[k] = v end end
@@ -228,6 +310,13 @@ local function prepare(sess, url, opts, fname)
       if type(name) ~= "string" then
         argerror(argn, fname, "header names must be strings")
       end
+      checktoken(name, argn, fname, "header name")
+      local what = ("header '%s'"):format(name)
+      if type(value) == "table" then
+        for _, v in ipairs(value) do checkline(tostring(v), argn, fname, what) end
+      elseif value ~= false then
+        checkline(tostring(value), argn, fname, what)
+      end
       local key = name:lower()
       if not hdr_set[key] then order[#order + 1] = key end
       hdr_set[key] = {name, value}
@@ -235,33 +324,34 @@ local function prepare(sess, url, opts, fname)
   end
   if sess.headers then add_headers(sess.headers, 1) end
   if opts then
+    checkoptions(opts, argn, fname, "request")
     for k, v in pairs(opts) do
-      if not KNOWN[k] then argerror(2, fname, ("unknown option '%s'"):format(tostring(k))) end
       if k ~= "headers" and k ~= "json" and k ~= "query" and k ~= "method" then o[k] = v end
     end
     if opts.headers ~= nil then
-      checktype(opts.headers, 2, fname, "table")
-      add_headers(opts.headers, 2)
+      checktype(opts.headers, argn, fname, "table")
+      add_headers(opts.headers, argn)
     end
     if opts.query ~= nil then
       local q = opts.query
       if type(q) == "table" then q = encode_form(q) end
-      checktype(q, 2, fname, "string")
+      checktype(q, argn, fname, "string")
+      checkline(q, argn, fname, "query")
       if q ~= "" then url = url .. (url:find("?", 1, true) and "&" or "?") .. q end
     end
     local body = opts.body
     if opts.json ~= nil then
       body = cjson().encode(opts.json)
       if not hdr_set["content-type"] then
-        add_headers({["Content-Type"] = "application/json"}, 2)
+        add_headers({["Content-Type"] = "application/json"}, argn)
       end
     elseif type(body) == "table" then
       body = encode_form(body)
       if not hdr_set["content-type"] then
-        add_headers({["Content-Type"] = "application/x-www-form-urlencoded"}, 2)
+        add_headers({["Content-Type"] = "application/x-www-form-urlencoded"}, argn)
       end
     elseif body ~= nil and type(body) ~= "string" then
-      argerror(2, fname, "body must be a string or a table")
+      argerror(argn, fname, "body must be a string or a table")
     end
     o.body = body
   end
@@ -300,6 +390,7 @@ local DEFAULT_KEYS = {"timeout", "connect_timeout", "follow_redirects",
 function http.Session(opts)
   checktype(opts, 1, "Session", "table", true)
   opts = opts or {}
+  checkoptions(opts, 1, "Session", "session")
   local limit = opts.limit or 100
   local per_host = opts.limit_per_host or 0
   if math.type(limit) ~= "integer" or limit < 0 then
@@ -310,6 +401,8 @@ function http.Session(opts)
   end
   checktype(opts.headers, 1, "Session", "table", true)
   checktype(opts.base_url, 1, "Session", "string", true)
+  if opts.base_url then checkline(opts.base_url, 1, "Session", "base_url") end
+  if opts.headers then prepare({}, "", {headers = opts.headers}, "Session", 1) end
   local defaults
   for _, k in ipairs(DEFAULT_KEYS) do
     if opts[k] ~= nil then
@@ -338,26 +431,28 @@ end
 
 -- session:request(method, url [, opts]) -> response
 function Session:request(method, url, opts)
-  checktype(method, 1, "request", "string")
-  checktype(url, 2, "request", "string")
+  method = checkmethod(method, 1, "request")
+  checkurl(url, 2, "request")
   checktype(opts, 3, "request", "table", true)
-  method = method:upper()
   url = absolute(self, url)
   if not opts and self._plain then return perform(self._core, method, url) end
-  local u, o = prepare(self, url, opts, "request")
+  if opts and opts.method ~= nil then
+    argerror(3, "request", "option 'method': the method is argument #1")
+  end
+  local u, o = prepare(self, url, opts, "request", 3)
   return perform(self._core, method, u, o)
 end
 
 local function verb(method, fname)
   return function(self, url, opts)
-    if type(url) ~= "string" then checktype(url, 1, fname, "string") end
+    checkurl(url, 1, fname)
     if opts == nil and self._plain and not self.base_url then
       return perform(self._core, method, url)
     end
     checktype(opts, 2, fname, "table", true)
     url = absolute(self, url)
     local m = opts and opts.method
-    if m ~= nil then checktype(m, 2, fname, "string") m = m:upper() end
+    if m ~= nil then m = checkmethod(m, 2, fname) end
     local u, o = prepare(self, url, opts, fname)
     return perform(self._core, m or method, u, o)
   end
@@ -396,13 +491,13 @@ end
 
 -- http.fetch(url [, opts]) -> response (opts.method defaults to "GET")
 function http.fetch(url, opts)
-  checktype(url, 1, "fetch", "string")
+  checkurl(url, 1, "fetch")
   checktype(opts, 2, "fetch", "table", true)
   local sess = default_session
   if not sess or sess.closed then sess = http.default_session() end
   if opts == nil then return perform(sess._core, "GET", url) end
   local m = opts.method
-  if m ~= nil then checktype(m, 2, "fetch", "string") m = m:upper() end
+  if m ~= nil then m = checkmethod(m, 2, "fetch") end
   local u, o = prepare(sess, url, opts, "fetch")
   return perform(sess._core, m or "GET", u, o)
 end

@@ -24,10 +24,8 @@ void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
 /* Options tables come from users who misspell keys (`stdot`) or pass keys
  * another runtime knows (`ssl` before TLS exists); ignoring them silently
  * gives a program that looks right and does something else. */
-void host_check_options(lua_State *L, int idx, const char *const known[]) {
-  if (lua_isnoneornil(L, idx)) return;
+const char *host_unknown_option(lua_State *L, int idx, const char *const known[]) {
   idx = lua_absindex(L, idx);
-  luaL_checktype(L, idx, LUA_TTABLE);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
@@ -37,12 +35,20 @@ void host_check_options(lua_State *L, int idx, const char *const known[]) {
       for (int i = 0; known[i] && !ok; i++) ok = strcmp(k, known[i]) == 0;
     }
     if (!ok) {
-      const char *k = lua_type(L, -1) == LUA_TSTRING
-                          ? lua_tostring(L, -1)
-                          : luaL_tolstring(L, -1, NULL);
-      luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
+      const char *k = luaL_tolstring(L, -1, NULL);
+      lua_remove(L, -2);
+      return k;
     }
   }
+  return NULL;
+}
+
+void host_check_options(lua_State *L, int idx, const char *const known[]) {
+  if (lua_isnoneornil(L, idx)) return;
+  idx = lua_absindex(L, idx);
+  luaL_checktype(L, idx, LUA_TTABLE);
+  const char *k = host_unknown_option(L, idx, known);
+  if (k) luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'", k));
 }
 
 /* C strings end at the first NUL: a Lua string with one inside would reach

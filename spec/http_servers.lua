@@ -78,6 +78,21 @@ function servers.start_python(opts)
   return s
 end
 
+-- spec/fixtures/hostile_server.py: endless and compressed-bomb bodies,
+-- oversized headers, connections closed or dropped behind keep-alive.
+function servers.start_hostile()
+  local dir = tmpdir()
+  local s = {dir = dir}
+  s.pid = tonumber(sh_ok(("python3 %s/hostile_server.py --port-file %s >%s/log 2>&1 & echo $!")
+    :format(helper.quote(servers.fixtures), helper.quote(dir .. "/port"), helper.quote(dir))))
+  s.port = tonumber((wait_file(dir .. "/port", "the hostile test server")))
+  s.url = "http://127.0.0.1:" .. s.port
+  function s.stop()
+    os.execute(("kill %d 2>/dev/null; rm -rf %s"):format(s.pid, helper.quote(dir)))
+  end
+  return s
+end
+
 -- nginx serving dir/www on a free port: static files, redirects, keep-alive;
 -- X-Conn carries nginx's connection serial number (reuse is visible).
 function servers.start_nginx(files)

@@ -21,7 +21,10 @@ check_run() { # program
 cc -Wall -Wextra -Werror -o "$tmp/sensors_pc" "$src/examples/embed/sensors.c" \
    -DSENSORS_DEMO="\"$src/examples/embed/demo.lua\"" \
    $(pkg-config --cflags --libs lasync) -Wl,-rpath,"$tmp/prefix/lib"
-ldd "$tmp/sensors_pc" | grep -q "$tmp/prefix/lib/liblasync.so" || fail "not linked to the installed library"
+# ldd's output is captured first: `ldd | grep -q` under pipefail fails at
+# random when grep exits at its first match and ldd gets SIGPIPE.
+libs=$(ldd "$tmp/sensors_pc")
+grep -qF "$tmp/prefix/lib/liblasync.so" <<<"$libs" || fail "not linked to the installed library: $libs"
 check_run "$tmp/sensors_pc"
 echo "ok 1 - built with pkg-config against the installed library and ran"
 
