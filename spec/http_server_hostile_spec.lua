@@ -199,6 +199,12 @@ describe("the course server against hostile clients", function()
     end)
   end)
 
+  it("start{} refuses unknown options", function()
+    local ok, e = pcall(http_server.start, {max_conections = 5})
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'start' %(unknown option 'max_conections'%)", e)
+  end)
+
   describe("connections", function()
     it("pipelined requests are answered in order", function()
       local two = "GET /page/one HTTP/1.1\r\nHost: a\r\n\r\n" .. request("/page/two")

@@ -410,8 +410,16 @@ function Server:close()
 end
 Server.__close = Server.close
 
+local START_KEYS = {delay = true, host = true, port = true, image_size = true, routes = true}
+for k in pairs(LIMITS) do START_KEYS[k] = true end
+
 function M.start(opts)
   opts = opts or {}
+  for k in pairs(opts) do
+    if not START_KEYS[k] then
+      error(("bad argument #1 to 'start' (unknown option '%s')"):format(tostring(k)), 2)
+    end
+  end
   local self = setmetatable({
     delay = opts.delay or 0, image_size = opts.image_size or 20000,
     routes = opts.routes or {}, conns = {}, nconns = 0, requests = 0, inflight = 0,
