@@ -21,37 +21,129 @@ static void open_lua_part(lua_State *L, lasync_host *h) {
   lua_call(L, 2, 0);
 }
 
-/* coroutine.resume and coroutine.close refuse a task's thread: only the
- * scheduler may resume a task, and closing one behind its back would leave
- * it registered with whatever it waits on. */
-static int guarded_coroutine_op(lua_State *L) {
+/* ---- the coroutine library around tasks ----------------------------------
+ *
+ * A task's thread is the scheduler's: coroutine.resume and coroutine.close
+ * refuse it (resuming it would run it behind the scheduler's back, closing
+ * it would leave it registered with whatever it waits on).  And a task is
+ * not a coroutine its code may yield from: inside one, coroutine.yield
+ * raises lua.c's "attempt to yield from outside a coroutine",
+ * isyieldable() is false and running() says "main", as for lua.c's main
+ * chunk.  The replacements are lcorolib's own code plus these checks: no
+ * extra C level (the C stack limit for nested coroutines stays lua5.4's),
+ * and argument errors name 'resume' as lua5.4 does. */
+
+static lua_State *getco(lua_State *L) {
   lua_State *co = lua_tothread(L, 1);
-  if (co && host_task_of(co))
-    return luaL_error(L, "cannot %s a task's thread (use task:await() or "
-                         "task:cancel())",
-                      lua_tostring(L, lua_upvalueindex(2)));
-  lua_pushvalue(L, lua_upvalueindex(1));
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
+  luaL_argexpected(L, co, 1, "thread");
+  return co;
+}
+
+static int auxresume(lua_State *L, lua_State *co, int narg) {
+  int status, nres;
+  if (!lua_checkstack(co, narg)) {
+    lua_pushliteral(L, "too many arguments to resume");
+    return -1;
+  }
+  lua_xmove(L, co, narg);
+  status = lua_resume(co, L, narg, &nres);
+  if (status == LUA_OK || status == LUA_YIELD) {
+    if (!lua_checkstack(L, nres + 1)) {
+      lua_pop(co, nres);
+      lua_pushliteral(L, "too many results to resume");
+      return -1;
+    }
+    lua_xmove(co, L, nres);
+    return nres;
+  }
+  lua_xmove(co, L, 1);
+  return -1;
+}
+
+enum { COS_RUN, COS_DEAD, COS_YIELD, COS_NORM };
+static const char *const statname[] = {"running", "dead", "suspended",
+                                       "normal"};
+
+static int auxstatus(lua_State *L, lua_State *co) {
+  if (L == co) return COS_RUN;
+  switch (lua_status(co)) {
+  case LUA_YIELD:
+    return COS_YIELD;
+  case LUA_OK: {
+    lua_Debug ar;
+    if (lua_getstack(co, 0, &ar)) return COS_NORM;
+    return lua_gettop(co) == 0 ? COS_DEAD : COS_YIELD;
+  }
+  default:
+    return COS_DEAD;
+  }
+}
+
+/* A task's thread that is suspended (parked, not started, or done) is the
+ * scheduler's; a running or normal one gets lua5.4's own message. */
+static void refuse_task(lua_State *L, lua_State *co, const char *op) {
+  int status = auxstatus(L, co);
+  if (host_task_of(co) && (status == COS_YIELD || status == COS_DEAD))
+    luaL_error(L, "cannot %s a task's thread (use task:await() or "
+                  "task:cancel())", op);
+}
+
+static int co_resume(lua_State *L) {
+  lua_State *co = getco(L);
+  refuse_task(L, co, "resume");
+  int r = auxresume(L, co, lua_gettop(L) - 1);
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  lua_insert(L, -(r + 1));
+  return r + 1;
+}
+
+static int co_close(lua_State *L) {
+  lua_State *co = getco(L);
+  refuse_task(L, co, "close");
+  int status = auxstatus(L, co);
+  if (status != COS_DEAD && status != COS_YIELD)
+    return luaL_error(L, "cannot close a %s coroutine", statname[status]);
+  if (host_closethread(co, L) == LUA_OK) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushboolean(L, 0);
+  lua_xmove(co, L, 1);
+  return 2;
+}
+
+static int co_yield(lua_State *L) {
+  if (host_task_of(L))
+    return luaL_error(L, "attempt to yield from outside a coroutine");
+  return lua_yield(L, lua_gettop(L));
+}
+
+static int co_isyieldable(lua_State *L) {
+  lua_State *co = lua_isnone(L, 1) ? L : getco(L);
+  lua_pushboolean(L, !host_task_of(co) && lua_isyieldable(co));
+  return 1;
+}
+
+static int co_running(lua_State *L) {
+  int ismain = lua_pushthread(L);
+  lua_pushboolean(L, ismain || host_task_of(L) != NULL);
+  return 2;
 }
 
 static void guard_coroutines(lua_State *L) {
-  static const char *const ops[] = {"resume", "close", NULL};
-  int top = lua_gettop(L);
-  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
-    for (const char *const *op = ops; *op; op++) {
-      if (lua_getfield(L, top + 1, *op) != LUA_TFUNCTION ||
-          lua_tocfunction(L, -1) == guarded_coroutine_op) { /* done already */
-        lua_pop(L, 1);
-        continue;
-      }
-      lua_pushstring(L, *op);
-      lua_pushcclosure(L, guarded_coroutine_op, 2);
-      lua_setfield(L, top + 1, *op);
-    }
-  }
-  lua_settop(L, top);
+  static const luaL_Reg ops[] = {{"resume", co_resume},
+                                 {"close", co_close},
+                                 {"yield", co_yield},
+                                 {"isyieldable", co_isyieldable},
+                                 {"running", co_running},
+                                 {NULL, NULL}};
+  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) luaL_setfuncs(L, ops, 0);
+  lua_pop(L, 1);
 }
 
 LASYNC_API int luaopen_asyncio(lua_State *L) {

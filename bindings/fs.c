@@ -37,7 +37,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../host/host.h"
+#include "io.h"
 
 #define FS_FILE_MT "asyncio.fs.File"
 #define FS_STATE_KEY "lasync.fs.state"
@@ -366,10 +366,7 @@ static int raise_req(lua_State *L, fs_req *r) {
 }
 
 static const char *check_path(lua_State *L, int idx) {
-  size_t len;
-  const char *p = luaL_checklstring(L, idx, &len);
-  luaL_argcheck(L, strlen(p) == len, idx, "path contains a zero byte");
-  return p;
+  return host_check_cstring(L, idx, NULL);
 }
 
 /* ---- results (run in the task) ---------------------------------------- */
@@ -522,9 +519,10 @@ static int copy_data(lua_State *L, fs_req *r, int idx) {
 static int write_common(lua_State *L, int append, const char *fname) {
   const char *path = check_path(L, 1);
   luaL_checktype(L, 2, LUA_TSTRING);
+  static const char *const known[] = {"atomic", "mode", NULL};
   int atomic = 0;
+  host_check_options(L, 3, append ? known + 1 : known); /* append: mode */
   if (!append && !lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
     lua_getfield(L, 3, "atomic");
     atomic = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -770,9 +768,10 @@ static void mk_first(fs_req *r) {
 
 static int fs_mkdir(lua_State *L) {
   const char *path = check_path(L, 1);
+  static const char *const known[] = {"parents", "mode", NULL};
   int parents = 0;
+  host_check_options(L, 2, known);
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "parents");
     parents = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -947,7 +946,8 @@ static int open_finish(lua_State *L, fs_req *r) {
 
 static int fs_open(lua_State *L) {
   const char *path = check_path(L, 1);
-  const char *mode = luaL_optstring(L, 2, "r");
+  const char *mode = lua_isnoneornil(L, 2) ? "r"
+                                            : host_check_cstring(L, 2, NULL);
   int flags;
   unsigned char append;
   if (!mode_flags(mode, &flags, &append))
@@ -1320,6 +1320,7 @@ static const luaL_Reg fs_funcs[] = {
 
 LASYNC_API int luaopen_asyncio_fs(lua_State *L) {
   lasync_host *h = host_for_module(L);
+  io_guard_sigpipe(); /* writes to a pipe (a FIFO, /dev/stdout) get EPIPE */
   push_state(L, h);
   host_new_type(L, FS_FILE_MT, file_methods, file_meta, 0);
   lua_newtable(L);

@@ -6,7 +6,17 @@
 
 #include "../host/host.h"
 
-#define IO_HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* The host, for a function that starts something on the loop; raises
+ * InvalidStateError once the loop is closed or closing (a finalizer at the
+ * end of the program), when the upvalue could name a freed host. */
+static inline lasync_host *io_live_host(lua_State *L, const char *fname) {
+  lasync_host *h = host_get(L);
+  if (!h || h->stopped || host_closing(h))
+    host_error_raise(L, "InvalidStateError", "%s(): the event loop is closed",
+                     fname);
+  return h;
+}
 
 /* ---- OS errors -------------------------------------------------------- */
 
@@ -36,7 +46,9 @@ void io_wake_all(host_link *list);
 
 typedef struct lstream lstream;
 
-enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1 };
+/* LSTREAM_MEM: a reader with no handle, fed from Lua (asyncio.StreamReader()
+ * with feed_data/feed_eof), for parsers and tests. */
+enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1, LSTREAM_MEM = 2 };
 
 /* A new stream whose handle is initialised (uv_tcp_init / uv_pipe_init)
  * on h's loop; NULL on failure (*err set).  The caller holds one
@@ -53,6 +65,14 @@ int lstream_start(lstream *s);
 void lstream_push_reader(lua_State *L, lstream *s);
 void lstream_push_writer(lua_State *L, lstream *s);
 void io_open_stream(lua_State *L, lasync_host *h);
+/* Closes the stream of the StreamReader/StreamWriter at idx (if it is one
+ * and was not finalized), flushing queued writes. */
+void lstream_close_wrapper(lua_State *L, int idx);
+/* The reader's buffer limit (asyncio's `limit`, 64 KiB by default). */
+void lstream_set_limit(lstream *s, size_t limit);
+/* The `limit` option of the options table at idx: 0 when absent, else a
+ * positive integer (raises otherwise). */
+size_t io_opt_limit(lua_State *L, int idx);
 
 /* ---- areas ------------------------------------------------------------ */
 
@@ -63,5 +83,9 @@ int io_check_signal(lua_State *L, int idx);
 void io_open_server(lua_State *L, lasync_host *h);
 void io_open_process(lua_State *L, lasync_host *h);
 void io_open_signal(lua_State *L, lasync_host *h);
+/* Makes SIGPIPE harmless for the loop's sockets and pipes (EPIPE instead),
+ * while a dead stdout/stderr still ends the process as under lua.c.  Only
+ * over the default disposition: an embedder's own choice is kept. */
+void io_guard_sigpipe(void);
 
 #endif

@@ -46,7 +46,11 @@ static void run_callback(lasync_host *h, host_ready *r) {
     luaL_checkstack(L, (int)n, "callback arguments");
     for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, top + 2, i);
     lua_remove(L, top + 2);
-    if (lua_pcall(L, (int)n - 1, 0, top + 1) != LUA_OK) {
+    lua_State *outer = h->current;
+    h->current = L;
+    int status = lua_pcall(L, (int)n - 1, 0, top + 1);
+    h->current = outer;
+    if (status != LUA_OK) {
       lua_pushfstring(L, "Exception in callback: %s", lua_tostring(L, -1));
       host_report(h, lua_tostring(L, -1));
     }

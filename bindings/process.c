@@ -46,8 +46,21 @@ static void proc_closer(host_closeable *c) {
     uv_close((uv_handle_t *)&pr->p, proc_closed);
 }
 
+/* A Process reached from a finalizer after its own __gc has no record. */
 static proc *check_proc(lua_State *L) {
-  return *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  if (!pr)
+    host_error_raise(L, "InvalidStateError", "the process was finalized");
+  return pr;
+}
+
+/* A child we no longer watch (the host stopped and let go of it): its pid
+ * may already name another process, and nothing would ever wake a wait. */
+static void check_watched(lua_State *L, proc *pr, const char *fname) {
+  if (!pr->exited && (pr->closed || uv_is_closing((uv_handle_t *)&pr->p)))
+    host_error_raise(L, "InvalidStateError",
+                     "%s(): the process is no longer watched (the event "
+                     "loop is closed)", fname);
 }
 
 static void push_returncode(lua_State *L, proc *pr) {
@@ -73,12 +86,15 @@ static int proc_wait(lua_State *L) {
   proc *pr = check_proc(L);
   lua_settop(L, 1);
   if (pr->exited) return proc_wait_k(L, 0);
+  check_watched(L, pr, "wait");
   host_check_task(L, "wait");
   return proc_wait_k(L, 0);
 }
 
 static int signal_child(lua_State *L, proc *pr, int sig) {
-  if (pr->exited) return 0; /* as Python: nothing left to signal */
+  if (pr->exited) /* as asyncio's Process once the child is gone */
+    return io_raise_oserror(L, UV_ESRCH, "process %d has exited", pr->pid);
+  check_watched(L, pr, "send_signal");
   int rc = uv_process_kill(&pr->p, sig);
   if (rc && rc != UV_ESRCH)
     return io_raise_oserror(L, rc, "cannot signal process %d", pr->pid);
@@ -109,9 +125,52 @@ static int proc_gc(lua_State *L) {
   return 0;
 }
 
+/* __close: the scope that owns the child is over.  Its pipes are closed
+ * and a child still running is killed (waiting for it to end by itself
+ * could hang the scope forever), then reaped: waited for when the scope
+ * is in a task, as a to-be-closed writer waits for its close. */
+static int proc_tbc(lua_State *L) {
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  if (!pr) return 0;
+  lua_settop(L, 1);
+  lua_getiuservalue(L, 1, 1);
+  for (int i = 0; i < 3; i++) {
+    static const char *const names[] = {"stdin", "stdout", "stderr"};
+    if (lua_getfield(L, 2, names[i]) != LUA_TNIL) lstream_close_wrapper(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_settop(L, 1);
+  if (pr->exited || pr->closed || uv_is_closing((uv_handle_t *)&pr->p))
+    return 0;
+  uv_process_kill(&pr->p, SIGKILL);
+  if (!host_task_of(L) || !lua_isyieldable(L)) return 0;
+  return proc_wait_k(L, 0);
+}
+
+/* tostring(p): "<Process 1234 running>" or "<Process 1234 returncode=6>" */
+static int proc_tostring(lua_State *L) {
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  if (!pr)
+    lua_pushliteral(L, "<Process finalized>");
+  else if (!pr->exited)
+    lua_pushfstring(L, "<Process %d running>", pr->pid);
+  else {
+    push_returncode(L, pr);
+    lua_pushfstring(L, "<Process %d returncode=%s>", pr->pid,
+                    lua_tostring(L, -1));
+  }
+  return 1;
+}
+
 static int proc_index(lua_State *L) {
-  proc *pr = check_proc(L);
+  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
   const char *key = lua_tostring(L, 2);
+  if (!pr) { /* finalized: only the methods remain (and they raise) */
+    lua_getiuservalue(L, 1, 2);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+  }
   if (key && strcmp(key, "pid") == 0) {
     lua_pushinteger(L, pr->pid);
     return 1;
@@ -154,7 +213,7 @@ static int check_stdio(lua_State *L, int opts, const char *name, int fd) {
 /* A NULL-terminated char* array of the strings in table idx (or of
  * "key=value" pairs when env), kept alive by a table pushed on the stack. */
 static char **string_list(lua_State *L, int idx, const char *first, int env,
-                          const char *what) {
+                          int arg) {
   int n = 0;
   lua_newtable(L); /* keeps the strings */
   int keep = lua_gettop(L);
@@ -166,10 +225,18 @@ static char **string_list(lua_State *L, int idx, const char *first, int env,
     if (env) {
       lua_pushnil(L);
       while (lua_next(L, idx)) {
+        /* a NUL or '=' in a name, or a NUL in a value, would set another
+         * variable than the one asked for */
         if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
-          luaL_error(L, "bad option '%s' (string keys and values expected)",
-                     what);
-        lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+          luaL_argerror(L, arg, "option 'env': string keys and values "
+                                "expected");
+        const char *k = host_opt_cstring(L, -2, arg, "option 'env' name");
+        if (!*k || strchr(k, '='))
+          luaL_argerror(L, arg, lua_pushfstring(L, "option 'env': illegal "
+                                                   "variable name '%s'", k));
+        lua_tostring(L, -1); /* numbers become strings */
+        const char *v = host_opt_cstring(L, -1, arg, "option 'env' value");
+        lua_pushfstring(L, "%s=%s", k, v);
         lua_rawseti(L, keep, ++n);
         lua_pop(L, 1);
       }
@@ -178,9 +245,13 @@ static char **string_list(lua_State *L, int idx, const char *first, int env,
       for (lua_Integer i = 1; i <= len; i++) {
         lua_geti(L, idx, i);
         if (!lua_isstring(L, -1))
-          luaL_error(L, "bad argument #2 (%s item %I is a %s, string "
-                        "expected)", what, i, luaL_typename(L, -1));
-        lua_tostring(L, -1);
+          luaL_argerror(L, arg, lua_pushfstring(L, "item %I is a %s, string "
+                                                   "expected", i,
+                                                luaL_typename(L, -1)));
+        lua_tostring(L, -1); /* numbers become strings */
+        const char *what = lua_pushfstring(L, "item %I", i);
+        host_opt_cstring(L, -2, arg, what);
+        lua_pop(L, 1);
         lua_rawseti(L, keep, ++n);
       }
     }
@@ -204,21 +275,19 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
   lstream *pipes[3] = {NULL, NULL, NULL};
   int modes[3], devnull = -1, pfds[2] = {-1, -1}, rc = 0;
   const char *names[3] = {"stdin", "stdout", "stderr"};
+  size_t limit = 0;
   memset(&o, 0, sizeof o);
   for (int i = 0; i < 3; i++) modes[i] = check_stdio(L, opts, names[i], i);
   if (opts) {
-    if (lua_getfield(L, opts, "cwd") != LUA_TNIL) {
-      if (lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "bad option 'cwd' (string expected, got %s)",
-                          luaL_typename(L, -1));
-      o.cwd = lua_tostring(L, -1); /* stays on the stack */
-    }
+    if (lua_getfield(L, opts, "cwd") != LUA_TNIL)
+      o.cwd = host_opt_cstring(L, -1, opts, "option 'cwd'"); /* stays */
     if (lua_getfield(L, opts, "env") != LUA_TNIL) {
       if (!lua_istable(L, -1))
         return luaL_error(L, "bad option 'env' (table expected, got %s)",
                           luaL_typename(L, -1));
-      o.env = string_list(L, lua_gettop(L), NULL, 1, "env");
+      o.env = string_list(L, lua_gettop(L), NULL, 1, opts);
     }
+    limit = io_opt_limit(L, opts);
   }
   proc **box = lua_newuserdatauv(L, sizeof *box, 2);
   *box = NULL;
@@ -298,6 +367,7 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
   lua_getiuservalue(L, boxidx, 1);
   for (int i = 0; i < 3; i++) {
     if (!pipes[i]) continue;
+    if (limit) lstream_set_limit(pipes[i], limit);
     if (i == 0) {
       lstream_push_writer(L, pipes[i]);
     } else {
@@ -313,22 +383,24 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
 }
 
 static int opts_arg(lua_State *L, int idx) {
+  static const char *const known[] = {"stdin", "stdout", "stderr", "cwd",
+                                      "env", "limit", NULL};
   if (lua_isnoneornil(L, idx)) return 0;
-  luaL_checktype(L, idx, LUA_TTABLE);
+  host_check_options(L, idx, known);
   return idx;
 }
 
 static int l_create_subprocess_exec(lua_State *L) {
-  const char *prog = luaL_checkstring(L, 1);
+  const char *prog = host_check_cstring(L, 1, NULL);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   int opts = opts_arg(L, 3);
   lua_settop(L, 3);
-  char **argv = string_list(L, lua_isnil(L, 2) ? 0 : 2, prog, 0, "args");
-  return spawn(L, IO_HOST(L), prog, argv, opts);
+  char **argv = string_list(L, lua_isnil(L, 2) ? 0 : 2, prog, 0, 2);
+  return spawn(L, io_live_host(L, "create_subprocess_exec"), prog, argv, opts);
 }
 
 static int l_create_subprocess_shell(lua_State *L) {
-  const char *cmd = luaL_checkstring(L, 1);
+  const char *cmd = host_check_cstring(L, 1, NULL);
   int opts = opts_arg(L, 2);
   lua_settop(L, 2);
   lua_createtable(L, 2, 0);
@@ -336,8 +408,9 @@ static int l_create_subprocess_shell(lua_State *L) {
   lua_rawseti(L, -2, 1);
   lua_pushstring(L, cmd);
   lua_rawseti(L, -2, 2);
-  char **argv = string_list(L, 3, "/bin/sh", 0, "args");
-  return spawn(L, IO_HOST(L), "/bin/sh", argv, opts);
+  char **argv = string_list(L, 3, "/bin/sh", 0, 1);
+  return spawn(L, io_live_host(L, "create_subprocess_shell"), "/bin/sh", argv,
+               opts);
 }
 
 /* communicate() in Lua: it needs concurrent reads of stdout and stderr
@@ -397,6 +470,10 @@ void io_open_process(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, proc_gc);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, proc_tbc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, proc_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);

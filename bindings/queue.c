@@ -1,11 +1,11 @@
 /* asyncio.Queue, PriorityQueue and LifoQueue.
  *
- * A queue is a Lua table: its array part holds the items (a ring buffer
- * for Queue, a stack for LifoQueue, a binary heap for PriorityQueue), its
- * field maxsize is the attribute, and [0] is the userdata with the C state
- * (whose user values hold a PriorityQueue's keys and insertion numbers).
- * So nothing the C side refers to can be collected, and a method call is
- * one plain table lookup (puts and gets are W3's hot path).
+ * A queue is a userdata with the C state; its user values hold the items (a
+ * ring buffer for Queue, a stack for LifoQueue, a binary heap for
+ * PriorityQueue, with the heap's keys and insertion numbers beside it), the
+ * key function and the maxsize given.  Lua cannot reach any of them, so no
+ * script can put the C side out of step with what it refers to; assigning
+ * a field of a queue is an error.
  *
  * Waiters are served in order by reservation: when an item arrives and a
  * getter waits, the getter is woken with one item reserved for it (gres);
@@ -14,7 +14,12 @@
  * runs.  A waiter cancelled after being woken only gives its reservation
  * back (and the next waiter is woken), so it never takes an item with it
  * and nothing has to be undone in the buffer.  Newcomers see reserved items
- * and slots as taken, so they cannot overtake a waiter. */
+ * and slots as taken, so they cannot overtake a waiter.
+ *
+ * A PriorityQueue's put and get are all-or-nothing: the key function and
+ * the keys' __lt may raise, so every comparison is made before anything
+ * moves. */
+#include <math.h>
 #include <string.h>
 
 #include "waitq.h"
@@ -25,11 +30,11 @@ enum { Q_FIFO, Q_LIFO, Q_PRIO };
 static const char *const KIND_NAMES[] = {"Queue", "LifoQueue",
                                          "PriorityQueue"};
 
-/* the queue table is at stack index 1; its C state's user values: */
-enum { ITEMS = 1, UV_KEYS = 1, UV_SEQS, UV_KEYFN, UV_COUNT = UV_KEYFN };
+/* user values of the queue userdata */
+enum { UV_ITEMS = 1, UV_KEYS, UV_SEQS, UV_KEYFN, UV_MAXSIZE, UV_TAG, UV_COUNT };
 
 typedef struct queue {
-  lua_Integer maxsize; /* 0: unbounded */
+  lua_Integer limit;   /* items allowed; 0: unbounded */
   lua_Integer n;       /* items in the buffer */
   lua_Integer head;    /* FIFO: 0-based index of the first item */
   lua_Integer cap;     /* FIFO: ring capacity */
@@ -39,39 +44,46 @@ typedef struct queue {
   lua_Integer seq;     /* PRIO: insertion counter, breaks ties FIFO */
   host_link getters, putters, joiners;
   unsigned char kind, shutdown, has_keyfn;
+  unsigned char comparing; /* PRIO: inside a put or get's comparisons */
 } queue;
 
-/* Methods have the queue metatable as upvalue 1. */
+/* Every queue carries the address of QUEUE_TAG as a user value: each has a
+ * metatable of its own (for its maxsize field), so the tag is what tells a
+ * queue from any other userdata.  The queue is at stack index 1 in every
+ * function below. */
+static const char QUEUE_TAG = 'Q';
+
 static queue *check_queue(lua_State *L) {
-  if (!lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    luaL_typeerror(L, 1, "asyncio.Queue");
-  lua_rawgeti(L, 1, 0);
-  queue *q = lua_touserdata(L, -1);
-  lua_pop(L, 2);
-  return q;
+  if (lua_type(L, 1) == LUA_TUSERDATA &&
+      lua_getiuservalue(L, 1, UV_TAG) == LUA_TLIGHTUSERDATA &&
+      lua_touserdata(L, -1) == (void *)&QUEUE_TAG) {
+    lua_pop(L, 1);
+    return lua_touserdata(L, 1);
+  }
+  luaL_typeerror(L, 1, "asyncio.Queue");
+  return NULL;
 }
 
-/* Pushes user value i of the C state. */
-static void push_uv(lua_State *L, int i) {
-  lua_rawgeti(L, ITEMS, 0);
-  lua_getiuservalue(L, -1, i);
-  lua_remove(L, -2);
+/* Pushes user value i of the queue at index 1; returns its index. */
+static int push_uv(lua_State *L, int i) {
+  lua_getiuservalue(L, 1, i);
+  return lua_gettop(L);
 }
 
 /* ---- storage ---------------------------------------------------------- */
 
 /* FIFO: doubles the ring's capacity; the items move to 1..n in order. */
-static void ring_grow(lua_State *L, queue *q) {
+static void ring_grow(lua_State *L, queue *q, int items) {
   lua_Integer ncap = q->cap < 8 ? 8 : q->cap * 2;
   if (q->head != 0) {
     lua_createtable(L, (int)q->n, 0);
     for (lua_Integer i = 0; i < q->n; i++) {
-      lua_rawgeti(L, ITEMS, (q->head + i) % q->cap + 1);
+      lua_rawgeti(L, items, (q->head + i) % q->cap + 1);
       lua_rawseti(L, -2, i + 1);
     }
     for (lua_Integer i = 1; i <= q->n; i++) {
       lua_rawgeti(L, -1, i);
-      lua_rawseti(L, ITEMS, i);
+      lua_rawseti(L, items, i);
     }
     lua_pop(L, 1);
   }
@@ -79,33 +91,49 @@ static void ring_grow(lua_State *L, queue *q) {
   q->cap = ncap;
 }
 
-/* PRIO: is heap entry a before entry b?  keys at kidx, seqs at sidx. */
-static int heap_less(lua_State *L, int kidx, int sidx, lua_Integer a,
-                     lua_Integer b) {
+/* PRIO: the heap is three parallel arrays (items, keys, seqs) at
+ * consecutive stack indices from `heap`. */
+
+/* Does the key at kidx, inserted as number seq, come before entry b? */
+static int heap_before(lua_State *L, int heap, int kidx, lua_Integer seq,
+                       lua_Integer b) {
   int r;
-  lua_rawgeti(L, kidx, a);
-  lua_rawgeti(L, kidx, b);
-  r = lua_compare(L, -2, -1, LUA_OPLT);
-  if (!r && !lua_compare(L, -1, -2, LUA_OPLT)) { /* equal: FIFO */
-    lua_pop(L, 2);
-    lua_rawgeti(L, sidx, a);
-    lua_rawgeti(L, sidx, b);
-    r = lua_tointeger(L, -2) < lua_tointeger(L, -1);
+  lua_rawgeti(L, heap + 1, b);
+  r = lua_compare(L, kidx, -1, LUA_OPLT);
+  if (!r && !lua_compare(L, -1, kidx, LUA_OPLT)) { /* equal: FIFO */
+    lua_rawgeti(L, heap + 2, b);
+    r = seq < lua_tointeger(L, -1);
+    lua_pop(L, 1);
   }
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   return r;
 }
 
-static void heap_swap(lua_State *L, int first, lua_Integer a, lua_Integer b) {
-  for (int t = first; t < first + 3; t++) {
-    lua_rawgeti(L, t, a);
-    lua_rawgeti(L, t, b);
-    lua_rawseti(L, t, a);
-    lua_rawseti(L, t, b);
+/* Does entry a come before entry b? */
+static int heap_entry_before(lua_State *L, int heap, lua_Integer a,
+                             lua_Integer b) {
+  lua_rawgeti(L, heap + 1, a);
+  lua_rawgeti(L, heap + 2, a);
+  lua_Integer seq = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  int r = heap_before(L, heap, lua_gettop(L), seq, b);
+  lua_pop(L, 1);
+  return r;
+}
+
+/* Copies entry src to dst (src 0: the values on top: item, key, seq). */
+static void heap_move(lua_State *L, int heap, lua_Integer dst,
+                      lua_Integer src) {
+  for (int t = 0; t < 3; t++) {
+    if (src)
+      lua_rawgeti(L, heap + t, src);
+    else
+      lua_pushvalue(L, -3 + t);
+    lua_rawseti(L, heap + t, dst);
   }
 }
 
-/* Pushes the sort key of the item at vidx. */
+/* Pushes the sort key of the item at vidx (the key function may raise). */
 static void push_key(lua_State *L, queue *q, int vidx) {
   if (q->has_keyfn) {
     push_uv(L, UV_KEYFN);
@@ -118,97 +146,149 @@ static void push_key(lua_State *L, queue *q, int vidx) {
   }
 }
 
-/* Adds the value at vidx to the buffer (queue at index 1). */
-static void store(lua_State *L, queue *q, int vidx) {
-  switch (q->kind) {
-  case Q_FIFO: {
-    if (q->n == q->cap) ring_grow(L, q);
-    lua_Integer slot = q->head + q->n;
-    if (slot >= q->cap) slot -= q->cap;
-    lua_pushvalue(L, vidx);
-    lua_rawseti(L, ITEMS, slot + 1);
-    break;
+static int push_heap(lua_State *L) {
+  int heap = push_uv(L, UV_ITEMS);
+  push_uv(L, UV_KEYS);
+  push_uv(L, UV_SEQS);
+  return heap;
+}
+
+/* PRIO put: finds the new entry's place by comparisons alone, then moves
+ * the entries on its path down and stores it; an error (key function,
+ * __lt) therefore leaves the heap as it was. */
+static void heap_push(lua_State *L, queue *q, int vidx) {
+  int base = lua_gettop(L);
+  int heap = push_heap(L);
+  push_key(L, q, vidx);
+  if (lua_isnil(L, -1))
+    luaL_error(L, "bad argument #1 to 'put' (priority is nil)");
+  int key = lua_gettop(L);
+  lua_Integer seq = q->seq + 1, hole = q->n + 1, i = hole;
+  while (i > 1 && heap_before(L, heap, key, seq, i / 2)) i /= 2;
+  for (lua_Integer j = hole; j > i; j /= 2) heap_move(L, heap, j, j / 2);
+  lua_pushvalue(L, vidx);
+  lua_pushvalue(L, key);
+  lua_pushinteger(L, seq);
+  heap_move(L, heap, i, 0);
+  q->seq = seq;
+  q->n++;
+  lua_settop(L, base);
+}
+
+/* PRIO get: pushes the first item.  The last entry's new place is found by
+ * comparisons alone before anything moves, as in heap_push. */
+static void heap_pop(lua_State *L, queue *q) {
+  int base = lua_gettop(L);
+  int heap = push_heap(L);
+  lua_Integer last = q->n, m = last - 1, i = 1;
+  for (;;) { /* sift the last entry down from the root, over 1..m */
+    lua_Integer c = 2 * i;
+    if (c > m) break;
+    if (c + 1 <= m && heap_entry_before(L, heap, c + 1, c)) c++;
+    if (!heap_entry_before(L, heap, c, last)) break;
+    i = c;
   }
-  case Q_LIFO:
-    lua_pushvalue(L, vidx);
-    lua_rawseti(L, ITEMS, q->n + 1);
-    break;
-  default: { /* sift up; items, keys, seqs at items .. items+2 */
-    lua_pushvalue(L, ITEMS);
-    int items = lua_gettop(L);
-    push_uv(L, UV_KEYS);
-    push_uv(L, UV_SEQS);
-    push_key(L, q, vidx);
-    if (lua_isnil(L, -1))
-      luaL_error(L, "bad argument #1 to 'put' (priority is nil)");
-    lua_Integer i = q->n + 1;
-    lua_rawseti(L, items + 1, i);
-    lua_pushvalue(L, vidx);
-    lua_rawseti(L, items, i);
-    lua_pushinteger(L, ++q->seq);
-    lua_rawseti(L, items + 2, i);
-    q->n++; /* before comparing: a failing __lt leaves a valid heap */
-    while (i > 1 && heap_less(L, items + 1, items + 2, i, i / 2)) {
-      heap_swap(L, items, i, i / 2);
-      i /= 2;
-    }
-    lua_settop(L, items - 1);
+  lua_rawgeti(L, heap, 1); /* the result */
+  /* the path from the root to i, each entry moving up one level */
+  lua_Integer path[64];
+  int depth = 0;
+  for (lua_Integer j = i; j > 1; j /= 2) path[depth++] = j;
+  lua_Integer up = 1;
+  while (depth > 0) {
+    lua_Integer down = path[--depth];
+    heap_move(L, heap, up, down);
+    up = down;
+  }
+  if (i != last) heap_move(L, heap, i, last);
+  for (int t = 0; t < 3; t++) {
+    lua_pushnil(L);
+    lua_rawseti(L, heap + t, last);
+  }
+  q->n--;
+  lua_replace(L, base + 1);
+  lua_settop(L, base + 1);
+}
+
+/* lua_pcall bodies for the PriorityQueue: (queue, item) and (queue). */
+static int heap_push_p(lua_State *L) {
+  heap_push(L, lua_touserdata(L, 1), 2);
+  return 0;
+}
+static int heap_pop_p(lua_State *L) {
+  heap_pop(L, lua_touserdata(L, 1));
+  return 1;
+}
+
+static void dispatch(queue *q);
+
+/* Runs a PriorityQueue operation protected: if it raises, a woken waiter's
+ * reservation was already given back, so the next waiter is woken before
+ * the error goes on. */
+static void heap_protected(lua_State *L, queue *q, lua_CFunction f, int vidx,
+                           int nres) {
+  /* a key function or __lt that uses this queue would change the heap
+   * under the comparisons: refused */
+  if (q->comparing)
+    luaL_error(L, "asyncio.PriorityQueue used from its own key function or "
+                  "__lt");
+  lua_pushcfunction(L, f);
+  lua_pushvalue(L, 1);
+  if (vidx) lua_pushvalue(L, vidx);
+  q->comparing = 1;
+  int status = lua_pcall(L, vidx ? 2 : 1, nres, 0);
+  q->comparing = 0;
+  if (status != LUA_OK) {
+    dispatch(q);
+    lua_error(L);
+  }
+}
+
+/* Adds the value at vidx to the buffer. */
+static void store(lua_State *L, queue *q, int vidx) {
+  if (q->kind == Q_PRIO) {
+    heap_protected(L, q, heap_push_p, vidx, 0);
     return;
   }
+  int items = push_uv(L, UV_ITEMS);
+  lua_Integer slot;
+  if (q->kind == Q_FIFO) {
+    if (q->n == q->cap) ring_grow(L, q, items);
+    slot = q->head + q->n;
+    if (slot >= q->cap) slot -= q->cap;
+  } else {
+    slot = q->n;
   }
+  lua_pushvalue(L, vidx);
+  lua_rawseti(L, items, slot + 1);
+  lua_pop(L, 1);
   q->n++;
 }
 
 /* Removes the next item from the buffer and pushes it. */
 static void take(lua_State *L, queue *q) {
-  switch (q->kind) {
-  case Q_FIFO: {
-    lua_Integer slot = q->head + 1;
-    lua_rawgeti(L, ITEMS, slot);
-    lua_pushnil(L);
-    lua_rawseti(L, ITEMS, slot);
-    q->head = slot == q->cap ? 0 : slot;
-    break;
-  }
-  case Q_LIFO:
-    lua_rawgeti(L, ITEMS, q->n);
-    lua_pushnil(L);
-    lua_rawseti(L, ITEMS, q->n);
-    break;
-  default: { /* move the last entry to the root, sift down */
-    lua_pushvalue(L, ITEMS);
-    int items = lua_gettop(L);
-    lua_Integer last = q->n, i = 1;
-    push_uv(L, UV_KEYS);
-    push_uv(L, UV_SEQS);
-    lua_rawgeti(L, items, 1); /* the result */
-    heap_swap(L, items, 1, last);
-    for (int t = items; t < items + 3; t++) {
-      lua_pushnil(L);
-      lua_rawseti(L, t, last);
-    }
-    last--;
-    q->n--;
-    for (;;) {
-      lua_Integer c = 2 * i;
-      if (c > last) break;
-      if (c + 1 <= last && heap_less(L, items + 1, items + 2, c + 1, c)) c++;
-      if (!heap_less(L, items + 1, items + 2, c, i)) break;
-      heap_swap(L, items, i, c);
-      i = c;
-    }
-    lua_replace(L, items);
-    lua_settop(L, items);
+  if (q->kind == Q_PRIO) {
+    heap_protected(L, q, heap_pop_p, 0, 1);
     return;
   }
+  int items = push_uv(L, UV_ITEMS);
+  lua_Integer slot;
+  if (q->kind == Q_FIFO) {
+    slot = q->head + 1;
+    q->head = slot == q->cap ? 0 : slot;
+  } else {
+    slot = q->n;
   }
+  lua_rawgeti(L, items, slot);
+  lua_pushnil(L);
+  lua_rawseti(L, items, slot);
+  lua_remove(L, items);
   q->n--;
 }
 
 /* ---- waking ----------------------------------------------------------- */
 
 static lua_Integer free_slots(const queue *q) {
-  return q->maxsize > 0 ? q->maxsize - q->n - q->pres : 1;
+  return q->limit > 0 ? q->limit - q->n - q->pres : 1;
 }
 
 /* Wakes waiters for what is available now: items for getters, free slots
@@ -294,9 +374,11 @@ static int queue_put_nowait(lua_State *L) {
   queue *q = check_queue(L);
   luaL_checkany(L, 2);
   if (q->shutdown) return raise_shutdown(L);
-  if (free_slots(q) <= 0 || !host_list_empty(&q->putters))
-    return host_error_raise(L, "QueueFull", "the queue is full (maxsize %I)",
-                            q->maxsize);
+  if (free_slots(q) <= 0 || !host_list_empty(&q->putters)) {
+    push_uv(L, UV_MAXSIZE);
+    return host_error_raise(L, "QueueFull", "the queue is full (maxsize %s)",
+                            luaL_tolstring(L, -1, NULL));
+  }
   lua_settop(L, 2);
   put_now(L, q);
   return 0;
@@ -368,18 +450,21 @@ static void wake_all_error(lua_State *L, host_link *list) {
 
 /* shutdown([immediate]): put raises QueueShutDown from now on; get too once
  * the queue is empty.  immediate drops the items left (counting them as
- * done for join). */
+ * done for join): fresh arrays, so no comparison runs and nothing can
+ * raise half-way. */
 static int queue_shutdown(lua_State *L) {
   queue *q = check_queue(L);
   int immediate = lua_toboolean(L, 2);
   q->shutdown = 1;
-  if (immediate) {
+  if (immediate && q->n > 0) {
     lua_settop(L, 1);
-    while (q->n > 0) {
-      take(L, q);
-      lua_pop(L, 1);
-      if (q->unfinished > 0) q->unfinished--;
+    for (int i = UV_ITEMS; i <= (q->kind == Q_PRIO ? UV_SEQS : UV_ITEMS);
+         i++) {
+      lua_newtable(L);
+      lua_setiuservalue(L, 1, i);
     }
+    q->unfinished = q->unfinished > q->n ? q->unfinished - q->n : 0;
+    q->n = q->head = 0;
     if (q->unfinished == 0) wake_all(&q->joiners);
   }
   wake_all_error(L, &q->getters);
@@ -403,32 +488,98 @@ static int queue_empty(lua_State *L) {
 
 static int queue_full(lua_State *L) {
   queue *q = check_queue(L);
-  lua_pushboolean(L, q->maxsize > 0 && free_slots(q) <= 0);
+  lua_pushboolean(L, q->limit > 0 && free_slots(q) <= 0);
   return 1;
+}
+
+static lua_Integer list_length(const host_link *list) {
+  lua_Integer n = 0;
+  for (const host_link *l = list->next; l != list; l = l->next) n++;
+  return n;
 }
 
 static int queue_tostring(lua_State *L) {
   queue *q = check_queue(L);
-  lua_pushfstring(L, "<%s maxsize=%I qsize=%I%s>", KIND_NAMES[q->kind],
-                  q->maxsize, q->n - q->gres,
-                  q->shutdown ? " shutdown" : "");
+  lua_Integer ng = list_length(&q->getters), np = list_length(&q->putters);
+  luaL_Buffer b;
+  push_uv(L, UV_MAXSIZE);
+  const char *maxsize = luaL_tolstring(L, -1, NULL);
+  luaL_buffinit(L, &b);
+  lua_pushfstring(L, "<%s maxsize=%s qsize=%I", KIND_NAMES[q->kind], maxsize,
+                  q->n - q->gres);
+  luaL_addvalue(&b);
+  if (ng) {
+    lua_pushfstring(L, " getters=%I", ng);
+    luaL_addvalue(&b);
+  }
+  if (np) {
+    lua_pushfstring(L, " putters=%I", np);
+    luaL_addvalue(&b);
+  }
+  if (q->shutdown) luaL_addstring(&b, " shutdown");
+  luaL_addchar(&b, '>');
+  luaL_pushresult(&b);
   return 1;
+}
+
+/* A queue's state is not Lua's to change: assigning a field is an error. */
+static int queue_newindex(lua_State *L) {
+  return luaL_error(L, "cannot assign field '%s' of an asyncio.Queue",
+                    luaL_tolstring(L, 2, NULL));
 }
 
 /* ---- constructors ----------------------------------------------------- */
 
+/* Gives the new queue on top its metatable: __index is a small table with
+ * its maxsize, whose own metatable finds the shared methods.  So field and
+ * method lookups are plain table lookups (puts and gets are W3's hot path),
+ * and __metatable hides both tables from Lua. */
+static void set_metatable(lua_State *L, int maxsize) {
+  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 1);
+  if (maxsize)
+    lua_pushvalue(L, maxsize);
+  else
+    lua_pushinteger(L, 0);
+  lua_setfield(L, -2, "maxsize");
+  luaL_setmetatable(L, QUEUE_MT);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, queue_newindex);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushcfunction(L, queue_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushliteral(L, QUEUE_MT);
+  lua_setfield(L, -2, "__name");
+  lua_pushliteral(L, QUEUE_MT);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, -2);
+}
+
+static const char *const QUEUE_OPTIONS[] = {"maxsize", "key", NULL};
+
+/* How many items maxsize (a number, at idx) allows; 0 for unbounded.  As in
+ * asyncio the queue is full when qsize() >= maxsize, so 1.3 allows 2;
+ * <= 0, NaN and sizes beyond any count mean unbounded. */
+static lua_Integer limit_of(lua_State *L, int idx, int arg, const char *fname) {
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    return luaL_error(L, "bad argument #%d to '%s' (maxsize: number expected, "
+                         "got %s)", arg, fname, luaL_typename(L, idx));
+  if (lua_isinteger(L, idx)) {
+    lua_Integer m = lua_tointeger(L, idx);
+    return m > 0 ? m : 0;
+  }
+  lua_Number f = lua_tonumber(L, idx);
+  if (!(f > 0) || f >= (lua_Number)LUA_MAXINTEGER) return 0;
+  return (lua_Integer)ceil(f);
+}
+
 /* Queue([maxsize]) or Queue{maxsize=, key=} (key: PriorityQueue only). */
 static int new_queue(lua_State *L, int kind, const char *fname) {
-  lua_Integer maxsize = 0;
-  int keyfn = 0;
+  int keyfn = 0, maxsize = 0;
   if (lua_istable(L, 1)) {
+    host_check_options(L, 1, QUEUE_OPTIONS);
     lua_getfield(L, 1, "maxsize");
-    if (!lua_isnil(L, -1)) {
-      if (!lua_isinteger(L, -1))
-        return luaL_error(L, "bad argument #1 to '%s' (maxsize: integer "
-                             "expected, got %s)", fname, luaL_typename(L, -1));
-      maxsize = lua_tointeger(L, -1);
-    }
+    if (!lua_isnil(L, -1)) maxsize = lua_gettop(L);
     lua_getfield(L, 1, "key");
     if (!lua_isnil(L, -1)) {
       if (kind != Q_PRIO || !lua_isfunction(L, -1))
@@ -437,23 +588,21 @@ static int new_queue(lua_State *L, int kind, const char *fname) {
                                          : "function expected");
       keyfn = lua_gettop(L);
     }
-  } else {
-    maxsize = luaL_optinteger(L, 1, 0);
+  } else if (!lua_isnoneornil(L, 1)) {
+    maxsize = 1;
   }
-  if (maxsize < 0) maxsize = 0; /* asyncio: <= 0 means unbounded */
-  lua_Integer cap = maxsize > 0 && maxsize <= 4096 ? maxsize : 16;
-  lua_createtable(L, kind == Q_PRIO ? 0 : (int)cap, 2);
-  int qi = lua_gettop(L);
-  lua_pushinteger(L, maxsize);
-  lua_setfield(L, qi, "maxsize");
-  queue *q = lua_newuserdatauv(L, sizeof *q, kind == Q_PRIO ? UV_COUNT : 0);
+  lua_Integer limit = maxsize ? limit_of(L, maxsize, 1, fname) : 0;
+  lua_Integer cap = limit > 0 && limit <= 4096 ? limit : 16;
+  queue *q = lua_newuserdatauv(L, sizeof *q, UV_COUNT - 1);
   memset(q, 0, sizeof *q);
   q->kind = (unsigned char)kind;
-  q->maxsize = maxsize;
+  q->limit = limit;
   host_list_init(&q->getters);
   host_list_init(&q->putters);
   host_list_init(&q->joiners);
   q->cap = cap;
+  lua_createtable(L, kind == Q_PRIO ? 0 : (int)cap, 0);
+  lua_setiuservalue(L, -2, UV_ITEMS);
   if (kind == Q_PRIO) {
     lua_newtable(L);
     lua_setiuservalue(L, -2, UV_KEYS);
@@ -465,8 +614,14 @@ static int new_queue(lua_State *L, int kind, const char *fname) {
       q->has_keyfn = 1;
     }
   }
-  lua_rawseti(L, qi, 0);
-  luaL_setmetatable(L, QUEUE_MT);
+  if (maxsize)
+    lua_pushvalue(L, maxsize);
+  else
+    lua_pushinteger(L, 0);
+  lua_setiuservalue(L, -2, UV_MAXSIZE);
+  lua_pushlightuserdata(L, (void *)&QUEUE_TAG);
+  lua_setiuservalue(L, -2, UV_TAG);
+  set_metatable(L, maxsize);
   return 1;
 }
 
@@ -489,17 +644,12 @@ static const luaL_Reg funcs[] = {{"Queue", l_queue},
                                  {"PriorityQueue", l_prio},
                                  {NULL, NULL}};
 
+/* The registry's QUEUE_MT is the metatable of every queue's field table:
+ * its __index is the methods table. */
 void host_open_queue(lua_State *L, lasync_host *h) {
   if (luaL_newmetatable(L, QUEUE_MT)) {
-    lua_newtable(L);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1);
+    luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, queue_tostring, 1);
-    lua_setfield(L, -2, "__tostring");
-    lua_pushliteral(L, "asyncio.Queue");
-    lua_setfield(L, -2, "__name");
   }
   lua_pop(L, 1);
   lua_pushlightuserdata(L, h);

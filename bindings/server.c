@@ -27,6 +27,7 @@ typedef struct net_op {
   int status;           /* 0 or a libuv error */
   struct addrinfo *res, *cur;
   lstream *s;           /* the connection being made or made */
+  size_t limit;         /* the reader's limit option, 0: default */
   char where[300];      /* "host:port" for messages */
 } net_op;
 
@@ -144,7 +145,8 @@ static int check_port(lua_State *L, int idx) {
 
 /* Starts resolving host:port for op and parks the running task. */
 static int start_op(lua_State *L, host_task *t, int mode, const char *host,
-                    int port, int passive, double timeout, host_k_fn k) {
+                    int port, int passive, double timeout, size_t limit,
+                    host_k_fn k) {
   lasync_host *h = t->h;
   net_op *op = calloc(1, sizeof *op);
   if (!op) return luaL_error(L, "asyncio: out of memory");
@@ -160,6 +162,7 @@ static int start_op(lua_State *L, host_task *t, int mode, const char *host,
   op->h = h;
   op->t = t;
   op->mode = mode;
+  op->limit = limit;
   host_timer_init(&op->timer, on_timeout);
   op->gai.data = op;
   int rc = uv_getaddrinfo(h->loop, &op->gai, on_resolved, host, service,
@@ -202,7 +205,7 @@ static const char *opt_host(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx) || (lua_type(L, idx) == LUA_TSTRING &&
                                   lua_rawlen(L, idx) == 0))
     return NULL;
-  return luaL_checkstring(L, idx);
+  return host_check_cstring(L, idx, NULL);
 }
 
 /* ---- getaddrinfo ------------------------------------------------------ */
@@ -223,7 +226,8 @@ static int l_getaddrinfo(lua_State *L) {
   const char *host = opt_host(L, 1);
   int port = check_port(L, 2);
   host_task *t = host_check_task(L, "getaddrinfo");
-  return start_op(L, t, OP_GETADDRINFO, host, port, host == NULL, -1, gai_k);
+  return start_op(L, t, OP_GETADDRINFO, host, port, host == NULL, -1, 0,
+                  gai_k);
 }
 
 /* ---- open_connection -------------------------------------------------- */
@@ -232,6 +236,7 @@ static int connect_k(lua_State *L, lua_KContext ctx) {
   net_op *op = op_result(L, ctx, "connect to");
   lstream *s = op->s;
   op->s = NULL;
+  if (op->limit) lstream_set_limit(s, op->limit);
   op_maybe_free(op);
   uv_tcp_nodelay((uv_tcp_t *)lstream_handle(s), 1);
   int rc = lstream_start(s);
@@ -259,11 +264,15 @@ static double opt_timeout(lua_State *L, int idx, const char *fname) {
 }
 
 static int l_open_connection(lua_State *L) {
-  const char *host = luaL_checkstring(L, 1);
+  static const char *const known[] = {"timeout", "limit", NULL};
+  const char *host = host_check_cstring(L, 1, NULL);
   int port = check_port(L, 2);
+  host_check_options(L, 3, known); /* {ssl = true} must not give plaintext */
   double timeout = opt_timeout(L, 3, "open_connection");
+  size_t limit = lua_istable(L, 3) ? io_opt_limit(L, 3) : 0;
   host_task *t = host_check_task(L, "open_connection");
-  return start_op(L, t, OP_CONNECT, host, port, 0, timeout, connect_k);
+  return start_op(L, t, OP_CONNECT, host, port, 0, timeout, limit,
+                  connect_k);
 }
 
 /* ---- servers ---------------------------------------------------------- */
@@ -298,6 +307,7 @@ struct server {
   int queued;
   int closing;
   int backlog;
+  size_t limit;         /* each connection's reader limit, 0: default */
   conn *pending, **pending_tail;
   host_link waiters;    /* wait_closed, serve_forever */
   host_link live;       /* connections whose handler runs */
@@ -360,6 +370,7 @@ static void start_handlers(lasync_host *h, host_ready *r) {
     conn *c = srv->pending;
     srv->pending = c->next;
     if (!srv->pending) srv->pending_tail = &srv->pending;
+    if (srv->limit) lstream_set_limit(c->s, srv->limit);
     int rc = lstream_start(c->s);
     if (rc || srv->handler_ref == LUA_NOREF) {
       lstream_unref(c->s);
@@ -612,7 +623,7 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
 }
 
 static int l_start_server(lua_State *L) {
-  lasync_host *h = IO_HOST(L);
+  lasync_host *h = io_live_host(L, "start_server");
   int ok = lua_isfunction(L, 1);
   if (!ok && luaL_getmetafield(L, 1, "__call") != LUA_TNIL) {
     lua_pop(L, 1);
@@ -621,14 +632,18 @@ static int l_start_server(lua_State *L) {
   luaL_argexpected(L, ok, 1, "function");
   const char *host = opt_host(L, 2);
   int port = check_port(L, 3);
+  static const char *const known[] = {"backlog", "reuse_port", "limit", NULL};
   int backlog = 511, reuse_port = 0;
+  size_t limit = 0;
+  host_check_options(L, 4, known);
   if (!lua_isnoneornil(L, 4)) {
-    luaL_checktype(L, 4, LUA_TTABLE);
+    limit = io_opt_limit(L, 4);
     if (lua_getfield(L, 4, "backlog") != LUA_TNIL) {
       if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
         return luaL_error(L, "bad option 'backlog' to 'start_server' "
                              "(positive integer expected)");
-      backlog = (int)lua_tointeger(L, -1);
+      lua_Integer b = lua_tointeger(L, -1); /* the kernel caps it anyway */
+      backlog = b > 65535 ? 65535 : (int)b;
     }
     lua_getfield(L, 4, "reuse_port");
     reuse_port = lua_toboolean(L, -1);
@@ -649,6 +664,7 @@ static int l_start_server(lua_State *L) {
   srv->ready.run = start_handlers;
   srv->handler_ref = srv->self_ref = LUA_NOREF;
   srv->backlog = backlog;
+  srv->limit = limit;
   srv->pending_tail = &srv->pending;
   host_list_init(&srv->waiters);
   luaL_setmetatable(L, SERVER_MT);
@@ -656,7 +672,7 @@ static int l_start_server(lua_State *L) {
   lua_setiuservalue(L, -2, 1);
   lua_pushinteger(L, port);
   lua_pushboolean(L, reuse_port);
-  return start_op(L, t, OP_LISTEN, host, port, 1, -1, listen_k);
+  return start_op(L, t, OP_LISTEN, host, port, 1, -1, 0, listen_k);
 }
 
 /* close_clients() / abort_clients() (Python 3.13): end the live

@@ -4,6 +4,8 @@
  * The libuv callback only counts the delivery and queues the record on
  * the ready queue; on the scheduler's turn the Lua handler is handed to
  * call_soon.  Signal handles are unref'd: they never keep the loop alive. */
+#include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +36,70 @@ int io_check_signal(lua_State *L, int idx) {
     luaL_argcheck(L, n >= 1 && n < 65, idx, "invalid signal number");
     return (int)n;
   }
-  const char *name = lua_tostring(L, idx);
-  if (!name) luaL_typeerror(L, idx, "signal name or number");
+  if (lua_type(L, idx) != LUA_TSTRING)
+    luaL_typeerror(L, idx, "signal name or number");
+  const char *name = host_check_cstring(L, idx, NULL);
   for (int i = 0; NAMES[i].name; i++)
     if (strcmp(name, NAMES[i].name) == 0 ||
         strcmp(name, NAMES[i].name + 3) == 0)
       return NAMES[i].num;
   return luaL_argerror(L, idx,
                        lua_pushfstring(L, "unknown signal name '%s'", name));
+}
+
+/* ---- SIGPIPE ---------------------------------------------------------- */
+
+/* A write to a socket or pipe whose peer is gone raises SIGPIPE, whose
+ * default action kills the process: one client that disconnects while a
+ * server writes would end the server.  The loop's writes must instead fail
+ * with EPIPE (BrokenPipeError at drain()).  SIG_IGN would do that, but it
+ * would also change lua.c's behaviour for `lasync script | head` (print
+ * into a closed pipe must end the program, exit status 141, not loop on
+ * silently) and it is inherited across exec by io.popen/os.execute
+ * children.  So the handler decides: when stdout or stderr is the broken
+ * pipe it restores the default action and lets the signal kill the process
+ * as lua.c would; otherwise it returns and the write sees EPIPE.  A handler
+ * (unlike SIG_IGN) is reset to the default by exec, so children are as
+ * they would be under lua.c.  We install it only over SIG_DFL: an
+ * embedder that chose its own disposition keeps it. */
+static volatile sig_atomic_t sigpipe_ours;
+
+/* Is fd a pipe or socket whose reading side is gone?  (poll is
+ * async-signal-safe; a write end without readers polls as POLLERR.) */
+static int fd_broken(int fd) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = POLLOUT;
+  p.revents = 0;
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
+}
+
+static void on_sigpipe(int sig) {
+  int saved = errno;
+  if (fd_broken(1) || fd_broken(2)) {
+    /* blocked while this handler runs: delivered, with the default
+     * action, as soon as it returns */
+    signal(sig, SIG_DFL);
+    raise(sig);
+  }
+  errno = saved;
+}
+
+void io_guard_sigpipe(void) {
+  struct sigaction old, sa;
+  if (sigaction(SIGPIPE, NULL, &old) != 0) return;
+  if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigpipe;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGPIPE, &sa, NULL) == 0) sigpipe_ours = 1;
+}
+
+/* libuv puts SIG_DFL back when the last watcher of a signal stops: after
+ * remove_signal_handler("SIGPIPE") our guard must come back. */
+static void restore_sigpipe_guard(int signum) {
+  if (signum == SIGPIPE && sigpipe_ours) io_guard_sigpipe();
 }
 
 typedef struct sig_rec {
@@ -99,8 +157,11 @@ static void sig_closer(host_closeable *c) {
   sig_rec *s = host_container_of(c, sig_rec, closer);
   if (s->box) *s->box = NULL; /* the record goes with its handle */
   s->box = NULL;
-  if (!uv_is_closing((uv_handle_t *)&s->handle))
+  if (!uv_is_closing((uv_handle_t *)&s->handle)) {
+    int signum = s->handle.signum;
     uv_close((uv_handle_t *)&s->handle, on_sig_closed);
+    restore_sigpipe_guard(signum);
+  }
 }
 
 static void close_rec(lua_State *L, sig_rec **box) {
@@ -110,8 +171,11 @@ static void close_rec(lua_State *L, sig_rec **box) {
   s->box = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
   s->fn_ref = LUA_NOREF;
-  if (!uv_is_closing((uv_handle_t *)&s->handle)) /* stop may have closed it */
+  if (!uv_is_closing((uv_handle_t *)&s->handle)) { /* stop may have closed it */
+    int signum = s->handle.signum;
     uv_close((uv_handle_t *)&s->handle, on_sig_closed);
+    restore_sigpipe_guard(signum);
+  }
 }
 
 static int box_gc(lua_State *L) {
@@ -129,7 +193,7 @@ static void push_signals(lua_State *L) {
 }
 
 static int l_add_signal_handler(lua_State *L) {
-  lasync_host *h = IO_HOST(L);
+  lasync_host *h = io_live_host(L, "add_signal_handler");
   int signum = io_check_signal(L, 1);
   int callable = lua_isfunction(L, 2);
   if (!callable && luaL_getmetafield(L, 2, "__call") != LUA_TNIL) {
@@ -149,9 +213,12 @@ static int l_add_signal_handler(lua_State *L) {
   push_signals(L);
   if (lua_rawgeti(L, -1, signum) == LUA_TUSERDATA) {
     sig_rec *s = *(sig_rec **)lua_touserdata(L, -1);
-    luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
-    s->fn_ref = fn_ref;
-    return 0;
+    if (s) { /* replace the handler of a live watcher */
+      luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
+      s->fn_ref = fn_ref;
+      return 0;
+    }
+    /* its record is gone (finalized, or closed at stop): watch anew */
   }
   lua_pop(L, 1);
   sig_rec **box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -208,6 +275,7 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL}};
 
 void io_open_signal(lua_State *L, lasync_host *h) {
+  io_guard_sigpipe();
   luaL_newmetatable(L, SIGNAL_MT);
   lua_pushcfunction(L, box_gc);
   lua_setfield(L, -2, "__gc");

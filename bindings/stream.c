@@ -43,6 +43,7 @@ static const char *error_class(int code) {
   case UV_EACCES:
   case UV_EPERM: return "PermissionError";
   case UV_ETIMEDOUT: return "TimeoutError";
+  case UV_ESRCH: return "ProcessLookupError";
   default: return "OSError";
   }
 }
@@ -56,7 +57,8 @@ void io_open_errors(lua_State *L) {
       {"ConnectionAbortedError", "ConnectionError"},
       {"BrokenPipeError", "ConnectionError"},
       {"FileNotFoundError", "OSError"},
-      {"PermissionError", "OSError"}};
+      {"PermissionError", "OSError"},
+      {"ProcessLookupError", "OSError"}};
   for (size_t i = 0; i < sizeof tree / sizeof tree[0]; i++) {
     host_error_class(L, tree[i][0], tree[i][1]);
     lua_setfield(L, -2, tree[i][0]);
@@ -150,7 +152,8 @@ struct lstream {
   host_link drainers;
   host_link closers;
   unsigned char started, reading, eof, closing, close_pending, closed,
-      eof_sent;
+      eof_sent,
+      wlost; /* bytes were dropped: written after close, or cancelled */
 };
 
 typedef struct write_req {
@@ -183,6 +186,11 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
   s->limit = DEFAULT_LIMIT;
   host_list_init(&s->drainers);
   host_list_init(&s->closers);
+  host_list_init(&s->closer.link);
+  if (kind == LSTREAM_MEM) {
+    *err = 0;
+    return s;
+  }
   *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
                              : uv_pipe_init(h->loop, &s->u.pipe, 0);
   if (*err) {
@@ -190,7 +198,6 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
     return NULL;
   }
   s->u.handle.data = s;
-  host_list_init(&s->closer.link);
   s->closer.close = stream_closer;
   host_closeable_add(h, &s->closer);
   return s;
@@ -233,6 +240,12 @@ void lstream_close(lstream *s, int now) {
     return;
   }
   s->close_pending = 0;
+  if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
+    s->closed = 1;
+    io_wake_all(&s->closers);
+    if (s->users == 0) stream_free(s);
+    return;
+  }
   uv_close(&s->u.handle, on_closed);
 }
 
@@ -309,8 +322,9 @@ typedef struct sref {
   lstream *s;
 } sref;
 
+/* A reader's user value 1 holds what set_exception() gave it. */
 static void push_wrapper(lua_State *L, lstream *s, const char *mt) {
-  sref *r = lua_newuserdatauv(L, sizeof *r, 0);
+  sref *r = lua_newuserdatauv(L, sizeof *r, 1);
   r->s = s;
   lstream_ref(s);
   luaL_setmetatable(L, mt);
@@ -380,9 +394,23 @@ static int incomplete(lua_State *L, lstream *s, lua_Integer expected) {
   return lua_error(L);
 }
 
+/* The chunk before the separator is over the limit.  readuntil() raises
+ * LimitOverrunError and leaves the data buffered (it can be read with
+ * read()); readline() drops the line (through its separator, or the whole
+ * buffer when no separator is in it yet) and raises ValueError, as
+ * asyncio's readline does. */
 static int overrun(lua_State *L, lstream *s, size_t consumed,
-                   const char *msg, int discard) {
-  if (discard) take(L, s, consumed), lua_pop(L, 1);
+                   const char *msg, int line, size_t k) {
+  if (line) {
+    const char *sep = lua_tostring(L, 2);
+    size_t drop = s->len;
+    if (consumed + k <= s->len &&
+        memcmp(s->buf + s->start + consumed, sep, k) == 0)
+      drop = consumed + k;
+    take(L, s, drop);
+    lua_pop(L, 1);
+    return host_error_raise(L, "ValueError", "%s", msg);
+  }
   host_error_new(L, "LimitOverrunError", "%s", msg);
   lua_pushinteger(L, (lua_Integer)consumed);
   lua_setfield(L, -2, "consumed");
@@ -416,6 +444,11 @@ static int read_cancel(host_task *t, int woken) {
 static int read_step(lua_State *L, int mode, const char *fname) {
   lstream *s = ((sref *)lua_touserdata(L, 1))->s;
   int ended = s->eof || s->closing;
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) { /* set_exception(): raised */
+    s->want = 0;                               /* before any buffered data */
+    return lua_error(L);
+  }
+  lua_pop(L, 1);
   switch (mode) {
   case RD_N: {
     size_t n = (size_t)lua_tointeger(L, 2);
@@ -438,29 +471,34 @@ static int read_step(lua_State *L, int mode, const char *fname) {
     break;
   }
   default: { /* RD_UNTIL, RD_LINE */
+    /* asyncio's rules: the limit bounds the chunk before the separator
+     * (a line of exactly `limit` bytes plus "\n" is fine); scan is where
+     * no separator can start before. */
     size_t k;
     const char *sep = lua_tolstring(L, 2, &k);
     const char *base = s->buf + s->start;
-    const char *p = s->len >= k ? find(base + s->scan, s->len - s->scan, sep, k)
-                                : NULL;
-    if (p) {
-      size_t end = (size_t)(p - base) + k;
-      if (end > s->limit)
-        return overrun(L, s, mode == RD_LINE ? end : (size_t)(p - base),
-                       "separator is found, but chunk is longer than limit",
-                       mode == RD_LINE);
-      return take(L, s, end);
+    if (s->len >= s->scan + k) {
+      const char *p = find(base + s->scan, s->len - s->scan, sep, k);
+      if (p) {
+        size_t isep = (size_t)(p - base);
+        if (isep > s->limit)
+          return overrun(L, s, isep,
+                         "Separator is found, but chunk is longer than limit",
+                         mode == RD_LINE, k);
+        return take(L, s, isep + k);
+      }
+      s->scan = s->len + 1 - k;
+      if (s->scan > s->limit)
+        return overrun(L, s, s->scan,
+                       "Separator is not found, and chunk exceed the limit",
+                       mode == RD_LINE, k);
     }
-    if (s->len > s->limit)
-      return overrun(L, s, s->len,
-                     "separator is not found, and chunk exceeds the limit",
-                     mode == RD_LINE);
     if (s->rerr) return raise_read_error(L, s);
     if (ended) {
       if (mode == RD_LINE) return take(L, s, s->len);
       return incomplete(L, s, -1);
     }
-    s->scan = s->len >= k ? s->len - k + 1 : 0;
+    s->want = s->len + 1; /* one more byte, even past the limit */
     break;
   }
   }
@@ -481,9 +519,8 @@ static int read_k(lua_State *L, lua_KContext ctx) {
 
 static lstream *reader_entry(lua_State *L, const char *fname) {
   lstream *s = check_reader(L);
-  if (s->closing && !s->eof)
-    host_error_raise(L, "InvalidStateError", "%s() on a closed stream",
-                     fname);
+  /* closed by us (writer:close()): what was received is still readable,
+   * then the end of the stream, as asyncio's feed_eof at connection_lost */
   if (s->reader)
     host_error_raise(L, "InvalidStateError",
                      "%s() called while another task is already waiting "
@@ -542,6 +579,143 @@ static int reader_buffered(lua_State *L) {
   return 1;
 }
 
+void lstream_set_limit(lstream *s, size_t limit) {
+  s->limit = limit;
+  maybe_resume(s);
+}
+
+size_t io_opt_limit(lua_State *L, int idx) {
+  size_t limit = 0;
+  if (lua_getfield(L, idx, "limit") != LUA_TNIL) {
+    int isint;
+    lua_Integer n = lua_tointegerx(L, -1, &isint);
+    if (!isint || n <= 0)
+      luaL_argerror(L, idx, "option 'limit': positive integer expected "
+                            "(the limit cannot be <= 0)");
+    limit = (size_t)n;
+  }
+  lua_pop(L, 1);
+  return limit;
+}
+
+/* ---- readers fed from Lua (asyncio.StreamReader()) --------------------- */
+
+static lstream *check_fed(lua_State *L, const char *fname) {
+  lstream *s = check_reader(L);
+  if (s->kind != LSTREAM_MEM)
+    luaL_error(L, "%s() is only for a StreamReader made by "
+                  "asyncio.StreamReader() (this one reads a connection)",
+               fname);
+  return s;
+}
+
+static int reader_feed_data(lua_State *L) {
+  lstream *s = check_fed(L, "feed_data");
+  size_t n;
+  const char *p = luaL_checklstring(L, 2, &n);
+  if (s->eof || s->closing)
+    return host_error_raise(L, "InvalidStateError", "feed_data after feed_eof");
+  if (n == 0) return 0;
+  if (s->cap - s->start - s->len < n) {
+    if (s->start) {
+      memmove(s->buf, s->buf + s->start, s->len);
+      s->start = 0;
+    }
+    if (s->cap - s->len < n) {
+      size_t cap = s->cap * 2 > s->len + n ? s->cap * 2 : s->len + n;
+      char *nb = realloc(s->buf, cap);
+      if (!nb) return luaL_error(L, "asyncio: out of memory");
+      s->buf = nb;
+      s->cap = cap;
+    }
+  }
+  memcpy(s->buf + s->start + s->len, p, n);
+  s->len += n;
+  wake_reader(s); /* it re-checks what it waits for */
+  return 0;
+}
+
+static int reader_feed_eof(lua_State *L) {
+  lstream *s = check_fed(L, "feed_eof");
+  s->eof = 1;
+  wake_reader(s);
+  return 0;
+}
+
+/* set_exception(err): every later read raises err (as asyncio, before
+ * the bytes still buffered); a waiting reader is woken to raise it. */
+static int reader_set_exception(lua_State *L) {
+  lstream *s = check_reader(L);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  wake_reader(s);
+  return 0;
+}
+
+static int reader_exception(lua_State *L) {
+  lstream *s = check_reader(L);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) return 1;
+  if (s->rerr) {
+    io_push_oserror(L, s->rerr, "read failed");
+    return 1;
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* asyncio.StreamReader([{limit = n}]) */
+static int l_stream_reader(lua_State *L) {
+  static const char *const known[] = {"limit", NULL};
+  lasync_host *h = lua_touserdata(L, lua_upvalueindex(1));
+  host_check_options(L, 1, known);
+  size_t limit = lua_istable(L, 1) ? io_opt_limit(L, 1) : 0;
+  int err;
+  lstream *s = lstream_new(h, LSTREAM_MEM, &err);
+  if (!s) return luaL_error(L, "asyncio: out of memory");
+  if (limit) s->limit = limit;
+  lstream_push_reader(L, s);
+  lstream_unref(s); /* the reader owns it */
+  return 1;
+}
+
+/* tostring(reader): asyncio's repr, "<StreamReader 4 bytes eof limit=3>" */
+static int reader_tostring(lua_State *L) {
+  sref *r = luaL_checkudata(L, 1, READER_MT);
+  lstream *s = r->s;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "<StreamReader");
+  if (!s) {
+    luaL_addstring(&b, " finalized>");
+    luaL_pushresult(&b);
+    return 1;
+  }
+  if (s->len) {
+    lua_pushfstring(L, " %I bytes", (lua_Integer)s->len);
+    luaL_addvalue(&b);
+  }
+  if (s->eof || s->closing) luaL_addstring(&b, " eof");
+  if (s->limit != DEFAULT_LIMIT) {
+    lua_pushfstring(L, " limit=%I", (lua_Integer)s->limit);
+    luaL_addvalue(&b);
+  }
+  if (s->reader) luaL_addstring(&b, " waiter");
+  if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) {
+    lua_pop(L, 1);
+    luaL_addstring(&b, " exception=");
+    lua_getiuservalue(L, 1, 1);
+    luaL_tolstring(L, -1, NULL);
+    lua_remove(L, -2);
+    luaL_addvalue(&b);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_addchar(&b, '>');
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static int reader_set_limit(lua_State *L) {
   lstream *s = check_reader(L);
   lua_Integer n = luaL_checkinteger(L, 2);
@@ -558,30 +732,43 @@ static void on_written(uv_write_t *req, int status) {
   lstream *s = w->s;
   s->wqueued -= w->n;
   free(w);
-  if (status < 0 && status != UV_ECANCELED && !s->werr) s->werr = status;
+  if (status == UV_ECANCELED) s->wlost = 1;
+  else if (status < 0 && !s->werr) s->werr = status;
   if (s->wqueued <= LOW_WATER || s->werr) io_wake_all(&s->drainers);
   if (s->wqueued == 0 && s->close_pending) lstream_close(s, 1);
 }
 
+/* As asyncio's transports, write() never fails for the connection's
+ * sake: after close() or a write error the data is dropped and drain()
+ * reports it.  Only writing after write_eof() is a programming error. */
 static void check_writable(lua_State *L, lstream *s, const char *fname) {
-  if (s->closing)
-    host_error_raise(L, "InvalidStateError", "%s() on a closed stream",
+  if (s->eof_sent && !s->closing)
+    host_error_raise(L, "RuntimeError", "Cannot call %s() after write_eof()",
                      fname);
-  if (s->eof_sent)
-    host_error_raise(L, "InvalidStateError", "%s() after write_eof()",
-                     fname);
-  if (s->werr) io_raise_oserror(L, s->werr, "write failed");
 }
 
+/* Can bytes still go out?  Otherwise they are dropped (and remembered). */
+static int write_open(lstream *s) {
+  if (s->closing || s->werr || s->eof_sent) {
+    s->wlost = 1;
+    return 0;
+  }
+  return 1;
+}
+
+#define WRITE_MAX ((size_t)1 << 30) /* libuv buffers have unsigned lengths */
+
 static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
-  if (n == 0) return;
+  for (; n > WRITE_MAX; p += WRITE_MAX, n -= WRITE_MAX)
+    write_data(L, s, p, WRITE_MAX);
+  if (n == 0 || !write_open(s)) return;
   if (s->wqueued == 0) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     int r = uv_try_write(&s->u.stream, &b, 1);
     if (r == (int)n) return;
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
-      s->werr = r;
-      io_raise_oserror(L, r, "write failed");
+      s->werr = r; /* EPIPE, ECONNRESET...: raised by drain() */
+      return;
     }
     if (r > 0) p += r, n -= (size_t)r;
   }
@@ -596,7 +783,7 @@ static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
   if (r) {
     free(w);
     s->werr = r;
-    io_raise_oserror(L, r, "write failed");
+    return;
   }
   s->wqueued += n;
 }
@@ -628,16 +815,32 @@ static int writer_writelines(lua_State *L) {
   return 0;
 }
 
+/* What drain() raises, as asyncio: the connection's read error, then the
+ * write error, then ConnectionResetError when the connection is closing
+ * or data written was dropped.  Returns 0 when all is well. */
+static int drain_error(lua_State *L, lstream *s) {
+  if (s->rerr) return io_raise_oserror(L, s->rerr, "connection lost");
+  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
+  if (s->closing || s->wlost) {
+    host_error_new(L, "ConnectionResetError", "Connection lost");
+    lua_pushliteral(L, "ECONNRESET");
+    lua_setfield(L, -2, "code");
+    lua_pushinteger(L, -UV_ECONNRESET);
+    lua_setfield(L, -2, "errno");
+    return lua_error(L);
+  }
+  return 0;
+}
+
 static int drain_k(lua_State *L, lua_KContext ctx) {
   lstream *s = ((sref *)lua_touserdata(L, 1))->s;
   io_waiter_done(ctx);
-  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
-  return 0;
+  return drain_error(L, s);
 }
 
 static int writer_drain(lua_State *L) {
   lstream *s = check_writer(L);
-  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
+  drain_error(L, s);
   if (s->wqueued <= HIGH_WATER || s->closed) return 0;
   host_task *t = host_check_task(L, "drain");
   lua_settop(L, 1);
@@ -674,6 +877,19 @@ static int writer_tbc(lua_State *L) {
   return io_wait(L, t, &s->closers, wait_closed_k);
 }
 
+void lstream_close_wrapper(lua_State *L, int idx) {
+  sref *r = luaL_testudata(L, idx, READER_MT);
+  if (!r) r = luaL_testudata(L, idx, WRITER_MT);
+  if (r && r->s) lstream_close(r->s, 0);
+}
+
+/* __close of a reader: the stream is no longer wanted (a subprocess's
+ * output, or a connection read to its end); queued writes still go out. */
+static int reader_tbc(lua_State *L) {
+  lstream_close_wrapper(L, 1);
+  return 0;
+}
+
 static int writer_is_closing(lua_State *L) {
   lua_pushboolean(L, check_writer(L)->closing);
   return 1;
@@ -692,8 +908,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 
 static int writer_write_eof(lua_State *L) {
   lstream *s = check_writer(L);
-  if (s->eof_sent) return 0;
-  check_writable(L, s, "write_eof");
+  if (s->eof_sent || s->closing) return 0; /* as asyncio: nothing to do */
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req) return luaL_error(L, "asyncio: out of memory");
   int r = uv_shutdown(req, &s->u.stream, on_shutdown);
@@ -779,6 +994,10 @@ static const luaL_Reg reader_methods[] = {
     {"at_eof", reader_at_eof},
     {"buffered", reader_buffered},
     {"set_limit", reader_set_limit},
+    {"feed_data", reader_feed_data},
+    {"feed_eof", reader_feed_eof},
+    {"set_exception", reader_set_exception},
+    {"exception", reader_exception},
     {NULL, NULL}};
 
 static const luaL_Reg writer_methods[] = {
@@ -809,9 +1028,11 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
 }
 
 void io_open_stream(lua_State *L, lasync_host *h) {
-  (void)h;
+  io_guard_sigpipe();
   io_open_errors(L);
-  new_type(L, READER_MT, reader_methods, NULL);
+  new_type(L, READER_MT, reader_methods, reader_tbc);
+  lua_pushcfunction(L, reader_tostring);
+  lua_setfield(L, -2, "__tostring");
   lua_getfield(L, -1, "__index");
   if (luaL_loadbuffer(L, LUA_PARTS, sizeof LUA_PARTS - 1, "=stream"))
     lua_error(L);
@@ -820,4 +1041,7 @@ void io_open_stream(lua_State *L, lasync_host *h) {
   lua_pop(L, 1);
   new_type(L, WRITER_MT, writer_methods, writer_tbc);
   lua_pop(L, 1);
+  lua_pushlightuserdata(L, h);
+  lua_pushcclosure(L, l_stream_reader, 1);
+  lua_setfield(L, -2, "StreamReader");
 }

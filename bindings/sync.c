@@ -1,10 +1,18 @@
 /* asyncio.Lock, Semaphore, BoundedSemaphore and Event.
  *
  * Lock and the semaphores are one counter of permits (a Lock has one) with
- * a FIFO of parked tasks.  release() hands its permit straight to the first
- * waiter (the counter does not move), so a newcomer can never overtake a
- * waiter.  A waiter cancelled after it was handed the permit passes it on
- * from its cancel hook.  acquire() returns the object itself, whose __close
+ * a FIFO of parked tasks and a count of waiters that were woken but have not
+ * run yet, which keep their place as in asyncio 3.13's _waiters deque:
+ *
+ * - Semaphore: release() gives the permit to the first waiter at once (the
+ *   counter does not move), so a woken waiter holds its permit and locked()
+ *   stays true until it has run; newcomers queue behind woken waiters.
+ * - Lock: release() unlocks (locked() is false) and wakes the first waiter,
+ *   which locks when it runs; until then newcomers queue behind it, so
+ *   fairness comes from the queue, not from handing ownership over.
+ *
+ * A waiter cancelled after it was woken gives its turn to the next one from
+ * its cancel hook.  acquire() returns the object itself, whose __close
  * releases it: `local g <close> = lock:acquire()`. */
 #include <string.h>
 
@@ -17,8 +25,9 @@
 enum { K_LOCK, K_SEM, K_BOUNDED };
 
 typedef struct sem {
-  lua_Integer value; /* free permits */
-  lua_Integer bound; /* BoundedSemaphore: the initial value */
+  lua_Integer value;  /* free permits (Lock: 1 unlocked, 0 locked) */
+  lua_Integer bound;  /* BoundedSemaphore: the initial value */
+  lua_Integer nwoken; /* woken waiters that have not run yet */
   host_link waiters;
   int kind;
 } sem;
@@ -37,26 +46,55 @@ static sem *check_sem(lua_State *L) {
   return NULL;
 }
 
-/* Gives one released permit to the first waiter, or back to the counter. */
-static void sem_hand_on(sem *s) {
+/* Can acquire() succeed without waiting?  Not while anyone queues, woken
+ * or not (FIFO). */
+static int sem_free(const sem *s) {
+  return s->value > 0 && s->nwoken == 0 && host_list_empty(&s->waiters);
+}
+
+/* Wakes the first parked waiter; returns 0 if there is none.  A semaphore
+ * waiter takes its permit now; a lock waiter locks when it runs. */
+static int sem_wake_next(sem *s) {
   host_task *t = waitq_pop(&s->waiters);
-  if (t)
-    host_wake(t, NULL, 0);
-  else
-    s->value++;
+  if (!t) return 0;
+  if (s->kind != K_LOCK) s->value--;
+  s->nwoken++;
+  host_wake(t, NULL, 0);
+  return 1;
+}
+
+/* Wakes as many waiters as there are free permits (a Lock: the first one,
+ * unless one is already woken). */
+static void sem_wake_all_free(sem *s) {
+  if (s->kind == K_LOCK) {
+    if (s->value > 0 && s->nwoken == 0) sem_wake_next(s);
+    return;
+  }
+  while (s->value > 0 && sem_wake_next(s)) {
+  }
 }
 
 static int sem_cancel(host_task *t, int woken) {
   sem *s = t->wait_data;
-  if (woken)
-    sem_hand_on(s); /* it was given a permit it will never use */
-  else
+  if (woken) {
+    s->nwoken--;
+    if (s->kind != K_LOCK) s->value++; /* the permit it will never use */
+  } else {
     waitq_remove(t);
+  }
+  sem_wake_all_free(s);
   return 0;
 }
 
+/* A woken waiter runs: a Lock locks now; a semaphore already holds its
+ * permit, and wakes those that queued behind it while permits are free. */
 static int sem_acquire_k(lua_State *L, lua_KContext ctx) {
-  (void)ctx;
+  sem *s = (sem *)ctx;
+  s->nwoken--;
+  if (s->kind == K_LOCK)
+    s->value = 0;
+  else
+    sem_wake_all_free(s);
   lua_settop(L, 1);
   return 1;
 }
@@ -64,42 +102,60 @@ static int sem_acquire_k(lua_State *L, lua_KContext ctx) {
 static int sem_acquire(lua_State *L) {
   sem *s = check_sem(L);
   lua_settop(L, 1);
-  if (s->value > 0 && host_list_empty(&s->waiters)) {
+  if (sem_free(s)) {
     s->value--;
     return 1;
   }
   host_task *t = host_check_task(L, "acquire");
   waitq_push(&s->waiters, t);
-  return host_park(L, t, sem_cancel, s, sem_acquire_k, 0);
+  return host_park(L, t, sem_cancel, s, sem_acquire_k, (lua_KContext)s);
 }
 
 static int sem_release(lua_State *L) {
   sem *s = check_sem(L);
-  if (s->kind == K_LOCK && s->value > 0)
-    return host_error_raise(L, "RuntimeError", "Lock is not acquired");
-  if (s->kind == K_BOUNDED && s->value >= s->bound)
+  switch (s->kind) {
+  case K_LOCK:
+    if (s->value > 0)
+      return host_error_raise(L, "RuntimeError", "Lock is not acquired");
+    break;
+  case K_BOUNDED:
+    if (s->value >= s->bound)
+      return host_error_raise(L, "ValueError",
+                              "BoundedSemaphore released too many times");
+    break;
+  default:
+    break;
+  }
+  /* permits held by woken waiters count too: a cancelled one gives its
+   * permit back, so the counter must leave room for them */
+  if (s->kind != K_LOCK && s->value >= LUA_MAXINTEGER - s->nwoken)
     return host_error_raise(L, "ValueError",
-                            "BoundedSemaphore released too many times");
-  sem_hand_on(s);
+                            "Semaphore released too many times (the "
+                            "counter would exceed math.maxinteger)");
+  s->value++;
+  /* one waiter per release, as asyncio; a woken semaphore waiter wakes
+   * more when it runs if permits are still free */
+  if (s->kind != K_LOCK || s->nwoken == 0) sem_wake_next(s);
   return 0;
 }
 
+/* Lock: is it locked?  Semaphore: would acquire() wait? */
 static int sem_locked(lua_State *L) {
   sem *s = check_sem(L);
-  lua_pushboolean(L, s->value == 0 || !host_list_empty(&s->waiters));
+  lua_pushboolean(L, s->kind == K_LOCK ? s->value == 0 : !sem_free(s));
   return 1;
 }
 
 static int sem_tostring(lua_State *L) {
   sem *s = check_sem(L);
-  int waiters = 0;
+  lua_Integer waiters = s->nwoken; /* asyncio counts them as waiters */
   for (host_link *l = s->waiters.next; l != &s->waiters; l = l->next)
     waiters++;
   if (s->kind == K_LOCK)
-    lua_pushfstring(L, "<Lock %s waiters=%d>",
+    lua_pushfstring(L, "<Lock %s waiters=%I>",
                     s->value ? "unlocked" : "locked", waiters);
   else
-    lua_pushfstring(L, "<%s value=%I waiters=%d>",
+    lua_pushfstring(L, "<%s value=%I waiters=%I>",
                     s->kind == K_BOUNDED ? "BoundedSemaphore" : "Semaphore",
                     s->value, waiters);
   return 1;
@@ -116,7 +172,14 @@ static sem *new_sem(lua_State *L, int kind, lua_Integer value,
   return s;
 }
 
+/* Lock() and Event() take nothing; asyncio refuses loop= and the like, so
+ * a stray argument is an error rather than silently ignored. */
+static void check_no_args(lua_State *L) {
+  if (lua_gettop(L) > 0) luaL_argerror(L, 1, "no arguments expected");
+}
+
 static int l_lock(lua_State *L) {
+  check_no_args(L);
   new_sem(L, K_LOCK, 1, LOCK_MT);
   return 1;
 }
@@ -186,6 +249,7 @@ static int event_tostring(lua_State *L) {
 }
 
 static int l_event(lua_State *L) {
+  check_no_args(L);
   event *e = lua_newuserdatauv(L, sizeof *e, 0);
   host_list_init(&e->waiters);
   e->set = 0;

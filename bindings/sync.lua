@@ -9,7 +9,7 @@ local wait_any, TaskMT, LockMT = C.wait_any, C.TaskMT, C.LockMT
 local time, is = M.time, M.is
 local getmetatable, setmetatable, error, pcall, type, tostring, pairs =
   getmetatable, setmetatable, error, pcall, type, tostring, pairs
-local tremove, tconcat, tsort = table.remove, table.concat, table.sort
+local tremove, tconcat = table.remove, table.concat
 
 local function is_task(v) return getmetatable(v) == TaskMT end
 
@@ -62,9 +62,22 @@ end
 -- wait_for(aw, timeout): timeout + await (Python 3.12).  On expiry aw is
 -- cancelled (and waited for) and TimeoutError is raised.
 function M.wait_for(aw, timeout)
+  if timeout ~= nil then check_number(timeout, "wait_for", 2) end
   local t = to_task(aw, "wait_for", 1)
   if timeout == nil then return t:await() end
-  check_number(timeout, "wait_for", 2)
+  if timeout <= 0 then
+    -- As 3.12+: no deadline to race; a finished task gives its result,
+    -- anything else is cancelled (a function never starts) and waited for.
+    if not t:done() then
+      t:cancel()
+      local list = { t }
+      while not t:done() do wait_any(list) end
+    end
+    if t:cancelled() then
+      error(M.TimeoutError("the deadline has passed"), 0)
+    end
+    return t:result()
+  end
   local _ <close> = M.timeout(timeout)
   return t:await()
 end
@@ -115,6 +128,10 @@ function M.wait(list, opts)
     if remaining and remaining <= 0 then return done, pending end
     if not wait_any(pending, remaining) then
       deadline = time() -- timed out: report what we have
+    else
+      -- asyncio learns of a completion through a done callback, one turn
+      -- before the waiter runs: tasks finishing in that turn are done too
+      M.sleep(0)
     end
   end
 end
@@ -195,15 +212,17 @@ function TaskGroup:_on_done(t)
   if not self._tasks[t] then return end
   self._tasks[t] = nil
   self._n = self._n - 1
+  if self._n == 0 and self._all_done then self._all_done:set() end
   if t:cancelled() then return end
   local ok, err = pcall(t.result, t)
   if ok then return end
   self._errors[#self._errors + 1] = err
-  if not self._aborting then
+  if not self._aborting and not self._cancel_requested then
     self:_abort()
     local parent = self._parent
-    if not self._exiting and not parent:done() then
-      -- interrupt the group's body; __close withdraws this cancellation
+    if not parent:done() then
+      -- interrupt the group's body (or its wait at the end, so that
+      -- cancelling() counts as asyncio's); __close withdraws it
       self._cancel_requested = true
       parent:cancel()
     end
@@ -230,29 +249,31 @@ function TaskGroup:create_task(fn, ...)
   return t
 end
 
--- Waits for every child; processes finished ones in creation order.
+-- Waits for every child.  Children are accounted for by their done
+-- callbacks only, and the wait ends through an Event those callbacks set:
+-- so, as in asyncio, every callback of children that finished in the same
+-- turn has run (and requested its cancellations) before the parent
+-- resumes.  Returns the cancellation to propagate (the parent was
+-- cancelled while the group was not aborting) and the last one received.
 function TaskGroup:_wait_children()
-  local propagate
+  local propagate, received
   while self._n > 0 do
-    local done, pending = {}, {}
-    for t in pairs(self._tasks) do
-      if t:done() then done[#done + 1] = t else pending[#pending + 1] = t end
-    end
-    local seqs = self._tasks
-    tsort(done, function(a, b) return seqs[a] < seqs[b] end)
-    for i = 1, #done do self:_on_done(done[i]) end
-    if #pending > 0 then
-      local ok, err = pcall(wait_any, pending)
-      if not ok then
-        if not is_cancel(err) then error(err, 0) end
-        -- the parent was cancelled while waiting: cancel the children,
-        -- keep waiting, then re-raise
+    local ev = M.Event()
+    self._all_done = ev
+    local ok, err = pcall(ev.wait, ev)
+    self._all_done = nil
+    if not ok then
+      if not is_cancel(err) then error(err, 0) end
+      -- the parent was cancelled while waiting: cancel the children,
+      -- keep waiting, then re-raise
+      received = err
+      if not self._aborting then
         propagate = err
-        if not self._aborting then self:_abort() end
+        self:_abort()
       end
     end
   end
-  return propagate
+  return propagate, received
 end
 
 function TaskGroup:__close(err)
@@ -263,15 +284,27 @@ function TaskGroup:__close(err)
     if not self._aborting then self:_abort() end
     if not is_cancel(err) then self._errors[#self._errors + 1] = err end
   end
-  propagate = self:_wait_children() or propagate
+  local during, received = self:_wait_children()
+  propagate = during or propagate
   self._closed = true
+  local parent = self._parent
   if self._cancel_requested then
     self._cancel_requested = false
-    self._parent:uncancel()
+    if parent:uncancel() == 0 then
+      propagate = nil -- only our own cancellation: swallowed
+    elseif propagate == nil then
+      propagate = received -- someone else's, received while waiting
+    end
   end
   local errors = self._errors
   if #errors > 0 then
     self._errors = {}
+    -- A cancellation from outside the group must survive the group's
+    -- errors: re-request it, so the parent's next suspension raises it.
+    if parent:cancelling() > 0 then
+      parent:uncancel()
+      parent:cancel()
+    end
     error(exception_group(errors, "a TaskGroup"), 0)
   end
   if propagate then error(propagate, 0) end
@@ -350,6 +383,9 @@ end
 
 -- wait(): releases the lock, waits for a notify, re-acquires the lock
 -- (even when cancelled: the lock is held whenever wait returns or raises).
+-- Whatever error leaves wait, it may have come after this waiter was
+-- notified, so it passes one notification on (as asyncio 3.13 does; a
+-- spurious wake-up is allowed, a lost one is not).
 function Condition:wait()
   check_cond(self, "wait")
   local lock = self._lock
@@ -361,18 +397,20 @@ function Condition:wait()
   ws[#ws + 1] = ev
   lock:release()
   local ok, err = pcall(ev.wait, ev)
-  if not ok then
-    remove_waiter(ws, ev)
-    -- notified, then cancelled before running: the notification goes on
-    if ev:is_set() then notify(self, 1) end
-  end
+  remove_waiter(ws, ev) -- still listed unless notify took it
   while true do
     local got, e2 = pcall(lock.acquire, lock)
     if got then break end
-    if not is_cancel(e2) then error(e2, 0) end
-    if ok then ok, err = false, e2 end
+    if not is_cancel(e2) then
+      notify(self, 1)
+      error(e2, 0)
+    end
+    ok, err = false, e2 -- the most recent cancellation is the one raised
   end
-  if not ok then error(err, 0) end
+  if not ok then
+    notify(self, 1)
+    error(err, 0)
+  end
   return true
 end
 

@@ -82,14 +82,32 @@ static void await_done(host_listener *l, host_task *done) {
   host_wake(host_container_of(l, host_task, await_node), NULL, 0);
 }
 
+/* Cancels target on behalf of `from`, passing from's cancel message on
+ * (asyncio's Task.cancel(msg) cancels the awaited future with msg). */
+static int cancel_on_behalf(host_task *target, host_task *from) {
+  lua_State *L = from->h->cbL;
+  if (from->cancel_msg_ref == LUA_NOREF) return host_task_cancel(target, L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, from->cancel_msg_ref);
+  int passed = host_task_cancel(target, L, lua_gettop(L));
+  lua_pop(L, 1);
+  return passed;
+}
+
 /* Cancelling a task that awaits another cancels the awaited one (as
  * asyncio does); the awaiter then gets whatever that one ends with. */
 static int await_cancel(host_task *t, int woken) {
   host_task *target = t->wait_data;
   if (woken || !host_list_linked(&t->await_node.link)) return 0;
-  if (host_task_cancel(target, t->h->cbL, 0)) return 1;
+  if (cancel_on_behalf(target, t)) return 1;
   host_task_unlisten(&t->await_node);
   return 0;
+}
+
+/* True when t was woken because the task it awaits finished: a result
+ * that no cancel hook can give back to anyone (wait.c's deadlines). */
+int host_task_await_woken(host_task *t) {
+  return (t->flags & (TF_PARKED | TF_QUEUED)) == (TF_PARKED | TF_QUEUED) &&
+         t->wait_cancel == await_cancel;
 }
 
 static int await_k(lua_State *L, lua_KContext ctx) {
@@ -342,6 +360,11 @@ static int task_cancelling(lua_State *L) {
 static int task_uncancel(lua_State *L) {
   host_task *t = host_check_task_arg(L, 1);
   if (t->ncancels > 0) t->ncancels--;
+  /* back to 0: a cancellation not yet delivered is withdrawn (3.13).  A
+   * parked task's wait was already undone for it: that one stays. */
+  if (t->ncancels == 0)
+    t->flags &= (unsigned short)~(TF_DEFER_CANCEL |
+                                  (t->flags & TF_PARKED ? 0 : TF_MUST_CANCEL));
   lua_pushinteger(L, t->ncancels);
   return 1;
 }
@@ -502,7 +525,7 @@ static int gather_cancel(host_task *t, int woken) {
       lua_rawgeti(L, 1, i);
       host_task *c = lua_touserdata(L, -1);
       lua_pop(L, 1);
-      if (c->state != TASK_DONE && host_task_cancel(c, L, 0)) passed = 1;
+      if (c->state != TASK_DONE && cancel_on_behalf(c, t)) passed = 1;
     }
     if (passed) return 1;
   }
@@ -534,13 +557,33 @@ static int gather_collect(lua_State *L, int return_exceptions) {
   return 1;
 }
 
+/* The gathering task was cancelled: raises the CancelledError of the
+ * first cancelled child, so its message comes through (asyncio). */
+static int gather_raise_cancelled(lua_State *L) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    host_task *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (c->state == TASK_DONE && c->outcome == OUTCOME_CANCELLED)
+      return host_task_results(L, c);
+  }
+  host_task *self = host_task_of(L);
+  host_error_new(L, "CancelledError", "");
+  if (self && self->cancel_msg_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, self->cancel_msg_ref);
+    lua_setfield(L, -2, "message");
+  }
+  return lua_error(L);
+}
+
 static int gather_k(lua_State *L, lua_KContext ctx) {
   gather_state *g = (gather_state *)ctx;
   int cancelled = g->cancelled, return_exceptions = g->return_exceptions;
   int64_t failed = g->failed;
   gather_release(g);
   lua_settop(L, 1);
-  if (cancelled) return host_error_raise(L, "CancelledError", "");
+  if (cancelled) return gather_raise_cancelled(L);
   if (failed >= 0) {
     lua_rawgeti(L, 1, failed + 1);
     return host_task_results(L, lua_touserdata(L, -1));

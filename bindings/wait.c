@@ -20,6 +20,7 @@ typedef struct tmo {
   lasync_host *h;
   host_task *task;
   uint64_t when;  /* uv_hrtime() deadline; meaningful if has_when */
+  double when_s;  /* the deadline as given, in loop seconds (when()) */
   int cancelling; /* the task's cancel count on entry */
   int state;
   int has_when;
@@ -29,22 +30,61 @@ static tmo *check_tmo(lua_State *L) {
   return luaL_checkudata(L, 1, TIMEOUT_MT);
 }
 
+/* The deadline passed while the task waited.  A task already woken by
+ * the end of the task it awaits carries that task's results, which a
+ * cancellation now would throw away (wait_for(function() return
+ * reader:read(n) end, t) lost the bytes read): it gets them, and the
+ * cancellation at its next suspension, or none if it leaves the scope
+ * first (then the scope ends normally, as asyncio's does when the awaited
+ * thing completed).  Other primitives undo a queued wake-up themselves
+ * (the item stays in the queue, the lock passes on), as asyncio does. */
 static void tmo_fire(lasync_host *h, host_timer *tm) {
   tmo *o = host_container_of(tm, tmo, timer);
+  host_task *t = o->task;
   if (o->state != TM_ACTIVE) return;
   o->state = TM_EXPIRING;
-  host_task_cancel(o->task, h->cbL, 0);
+  if (!(t->flags & TF_MUST_CANCEL) && host_task_await_woken(t)) {
+    t->ncancels++;
+    t->flags |= TF_DEFER_CANCEL;
+    return;
+  }
+  host_task_cancel(t, h->cbL, 0);
 }
 
-/* Converts an absolute loop time (asyncio.time() seconds) to a deadline. */
-static uint64_t deadline_at(lasync_host *h, double when) {
-  return host_deadline(h, when - (double)uv_hrtime() / 1e9);
+/* A deadline already passed on entry (timeout(0), timeout_at(past)) is
+ * handled as asyncio's call_soon(_on_timeout): queued before the task's
+ * own next wake-up, so even a sleep(0) inside the scope is interrupted. */
+static int tmo_expire_soon(lua_State *L) {
+  tmo *o = luaL_checkudata(L, 1, TIMEOUT_MT);
+  if (o->state != TM_ACTIVE || !o->has_when || host_timer_armed(&o->timer))
+    return 0; /* exited, or rescheduled meanwhile */
+  o->state = TM_EXPIRING;
+  host_task_cancel(o->task, L, 0);
+  return 0;
 }
 
-static void tmo_arm(lua_State *L, tmo *o) {
+/* The loop clock (asyncio.time()). */
+static double loop_now(void) { return (double)uv_hrtime() / 1e9; }
+
+/* Arms the tmo at idx for its deadline. */
+static void tmo_arm(lua_State *L, int idx) {
+  tmo *o = lua_touserdata(L, idx);
   host_timer_stop(o->h, &o->timer);
-  if (o->has_when && host_timer_start(o->h, &o->timer, o->when))
+  if (!o->has_when) return;
+  if (o->when_s <= loop_now()) {
+    lua_pushcfunction(L, tmo_expire_soon);
+    lua_pushvalue(L, idx);
+    host_call_soon(o->h, L, 1);
+  } else if (host_timer_start(o->h, &o->timer, o->when)) {
     luaL_error(L, "asyncio: timeout(): out of memory");
+  }
+}
+
+/* Sets the deadline to loop time `when`, kept exactly for when(). */
+static void tmo_set_when(tmo *o, double when) {
+  o->has_when = 1;
+  o->when_s = when;
+  o->when = host_deadline(o->h, when - loop_now());
 }
 
 /* Optional number at idx: nil means "no deadline". */
@@ -67,12 +107,11 @@ static int new_timeout(lua_State *L, int absolute, const char *fname) {
   o->task = t;
   o->cancelling = t->ncancels;
   o->state = TM_ACTIVE;
-  o->has_when = has;
-  if (has) o->when = absolute ? deadline_at(h, v) : host_deadline(h, v);
+  if (has) tmo_set_when(o, absolute ? v : loop_now() + v);
   luaL_setmetatable(L, TIMEOUT_MT);
   host_task_push(L, t); /* the timeout keeps its task alive */
   lua_setiuservalue(L, -2, 1);
-  tmo_arm(L, o);
+  tmo_arm(L, lua_gettop(L));
   return 1;
 }
 
@@ -89,16 +128,16 @@ static int tmo_reschedule(lua_State *L) {
   if (o->state != TM_ACTIVE)
     return host_error_raise(L, "RuntimeError",
                             "cannot reschedule an expired or closed timeout");
-  o->has_when = has;
-  if (has) o->when = deadline_at(o->h, v);
-  tmo_arm(L, o);
+  o->has_when = 0;
+  if (has) tmo_set_when(o, v);
+  tmo_arm(L, 1);
   return 0;
 }
 
 static int tmo_when(lua_State *L) {
   tmo *o = check_tmo(L);
   if (!o->has_when) return 0;
-  lua_pushnumber(L, (lua_Number)o->when / 1e9);
+  lua_pushnumber(L, o->when_s);
   return 1;
 }
 
@@ -140,8 +179,7 @@ static int tmo_tostring(lua_State *L) {
   static const char *const names[] = {"active", "expiring", "expired",
                                       "exited"};
   if (o->has_when)
-    lua_pushfstring(L, "<Timeout %s when=%f>", names[o->state],
-                    (lua_Number)o->when / 1e9);
+    lua_pushfstring(L, "<Timeout %s when=%f>", names[o->state], o->when_s);
   else
     lua_pushfstring(L, "<Timeout %s when=nil>", names[o->state]);
   return 1;

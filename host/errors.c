@@ -20,15 +20,35 @@ static void push_classes(lua_State *L) {
   }
 }
 
+static int message_tostring(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
+/* "Name: message".  A message may be any value (cancel(5), cancel(obj)):
+ * it is shown as tostring shows it, and a __tostring that fails gives a
+ * placeholder rather than a second error while reporting the first. */
 static int error_tostring(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "__name");
   const char *name = lua_isstring(L, -1) ? lua_tostring(L, -1) : "Error";
-  lua_getfield(L, 1, "message");
-  if (lua_isstring(L, -1) && lua_rawlen(L, -1) > 0)
-    lua_pushfstring(L, "%s: %s", name, lua_tostring(L, -1));
-  else
+  int type = lua_getfield(L, 1, "message");
+  int msg = lua_gettop(L);
+  if (type == LUA_TNIL || (type == LUA_TSTRING && lua_rawlen(L, msg) == 0)) {
     lua_pushstring(L, name);
+    return 1;
+  }
+  if (type != LUA_TSTRING) {
+    lua_pushcfunction(L, message_tostring);
+    lua_pushvalue(L, msg);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK || !lua_isstring(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushfstring(L, "(a %s whose __tostring failed)",
+                      luaL_typename(L, msg));
+    }
+    msg = lua_gettop(L);
+  }
+  lua_pushfstring(L, "%s: %s", name, lua_tostring(L, msg));
   return 1;
 }
 

@@ -195,6 +195,10 @@ static int state_gc(lua_State *L) {
   if (!h->stopped) lasync_stop(h);
   h->state_gone = 1;
   h->L = h->cbL = NULL;
+  /* finalizers that run after this one must not find a host that may be
+   * freed below (bindings look it up and refuse: the loop is closed) */
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
   if (h->owns_loop && h->app_done && !h->loop_closed && !h->in_free) {
     /* asyncio.so in a stock lua5.4: nobody else will close the loop */
     uv_run(h->loop, UV_RUN_DEFAULT);
@@ -399,8 +403,12 @@ LASYNC_API void lasync_stop(lasync_host *h) {
       host_cancel_all(h, L); /* they unwind in the application's uv_run */
     close_resources(h);
   }
-  if (h->state_closing || (h->owns_loop && !h->running)) h->npending = 0;
-  host_finish_stop(h);
+  if (h->state_closing || (h->owns_loop && !h->running)) {
+    h->npending = 0;
+    host_finish_stop(h);
+  } else {
+    host_stop_if_idle(h); /* else the scheduler does, when they are done */
+  }
 }
 
 LASYNC_API void lasync_free(lasync_host *h) {

@@ -60,7 +60,9 @@ static inline int host_timer_armed(const host_timer *tm) {
 /* Returns 0 or UV_ENOMEM. */
 int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due);
 void host_timer_stop(lasync_host *h, host_timer *tm);
-/* Converts seconds from now to a deadline, saturating for huge values. */
+/* Converts seconds from now to a deadline, saturating for huge values.
+ * A negative delay gives a deadline in the past (so the heap keeps the
+ * order of call_later(-2) before call_later(-1), as asyncio does). */
 uint64_t host_deadline(lasync_host *h, double seconds);
 int host_timers_init(lasync_host *h);
 void host_timers_close(lasync_host *h);
@@ -94,7 +96,8 @@ enum {
   TF_THROW = 1 << 4,       /* the value pushed for the resume is an error */
   TF_RETRIEVED = 1 << 5,   /* the failure was looked at by someone */
   TF_HAS_CALLBACKS = 1 << 6,/* Lua done callbacks in the extras table */
-  TF_CANCELLING = 1 << 7    /* inside its cancel hook (await cycles) */
+  TF_CANCELLING = 1 << 7,   /* inside its cancel hook (await cycles) */
+  TF_DEFER_CANCEL = 1 << 8  /* woken with a result: cancel at the next park */
 };
 
 struct host_task {
@@ -130,6 +133,8 @@ static inline host_task *host_task_of(lua_State *L) {
 host_task *host_check_task(lua_State *L, const char *fname);
 host_task *host_check_task_arg(lua_State *L, int idx);
 host_task *host_test_task_arg(lua_State *L, int idx);
+/* t is parked on task:await() and woken: the awaited task has finished. */
+int host_task_await_woken(host_task *t);
 
 /* Creates a task for the function at idx-nargs... : pops fn and its nargs
  * arguments from L, pushes the Task object. */
@@ -221,6 +226,9 @@ struct lasync_host {
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */
+  lua_State *volatile current; /* the thread running Lua code for us now
+                             (a task, or cbL in a callback), or NULL: where
+                             the binary's SIGINT handler sets its hook */
   /* shutdown: see host.c */
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;
@@ -250,6 +258,8 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L);
  * can move (a bounded number of turns). */
 void host_drain(lasync_host *h, lua_State *L);
 void host_finish_stop(lasync_host *h);
+/* host_finish_stop once a stopping host has nothing left to run. */
+void host_stop_if_idle(lasync_host *h);
 void host_futures_orphan(lasync_host *h);
 
 /* Makes the metatable `tname` once: `methods` becomes its __index table and

@@ -1,41 +1,118 @@
-/* lasync: the command-line host, lua.c-compatible.  The -e/-l options and
- * the script all run, in order, inside one task (the main task), so any of
- * them may suspend.  Exit status: 0, 1 on an uncaught error, 130 after
- * SIGINT (which first cancels the main task so its cleanup runs). */
+/* lasync: the command-line host, faithful to lua.c (5.4).  Options, their
+ * order, messages, LUA_INIT, the REPL and exit statuses are lua.c's; the
+ * difference is that each chunk (LUA_INIT, every -e and -l, the script,
+ * each REPL line) runs as its own main task, so it may suspend.  After the
+ * last chunk the program lives while a task, timer or handle does.
+ *
+ * Ctrl-C: as lua.c, the SIGINT handler sets a hook on the Lua code that
+ * is running, which raises "interrupted!" at its next instruction, and
+ * resets SIGINT so that a second one kills at once.  When no Lua code runs
+ * (the loop waits), the main task is cancelled instead (as asyncio.run
+ * does), its cleanup runs, and the exit status is 130. */
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lualib.h>
 
 #include "host.h"
 
+#define LUA_INIT_VAR "LUA_INIT"
+#define LUA_INITVARVERSION LUA_INIT_VAR LUA_VERSUFFIX
+#define LUA_MAXINPUT 512
+
 static const char *progname = "lasync";
+
+/* bits of lua.c's collectargs */
+enum { has_error = 1, has_i = 2, has_v = 4, has_e = 8, has_E = 16 };
 
 typedef struct cli {
   int argc;
   char **argv;
-  int script;      /* index of the script in argv, or 0 */
-  int first_action;/* first -e/-l index */
-  int noenv, warn, version, interactive;
-  int run_stdin;   /* no script and no -e: read the chunk from stdin */
-  int load_error;  /* the failure is a syntax error or a missing file */
   lasync_host *h;
-  host_task *main;
-  int main_ref;    /* keeps the main Task object for its report */
-  uv_signal_t sigint;
-  int interrupted;
+  host_task *main;       /* the main task of the chunk running now, or NULL */
+  int task_ref;          /* keeps that Task for its outcome */
+  uv_async_t wake;       /* the SIGINT handler's way into the loop */
+  pthread_t thread;      /* the thread that runs Lua */
+  /* Ctrl-C: `pending` is set by the handler and taken by whichever comes
+   * first: the hook (Lua code was running) or the loop (it was waiting). */
+  volatile sig_atomic_t pending;
+  int hit_main;          /* the hook raised "interrupted!" in the main task */
+  int interrupted;       /* the main task (or all) cancelled by Ctrl-C */
+  int exiting, exit_code;/* os.exit(code, true) from the main task */
 } cli;
 
-static void usage(FILE *f, const char *badopt) {
-  if (badopt) {
-    if (badopt[1] == 'e' || badopt[1] == 'l')
-      fprintf(f, "%s: '%s' needs argument\n", progname, badopt);
-    else
-      fprintf(f, "%s: unrecognized option '%s'\n", progname, badopt);
+static cli *the_cli; /* for the signal handler */
+
+/* ---- Ctrl-C ------------------------------------------------------------- */
+
+static void set_sigint(void (*handler)(int)) {
+  struct sigaction sa;
+  sa.sa_handler = handler;
+  sa.sa_flags = 0; /* no SA_RESTART: a blocking read returns EINTR */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+/* lua.c's lstop: the hook the handler set. */
+static void lstop(lua_State *L, lua_Debug *ar) {
+  cli *c = the_cli;
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  if (!c->pending) return; /* the loop took this Ctrl-C already */
+  c->pending = 0;
+  c->hit_main = c->main && L == c->main->co;
+  luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+  cli *c = the_cli;
+  int saved = errno;
+  if (!pthread_equal(pthread_self(), c->thread)) {
+    /* a library's thread got it: the Lua thread must see it (EINTR) */
+    pthread_kill(c->thread, sig);
+    errno = saved;
+    return;
   }
-  fprintf(f,
+  set_sigint(SIG_DFL); /* if another SIGINT happens, terminate the process */
+  c->pending = 1;
+  lua_State *L = c->h->current;
+  if (L)
+    lua_sethook(L, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE |
+                              LUA_MASKCOUNT, 1);
+  uv_async_send(&c->wake);
+  errno = saved;
+}
+
+/* In the loop, after a Ctrl-C: unless the hook gave the main task its
+ * "interrupted!", the main task is cancelled (all tasks, when the chunks
+ * are done), so that waiting code stops too. */
+static void on_wake(uv_async_t *a) {
+  cli *c = a->data;
+  int took = c->pending, hit_main = c->hit_main;
+  c->pending = c->hit_main = 0;
+  if (!took && hit_main) return; /* the main task has its "interrupted!" */
+  c->interrupted = 1;
+  if (c->main && c->main->state != TASK_DONE)
+    host_task_cancel(c->main, c->h->cbL, 0);
+  else
+    host_cancel_all(c->h, c->h->cbL);
+  uv_stop(c->h->loop);
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
+static void print_usage(const char *badoption) {
+  fprintf(stderr, "%s: ", progname);
+  if (badoption[1] == 'e' || badoption[1] == 'l')
+    fprintf(stderr, "'%s' needs argument\n", badoption);
+  else
+    fprintf(stderr, "unrecognized option '%s'\n", badoption);
+  fprintf(stderr,
           "usage: %s [options] [script [args]]\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
@@ -46,235 +123,500 @@ static void usage(FILE *f, const char *badopt) {
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
           "  --        stop handling options\n"
-          "  -         stop handling options and execute stdin\n"
-          "  --help    show this help\n"
-          "Every chunk runs inside the main task: it may call asyncio's "
-          "suspending functions.\n",
+          "  -         stop handling options and execute stdin\n",
           progname);
+  fflush(stderr);
+}
+
+static void l_message(const char *pname, const char *msg) {
+  if (pname) fprintf(stderr, "%s: ", pname);
+  fprintf(stderr, "%s\n", msg);
+  fflush(stderr);
+}
+
+/* The message lua.c's msghandler would make: the error with the traceback
+ * taken when it was raised (the report the task recorded), or for an error
+ * object with __tostring that string alone, as it was made then. */
+static void push_message(lua_State *L, cli *c, int task, int err) {
+  if (c->main->outcome == OUTCOME_CANCELLED) {
+    luaL_tolstring(L, err, NULL); /* no report is taken for these */
+    return;
+  }
+  host_task_push_report(L, task);
+  if (!lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, err));
+    return;
+  }
+  const char *r = lua_tostring(L, -1);
+  if (lua_type(L, err) != LUA_TSTRING && lua_type(L, err) != LUA_TNUMBER &&
+      strncmp(r, "(error object is a ", 19) != 0) {
+    /* __tostring gave the message when the error was raised; the report
+     * is that message .. "\nstack traceback:..." (luaL_traceback) */
+    const char *cut = NULL, *p = r;
+    while ((p = strstr(p, "\nstack traceback:\n")) != NULL) cut = p++;
+    if (cut) {
+      lua_pushlstring(L, r, (size_t)(cut - r));
+      lua_remove(L, -2);
+    }
+  }
+}
+
+static int report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    l_message(progname, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  return status;
 }
 
 static void print_version(void) {
-  printf("lasync %s -- %s -- libuv %s\n", LASYNC_VERSION, LUA_COPYRIGHT,
-         uv_version_string());
+  /* ends with lua.c's line: what scripts that read `lua -v` look for */
+  printf("lasync %s (libuv %s) -- %s\n", LASYNC_VERSION, uv_version_string(),
+         LUA_COPYRIGHT);
   fflush(stdout);
 }
 
-/* Returns 0, or -1 after printing the usage for a bad option, or 1 for
- * --help. */
-static int collect_args(cli *c) {
-  for (int i = 1; i < c->argc; i++) {
-    const char *a = c->argv[i];
-    if (a[0] != '-') {
-      c->script = i;
-      return 0;
-    }
-    if (strcmp(a, "--help") == 0) return 1;
-    switch (a[1]) {
+/* ---- running a chunk as the main task ------------------------------------ */
+
+/* lua.c's docall: the function and its narg arguments on top of L run as
+ * a new main task, with the loop turning until it ends.  Leaves nres
+ * results (LUA_MULTRET: all), or the message of its failure. */
+static int docall(cli *c, int narg, int nres) {
+  lasync_host *h = c->h;
+  lua_State *L = h->L;
+  c->main = host_task_spawn(h, L, narg);
+  c->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  set_sigint(on_sigint);
+  int deadlock = host_run_task(h, c->main, h->cbL);
+  set_sigint(SIG_DFL);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->task_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, c->task_ref);
+  c->task_ref = LUA_NOREF;
+  int task = lua_gettop(L);
+  int status = LUA_ERRRUN;
+  if (deadlock) {
+    c->main->flags |= TF_RETRIEVED;
+    lua_pushliteral(L, "the main task waits for something that can never "
+                       "happen (no task, timer or handle is left to wake it)");
+  } else if (c->main->outcome != OUTCOME_OK) {
+    int failed;
+    host_task_first(L, c->main, &failed);
+    if (c->interrupted && c->main->outcome == OUTCOME_CANCELLED)
+      lua_pushliteral(L, "interrupted");
+    else
+      push_message(L, c, task, task + 1);
+  } else {
+    status = LUA_OK;
+    int n = lua_gettop(c->main->co);
+    if (nres == LUA_MULTRET) nres = n;
+    luaL_checkstack(L, n + 1, "too many results");
+    host_task_results(L, c->main);
+    lua_settop(L, task + nres);
+  }
+  c->main = NULL;
+  if (status == LUA_OK) { /* [task results...] */
+    lua_remove(L, task);
+  } else { /* [task ... message] */
+    lua_replace(L, task);
+    lua_settop(L, task);
+  }
+  return status;
+}
+
+static int dochunk(cli *c, int status) {
+  if (status == LUA_OK) status = docall(c, 0, 0);
+  return c->exiting ? status : report(c->h->L, status);
+}
+
+static int dofile(cli *c, const char *name) {
+  return dochunk(c, luaL_loadfile(c->h->L, name));
+}
+
+static int dostring(cli *c, const char *s, const char *name) {
+  return dochunk(c, luaL_loadbuffer(c->h->L, s, strlen(s), name));
+}
+
+/* 'globname[=modname]': globname = require(modname). */
+static int dolibrary(cli *c, char *globname) {
+  lua_State *L = c->h->L;
+  char *modname = strchr(globname, '=');
+  if (modname == NULL) {
+    modname = globname;
+  } else {
+    *modname = '\0';
+    modname++;
+  }
+  lua_getglobal(L, "require");
+  lua_pushstring(L, modname);
+  int status = docall(c, 1, 1);
+  if (status == LUA_OK) lua_setglobal(L, globname);
+  return c->exiting ? status : report(L, status);
+}
+
+static int pushargs(lua_State *L) {
+  if (lua_getglobal(L, "arg") != LUA_TTABLE)
+    luaL_error(L, "'arg' is not a table");
+  int n = (int)luaL_len(L, -1);
+  luaL_checkstack(L, n + 3, "too many arguments to script");
+  int i;
+  for (i = 1; i <= n; i++) lua_rawgeti(L, -i, i);
+  lua_remove(L, -i);
+  return n;
+}
+
+static int handle_script(cli *c, char **argv) {
+  lua_State *L = c->h->L;
+  const char *fname = argv[0];
+  if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0)
+    fname = NULL; /* stdin */
+  int status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    int n = pushargs(L);
+    status = docall(c, n, 0);
+  }
+  return c->exiting ? status : report(L, status);
+}
+
+/* lua.c's collectargs, unchanged. */
+static int collectargs(char **argv, int *first) {
+  int args = 0;
+  int i;
+  for (i = 1; argv[i] != NULL; i++) {
+    *first = i;
+    if (argv[i][0] != '-') return args;
+    switch (argv[i][1]) {
     case '-':
-      if (a[2]) goto bad;
-      c->script = i + 1 < c->argc ? i + 1 : 0;
-      return 0;
+      if (argv[i][2] != '\0') return has_error;
+      *first = i + 1;
+      return args;
     case '\0':
-      c->script = i; /* "-": stdin */
-      return 0;
-    case 'E': if (a[2]) goto bad; c->noenv = 1; break;
-    case 'W': if (a[2]) goto bad; c->warn = 1; break;
-    case 'v': if (a[2]) goto bad; c->version = 1; break;
-    case 'i': if (a[2]) goto bad; c->interactive = c->version = 1; break;
+      return args;
+    case 'E':
+      if (argv[i][2] != '\0') return has_error;
+      args |= has_E;
+      break;
+    case 'W':
+      if (argv[i][2] != '\0') return has_error;
+      break;
+    case 'i':
+      args |= has_i; /* -i implies -v */ /* FALLTHROUGH */
+    case 'v':
+      if (argv[i][2] != '\0') return has_error;
+      args |= has_v;
+      break;
     case 'e':
+      args |= has_e; /* FALLTHROUGH */
     case 'l':
-      if (!c->first_action) c->first_action = i;
-      if (a[2] == '\0') {
-        if (++i >= c->argc || c->argv[i][0] == '-') goto bad;
+      if (argv[i][2] == '\0') {
+        i++;
+        if (argv[i] == NULL || argv[i][0] == '-') return has_error;
       }
       break;
     default:
-      goto bad;
+      return has_error;
     }
-    continue;
-  bad:
-    usage(stderr, a);
-    return -1;
   }
-  return 0;
+  *first = i;
+  return args;
 }
 
-/* arg[0] is the script, arg[-n..-1] the interpreter and options (with no
- * script, arg[0] is the interpreter), as lua.c makes it. */
-static void create_arg_table(lua_State *L, cli *c) {
-  int base = c->script;
-  lua_createtable(L, c->argc - base, base + 1);
-  for (int i = 0; i < c->argc; i++) {
-    lua_pushstring(L, c->argv[i]);
-    lua_rawseti(L, -2, i - base);
+/* -e, -l and -W in order; 0 when a chunk failed. */
+static int runargs(cli *c, char **argv, int n) {
+  for (int i = 1; i < n; i++) {
+    int option = argv[i][1];
+    switch (option) {
+    case 'e':
+    case 'l': {
+      char *extra = argv[i] + 2;
+      if (*extra == '\0') extra = argv[++i];
+      int status = option == 'e' ? dostring(c, extra, "=(command line)")
+                                 : dolibrary(c, extra);
+      if (status != LUA_OK) return 0;
+      break;
+    }
+    case 'W':
+      lua_warning(c->h->L, "@on", 0);
+      break;
+    }
+  }
+  return 1;
+}
+
+static int handle_luainit(cli *c) {
+  const char *name = "=" LUA_INITVARVERSION;
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=" LUA_INIT_VAR;
+    init = getenv(name + 1);
+  }
+  if (init == NULL) return LUA_OK;
+  if (init[0] == '@') return dofile(c, init + 1);
+  return dostring(c, init, name);
+}
+
+static void createargtable(lua_State *L, char **argv, int argc, int script) {
+  if (script == argc) script = 0;
+  int narg = argc - (script + 1);
+  lua_createtable(L, narg, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
   }
   lua_setglobal(L, "arg");
 }
 
-/* The main task's body: a small state machine so that each step may
- * suspend (ctx is the next argv index to handle). */
-static int main_k(lua_State *L, int status, lua_KContext ctx) {
-  cli *c = lua_touserdata(L, lua_upvalueindex(1));
-  int i = (int)ctx;
-  (void)status;
-  if (i < 0) { /* back from a require: store the module */
-    lua_setglobal(L, lua_tostring(L, -2));
-    i = -i;
-  }
-  lua_settop(L, 0);
-  int end = c->script ? c->script : c->argc;
-  for (; c->first_action && i < end; i++) {
-    const char *a = c->argv[i];
-    if (a[0] != '-' || (a[1] != 'e' && a[1] != 'l')) continue;
-    const char *val = a[2] ? a + 2 : c->argv[++i];
-    if (a[1] == 'e') {
-      if (luaL_loadbuffer(L, val, strlen(val), "=(command line)"))
-        return c->load_error = 1, lua_error(L);
-      lua_callk(L, 0, 0, i + 1, main_k);
-      lua_settop(L, 0);
-    } else {
-      const char *eq = strchr(val, '=');
-      if (eq)
-        lua_pushlstring(L, val, (size_t)(eq - val));
-      else
-        lua_pushstring(L, val);
-      lua_getglobal(L, "require");
-      lua_pushstring(L, eq ? eq + 1 : val);
-      lua_callk(L, 1, 1, -(i + 1), main_k);
-      lua_setglobal(L, lua_tostring(L, -2));
-      lua_settop(L, 0);
+/* ---- the REPL (lua.c's, without readline) --------------------------------- */
+
+static const char *get_prompt(lua_State *L, int firstline) {
+  if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
+    return firstline ? "> " : ">> ";
+  const char *p = luaL_tolstring(L, -1, NULL);
+  lua_remove(L, -2);
+  return p;
+}
+
+#define EOFMARK "<eof>"
+#define marklen (sizeof(EOFMARK) - 1)
+
+static int incomplete(lua_State *L, int status) {
+  if (status == LUA_ERRSYNTAX) {
+    size_t lmsg;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    if (lmsg >= marklen && strcmp(msg + lmsg - marklen, EOFMARK) == 0) {
+      lua_pop(L, 1);
+      return 1;
     }
-  }
-  if ((c->script || c->run_stdin) && i == end) {
-    const char *fname = c->script ? c->argv[c->script] : NULL;
-    if (fname && strcmp(fname, "-") == 0 &&
-        strcmp(c->argv[c->script - 1], "--") != 0)
-      fname = NULL; /* stdin */
-    if (luaL_loadfile(L, fname)) return c->load_error = 1, lua_error(L);
-    lua_getglobal(L, "arg");
-    int n = (int)luaL_len(L, -1);
-    luaL_checkstack(L, n + 3, "too many arguments to script");
-    for (int j = 1; j <= n; j++) lua_rawgeti(L, -j, j);
-    lua_remove(L, -n - 1);
-    lua_callk(L, n, 0, end + 1, main_k);
   }
   return 0;
 }
 
-static int main_body(lua_State *L) { return main_k(L, LUA_OK, 1); }
-
-static void on_sigint(uv_signal_t *s, int signum) {
-  cli *c = s->data;
-  if (c->interrupted) { /* a second Ctrl-C: no more patience */
-    signal(signum, SIG_DFL);
-    raise(signum);
-    return;
+static int pushline(lua_State *L, int firstline) {
+  char b[LUA_MAXINPUT];
+  const char *prmt = get_prompt(L, firstline);
+  fputs(prmt, stdout);
+  fflush(stdout);
+  if (fgets(b, LUA_MAXINPUT, stdin) == NULL) return 0;
+  lua_pop(L, 1); /* the prompt */
+  size_t l = strlen(b);
+  if (l > 0 && b[l - 1] == '\n') b[--l] = '\0';
+  if (!isatty(0)) { /* as lua5.4 with readline: the line after its prompt */
+    fputs(b, stdout);
+    fputs("\n", stdout);
   }
-  c->interrupted = 1;
-  lua_State *L = c->h->cbL;
-  if (c->main->state != TASK_DONE)
-    host_task_cancel(c->main, L, 0);
+  if (firstline && b[0] == '=')
+    lua_pushfstring(L, "return %s", b + 1);
   else
-    host_cancel_all(c->h, L);
-  uv_stop(c->h->loop);
+    lua_pushlstring(L, b, l);
+  return 1;
 }
 
-static void report_main(cli *c) {
-  host_task *t = c->main;
-  if (c->interrupted) {
-    fprintf(stderr, "%s: interrupted\n", progname);
-    return;
-  }
-  if (t->outcome == OUTCOME_OK) return;
-  t->flags |= TF_RETRIEVED;
-  lua_State *L = c->h->cbL;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, c->main_ref);
-  host_task_push_report(L, -1);
-  if (lua_isstring(L, -1) && !c->load_error) {
-    /* lua.c shows no traceback for a chunk that did not load */
-    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
-  } else { /* a load error, or a CancelledError (no traceback taken) */
-    lua_pushvalue(t->co, 1);
-    lua_xmove(t->co, L, 1);
-    fprintf(stderr, "%s: %s\n", progname, luaL_tolstring(L, -1, NULL));
+static int addreturn(lua_State *L) {
+  const char *line = lua_tostring(L, -1);
+  const char *retline = lua_pushfstring(L, "return %s;", line);
+  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+  if (status == LUA_OK)
+    lua_remove(L, -2);
+  else
     lua_pop(L, 2);
+  return status;
+}
+
+static int multiline(lua_State *L) {
+  for (;;) {
+    size_t len;
+    const char *line = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, line, len, "=stdin");
+    if (!incomplete(L, status) || !pushline(L, 0)) return status;
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
   }
-  lua_pop(L, 2);
-  fflush(stderr);
+}
+
+/* The REPL works at the bottom of the main thread's stack: nothing else is
+ * kept there while it runs. */
+static int loadline(lua_State *L) {
+  lua_settop(L, 0);
+  if (!pushline(L, 1)) return -1;
+  int status;
+  if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
+  lua_remove(L, 1);
+  return status;
+}
+
+static void l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n > 0) {
+    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+    lua_getglobal(L, "print");
+    lua_insert(L, 1);
+    if (lua_pcall(L, n, 0, 0) != LUA_OK)
+      l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)",
+                                          lua_tostring(L, -1)));
+  }
+}
+
+/* Each line runs as its own main task; the loop turns only while one runs
+ * (reading the next line blocks). */
+static void doREPL(cli *c) {
+  lua_State *L = c->h->L;
+  int status;
+  const char *oldprogname = progname;
+  progname = NULL;
+  while (!c->exiting && (status = loadline(L)) != -1) {
+    if (status == LUA_OK) status = docall(c, 0, LUA_MULTRET);
+    if (c->exiting) break;
+    if (status == LUA_OK)
+      l_print(L);
+    else
+      report(L, status);
+    c->interrupted = 0;
+  }
+  lua_settop(L, 0);
+  if (!c->exiting) {
+    fputs("\n", stdout);
+    fflush(stdout);
+  }
+  progname = oldprogname;
+}
+
+/* ---- os.exit -------------------------------------------------------------- */
+
+/* os.exit(code, true) in the main task unwinds it (its pending <close>
+ * variables run, with a nil error as lua_close gives them), then the state
+ * is closed and the process exits: what lua.c does with its main chunk,
+ * whose <close> variables live in the main thread that lua_close closes.
+ * (A pcall around it catches the unwinding: a difference from lua.c.) */
+static int l_os_exit(lua_State *L) {
+  cli *c = lua_touserdata(L, lua_upvalueindex(1));
+  int status;
+  if (lua_isboolean(L, 1))
+    status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+  else
+    status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+  if (lua_toboolean(L, 2) && c->main && L == c->main->co) {
+    c->exiting = 1;
+    c->exit_code = status;
+    lua_pushnil(L);
+    return lua_error(L);
+  }
+  /* elsewhere (another task, a callback, a finalizer) as lua.c: the state
+   * closes under the running code, which never returns */
+  if (lua_toboolean(L, 2)) lua_close(L);
+  fflush(NULL);
+  exit(status);
+}
+
+static void replace_os_exit(lua_State *L, cli *c) {
+  if (lua_getglobal(L, "os") == LUA_TTABLE) {
+    lua_pushlightuserdata(L, c);
+    lua_pushcclosure(L, l_os_exit, 1);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+/* lua.c's pmain: 1 when everything ran without an error. */
+static int pmain(cli *c, int args, int script) {
+  lua_State *L = c->h->L;
+  char **argv = c->argv;
+  createargtable(L, argv, c->argc, script);
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  if (!(args & has_E) && handle_luainit(c) != LUA_OK) return 0;
+  if (!runargs(c, argv, script)) return 0;
+  if (script < c->argc && handle_script(c, argv + script) != LUA_OK) return 0;
+  if (args & has_i) {
+    doREPL(c);
+  } else if (script == c->argc && !(args & (has_e | has_v))) {
+    if (isatty(0)) {
+      print_version();
+      doREPL(c);
+    } else if (dofile(c, NULL) != LUA_OK) {
+      return 0;
+    }
+  }
+  return !c->exiting;
+}
+
+/* pmain runs in protected mode, as in lua.c: an error outside the chunks
+ * ('arg' is not a table, a _G that refuses the -l global...) is reported,
+ * not a panic. */
+static int l_pmain(lua_State *L) {
+  cli *c = lua_touserdata(L, 1);
+  int args = (int)lua_tointeger(L, 2), script = (int)lua_tointeger(L, 3);
+  lua_settop(L, 0);
+  int ok = pmain(c, args, script);
+  lua_settop(L, 0);
+  lua_pushboolean(L, ok);
+  return 1;
 }
 
 int main(int argc, char **argv) {
-  cli c;
-  int status = 0;
-  memset(&c, 0, sizeof c);
+  static cli c;
+  int script = 0;
   c.argc = argc;
   c.argv = argv;
+  c.task_ref = LUA_NOREF;
+  c.thread = pthread_self();
+  the_cli = &c;
   if (argv[0] && argv[0][0]) progname = argv[0];
-  switch (collect_args(&c)) {
-  case 1: usage(stdout, NULL); return 0;
-  case -1: return 1;
+  int args = collectargs(argv, &script);
+  if (args == has_error) {
+    print_usage(argv[script]);
+    return EXIT_FAILURE;
   }
-  if (c.version) print_version();
-  if (c.interactive) {
-    fprintf(stderr, "%s: interactive mode (-i) is not supported\n", progname);
-    return 1;
-  }
-  if (!c.script && !c.first_action && c.version) return 0;
+  if (args & has_v) print_version();
 
   host_pool *pool;
   lua_State *L = host_newstate(&pool);
   if (!L) {
-    fprintf(stderr, "%s: cannot create state: not enough memory\n", progname);
-    return 1;
+    l_message(argv[0], "cannot create state: not enough memory");
+    return EXIT_FAILURE;
   }
-  if (c.noenv) {
-    lua_pushboolean(L, 1);
+  if (args & has_E) {
+    lua_pushboolean(L, 1); /* libraries ignore environment variables */
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   }
-  if (c.warn) lua_warning(L, "@on", 0);
   c.h = host_new_owning(L, pool);
   if (!c.h) {
-    fprintf(stderr, "%s: cannot create the event loop\n", progname);
+    l_message(progname, "cannot create the event loop");
     lua_close(L);
     host_pool_free(pool);
-    return 1;
+    return EXIT_FAILURE;
   }
   lasync_host *h = c.h;
   /* Scripts may use asyncio without requiring it. */
   luaL_requiref(L, "asyncio", luaopen_asyncio, 1);
   lua_pop(L, 1);
-  c.run_stdin = !c.script && !c.first_action;
-  create_arg_table(L, &c);
+  replace_os_exit(L, &c);
+  uv_async_init(h->loop, &c.wake, on_wake);
+  c.wake.data = &c;
+  uv_unref((uv_handle_t *)&c.wake);
+
+  lua_pushcfunction(L, l_pmain);
   lua_pushlightuserdata(L, &c);
-  lua_pushcclosure(L, main_body, 1);
-  c.main = host_task_spawn(h, L, 0);
-  c.main_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-
-  uv_signal_init(h->loop, &c.sigint);
-  c.sigint.data = &c;
-  uv_signal_start(&c.sigint, on_sigint, SIGINT);
-  uv_unref((uv_handle_t *)&c.sigint);
-
-  int deadlock = host_run_task(h, c.main, h->cbL);
-  if (deadlock) {
-    fprintf(stderr,
-            "%s: the main task waits for something that can never happen "
-            "(no task, timer or handle is left to wake it)\n",
-            progname);
-    c.main->flags |= TF_RETRIEVED;
-    status = 1;
-  } else {
-    report_main(&c);
-    if (c.main->outcome != OUTCOME_OK) status = 1;
-  }
-  if (status == 0 && !c.interrupted) {
+  lua_pushinteger(L, args);
+  lua_pushinteger(L, script);
+  int status = lua_pcall(L, 3, 1, 0);
+  int ok = status == LUA_OK && lua_toboolean(L, -1);
+  if (status != LUA_OK && !c.exiting) report(L, status);
+  lua_settop(L, 0);
+  if (ok && !c.interrupted) {
     /* Like Node: the program lives while a task, timer or handle does. */
+    set_sigint(on_sigint);
     uv_run(h->loop, UV_RUN_DEFAULT);
   }
+  if (c.interrupted && !c.exiting) set_sigint(SIG_DFL);
   host_drain(h, h->cbL); /* what is left is cancelled and unwinds */
-  if (c.interrupted) status = 130;
-  uv_close((uv_handle_t *)&c.sigint, NULL);
+  set_sigint(SIG_DFL);
+  uv_close((uv_handle_t *)&c.wake, NULL);
   fflush(stdout);
   lasync_free(h);
-  return status;
+  if (c.exiting) return c.exit_code;
+  if (c.interrupted && ok) return 130;
+  if (c.interrupted) return 130;
+  return ok ? EXIT_SUCCESS : EXIT_FAILURE;
 }

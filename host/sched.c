@@ -38,6 +38,14 @@ static void on_check(uv_check_t *handle) {
   }
   h->running--;
   if (!h->ready_head && !h->stopped) uv_idle_stop(&h->idle);
+  host_stop_if_idle(h);
+}
+
+/* A stopping host closes once no task is left and the done callbacks of
+ * the cancelled tasks have run (an application may wait on one). */
+void host_stop_if_idle(lasync_host *h) {
+  if (h->stopping && !h->stopped && !h->npending && !h->ready_head)
+    host_finish_stop(h);
 }
 
 int host_sched_init(lasync_host *h) {
@@ -80,13 +88,13 @@ void host_push_report(lua_State *L, lua_State *where, int idx) {
   luaL_traceback(L, where, msg, 1);
 }
 
+/* The message keeps its type (cancel(5) gives 5, as asyncio's args do);
+ * converting it here would run a __tostring outside any protection. */
 static void push_cancelled(lua_State *L, host_task *t) {
   host_error_new(L, "CancelledError", "");
   if (t->cancel_msg_ref != LUA_NOREF) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
-    luaL_tolstring(L, -1, NULL);
-    lua_setfield(L, -3, "message");
-    lua_pop(L, 1);
+    lua_setfield(L, -2, "message");
   }
 }
 
@@ -138,7 +146,7 @@ static void finish(lasync_host *h, host_task *t) {
     t->outcome = OUTCOME_CANCELLED;
   }
   t->state = TASK_DONE;
-  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW);
+  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
   t->wait_cancel = NULL;
   h->npending--;
   host_link *link;
@@ -156,7 +164,7 @@ static void finish(lasync_host *h, host_task *t) {
     luaL_unref(co, LUA_REGISTRYINDEX, t->cancel_msg_ref);
     t->cancel_msg_ref = LUA_NOREF;
   }
-  if (h->stopping && h->npending == 0) host_finish_stop(h);
+  /* a stopping host closes after the done callbacks run (on_check) */
 }
 
 /* Ends a task whose thread cannot continue (a bare coroutine.yield, or an
@@ -196,9 +204,14 @@ static void step(lasync_host *h, host_ready *r) {
     t->flags |= TF_THROW;
   }
   t->flags &= ~(TF_PARKED | TF_MUST_CANCEL);
+  if (t->flags & TF_DEFER_CANCEL) /* the wake's values arrive first */
+    t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
   t->wait_data = NULL;
+  lua_State *outer = h->current;
+  h->current = co;
   status = lua_resume(co, h->cbL, t->nargs, &nres);
+  h->current = outer;
   t->nargs = 0;
   if (status == LUA_YIELD) {
     if (t->flags & TF_PARKED) return;
@@ -347,6 +360,7 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   if (t->flags & TF_QUEUED) { /* woken, not run yet: undo the wake */
     if (t->wait_cancel) t->wait_cancel(t, 1);
     t->wait_cancel = NULL;
+    t->flags &= ~TF_DEFER_CANCEL; /* delivered at once instead */
     t->flags |= TF_MUST_CANCEL;
     return 1;
   }
@@ -380,9 +394,12 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
 }
 
 void host_drain(lasync_host *h, lua_State *L) {
-  if (!h->npending) return;
+  if (!h->npending && !(h->stopping && h->ready_head)) return;
   host_cancel_all(h, L);
-  for (int turns = 0; h->npending && turns < 100000; turns++) {
+  /* when stopping, also until the done callbacks have run */
+  for (int turns = 0;
+       (h->npending || (h->stopping && h->ready_head)) && turns < 100000;
+       turns++) {
     if (!uv_run(h->loop, UV_RUN_ONCE) && !h->ready_head) break;
     if (turns == 1000) host_cancel_all(h, L); /* asked twice, as Ctrl-C */
   }

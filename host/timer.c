@@ -124,7 +124,11 @@ void host_timer_stop(lasync_host *h, host_timer *tm) {
 uint64_t host_deadline(lasync_host *h, double seconds) {
   (void)h;
   uint64_t now = uv_hrtime();
-  if (!(seconds > 0)) return now; /* also NaN-safe: callers reject NaN */
+  if (seconds != seconds) return now; /* callers reject NaN */
+  if (seconds <= 0) {
+    double past = ceil(-seconds * 1e9);
+    return past >= (double)now ? 0 : now - (uint64_t)past;
+  }
   double ns = ceil(seconds * 1e9);
   if (ns >= (double)(UINT64_MAX / 2)) return UINT64_MAX / 2;
   return now + (uint64_t)ns;

@@ -121,4 +121,22 @@ describe("Condition", function()
     assert.are.equal("2", log.str())
     assert.is_true(ts[1]:cancelled())
   end)
+  it("a waiter cancelled while re-acquiring the lock after notify passes the notification on", function()
+    local c = a.Condition()
+    local log = helper.log()
+    local ts = waiters(c, log, 2)
+    a.sleep(0)
+    c:acquire()
+    c:notify(1)   -- to waiter 1 ...
+    a.sleep(0)    -- ... which now waits for the lock held here
+    ts[1]:cancel() -- cancelled while re-acquiring
+    a.sleep(0)
+    c:release()
+    -- waiter 2 must be woken by the notification waiter 1 could not use
+    local ok = pcall(a.wait_for, ts[2], 1 * helper.slow)
+    assert.is_true(ok, "the notification was lost")
+    assert.are.equal("2", log.str())
+    assert.is_true(ts[1]:cancelled())
+    assert.is_false(c:locked())
+  end)
 end)

@@ -110,4 +110,22 @@ describe("Lock", function()
     assert.has_error(function() lock.acquire({}) end,
       "bad argument #1 to 'acquire' (asyncio.Lock or asyncio.Semaphore expected, got table)")
   end)
+  it("release() unlocks at once (3.13); the woken waiter locks when it runs, newcomers queue behind it", function()
+    local lock = a.Lock()
+    local log = helper.log()
+    lock:acquire()
+    local w1 = a.create_task(function() local _ <close> = lock:acquire() log.add("w1") end)
+    a.sleep(0)
+    lock:release()
+    assert.is_false(lock:locked())  -- not handed over: unlocked until w1 runs
+    assert.matches("<Lock unlocked waiters=1>", tostring(lock))
+    local w2 = a.create_task(function() local _ <close> = lock:acquire() log.add("w2") end)
+    do
+      local _ <close> = lock:acquire() -- may not overtake w1
+      log.add("main")
+    end
+    w1:await() w2:await()
+    assert.are.equal("w1 main w2", log.str())
+    assert.is_false(lock:locked())
+  end)
 end)

@@ -54,7 +54,10 @@ sys.exit(3)
     asyncio.sleep(0.2)
     p:send_signal("SIGUSR1")
     assert.are.equal(7, p:wait())
-    p:kill() -- after the exit: nothing happens
+    -- after the exit, as asyncio: ProcessLookupError
+    local ok, err = pcall(p.kill, p)
+    assert.is_true(asyncio.is(err, asyncio.ProcessLookupError), tostring(err))
+    assert.is_true(asyncio.is(err, asyncio.OSError))
   end)
 
   it("a missing program raises an error naming it and ENOENT", function()
@@ -91,6 +94,100 @@ sys.exit(3)
     local p = asyncio.create_subprocess_exec("true", {})
     ok, err = pcall(p.send_signal, p, "SIGNOPE")
     assert.matches("unknown signal name 'SIGNOPE'", err)
+    p:wait()
+  end)
+end)
+
+describe("processes and signal handlers at the end of the program (issue 10)", function()
+  it("a Process used from a finalizer after its own __gc raises InvalidStateError", function()
+    local out, err, status = helper.run_script([[
+      local holder = setmetatable({}, {__gc = function(o)
+        for _, m in ipairs{"kill", "terminate", "wait"} do
+          local ok, e = pcall(o.p[m], o.p)
+          print(m, ok, asyncio.is(e, asyncio.InvalidStateError))
+        end
+        print("pid", o.p.pid)
+      end})
+      holder.p = asyncio.create_subprocess_exec("true")
+      holder.p:wait()
+      holder = nil
+    ]])
+    assert.are.equal(0, status, err)
+    assert.matches("kill\tfalse\ttrue\nterminate\tfalse\ttrue\nwait\tfalse\ttrue\npid\tnil", out)
+  end)
+
+  it("after the host stopped (stock lua5.4): errors, not a crash", function()
+    local out, err, status = helper.lua54([[
+      local holder = setmetatable({}, {__gc = function(o)
+        local ok, e = pcall(o.p.kill, o.p)
+        print("kill", ok, asyncio.is(e, asyncio.InvalidStateError))
+        ok, e = pcall(asyncio.add_signal_handler, "SIGUSR1", print)
+        print("add", ok, asyncio.is(e, asyncio.InvalidStateError), e)
+        ok, e = pcall(asyncio.create_subprocess_exec, "true")
+        print("exec", ok, asyncio.is(e, asyncio.InvalidStateError))
+      end})
+      asyncio = require "asyncio"
+      asyncio.run(function()
+        asyncio.add_signal_handler("SIGUSR1", print)
+        holder.p = asyncio.create_subprocess_exec("sleep", {"5"})
+      end)
+    ]])
+    assert.are.equal(0, status, err)
+    assert.matches("kill\tfalse\ttrue", out)
+    assert.matches("add\tfalse\ttrue\t.*event loop is closed", out)
+    assert.matches("exec\tfalse\ttrue", out)
+  end)
+
+  it("re-adding a handler whose record was finalized watches anew", function()
+    local out, err, status = helper.run_script([[
+      local holder = setmetatable({}, {__gc = function()
+        local ok, e = pcall(asyncio.add_signal_handler, "SIGUSR1", print)
+        print("add", ok, asyncio.is(e, asyncio.InvalidStateError))
+        print("remove", pcall(asyncio.remove_signal_handler, "SIGUSR1"))
+      end})
+      asyncio.add_signal_handler("SIGUSR1", print)
+    ]])
+    assert.are.equal(0, status, err)
+    assert.matches("add\tfalse\ttrue\nremove\ttrue\ttrue", out)
+  end)
+end)
+
+describe("to-be-closed processes and readers (issue 10)", function()
+  after_each(helper.no_leaks)
+
+  it("a <close> Process kills a child still running and reaps it", function()
+    local p
+    do
+      local child <close> = asyncio.create_subprocess_exec("sleep", {"30"},
+        {stdin = "pipe", stdout = "pipe"})
+      p = child
+    end
+    assert.are.equal(-9, p.returncode)
+    assert.is_true(p.stdin:is_closing())
+    assert.are.equal("", p.stdout:read())
+  end)
+
+  it("a <close> Process that already exited keeps its status", function()
+    local p
+    do
+      local child <close> = asyncio.create_subprocess_exec("sh", {"-c", "exit 3"})
+      child:wait()
+      p = child
+    end
+    assert.are.equal(3, p.returncode)
+  end)
+
+  it("a <close> StreamReader closes its stream", function()
+    local p = asyncio.create_subprocess_exec("sh", {"-c", "echo hi; sleep 0.2; echo late"},
+      {stdout = "pipe"})
+    local first
+    do
+      local out <close> = p.stdout
+      first = out:readline()
+    end
+    assert.are.equal("hi\n", first)
+    assert.are.equal("", p.stdout:read())
+    assert.is_true(p.stdout:at_eof())
     p:wait()
   end)
 end)

@@ -51,6 +51,56 @@ describe("Queue", function()
     assert.are.equal(false, q:get())
   end)
 
+  it("keeps its state out of Lua's reach: assigning a field is an error, never a crash", function()
+    local q = a.Queue(2)
+    q:put("a")
+    for _, k in ipairs{0, 1, "maxsize", "put"} do
+      local ok, err = pcall(function() q[k] = nil end)
+      assert.is_false(ok)
+      assert.matches("cannot assign field '" .. k .. "' of an asyncio.Queue", err)
+    end
+    assert.has_error(function() rawset(q, 0, nil) end)
+    assert.are.equal("asyncio.Queue", getmetatable(q)) -- the tables stay hidden
+    assert.has_error(function() setmetatable(q, nil) end)
+    assert.has_error(function() q.put(a.Lock(), 1) end,
+      "bad argument #1 to 'put' (asyncio.Queue expected, got asyncio.Lock)")
+    assert.has_error(function() q.qsize(io.stdout) end)
+    assert.are.equal(2, q.maxsize)
+    assert.is_nil(q.nothing)
+    q:put("b")
+    assert.are.same({"a", "b"}, {q:get(), q:get()})
+  end)
+
+  it("maxsize is compared as a number, as in Python: Queue(1.3) holds 2 items", function()
+    local q = a.Queue(1.3)
+    assert.are.equal(1.3, q.maxsize)
+    q:put_nowait(1)
+    assert.is_false(q:full())
+    q:put_nowait(2)
+    assert.is_true(q:full())
+    local ok, err = pcall(q.put_nowait, q, 3)
+    assert.is_true(is(err, a.QueueFull))
+    assert.matches("maxsize 1.3", tostring(err))
+    assert.matches("<Queue maxsize=1.3 qsize=2>", tostring(q))
+    assert.is_false(a.Queue(0.0):full())
+    assert.are.equal(-1, a.Queue(-1).maxsize) -- <= 0: unbounded, kept as given
+    local big = a.Queue(1 / 0)
+    for i = 1, 100 do big:put_nowait(i) end
+    assert.is_false(big:full())
+    assert.is_false(a.Queue(0 / 0):full())
+  end)
+
+  it("refuses unknown option keys and a maxsize that is not a number", function()
+    assert.has_error(function() a.Queue{maxsze = 3} end,
+      "bad argument #1 to 'Queue' (unknown option 'maxsze')")
+    assert.has_error(function() a.LifoQueue{key = print} end)
+    assert.has_error(function() a.PriorityQueue{maxsize = 2, keys = print} end,
+      "bad argument #1 to 'PriorityQueue' (unknown option 'keys')")
+    assert.has_error(function() a.Queue{maxsize = "3"} end,
+      "bad argument #1 to 'Queue' (maxsize: number expected, got string)")
+    assert.are.equal(3, a.Queue{maxsize = 3}.maxsize)
+  end)
+
   it("rejects misuse with Lua's wording", function()
     local q = a.Queue()
     assert.has_error(function() q.put({}, 1) end,
@@ -266,7 +316,70 @@ describe("PriorityQueue", function()
     local q = a.PriorityQueue()
     q:put(1)
     assert.has_error(function() q:put("x") end)
-    assert.are.equal(2, q:qsize())
+    assert.are.equal(1, q:qsize())
+    assert.are.equal(1, q:get())
+  end)
+
+  it("put and get are all-or-nothing when the keys' __lt raises", function()
+    local fail = false
+    local K = {__lt = function(x, y)
+      if fail then error("no order today") end
+      return x.v < y.v
+    end}
+    local function key(v) return setmetatable({v = v}, K) end
+    local q = a.PriorityQueue()
+    for _, v in ipairs{5, 3, 8, 1} do q:put({key(v), v}) end
+    fail = true
+    local ok, err = pcall(q.put, q, {key(0), 0})
+    assert.is_false(ok)
+    assert.matches("no order today", tostring(err))
+    assert.are.equal(4, q:qsize())           -- nothing uncounted inside
+    ok, err = pcall(q.get, q)
+    assert.is_false(ok)
+    assert.matches("no order today", tostring(err))
+    assert.are.equal(4, q:qsize())           -- nothing lost either
+    fail = false
+    local out = {}
+    for i = 1, 4 do out[i] = q:get()[2]; q:task_done() end
+    assert.are.same({1, 3, 5, 8}, out)
+    assert.is_true(q:empty())
+    q:join()                                  -- unfinished count is right
+    assert.has_error(function() q:task_done() end)
+  end)
+
+  it("a key function that uses its own queue gets an error, and the queue stays whole", function()
+    local q
+    q = a.PriorityQueue{key = function(v)
+      if v == "sneaky" then q:put_nowait(0) end
+      return v == "sneaky" and 0 or v
+    end}
+    q:put(2)
+    local ok, err = pcall(q.put, q, "sneaky")
+    assert.is_false(ok)
+    assert.matches("used from its own key function", tostring(err))
+    assert.are.equal(1, q:qsize())
+    q:put(1)
+    assert.are.same({1, 2}, {q:get(), q:get()})
+  end)
+
+  it("a woken getter whose get raises passes the item on to the next getter", function()
+    local fail = 0 -- how many comparisons raise
+    local K = {__lt = function(x, y)
+      if fail > 0 then fail = fail - 1 error("no order today") end
+      return x.v < y.v
+    end}
+    local q = a.PriorityQueue{key = function(item) return setmetatable({v = item}, K) end}
+    local g = {}
+    for i = 1, 4 do g[i] = a.create_task(function() return q:get() end) end
+    a.sleep(0)
+    q:put(2) q:put(1) q:put(3) -- reserved for g1, g2, g3; g4 waits
+    fail = 1 -- g1's get compares (3 items) and raises
+    local ok, err = pcall(g[1].await, g[1])
+    assert.is_false(ok)
+    assert.matches("no order today", tostring(err))
+    -- g1's item went on to g4, which would otherwise wait for ever
+    assert.are.same({1, 2, 3}, {g[2]:await(), g[3]:await(), g[4]:await()})
+    assert.is_true(q:empty())
   end)
 end)
 

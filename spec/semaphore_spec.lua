@@ -79,4 +79,33 @@ describe("Semaphore", function()
     assert.is_false(sem:locked())
     sem:acquire()
   end)
+  it("a woken waiter that has not run holds its permit; newcomers queue behind it", function()
+    local sem = a.Semaphore(0)
+    local log = helper.log()
+    local w1 = a.create_task(function() sem:acquire() log.add("w1") end)
+    a.sleep(0)
+    sem:release() -- w1 is woken with the permit
+    sem:release() -- a free permit, but w1 has not run: FIFO holds
+    assert.is_true(sem:locked())
+    assert.matches("value=1 waiters=1", tostring(sem))
+    local w2 = a.create_task(function() sem:acquire() log.add("w2") end)
+    do
+      local _ <close> = sem:acquire() -- queues behind w1 though a permit is free
+      log.add("main")
+    end
+    w1:await() w2:await()
+    assert.are.equal("w1 main w2", log.str())
+    assert.is_true(sem:locked()) -- w1 and w2 kept theirs
+  end)
+
+  it("release() beyond math.maxinteger raises ValueError, the counter unchanged", function()
+    local sem = a.Semaphore(math.maxinteger)
+    local ok, err = pcall(sem.release, sem)
+    assert.is_false(ok)
+    assert.is_true(a.is(err, a.ValueError))
+    assert.matches("released too many times", tostring(err))
+    assert.matches("value=" .. math.maxinteger, tostring(sem))
+    sem:acquire()
+    sem:release()
+  end)
 end)

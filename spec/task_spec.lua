@@ -149,7 +149,20 @@ describe("tasks", function()
     local t = asyncio.create_task(function() coroutine.yield() end)
     local ok, err = pcall(t.await, t)
     assert.is_false(ok)
-    assert.matches("coroutine.yield%(%) called directly in a task", err)
+    assert.matches("attempt to yield from outside a coroutine", err)
+  end)
+
+  it("gives a task lua.c's main-chunk view of coroutines: yield is a catchable error", function()
+    local t = asyncio.create_task(function()
+      local ok, err = pcall(coroutine.yield, 1)
+      local co, ismain = coroutine.running()
+      return ok, err, coroutine.isyieldable(), type(co), ismain, coroutine.status(co)
+    end)
+    assert.are.same({false, "attempt to yield from outside a coroutine", false, "thread", true, "running"},
+      {t:await()})
+    -- a plain coroutine inside a task is still a coroutine
+    local co = coroutine.wrap(function() return coroutine.isyieldable(), select(2, coroutine.running()) end)
+    assert.are.same({true, false}, {co()})
   end)
 
   it("refuses coroutine.resume and coroutine.close on a task's thread", function()
