@@ -467,9 +467,9 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud) {
 
 /* curl sends a request again, on another connection, when a reused
  * keep-alive connection gave nothing back (the server closed it as the
- * request went out), for any method and up to 5 times.  As curl's command
- * line and aiohttp do, only idempotent methods are sent again, and only
- * once: a POST the server may have acted on is not repeated.  A send with
+ * request went out), for any method and up to 5 times.  As aiohttp does,
+ * only idempotent methods are sent again, and only once: a POST the
+ * server may have acted on is not repeated.  A send with
  * no response since the previous one is such a retry (a redirect or a
  * 1xx comes with a status line, which resets the count). */
 static int on_prereq(void *ud, char *ip_remote, char *ip_local, int port_remote,

@@ -134,6 +134,16 @@ describe("asyncio.http against a hostile server", function()
       assert.are.equal(2 * MiB + 2, #h.x)
       assert.are.equal("", h.y)
       assert.is_true(asyncio.time() - t0 < 5 * helper.slow, "too slow")
+      -- 100000 folded continuation lines are joined once, not one by one
+      raw = "HTTP/1.1 200 OK\r\nX-F: a\r\n" .. ("  " .. ("c"):rep(20) .. " \r\n"):rep(100000)
+        .. "\tz\r\nY: 1\r\n\r\n"
+      t0 = asyncio.time()
+      h = http.parse_headers(raw)
+      assert.are.equal(1 + 21 * 100000 + 2, #h["x-f"])
+      assert.are.equal("a " .. ("c"):rep(20) .. " ", h["x-f"]:sub(1, 23))
+      assert.are.equal(" z", h["x-f"]:sub(-2))
+      assert.are.equal("1", h.y)
+      assert.is_true(asyncio.time() - t0 < 5 * helper.slow, "too slow")
     end)
   end)
 
