@@ -277,6 +277,21 @@ describe("asyncio.http against a hostile server", function()
       end)
     end
 
+    it("a POST redirected by a 303 goes on as a GET, which is sent again", function()
+      local st0 = stats()
+      local s <close> = http.Session()
+      assert.are.equal(200, s:get(hs.url .. "/drop_reused").status)
+      -- the POST and then the GET it becomes go on the same connection:
+      -- the GET is dropped and sent again on a new one
+      local r = s:post(hs.url .. "/see_other?to=/drop_reused", {body = "x"})
+      assert.are.equal(200, r.status)
+      assert.are.equal("first on its connection", r.body)
+      local st = stats()
+      assert.are.equal(1, requests(st, "POST /see_other") - requests(st0, "POST /see_other"))
+      assert.are.equal(3, requests(st, "GET /drop_reused") - requests(st0, "GET /drop_reused"))
+      assert.are.equal(1, st.dropped - st0.dropped)
+    end)
+
     it("an idempotent request is sent again only once, even with more pooled connections", function()
       local s <close> = http.Session()
       -- three connections in the pool
