@@ -134,6 +134,16 @@ describe("asyncio.http against a hostile server", function()
       assert.are.equal(2 * MiB + 2, #h.x)
       assert.are.equal("", h.y)
       assert.is_true(asyncio.time() - t0 < 5 * helper.slow, "too slow")
+      -- 100000 folded continuation lines are joined once, not one by one
+      raw = "HTTP/1.1 200 OK\r\nX-F: a\r\n" .. ("  " .. ("c"):rep(20) .. " \r\n"):rep(100000)
+        .. "\tz\r\nY: 1\r\n\r\n"
+      t0 = asyncio.time()
+      h = http.parse_headers(raw)
+      assert.are.equal(1 + 21 * 100000 + 2, #h["x-f"])
+      assert.are.equal("a " .. ("c"):rep(20) .. " ", h["x-f"]:sub(1, 23))
+      assert.are.equal(" z", h["x-f"]:sub(-2))
+      assert.are.equal("1", h.y)
+      assert.is_true(asyncio.time() - t0 < 5 * helper.slow, "too slow")
     end)
   end)
 
@@ -266,6 +276,21 @@ describe("asyncio.http against a hostile server", function()
         assert.are.equal(200, s:request(m, hs.url .. "/drop_reused", {body = "three"}).status)
       end)
     end
+
+    it("a POST redirected by a 303 goes on as a GET, which is sent again", function()
+      local st0 = stats()
+      local s <close> = http.Session()
+      assert.are.equal(200, s:get(hs.url .. "/drop_reused").status)
+      -- the POST and then the GET it becomes go on the same connection:
+      -- the GET is dropped and sent again on a new one
+      local r = s:post(hs.url .. "/see_other?to=/drop_reused", {body = "x"})
+      assert.are.equal(200, r.status)
+      assert.are.equal("first on its connection", r.body)
+      local st = stats()
+      assert.are.equal(1, requests(st, "POST /see_other") - requests(st0, "POST /see_other"))
+      assert.are.equal(3, requests(st, "GET /drop_reused") - requests(st0, "GET /drop_reused"))
+      assert.are.equal(1, st.dropped - st0.dropped)
+    end)
 
     it("an idempotent request is sent again only once, even with more pooled connections", function()
       local s <close> = http.Session()
