@@ -39,14 +39,20 @@ static lua_State *getco(lua_State *L) {
   return co;
 }
 
+/* h->current follows the resume, so that the binary's Ctrl-C hook lands
+ * on the coroutine that runs, not on its task's thread, which waits. */
 static int auxresume(lua_State *L, lua_State *co, int narg) {
+  lasync_host *h = lua_touserdata(L, lua_upvalueindex(1));
   int status, nres;
   if (!lua_checkstack(co, narg)) {
     lua_pushliteral(L, "too many arguments to resume");
     return -1;
   }
   lua_xmove(L, co, narg);
+  lua_State *outer = h->current;
+  if (outer) h->current = co;
   status = lua_resume(co, L, narg, &nres);
+  if (outer) h->current = outer;
   if (status == LUA_OK || status == LUA_YIELD) {
     if (!lua_checkstack(L, nres + 1)) {
       lua_pop(co, nres);
@@ -117,6 +123,36 @@ static int co_close(lua_State *L) {
   return 2;
 }
 
+static int auxwrap(lua_State *L) {
+  lua_State *co = lua_tothread(L, lua_upvalueindex(2));
+  int r = auxresume(L, co, lua_gettop(L));
+  if (r < 0) {
+    int stat = lua_status(co);
+    if (stat != LUA_OK && stat != LUA_YIELD) { /* an error in the coroutine */
+      stat = host_closethread(co, L);
+      lua_xmove(co, L, 1);
+    }
+    if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+      luaL_where(L, 1);
+      lua_insert(L, -2);
+      lua_concat(L, 2);
+    }
+    return lua_error(L);
+  }
+  return r;
+}
+
+static int co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_pushvalue(L, lua_upvalueindex(1)); /* the host */
+  lua_insert(L, -2);
+  lua_pushcclosure(L, auxwrap, 2);
+  return 1;
+}
+
 static int co_yield(lua_State *L) {
   if (host_task_of(L))
     return luaL_error(L, "attempt to yield from outside a coroutine");
@@ -135,20 +171,24 @@ static int co_running(lua_State *L) {
   return 2;
 }
 
-static void guard_coroutines(lua_State *L) {
+static void guard_coroutines(lua_State *L, lasync_host *h) {
   static const luaL_Reg ops[] = {{"resume", co_resume},
+                                 {"wrap", co_wrap},
                                  {"close", co_close},
                                  {"yield", co_yield},
                                  {"isyieldable", co_isyieldable},
                                  {"running", co_running},
                                  {NULL, NULL}};
-  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) luaL_setfuncs(L, ops, 0);
+  if (lua_getglobal(L, "coroutine") == LUA_TTABLE) {
+    lua_pushlightuserdata(L, h);
+    luaL_setfuncs(L, ops, 1);
+  }
   lua_pop(L, 1);
 }
 
 LASYNC_API int luaopen_asyncio(lua_State *L) {
   lasync_host *h = host_for_module(L);
-  guard_coroutines(L);
+  guard_coroutines(L, h);
   lua_newtable(L);
   host_errors_open(L);
   /* the classes the synchronisation primitives raise besides asyncio's */

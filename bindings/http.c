@@ -123,8 +123,8 @@ typedef struct xfer {
   unsigned char state, want;
   unsigned char has_slot, stream, follow, verify, ready, paused;
   unsigned char too_large, head_too_large, oom, has_location, closed_early;
-  unsigned char idempotent; /* may be sent again when a reused connection
-                               turns out dead (GET HEAD PUT DELETE OPTIONS) */
+  unsigned char idempotent; /* the method of the last send may be sent again
+                               (GET HEAD PUT DELETE OPTIONS) */
   unsigned char tries;      /* sends since the last response began */
   unsigned char not_retried; /* stopped curl from sending it again */
   unsigned char special; /* options beyond the pooled handles' base set */
@@ -176,6 +176,7 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud);
 static size_t on_header(char *d, size_t size, size_t n, void *ud);
 static int on_prereq(void *ud, char *ip_remote, char *ip_local, int port_remote,
                      int port_local);
+static int is_idempotent(const char *m);
 
 /* ---- waking ----------------------------------------------------------- */
 
@@ -467,16 +468,21 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud) {
 
 /* curl sends a request again, on another connection, when a reused
  * keep-alive connection gave nothing back (the server closed it as the
- * request went out), for any method and up to 5 times.  As curl's command
- * line and aiohttp do, only idempotent methods are sent again, and only
- * once: a POST the server may have acted on is not repeated.  A send with
+ * request went out), for any method and up to 5 times.  As aiohttp does,
+ * only idempotent methods are sent again, and only once: a POST the
+ * server may have acted on is not repeated.  A send with
  * no response since the previous one is such a retry (a redirect or a
- * 1xx comes with a status line, which resets the count). */
+ * 1xx comes with a status line, which resets the count).  The method is
+ * the one being sent: a POST redirected by a 303 goes on as a GET. */
 static int on_prereq(void *ud, char *ip_remote, char *ip_local, int port_remote,
                      int port_local) {
   xfer *x = ud;
   (void)ip_remote, (void)ip_local, (void)port_remote, (void)port_local;
   if (!x) return CURL_PREREQFUNC_OK;
+  char *method = NULL;
+  if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_METHOD, &method) == CURLE_OK &&
+      method)
+    x->idempotent = (unsigned char)is_idempotent(method);
   if (x->tries > 0 && (!x->idempotent || x->tries > 1)) {
     x->not_retried = 1;
     return CURL_PREREQFUNC_ABORT;

@@ -139,11 +139,19 @@ local Headers = {
 -- loops: a pattern such as "[ \t]*(.-)[ \t]*\r?\n" backtracks over every
 -- run of blanks once per position, which made a header of 100 KB of blanks
 -- take minutes.  Here each byte is looked at a bounded number of times.
--- Lines without a colon, and obsolete folded lines (which start with a
--- blank), are skipped.
+-- Lines without a colon are skipped; an obsolete folded line (one that
+-- starts with a blank) continues the value before it, joined by a space
+-- (RFC 9112 5.2).
 local find, byte, sub = string.find, string.byte, string.sub
 
 local function is_blank(b) return b == 32 or b == 9 end
+
+-- raw[i..j] without blanks at either end.
+local function trimmed(raw, i, j)
+  while i <= j and is_blank(byte(raw, i)) do i = i + 1 end
+  while j >= i and is_blank(byte(raw, j)) do j = j - 1 end
+  return sub(raw, i, j)
+end
 
 function hmethods:items()
   local raw = raw_of[self] or ""
@@ -157,10 +165,22 @@ function hmethods:items()
       if e >= s and byte(raw, e) == 13 then e = e - 1 end
       if colon and colon < s then colon = find(raw, ":", s, true) end
       if colon and colon <= e and colon > s and not is_blank(byte(raw, s)) then
-        local vs, ve = colon + 1, e
-        while vs <= ve and is_blank(byte(raw, vs)) do vs = vs + 1 end
-        while ve >= vs and is_blank(byte(raw, ve)) do ve = ve - 1 end
-        return sub(raw, s, colon - 1), sub(raw, vs, ve)
+        local value = trimmed(raw, colon + 1, e)
+        local parts -- folded lines, joined once (a concatenation per line
+                    -- would copy the value again for each)
+        while pos <= #raw and is_blank(byte(raw, pos)) do
+          nl = find(raw, "\n", pos, true) or #raw + 1
+          local fe = nl - 1
+          if fe >= pos and byte(raw, fe) == 13 then fe = fe - 1 end
+          local more = trimmed(raw, pos, fe)
+          if more ~= "" then
+            parts = parts or {value ~= "" and value or nil}
+            parts[#parts + 1] = more
+          end
+          pos = nl + 1
+        end
+        if parts then value = concat(parts, " ") end
+        return sub(raw, s, colon - 1), value
       end
     end
     return nil

@@ -128,6 +128,10 @@ function M.wait(list, opts)
     if remaining and remaining <= 0 then return done, pending end
     if not wait_any(pending, remaining) then
       deadline = time() -- timed out: report what we have
+    else
+      -- asyncio learns of a completion through a done callback, one turn
+      -- before the waiter runs: tasks finishing in that turn are done too
+      M.sleep(0)
     end
   end
 end

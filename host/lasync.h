@@ -57,8 +57,9 @@ LASYNC_API lasync_host *lasync_new(uv_loop_t *loop, lua_State *L);
 
 /* Cancels every task and closes every handle the host opened.  With the
  * host's own loop, it lets the cancelled tasks unwind first (their <close>
- * handlers run); with the application's loop they unwind in its next
- * uv_run turns.  After this, asyncio functions in the state raise
+ * handlers and then their done callbacks run); with the application's loop
+ * they unwind, and their done callbacks run, in its next uv_run turns, and
+ * the host's handles close after that.  After this, asyncio functions in the state raise
  * "the event loop is closed".  Idempotent. */
 LASYNC_API void lasync_stop(lasync_host *h);
 

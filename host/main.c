@@ -148,11 +148,12 @@ static void push_message(lua_State *L, cli *c, int task, int err) {
     lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, err));
     return;
   }
+  const char *r = lua_tostring(L, -1);
   if (lua_type(L, err) != LUA_TSTRING && lua_type(L, err) != LUA_TNUMBER &&
-      luaL_getmetafield(L, err, "__tostring") != LUA_TNIL) {
-    lua_pop(L, 1);
-    /* the report is msg .. "\nstack traceback:..." (luaL_traceback) */
-    const char *r = lua_tostring(L, -1), *cut = NULL, *p = r;
+      strncmp(r, "(error object is a ", 19) != 0) {
+    /* __tostring gave the message when the error was raised; the report
+     * is that message .. "\nstack traceback:..." (luaL_traceback) */
+    const char *cut = NULL, *p = r;
     while ((p = strstr(p, "\nstack traceback:\n")) != NULL) cut = p++;
     if (cut) {
       lua_pushlstring(L, r, (size_t)(cut - r));
@@ -608,6 +609,9 @@ int main(int argc, char **argv) {
     set_sigint(on_sigint);
     uv_run(h->loop, UV_RUN_DEFAULT);
   }
+  /* a Ctrl-C that came as the last Lua code ended: neither the hook nor the
+   * loop took it, but it happened */
+  if (c.pending && !c.exiting) c.interrupted = 1;
   if (c.interrupted && !c.exiting) set_sigint(SIG_DFL);
   host_drain(h, h->cbL); /* what is left is cancelled and unwinds */
   set_sigint(SIG_DFL);

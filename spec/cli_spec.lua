@@ -6,24 +6,34 @@ local lasync = helper.cmd
 -- it SIGINT, and (when `second` names a marker) a second SIGINT once that
 -- marker is printed; returns its output and exit status.  Waits for
 -- markers, not for fixed times, so a slow run (valgrind) stays correct.
-local function interrupt(script, second)
+-- opts.prog runs another interpreter (lua5.4, the oracle); opts.fifo gives
+-- the script a stdin that stays open and empty (a read blocks).
+local function interrupt(script, second, opts)
+  opts = opts or {}
   local path = helper.tmpname(".lua")
   local out = helper.tmpname(".out")
+  local fifo = helper.tmpname(".fifo")
   helper.write_file(path, script)
   local wait_for = [[i=0; while [ $i -lt 3000 ] && ! grep -q %s %s; do sleep 0.01; i=$((i+1)); done]]
+  local stdin = opts.fifo and ("mkfifo %s; "):format(q(fifo)) or ""
   local cmd = ([[
-    %s %s > %s 2>&1 & pid=$!
+    %s%s %s %s > %s 2>&1 & pid=$!
+    %s
     %s
     kill -INT $pid
     %s
+    (for i in $(seq %d); do sleep 0.1; kill -0 $pid || exit; done; kill -KILL $pid) >/dev/null 2>&1 &
     wait $pid; st=$?
     cat %s; echo "status=$st"
-  ]]):format(lasync, q(path), q(out), wait_for:format("ready", q(out)),
+  ]]):format(stdin, opts.prog or lasync, q(path), opts.fifo and ("< " .. q(fifo)) or "", q(out),
+             opts.fifo and ("exec 3> " .. q(fifo)) or "",
+             wait_for:format("ready", q(out)),
              second and (wait_for:format(q(second), q(out)) .. "; kill -INT $pid") or "",
-             q(out))
+             300 * helper.slow, q(out)) -- the watchdog: a missed SIGINT fails, not hangs
   local text = helper.sh("bash -c " .. q(cmd))
   os.remove(path)
   os.remove(out)
+  os.remove(fifo)
   return text, tonumber(text:match("status=(%d+)"))
 end
 
@@ -224,6 +234,76 @@ describe("the lasync binary", function()
     assert.are.equal(130, status)
     assert.matches("slow cleanup", out)
     assert.is_true(os.time() - t0 < 10 * helper.slow)
+  end)
+
+  -- Ctrl-C in Lua code that runs: lua.c's hook gives "interrupted!" at the
+  -- next instruction (exit status 1, the message and a traceback).
+  local function same_as_lua54(script, second, opts)
+    local out, status = interrupt(script, second, opts)
+    opts = opts or {}
+    opts.prog = "lua5.4"
+    local out54, status54 = interrupt(script, second, opts)
+    out = out:gsub(helper.quote(helper.lasync):sub(2, -2):gsub("%p", "%%%0"), "lua")
+    out54 = out54:gsub("lua5%.4", "lua")
+    out, out54 = out:gsub("[^%s:]+%.lua", "script.lua"), out54:gsub("[^%s:]+%.lua", "script.lua")
+    assert.are.same({out54, status54}, {out, status})
+    return out, status
+  end
+
+  it("interrupts busy Lua code at once on Ctrl-C, as lua.c", function()
+    local out, status = same_as_lua54([[
+      print("ready") io.stdout:flush()
+      while true do end
+    ]])
+    assert.are.equal(1, status)
+    assert.matches("lua: interrupted!\nstack traceback:", out)
+  end)
+
+  it("interrupts a blocked io.read on Ctrl-C, as lua.c", function()
+    local out, status = same_as_lua54([[
+      print("ready") io.stdout:flush()
+      print(io.read())
+    ]], nil, {fifo = true})
+    assert.are.equal(1, status)
+    assert.matches("interrupted!", out)
+    assert.matches("in function 'io.read'", out)
+  end)
+
+  it("kills at once on a second Ctrl-C after the first was caught, as lua.c", function()
+    local out, status = same_as_lua54([[
+      print("ready") io.stdout:flush()
+      local ok, err = pcall(function() while true do end end)
+      print("caught", err) io.stdout:flush()
+      while true do end
+    ]], "caught")
+    assert.are.equal(130, status) -- killed by SIGINT
+    assert.matches("caught\t.*interrupted!", out)
+  end)
+
+  it("does not lose a Ctrl-C that lands in a busy task other than the main one", function()
+    local out, status = interrupt([[
+      local t = asyncio.create_task(function()
+        print("ready") io.stdout:flush()
+        while true do end
+      end)
+      local guard <close> = setmetatable({}, {__close = function() print("main cleanup") end})
+      t:await()
+    ]])
+    assert.are.equal(130, status)
+    assert.matches("main cleanup", out)
+    assert.matches("interrupted", out)
+  end)
+
+  it("interrupts a busy plain coroutine inside the main task (lua.c would not)", function()
+    local out, status = interrupt([[
+      print("ready") io.stdout:flush()
+      local co = coroutine.create(function() while true do end end)
+      local ok, err = coroutine.resume(co)
+      print("resume", ok, err) io.stdout:flush()
+      coroutine.wrap(function() while true do end end)()
+    ]], "resume")
+    assert.are.equal(130, status) -- the second Ctrl-C, in the wrap, kills
+    assert.matches("resume\tfalse\t[^\n]*interrupted!", out)
   end)
 
   it("uses no CPU while it sleeps (no polling)", function()

@@ -1,0 +1,242 @@
+-- The course server (scripts/lib/http_server.lua) against hostile clients:
+-- oversized request lines and headers, forged Content-Length values,
+-- Transfer-Encoding smuggling, malformed lines, out-of-range parameters,
+-- too many connections, clients that stall.  Raw sockets on 127.0.0.1.
+local helper = require "spec.helper"
+local http = require "asyncio.http"
+
+package.path = "scripts/lib/?.lua;" .. package.path
+local http_server = require "http_server"
+
+-- Sends data on a new connection and reads until the server closes it;
+-- returns every status it answered (in order) and the raw reply.
+local function exchange(srv, data, wait)
+  local r, w = asyncio.open_connection("127.0.0.1", srv.port)
+  w:write(data)
+  pcall(w.drain, w)
+  local parts = {}
+  local ok = pcall(function()
+    local _ <close> = asyncio.timeout((wait or 5) * helper.slow)
+    while true do
+      local chunk = r:read(65536)
+      if chunk == "" then break end
+      parts[#parts + 1] = chunk
+    end
+  end)
+  w:close()
+  local reply = table.concat(parts)
+  local statuses = {}
+  for code in ("\n" .. reply):gmatch("\nHTTP/1%.1 (%d%d%d) ") do statuses[#statuses + 1] = tonumber(code) end
+  return statuses, reply, ok
+end
+
+local function request(target, headers, extra)
+  return ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n%s")
+    :format(target, headers or "", extra or "")
+end
+
+local function status_of(srv, data)
+  local statuses, reply = exchange(srv, data)
+  assert.are.equal(1, #statuses, "one answer expected, got: " .. reply:sub(1, 200))
+  return statuses[1], reply
+end
+
+describe("the course server against hostile clients", function()
+  local srv
+
+  setup(function() srv = http_server.start() end)
+  teardown(function() if srv then srv:close() end end)
+  after_each(function()
+    -- whatever came before, it still serves
+    assert.are.equal(200, http.fetch(srv.url .. "/page/ok", {headers = {Connection = "close"}}).status)
+    helper.no_leaks()
+  end)
+
+  it("answers a plain request", function()
+    local status, reply = status_of(srv, request("/page/hi"))
+    assert.are.equal(200, status)
+    assert.matches("<title>hi</title>", reply)
+  end)
+
+  describe("size limits", function()
+    it("a request line over 8 KiB is 414", function()
+      assert.are.equal(414, status_of(srv, request("/" .. ("a"):rep(100000))))
+      -- a line that never ends
+      assert.are.equal(414, status_of(srv, "GET /" .. ("b"):rep(200000)))
+    end)
+
+    it("a header line over 8 KiB is 431", function()
+      assert.are.equal(431, status_of(srv, request("/", "X-Big: " .. ("x"):rep(20000) .. "\r\n")))
+    end)
+
+    it("more than 100 header lines is 431", function()
+      assert.are.equal(431, status_of(srv, request("/", ("X-A: 1\r\n"):rep(150))))
+      assert.are.equal(200, status_of(srv, request("/", ("X-A: 1\r\n"):rep(90))))
+    end)
+
+    it("a header block over 32 KiB is 431", function()
+      local line = "X-Fill: " .. ("f"):rep(1000) .. "\r\n"
+      assert.are.equal(431, status_of(srv, request("/", line:rep(40))))
+      assert.are.equal(200, status_of(srv, request("/", line:rep(20))))
+    end)
+
+    it("a body over 1 MiB is 413, answered before it is read", function()
+      local t0 = asyncio.time()
+      assert.are.equal(413, status_of(srv, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2000000\r\n\r\n"
+        .. ("z"):rep(1000)))
+      assert.is_true(asyncio.time() - t0 < 3 * helper.slow)
+      assert.are.equal(413, status_of(srv, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: "
+        .. ("9"):rep(40) .. "\r\n\r\n"))
+    end)
+
+    it("header values full of blanks are trimmed in linear time", function()
+      local t0 = asyncio.time()
+      local line = "X-Blank: a" .. (" "):rep(7000) .. "b" .. (" "):rep(800) .. "\r\n"
+      assert.are.equal(200, status_of(srv, request("/", line:rep(4))))
+      assert.is_true(asyncio.time() - t0 < 2 * helper.slow, "too slow")
+    end)
+  end)
+
+  describe("Content-Length and Transfer-Encoding", function()
+    local function post(cl_lines, body)
+      return "POST /page/x HTTP/1.1\r\nHost: a\r\n" .. cl_lines .. "Connection: close\r\n\r\n" .. (body or "")
+    end
+
+    for _, bad in ipairs{"-1", "0x10", "1e3", "+5", "5 5", "5, 5", "abc", "", " ", "5.0", "٥"} do
+      it(("refuses Content-Length %q with 400"):format(bad), function()
+        assert.are.equal(400, status_of(srv, post("Content-Length: " .. bad .. "\r\n", "hello")))
+      end)
+    end
+
+    it("accepts a plain one, leading zeros included", function()
+      assert.are.equal(200, status_of(srv, post("Content-Length: 5\r\n", "hello")))
+      assert.are.equal(200, status_of(srv, post("Content-Length: 005\r\n", "hello")))
+    end)
+
+    it("refuses two different Content-Length values; two equal ones pass", function()
+      assert.are.equal(400, status_of(srv, post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello!")))
+      assert.are.equal(200, status_of(srv, post("Content-Length: 5\r\nContent-Length: 5\r\n", "hello")))
+    end)
+
+    it("Transfer-Encoding is 501 alone and 400 with a Content-Length (no smuggling)", function()
+      assert.are.equal(501, status_of(srv, post("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")))
+      local before = srv.requests
+      -- the classic CL.TE smuggle: a second request hidden in the body
+      local statuses = exchange(srv, "POST /page/x HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n"
+        .. "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG" .. request("/page/smuggled"))
+      assert.are.same({400}, statuses)
+      assert.are.equal(before, srv.requests)
+    end)
+  end)
+
+  describe("malformed requests", function()
+    local cases = {
+      {"garbage", "GARBAGE\r\n\r\n", 400},
+      {"a request line without a version", "GET /\r\n\r\n", 400},
+      {"two blanks in the request line", "GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"a NUL in the target", "GET /a\0b HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"HTTP/2.0", "GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+      {"an unknown method", "BREW / HTTP/1.1\r\nHost: a\r\n\r\n", 501},
+      {"a method that is not a token", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+      {"a header line without a colon", request("/", "NoColon\r\n"), 400},
+      {"a blank before the colon", request("/", "X-A : 1\r\n"), 400},
+      {"a folded header line", request("/", "X-A: 1\r\n  folded\r\n"), 400},
+      {"a control byte in a value", request("/", "X-A: 1\0002\r\n"), 400},
+      {"a bare CR in a value", request("/", "X-A: 1\r2\r\n"), 400},
+      {"no Host in HTTP/1.1", "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 400},
+      {"two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n", 400},
+      {"HTTP/1.0 without Host (allowed)", "GET /page/old HTTP/1.0\r\n\r\n", 200},
+    }
+    for _, c in ipairs(cases) do
+      it(("%s: %d"):format(c[1], c[3]), function()
+        assert.are.equal(c[3], status_of(srv, c[2]))
+      end)
+    end
+  end)
+
+  describe("parameters", function()
+    it("size= must be plain digits up to 4 MiB", function()
+      for _, bad in ipairs{"99999999999", "-1", "0x10", "1e3", "nan", "inf", ("9"):rep(400), "4194305"} do
+        assert.are.equal(400, status_of(srv, request("/image/a.png?size=" .. bad)), bad)
+      end
+      local status, reply = status_of(srv, request("/image/a.png?size=100"))
+      assert.are.equal(200, status)
+      assert.are.equal(100, #reply:match("\r\n\r\n(.*)$"))
+      assert.are.equal(200, status_of(srv, request("/image/a.png?size=3")))
+    end)
+
+    it("delay= must be a plain number up to 30 s", function()
+      for _, bad in ipairs{"1e9", "31", "inf", "nan", "-1", "0x1"} do
+        assert.are.equal(400, status_of(srv, request("/page/a?delay=" .. bad)), bad)
+      end
+      assert.are.equal(200, status_of(srv, request("/page/a?delay=0.01")))
+    end)
+
+    it("user_ids are bounded in count and size", function()
+      local many = ("1,"):rep(1001)
+      assert.are.equal(400, status_of(srv, request("/method/users.get?access_token=t&user_ids=" .. many)))
+      assert.are.equal(400, status_of(srv, request("/method/users.get?access_token=t&user_ids=1e999")))
+      local status, reply = status_of(srv, request("/method/users.get?access_token=t&user_ids=1,2"))
+      assert.are.equal(200, status)
+      assert.matches('"first_name"', reply)
+    end)
+
+    it("the image cache stays bounded whatever names and sizes are asked for", function()
+      local s <close> = http.Session{headers = {Connection = "close"}}
+      for i = 1, 3 * http_server.CACHE_MAX do
+        assert.are.equal(200, s:get(("%s/image/n%d.png?size=%d"):format(srv.url, i, 100 + i)).status)
+      end
+      assert.is_true(http_server.image_cache_size() <= http_server.CACHE_MAX)
+      -- the same name gives the same bytes, cached or not
+      local a = s:get(srv.url .. "/image/n1.png?size=101").body
+      assert.are.equal(http_server.image_bytes("n1.png", 101), a)
+    end)
+
+    it("a page name is escaped into the HTML", function()
+      local _, reply = status_of(srv, request("/page/<script>"))
+      assert.is_nil(reply:find("<script>", 1, true))
+      assert.matches("&#60;script&#62;", reply)
+    end)
+  end)
+
+  it("start{} refuses unknown options", function()
+    local ok, e = pcall(http_server.start, {max_conections = 5})
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'start' %(unknown option 'max_conections'%)", e)
+  end)
+
+  describe("connections", function()
+    it("pipelined requests are answered in order", function()
+      local two = "GET /page/one HTTP/1.1\r\nHost: a\r\n\r\n" .. request("/page/two")
+      local statuses, reply = exchange(srv, two)
+      assert.are.same({200, 200}, statuses)
+      assert.is_true(reply:find("<title>one</title>", 1, true) < reply:find("<title>two</title>", 1, true))
+    end)
+
+    it("over max_connections a connection gets 503", function()
+      local small <close> = http_server.start{max_connections = 2}
+      local r1, w1 = asyncio.open_connection("127.0.0.1", small.port)
+      local r2, w2 = asyncio.open_connection("127.0.0.1", small.port)
+      asyncio.sleep(0.05)
+      assert.are.equal(503, status_of(small, request("/page/x")))
+      w1:close()
+      w2:close()
+      asyncio.sleep(0.05)
+      assert.are.equal(200, status_of(small, request("/page/x")))
+    end)
+
+    it("a stalled request head gets 408; an idle connection is closed without a word", function()
+      local quick <close> = http_server.start{header_timeout = 0.2}
+      local t0 = asyncio.time()
+      local statuses = exchange(quick, "GET /page/x HTTP/1.1\r\nHost: a\r\n")
+      assert.are.same({408}, statuses)
+      assert.is_true(asyncio.time() - t0 < 3 * helper.slow)
+      local none, reply = exchange(quick, "")
+      assert.are.same({}, none)
+      assert.are.equal("", reply)
+      -- a keep-alive connection that goes idle after an answer, too
+      local statuses2 = exchange(quick, "GET /page/x HTTP/1.1\r\nHost: a\r\n\r\n")
+      assert.are.same({200}, statuses2)
+    end)
+  end)
+end)
