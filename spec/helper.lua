@@ -86,6 +86,29 @@ function helper.lua54(code)
   return out, err, status
 end
 
+-- Calls fn(...) and asserts it raises an error of class cls (an asyncio
+-- error class, checked with asyncio.is); returns the error.
+function helper.raises(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  assert.is_true(asyncio.is(err, cls), "wrong error: " .. tostring(err))
+  return err
+end
+
+-- A value to hold in a `local _ <close>`: runs fn when the scope ends
+-- (Python's try/finally).
+function helper.finally(fn)
+  return setmetatable({}, {__close = function() fn() end})
+end
+
+-- A task standing in for a Future that a test completes by hand: it waits
+-- on an Event; set(v) completes it with v.  Returns the task and set.
+function helper.future()
+  local ev, value = asyncio.Event(), nil
+  local t = asyncio.create_task(function() ev:wait() return value end)
+  return t, function(v) value = v ev:set() end
+end
+
 -- A list that records events in order.
 function helper.log()
   local l = {}

@@ -11,12 +11,7 @@ local function serve(fn, opts)
   return srv, srv.port
 end
 
-local function raises(class, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error")
-  assert.is_true(asyncio.is(err, class), tostring(err))
-  return err
-end
+local raises = helper.raises
 
 local function bad_arg(pattern, fn, ...)
   local ok, err = pcall(fn, ...)

@@ -7,13 +7,7 @@
 local helper = require "spec.helper"
 local a = asyncio
 
--- Calls f(...) and asserts it raises an error of class cls; returns it.
-local function raises(cls, f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(a.is(err, cls), "wrong error: " .. tostring(err))
-  return err
-end
+local raises = helper.raises
 
 local function waiters(obj)
   return tonumber(tostring(obj):match("waiters=(%d+)"))

@@ -6,12 +6,7 @@
 local helper = require "spec.helper"
 local a = asyncio
 
-local function raises(cls, f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(a.is(err, cls), "wrong error: " .. tostring(err))
-  return err
-end
+local raises = helper.raises
 
 local function field(q, name)
   return tonumber(tostring(q):match(name .. "=(%d+)")) or 0

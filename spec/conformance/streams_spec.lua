@@ -7,12 +7,7 @@ local io_helper = require "spec.iohelper"
 
 local DATA = "line1\nline2\nline3\n"
 
-local function raises(class, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error raised")
-  assert.is_true(asyncio.is(err, class), "wrong error: " .. tostring(err))
-  return err
-end
+local raises = helper.raises
 
 -- Runs fn(...) on the next loop turn (CPython's loop.call_soon(cb)).
 local function soon(fn, ...) asyncio.call_soon(fn, ...) end

@@ -11,12 +11,7 @@ local CAT = {"-c", "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())
 local LEN = {"-c", "import sys; data = sys.stdin.read(); print(len(data))"}
 local PIPE_MAX_SIZE = 4 * 1024 * 1024 + 1 -- CPython's support.PIPE_MAX_SIZE
 
-local function raises(class, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "no error raised")
-  assert.is_true(asyncio.is(err, class), "wrong error: " .. tostring(err))
-  return err
-end
+local raises = helper.raises
 
 describe("test_subprocess (SubprocessTransportTests)", function()
   after_each(helper.no_leaks)

@@ -9,9 +9,7 @@ local a = asyncio
 local function is_cancel(err) return a.is(err, a.CancelledError) end
 local function is_group(err) return a.is(err, a.ExceptionGroup) end
 
-local function finally(fn)
-  return setmetatable({}, {__close = function() fn() end})
-end
+local finally = helper.finally
 
 local function crash_after(t, what)
   return function() a.sleep(t) error(what, 0) end

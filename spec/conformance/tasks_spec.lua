@@ -7,16 +7,7 @@ local a = asyncio
 
 local function is_cancel(err) return a.is(err, a.CancelledError) end
 
-local function finally(fn)
-  return setmetatable({}, {__close = function() fn() end})
-end
-
--- A task standing in for a Future: set(v) completes it with v.
-local function future()
-  local ev, value = a.Event(), nil
-  local t = a.create_task(function() ev:wait() return value end)
-  return t, function(v) value = v ev:set() end
-end
+local finally, future = helper.finally, helper.future
 
 -- The set of a list of tasks, for comparing done/pending as sets.
 local function set(list)

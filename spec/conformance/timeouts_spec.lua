@@ -4,9 +4,7 @@
 local helper = require "spec.helper"
 local a = asyncio
 
-local function finally(fn)
-  return setmetatable({}, {__close = function() fn() end})
-end
+local finally = helper.finally
 
 -- Runs body in a scope holding the timeout made by make(); returns ok,
 -- the error (or the first result) and the timeout object.

@@ -9,9 +9,7 @@ local EPSILON = 0.0001
 local function is_timeout(err) return a.is(err, a.TimeoutError) end
 local function is_cancel(err) return a.is(err, a.CancelledError) end
 
-local function finally(fn)
-  return setmetatable({}, {__close = function() fn() end})
-end
+local finally = helper.finally
 
 -- SlowTask: runs for TASK_TIMEOUT seconds, ignoring cancel requests.
 local function slow_task()
@@ -28,12 +26,7 @@ local function slow_task()
   return self
 end
 
--- A "future" that a callback completes: a task waiting on an Event.
-local function future()
-  local ev, value = a.Event(), nil
-  local t = a.create_task(function() ev:wait() return value end)
-  return t, function(v) value = v ev:set() end
-end
+local future = helper.future
 
 describe("conformance: test_waitfor", function()
   after_each(helper.no_leaks)
