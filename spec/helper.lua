@@ -95,6 +95,22 @@ function helper.raises(cls, fn, ...)
   return err
 end
 
+-- Awaits task t and asserts that it fails; returns its error.
+function helper.await_error(t)
+  local ok, err = pcall(t.await, t)
+  assert.is_false(ok, "expected the task to fail")
+  return err
+end
+
+-- Awaits task t and asserts that it raises CancelledError; returns it.
+function helper.await_cancelled(t)
+  local err = helper.await_error(t)
+  if not asyncio.is(err, asyncio.CancelledError) then
+    assert.fail("not a CancelledError: " .. tostring(err))
+  end
+  return err
+end
+
 -- A value to hold in a `local _ <close>`: runs fn when the scope ends
 -- (Python's try/finally).
 function helper.finally(fn)
