@@ -15,6 +15,22 @@ local function crash_after(t, what)
   return function() a.sleep(t) error(what, 0) end
 end
 
+-- Sleeps d seconds; when that is interrupted, runs fn and re-raises (the
+-- tests' `try: await asyncio.sleep(d) except CancelledError: ...; raise`).
+local function sleep_or(d, fn)
+  local ok, err = pcall(a.sleep, d)
+  if not ok then fn() error(err, 0) end
+end
+
+-- Lets task r run a little, checks it has not ended, cancels it (with msg)
+-- and asserts that it ends cancelled; returns the CancelledError.
+local function cancel_while_running(r, msg)
+  a.sleep(0.01)
+  assert.is_false(r:done())
+  r:cancel(msg)
+  return helper.await_cancelled(r)
+end
+
 -- The set of error values in a group, sorted, as strings.
 local function error_types(eg)
   local seen, out = {}, {}
@@ -72,8 +88,7 @@ describe("conformance: test_taskgroups", function()
         local g <close> = a.TaskGroup()
         g:create_task(crash_after(0.01, "ZeroDivisionError"))
         t2 = g:create_task(function()
-          local ok, err = pcall(a.sleep, 1)
-          if not ok then t2_cancel = true error(err, 0) end
+          sleep_or(1, function() t2_cancel = true end)
           NUM = NUM + 1
         end)
       end
@@ -94,12 +109,10 @@ describe("conformance: test_taskgroups", function()
         local g <close> = a.TaskGroup()
         for _ = 1, 3 do g:create_task(crash_after(0.01, "ZeroDivisionError")) end
         g:create_task(function()
-          local ok, err = pcall(a.sleep, 5)
-          if not ok then t2_cancel = true error(err, 0) end
+          sleep_or(5, function() t2_cancel = true end)
           NUM = NUM + 1
         end)
-        local ok, err = pcall(a.sleep, 10)
-        if not ok then runner_cancel = true error(err, 0) end
+        sleep_or(10, function() runner_cancel = true end)
       end
       NUM = NUM + 10
     end)
@@ -116,15 +129,11 @@ describe("conformance: test_taskgroups", function()
       local g <close> = a.TaskGroup()
       for _ = 1, 5 do
         g:create_task(function()
-          local ok, err = pcall(a.sleep, 5)
-          if not ok then NUM = NUM + 1 error(err, 0) end
+          sleep_or(5, function() NUM = NUM + 1 end)
         end)
       end
     end)
-    a.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel("test")
-    local err = helper.await_cancelled(r)
+    local err = cancel_while_running(r, "test")
     assert.are.equal("test", err.message)
     assert.are.equal(5, NUM)
   end)
@@ -135,17 +144,12 @@ describe("conformance: test_taskgroups", function()
       local g <close> = a.TaskGroup()
       for _ = 1, 5 do
         g:create_task(function()
-          local ok, err = pcall(a.sleep, 5)
-          if not ok then NUM = NUM + 1 error(err, 0) end
+          sleep_or(5, function() NUM = NUM + 1 end)
         end)
       end
-      local ok, err = pcall(a.sleep, 10)
-      if not ok then NUM = NUM + 10 error(err, 0) end
+      sleep_or(10, function() NUM = NUM + 10 end)
     end)
-    a.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    helper.await_cancelled(r)
+    cancel_while_running(r)
     assert.are.equal(15, NUM)
   end)
 
@@ -155,10 +159,7 @@ describe("conformance: test_taskgroups", function()
       for _ = 1, 5 do g:create_task(crash_after(0.05, "ZeroDivisionError")) end
       a.sleep(10)
     end)
-    a.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel("test")
-    local err = helper.await_cancelled(r)
+    local err = cancel_while_running(r, "test")
     assert.are.equal("test", err.message)
   end)
 
@@ -198,10 +199,7 @@ describe("conformance: test_taskgroups", function()
       for _ = 1, 5 do g2:create_task(crash_after(0.05, "ZeroDivisionError")) end
       a.sleep(10)
     end)
-    a.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    helper.await_cancelled(r)
+    cancel_while_running(r)
   end)
 
   it("test_taskgroup_12 (TestTaskGroup): the same with a long child in the outer group", function()
@@ -246,13 +244,9 @@ describe("conformance: test_taskgroups", function()
     local NUM = 0
     local r = a.create_task(function()
       local _ <close> = a.TaskGroup()
-      local ok, err = pcall(a.sleep, 10)
-      if not ok then NUM = NUM + 10 error(err, 0) end
+      sleep_or(10, function() NUM = NUM + 10 end)
     end)
-    a.sleep(0.01)
-    assert.is_false(r:done())
-    r:cancel()
-    helper.await_cancelled(r)
+    cancel_while_running(r)
     assert.are.equal(10, NUM)
   end)
 
