@@ -8,6 +8,7 @@ local a = asyncio
 local function is_cancel(err) return a.is(err, a.CancelledError) end
 
 local finally, future = helper.finally, helper.future
+local raises = helper.raises
 
 -- The set of a list of tasks, for comparing done/pending as sets.
 local function set(list)
@@ -45,9 +46,7 @@ describe("conformance: test_tasks", function()
         a.sleep(0)
         task:cancel(case[1])
         a.wait({task})
-        local ok, err = pcall(task.result, task)
-        assert.is_false(ok)
-        assert.is_true(is_cancel(err))
+        local err = raises(a.CancelledError, task.result, task)
         -- lasync: no message is the empty string (Python: no args)
         assert.are.equal(case[1] or "", err.message)
       end)
@@ -58,9 +57,7 @@ describe("conformance: test_tasks", function()
       a.sleep(0)
       task:cancel("my message")
       a.wait({task})
-      local ok, err = pcall(task.exception, task)
-      assert.is_false(ok)
-      assert.is_true(is_cancel(err))
+      local err = raises(a.CancelledError, task.exception, task)
       assert.are.equal("my message", err.message)
     end)
 
@@ -464,9 +461,7 @@ describe("conformance: test_tasks", function()
       local child = a.create_task(function() a.sleep(10) end)
       local other = a.create_task(function() a.sleep(0.02) return 2 end)
       a.call_soon(function() child:cancel() end)
-      local ok, err = pcall(a.gather, child, other)
-      assert.is_false(ok)
-      assert.is_true(is_cancel(err))
+      raises(a.CancelledError, a.gather, child, other)
       assert.are.equal(2, other:await())
     end)
 
@@ -595,9 +590,7 @@ describe("conformance: test_tasks", function()
 
     it("test_exception (BaseTaskTests): result() before the end raises InvalidStateError", function()
       local t = a.create_task(function() a.sleep(0) end)
-      local ok, err = pcall(t.result, t)
-      assert.is_false(ok)
-      assert.is_true(a.is(err, a.InvalidStateError))
+      raises(a.InvalidStateError, t.result, t)
       local ok2, err2 = pcall(t.exception, t)
       assert.is_false(ok2)
       assert.is_true(a.is(err2, a.InvalidStateError))

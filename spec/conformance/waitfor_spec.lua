@@ -10,6 +10,7 @@ local function is_timeout(err) return a.is(err, a.TimeoutError) end
 local function is_cancel(err) return a.is(err, a.CancelledError) end
 
 local finally = helper.finally
+local raises = helper.raises
 
 -- SlowTask: runs for TASK_TIMEOUT seconds, ignoring cancel requests.
 local function slow_task()
@@ -27,6 +28,18 @@ local function slow_task()
 end
 
 local future = helper.future
+
+-- A task that sleeps; cancelled, it takes EPSILON more to clean up before
+-- it re-raises.  state.done turns true once its cleanup has run.
+local function slow_cleanup_task()
+  local state = {done = false}
+  local inner = a.create_task(function()
+    local _ <close> = finally(function() state.done = true end)
+    local ok, err = pcall(a.sleep, 10)
+    if not ok then a.sleep(EPSILON) error(err, 0) end
+  end)
+  return inner, state
+end
 
 describe("conformance: test_waitfor", function()
   after_each(helper.no_leaks)
@@ -80,9 +93,7 @@ describe("conformance: test_waitfor", function()
         return "done"
       end)
       started:wait()
-      local ok, err = pcall(a.wait_for, fut, timeout)
-      assert.is_false(ok)
-      assert.is_true(is_timeout(err))
+      raises(a.TimeoutError, a.wait_for, fut, timeout)
       assert.is_true(fut:done())
       assert.is_true(fut:cancelled())
       assert.is_false(foo_running)
@@ -97,9 +108,7 @@ describe("conformance: test_waitfor", function()
       a.sleep(60)
       return "done"
     end)
-    local ok, err = pcall(a.wait_for, fut, 0.1)
-    assert.is_false(ok)
-    assert.is_true(is_timeout(err))
+    raises(a.TimeoutError, a.wait_for, fut, 0.1)
     assert.is_true(fut:done())
     assert.is_true(fut:cancelled())
     assert.is_false(foo_running)
@@ -125,30 +134,16 @@ describe("conformance: test_waitfor", function()
   end)
 
   it("test_wait_for_waits_for_task_cancellation (AsyncioWaitForTest): TimeoutError only after the task's slow cleanup", function()
-    local task_done = false
-    local inner = a.create_task(function()
-      local _ <close> = finally(function() task_done = true end)
-      local ok, err = pcall(a.sleep, 10)
-      if not ok then a.sleep(EPSILON) error(err, 0) end
-    end)
-    local ok, err = pcall(a.wait_for, inner, EPSILON)
-    assert.is_false(ok)
-    assert.is_true(is_timeout(err))
-    assert.is_true(task_done)
+    local inner, state = slow_cleanup_task()
+    raises(a.TimeoutError, a.wait_for, inner, EPSILON)
+    assert.is_true(state.done)
   end)
 
   it("test_wait_for_waits_for_task_cancellation_w_timeout_0 (AsyncioWaitForTest): the same with timeout 0", function()
-    local task_done = false
-    local inner = a.create_task(function()
-      local _ <close> = finally(function() task_done = true end)
-      local ok, err = pcall(a.sleep, 10)
-      if not ok then a.sleep(EPSILON) error(err, 0) end
-    end)
+    local inner, state = slow_cleanup_task()
     a.sleep(EPSILON)
-    local ok, err = pcall(a.wait_for, inner, 0)
-    assert.is_false(ok)
-    assert.is_true(is_timeout(err))
-    assert.is_true(task_done)
+    raises(a.TimeoutError, a.wait_for, inner, 0)
+    assert.is_true(state.done)
   end)
 
   it("test_wait_for_reraises_exception_during_cancellation (AsyncioWaitForTest): an error raised in the task's cleanup comes out", function()
@@ -201,9 +196,7 @@ describe("conformance: test_waitfor", function()
   it("test_zero_timeout (WaitForShieldTests): timeout 0 cancels the shield, not the task", function()
     local task = a.create_task(function() a.sleep(0.01) return "done" end)
     local shielded = a.shield(task)
-    local ok, err = pcall(a.wait_for, shielded, 0)
-    assert.is_false(ok)
-    assert.is_true(is_timeout(err))
+    raises(a.TimeoutError, a.wait_for, shielded, 0)
     assert.is_false(task:done())
     assert.is_false(task:cancelled())
     assert.is_true(shielded:cancelled())
@@ -235,9 +228,7 @@ describe("conformance: test_waitfor", function()
 
   it("test_wait_for_with_global_loop (BaseTaskTests): a timeout leaves the task cancelled, the caller not", function()
     local t = a.create_task(function() a.sleep(10) end)
-    local ok, err = pcall(a.wait_for, t, 0.01)
-    assert.is_false(ok)
-    assert.is_true(is_timeout(err))
+    raises(a.TimeoutError, a.wait_for, t, 0.01)
     assert.is_true(t:cancelled())
     assert.are.equal(0, a.current_task():cancelling())
   end)
