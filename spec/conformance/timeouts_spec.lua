@@ -6,12 +6,13 @@ local a = asyncio
 
 local finally = helper.finally
 
--- Runs body in a scope holding the timeout made by make(); returns ok,
--- the error (or the first result) and the timeout object.
-local function within(make, body)
+-- Runs body in a scope holding the timeout make(d) (a.timeout or
+-- a.timeout_at); returns ok, the error (or the first result) and the
+-- timeout object.
+local function within(make, d, body)
   local cm
   local ok, err = pcall(function()
-    local t <close> = make()
+    local t <close> = make(d)
     cm = t
     return body(t)
   end)
@@ -21,12 +22,25 @@ end
 local function is_timeout(err) return a.is(err, a.TimeoutError) end
 local function is_cancel(err) return a.is(err, a.CancelledError) end
 
+-- The test of timeout(0) around sleep(d): the sleep is interrupted at once
+-- with TimeoutError, and when() is the time the scope was entered.
+local function timeout_zero_interrupts(d)
+  return function()
+    local t0 = a.time()
+    local ok, err, cm = within(a.timeout, 0, function() a.sleep(d) end)
+    local t1 = a.time()
+    assert.is_false(ok)
+    assert.is_true(is_timeout(err))
+    assert.is_true(cm:expired())
+    assert.is_true(t0 <= cm:when() and cm:when() <= t1)
+  end
+end
+
 describe("conformance: test_timeouts", function()
   after_each(helper.no_leaks)
 
   it("test_timeout_basic (TimeoutTests): the deadline interrupts sleep with TimeoutError", function()
-    local ok, err, cm = within(function() return a.timeout(0.01) end,
-      function() a.sleep(10) end)
+    local ok, err, cm = within(a.timeout, 0.01, function() a.sleep(10) end)
     assert.is_false(ok)
     assert.is_true(is_timeout(err))
     assert.is_true(cm:expired())
@@ -34,8 +48,7 @@ describe("conformance: test_timeouts", function()
 
   it("test_timeout_at_basic (TimeoutTests): timeout_at expires and when() is the deadline", function()
     local deadline = a.time() + 0.01
-    local ok, err, cm = within(function() return a.timeout_at(deadline) end,
-      function() a.sleep(10) end)
+    local ok, err, cm = within(a.timeout_at, deadline, function() a.sleep(10) end)
     assert.is_false(ok)
     assert.is_true(is_timeout(err))
     assert.is_true(cm:expired())
@@ -45,7 +58,7 @@ describe("conformance: test_timeouts", function()
   it("test_nested_timeouts (TimeoutTests): only the outermost of equal deadlines raises TimeoutError", function()
     local deadline = a.time() + 0.01
     local cancelled, cm2 = false, nil
-    local ok, err, cm1 = within(function() return a.timeout_at(deadline) end, function()
+    local ok, err, cm1 = within(a.timeout_at, deadline, function()
       local ok2, err2 = pcall(function()
         local t <close> = a.timeout_at(deadline)
         cm2 = t
@@ -63,7 +76,7 @@ describe("conformance: test_timeouts", function()
 
   it("test_waiter_cancelled (TimeoutTests): the waiting code sees CancelledError first", function()
     local cancelled = false
-    local ok, err = within(function() return a.timeout(0.01) end, function()
+    local ok, err = within(a.timeout, 0.01, function()
       local ok2, e = pcall(a.sleep, 10)
       if not ok2 and is_cancel(e) then cancelled = true end
       error(e, 0)
@@ -74,8 +87,7 @@ describe("conformance: test_timeouts", function()
   end)
 
   it("test_timeout_not_called (TimeoutTests): a scope ending in time does not expire", function()
-    local ok, _, cm = within(function() return a.timeout(10) end,
-      function() a.sleep(0.01) end)
+    local ok, _, cm = within(a.timeout, 10, function() a.sleep(0.01) end)
     local t1 = a.time()
     assert.is_true(ok)
     assert.is_false(cm:expired())
@@ -83,47 +95,26 @@ describe("conformance: test_timeouts", function()
   end)
 
   it("test_timeout_disabled (TimeoutTests): timeout(nil) never expires, when() is nil", function()
-    local ok, _, cm = within(function() return a.timeout(nil) end,
-      function() a.sleep(0.01) end)
+    local ok, _, cm = within(a.timeout, nil, function() a.sleep(0.01) end)
     assert.is_true(ok)
     assert.is_false(cm:expired())
     assert.is_nil(cm:when())
   end)
 
   it("test_timeout_at_disabled (TimeoutTests): timeout_at(nil) never expires", function()
-    local ok, _, cm = within(function() return a.timeout_at(nil) end,
-      function() a.sleep(0.01) end)
+    local ok, _, cm = within(a.timeout_at, nil, function() a.sleep(0.01) end)
     assert.is_true(ok)
     assert.is_false(cm:expired())
     assert.is_nil(cm:when())
   end)
 
-  it("test_timeout_zero (TimeoutTests): timeout(0) expires at once; when() is the entry time", function()
-    local t0 = a.time()
-    local ok, err, cm = within(function() return a.timeout(0) end,
-      function() a.sleep(10) end)
-    local t1 = a.time()
-    assert.is_false(ok)
-    assert.is_true(is_timeout(err))
-    assert.is_true(cm:expired())
-    assert.is_true(t0 <= cm:when() and cm:when() <= t1)
-  end)
+  it("test_timeout_zero (TimeoutTests): timeout(0) expires at once; when() is the entry time", timeout_zero_interrupts(10))
 
-  it("test_timeout_zero_sleep_zero (TimeoutTests): timeout(0) interrupts even sleep(0)", function()
-    local t0 = a.time()
-    local ok, err, cm = within(function() return a.timeout(0) end,
-      function() a.sleep(0) end)
-    local t1 = a.time()
-    assert.is_false(ok)
-    assert.is_true(is_timeout(err))
-    assert.is_true(cm:expired())
-    assert.is_true(t0 <= cm:when() and cm:when() <= t1)
-  end)
+  it("test_timeout_zero_sleep_zero (TimeoutTests): timeout(0) interrupts even sleep(0)", timeout_zero_interrupts(0))
 
   it("test_timeout_in_the_past_sleep_zero (TimeoutTests): a past deadline interrupts sleep(0)", function()
     local t0 = a.time()
-    local ok, err, cm = within(function() return a.timeout(-11) end,
-      function() a.sleep(0) end)
+    local ok, err, cm = within(a.timeout, -11, function() a.sleep(0) end)
     assert.is_false(ok)
     assert.is_true(is_timeout(err))
     assert.is_true(cm:expired())
@@ -131,15 +122,14 @@ describe("conformance: test_timeouts", function()
   end)
 
   it("test_foreign_exception_passed (TimeoutTests): other errors pass unchanged", function()
-    local ok, err, cm = within(function() return a.timeout(0.01) end,
-      function() error("KeyError", 0) end)
+    local ok, err, cm = within(a.timeout, 0.01, function() error("KeyError", 0) end)
     assert.is_false(ok)
     assert.are.equal("KeyError", err)
     assert.is_false(cm:expired())
   end)
 
   it("test_timeout_exception_context (TimeoutTests): a cleanup that suspends past the deadline gives TimeoutError", function()
-    local ok, err = within(function() return a.timeout(0.01) end, function()
+    local ok, err = within(a.timeout, 0.01, function()
       local _ <close> = finally(function() a.sleep(1) end)
       error("ZeroDivisionError", 0)
     end)
@@ -152,13 +142,13 @@ describe("conformance: test_timeouts", function()
       local _ <close> = finally(function() error("ZeroDivisionError", 0) end)
       a.sleep(1)
     end
-    local ok, err = within(function() return a.timeout(0.01) end, crash)
+    local ok, err = within(a.timeout, 0.01, crash)
     assert.is_false(ok)
     assert.are.equal("ZeroDivisionError", err)
   end)
 
   it("test_foreign_exception_on_timeout_2 (TimeoutTests): the last error of nested cleanups wins", function()
-    local ok, err = within(function() return a.timeout(0.01) end, function()
+    local ok, err = within(a.timeout, 0.01, function()
       local _ <close> = finally(function()
         local _ <close> = finally(function() error("ZeroDivisionError", 0) end)
         error("KeyError", 0)
@@ -172,7 +162,7 @@ describe("conformance: test_timeouts", function()
 
   it("test_foreign_cancel_doesnt_timeout_if_not_expired (TimeoutTests): a foreign cancel stays a CancelledError", function()
     local t = a.create_task(function()
-      return within(function() return a.timeout(10) end, function()
+      return within(a.timeout, 10, function()
         a.current_task():cancel()
         a.sleep(10)
       end)
@@ -185,8 +175,7 @@ describe("conformance: test_timeouts", function()
 
   it("test_outer_task_is_not_cancelled (TimeoutTests): the task ends normally after a TimeoutError", function()
     local task = a.create_task(function()
-      local ok, err = within(function() return a.timeout(0.001) end,
-        function() a.sleep(10) end)
+      local ok, err = within(a.timeout, 0.001, function() a.sleep(10) end)
       assert(not ok and is_timeout(err))
     end)
     task:await()
@@ -196,8 +185,8 @@ describe("conformance: test_timeouts", function()
 
   it("test_nested_timeouts_concurrent (TimeoutTests): the outer expiry passes through the inner scope", function()
     local inner_err
-    local ok, err = within(function() return a.timeout(0.002) end, function()
-      local ok2, e2 = within(function() return a.timeout(0.1) end, function()
+    local ok, err = within(a.timeout, 0.002, function()
+      local ok2, e2 = within(a.timeout, 0.1, function()
         local stop = a.time() + 0.01
         while a.time() < stop do end -- crunch numbers
         a.sleep(1)
@@ -212,8 +201,8 @@ describe("conformance: test_timeouts", function()
 
   it("test_nested_timeouts_loop_busy (TimeoutTests): a busy loop past both deadlines still ends with TimeoutError", function()
     local t0 = a.time()
-    local ok, err = within(function() return a.timeout(0.1) end, function()
-      local ok2, e2 = within(function() return a.timeout(0.01) end, function()
+    local ok, err = within(a.timeout, 0.1, function()
+      local ok2, e2 = within(a.timeout, 0.01, function()
         local stop = a.time() + 0.1
         while a.time() < stop do end
         a.sleep(1)
@@ -255,14 +244,12 @@ describe("conformance: test_timeouts", function()
   end)
 
   it("test_repr_expired (TimeoutTests): tostring after expiry says expired", function()
-    local _, _, cm = within(function() return a.timeout(0.01) end,
-      function() a.sleep(10) end)
+    local _, _, cm = within(a.timeout, 0.01, function() a.sleep(10) end)
     assert.matches("^<Timeout expired", tostring(cm))
   end)
 
   it("test_repr_finished (TimeoutTests): tostring after a normal exit says exited", function()
-    local _, _, cm = within(function() return a.timeout(10) end,
-      function() a.sleep(0) end)
+    local _, _, cm = within(a.timeout, 10, function() a.sleep(0) end)
     assert.matches("^<Timeout exited", tostring(cm))
   end)
 
@@ -273,10 +260,9 @@ describe("conformance: test_timeouts", function()
 
   it("test_nested_timeout_in_finally (TimeoutTests): a timeout inside cleanup expires on its own", function()
     local inner_ok, inner_err
-    local ok, err = within(function() return a.timeout(0.01) end, function()
+    local ok, err = within(a.timeout, 0.01, function()
       local _ <close> = finally(function()
-        inner_ok, inner_err = within(function() return a.timeout(0.01) end,
-          function() a.sleep(10) end)
+        inner_ok, inner_err = within(a.timeout, 0.01, function() a.sleep(10) end)
       end)
       a.sleep(1)
     end)
@@ -292,8 +278,7 @@ describe("conformance: test_timeouts", function()
       me:cancel()
       local ok = pcall(a.sleep, 1)
       assert(not ok)
-      return within(function() return a.timeout(0) end,
-        function() a.sleep(1) end)
+      return within(a.timeout, 0, function() a.sleep(1) end)
     end)
     local ok, err = t:await()
     assert.is_false(ok)
@@ -304,7 +289,7 @@ describe("conformance: test_timeouts", function()
     local t = a.create_task(function()
       a.current_task():cancel()
       assert(not pcall(a.sleep, 1))
-      return within(function() return a.timeout(1) end, function()
+      return within(a.timeout, 1, function()
         a.current_task():cancel()
         a.sleep(2)
       end)
@@ -315,15 +300,14 @@ describe("conformance: test_timeouts", function()
   end)
 
   it("test_timeout_finished (TimeoutTests): reschedule after the scope raises RuntimeError", function()
-    local _, _, cm = within(function() return a.timeout(0.01) end, function() end)
+    local _, _, cm = within(a.timeout, 0.01, function() end)
     local ok, err = pcall(cm.reschedule, cm, a.time() + 0.02)
     assert.is_false(ok)
     assert.is_true(a.is(err, a.RuntimeError))
   end)
 
   it("test_timeout_expired (TimeoutTests): reschedule after expiry raises RuntimeError", function()
-    local _, _, cm = within(function() return a.timeout(0.01) end,
-      function() a.sleep(1) end)
+    local _, _, cm = within(a.timeout, 0.01, function() a.sleep(1) end)
     local ok, err = pcall(cm.reschedule, cm, a.time() + 0.02)
     assert.is_false(ok)
     assert.is_true(a.is(err, a.RuntimeError))
@@ -332,7 +316,7 @@ describe("conformance: test_timeouts", function()
 
   it("test_timeout_expiring (TimeoutTests): reschedule while expiring raises; the scope then ends normally", function()
     local resched_err
-    local ok = within(function() return a.timeout(0.01) end, function(cm)
+    local ok = within(a.timeout, 0.01, function(cm)
       local ok2, e = pcall(a.sleep, 1)
       assert(not ok2 and is_cancel(e))
       local ok3
@@ -352,7 +336,7 @@ describe("conformance: test_timeouts", function()
   end)
 
   it("test_timeout_taskgroup (TimeoutTests): a child failing in cleanup under an expired timeout gives the ExceptionGroup", function()
-    local ok, err = within(function() return a.timeout(0.01) end, function()
+    local ok, err = within(a.timeout, 0.01, function()
       local tg <close> = a.TaskGroup()
       tg:create_task(function()
         local _ <close> = finally(function() error("ZeroDivisionError", 0) end)
