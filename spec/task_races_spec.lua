@@ -177,31 +177,29 @@ describe("issue 10: task races", function()
   end)
 end)
 
+-- Runs sleep(0) in the scope of the timeout make() returns; asserts that
+-- it raises TimeoutError and that the timeout says it expired.
+local function expires_around_sleep0(make)
+  local tm
+  local ok, err = pcall(function()
+    local t <close> = make()
+    tm = t
+    a.sleep(0)
+  end)
+  assert.is_false(ok)
+  assert.is_true(a.is(err, a.TimeoutError))
+  assert.is_true(tm:expired())
+end
+
 describe("issue 10: asyncio 3.13 timeouts", function()
   after_each(helper.no_leaks)
 
   it("timeout(0) around sleep(0) raises TimeoutError and expired() is true", function()
-    local tm
-    local ok, err = pcall(function()
-      local t <close> = a.timeout(0)
-      tm = t
-      a.sleep(0)
-    end)
-    assert.is_false(ok)
-    assert.is_true(a.is(err, a.TimeoutError))
-    assert.is_true(tm:expired())
+    expires_around_sleep0(function() return a.timeout(0) end)
   end)
 
   it("timeout_at(a past time) around sleep(0) raises TimeoutError", function()
-    local tm
-    local ok, err = pcall(function()
-      local t <close> = a.timeout_at(a.time() - 10)
-      tm = t
-      a.sleep(0)
-    end)
-    assert.is_false(ok)
-    assert.is_true(a.is(err, a.TimeoutError))
-    assert.is_true(tm:expired())
+    expires_around_sleep0(function() return a.timeout_at(a.time() - 10) end)
   end)
 
   it("when() returns exactly the deadline given, past ones too", function()
