@@ -17,6 +17,32 @@ local function value(sem)
   return tonumber(tostring(sem):match("value=(%-?%d+)"))
 end
 
+-- test_release_no_waiters (Lock and Semaphore): acquire locks the
+-- primitive make() returns, release unlocks it.
+local function release_unlocks(make)
+  return function()
+    local prim = make()
+    prim:acquire()
+    assert.is_true(prim:locked())
+    prim:release()
+    assert.is_false(prim:locked())
+  end
+end
+
+-- test_context_manager (Lock and Condition): a <close> guard holds the
+-- primitive make() returns for its scope.
+local function guard_holds(make)
+  return function()
+    local prim = make()
+    assert.is_false(prim:locked())
+    do
+      local _ <close> = prim:acquire()
+      assert.is_true(prim:locked())
+    end
+    assert.is_false(prim:locked())
+  end
+end
+
 local function list() return {} end
 local function append(l, v) l[#l + 1] = v end
 
@@ -161,23 +187,9 @@ describe("conformance: LockTests", function()
     raises(a.RuntimeError, lock.release, lock)
   end)
 
-  it("test_release_no_waiters (LockTests): release unlocks", function()
-    local lock = a.Lock()
-    lock:acquire()
-    assert.is_true(lock:locked())
-    lock:release()
-    assert.is_false(lock:locked())
-  end)
+  it("test_release_no_waiters (LockTests): release unlocks", release_unlocks(a.Lock))
 
-  it("test_context_manager (LockTests): a <close> guard holds the lock for its scope", function()
-    local lock = a.Lock()
-    assert.is_false(lock:locked())
-    do
-      local _ <close> = lock:acquire()
-      assert.is_true(lock:locked())
-    end
-    assert.is_false(lock:locked())
-  end)
+  it("test_context_manager (LockTests): a <close> guard holds the lock for its scope", guard_holds(a.Lock))
 end)
 
 describe("conformance: EventTests", function()
@@ -470,15 +482,7 @@ describe("conformance: ConditionTests", function()
     a.gather(ts)
   end)
 
-  it("test_context_manager (ConditionTests): a <close> guard holds the lock for its scope", function()
-    local cond = a.Condition()
-    assert.is_false(cond:locked())
-    do
-      local _ <close> = cond:acquire()
-      assert.is_true(cond:locked())
-    end
-    assert.is_false(cond:locked())
-  end)
+  it("test_context_manager (ConditionTests): a <close> guard holds the lock for its scope", guard_holds(a.Condition))
 
   it("test_explicit_lock (ConditionTests): a Condition over a given Lock shares its state", function()
     local function f(lock, cond)
@@ -732,13 +736,7 @@ describe("conformance: SemaphoreTests", function()
     raises(a.ValueError, sem.release, sem)
   end)
 
-  it("test_release_no_waiters (SemaphoreTests): release unlocks", function()
-    local sem = a.Semaphore()
-    sem:acquire()
-    assert.is_true(sem:locked())
-    sem:release()
-    assert.is_false(sem:locked())
-  end)
+  it("test_release_no_waiters (SemaphoreTests): release unlocks", release_unlocks(a.Semaphore))
 
   it("test_acquire_fifo_order (SemaphoreTests): re-acquiring tasks queue behind earlier ones", function()
     local sem = a.Semaphore(1)
