@@ -8,6 +8,13 @@ local a = asyncio
 
 local raises = helper.raises
 
+-- test_nonblocking_get and test_nonblocking_put (the same test in CPython).
+local function put_nowait_then_get_nowait()
+  local q = a.Queue()
+  q:put_nowait(1)
+  assert.are.equal(1, q:get_nowait())
+end
+
 local function field(q, name)
   return tonumber(tostring(q):match(name .. "=(%d+)")) or 0
 end
@@ -117,11 +124,7 @@ describe("conformance: QueueGetTests", function()
     assert.is_true(finished)
   end)
 
-  it("test_nonblocking_get (QueueGetTests): get_nowait returns an item", function()
-    local q = a.Queue()
-    q:put_nowait(1)
-    assert.are.equal(1, q:get_nowait())
-  end)
+  it("test_nonblocking_get (QueueGetTests): get_nowait returns an item", put_nowait_then_get_nowait)
 
   it("test_nonblocking_get_exception (QueueGetTests): get_nowait on empty raises QueueEmpty", function()
     local q = a.Queue()
@@ -193,11 +196,7 @@ describe("conformance: QueuePutTests", function()
     assert.is_true(finished)
   end)
 
-  it("test_nonblocking_put (QueuePutTests): put_nowait then get_nowait", function()
-    local q = a.Queue()
-    q:put_nowait(1)
-    assert.are.equal(1, q:get_nowait())
-  end)
+  it("test_nonblocking_put (QueuePutTests): put_nowait then get_nowait", put_nowait_then_get_nowait)
 
   it("test_get_cancel_drop_one_pending_reader (QueuePutTests): a reader cancelled after the put does not drop an item", function()
     local q = a.Queue()
@@ -406,6 +405,15 @@ for _, class in ipairs{"Queue", "LifoQueue", "PriorityQueue"} do
   describe("conformance: " .. shutdown_tests, function()
     after_each(helper.no_leaks)
 
+    -- A queue that is shut down (and empty) refuses put, put_nowait, get and
+    -- get_nowait with QueueShutDown.
+    local function refuses_all(q)
+      raises(a.QueueShutDown, q.put, q, "data")
+      raises(a.QueueShutDown, q.put_nowait, q, "data")
+      raises(a.QueueShutDown, q.get, q)
+      raises(a.QueueShutDown, q.get_nowait, q)
+    end
+
     it(("test_format (%s): tostring says shutdown"):format(shutdown_tests), function()
       local q = new()
       q:shutdown()
@@ -422,10 +430,7 @@ for _, class in ipairs{"Queue", "LifoQueue", "PriorityQueue"} do
       a.sleep(0)
       assert.is_true(get_task:done())
       raises(a.QueueShutDown, get_task.await, get_task)
-      raises(a.QueueShutDown, q.put, q, "data")
-      raises(a.QueueShutDown, q.put_nowait, q, "data")
-      raises(a.QueueShutDown, q.get, q)
-      raises(a.QueueShutDown, q.get_nowait, q)
+      refuses_all(q)
     end)
 
     it(("test_shutdown_nonempty (%s): items left can still be got; join waits for them"):format(shutdown_tests), function()
@@ -443,10 +448,7 @@ for _, class in ipairs{"Queue", "LifoQueue", "PriorityQueue"} do
       assert.are.equal("data", q:get())
       a.sleep(0)
       assert.is_false(join_task:done())
-      raises(a.QueueShutDown, q.put, q, "data")
-      raises(a.QueueShutDown, q.put_nowait, q, "data")
-      raises(a.QueueShutDown, q.get, q)
-      raises(a.QueueShutDown, q.get_nowait, q)
+      refuses_all(q)
       q:task_done()
       a.sleep(0)
       assert.is_true(join_task:done())
@@ -463,10 +465,7 @@ for _, class in ipairs{"Queue", "LifoQueue", "PriorityQueue"} do
       a.sleep(0)
       assert.is_true(join_task:done())
       join_task:await()
-      raises(a.QueueShutDown, q.put, q, "data")
-      raises(a.QueueShutDown, q.put_nowait, q, "data")
-      raises(a.QueueShutDown, q.get, q)
-      raises(a.QueueShutDown, q.get_nowait, q)
+      refuses_all(q)
       raises(a.ValueError, q.task_done, q)
     end)
 
@@ -480,10 +479,7 @@ for _, class in ipairs{"Queue", "LifoQueue", "PriorityQueue"} do
       assert.are.equal(0, q:qsize())
       a.sleep(0)
       assert.is_false(join_task:done())
-      raises(a.QueueShutDown, q.put, q, "data")
-      raises(a.QueueShutDown, q.put_nowait, q, "data")
-      raises(a.QueueShutDown, q.get, q)
-      raises(a.QueueShutDown, q.get_nowait, q)
+      refuses_all(q)
       q:task_done()
       raises(a.ValueError, q.task_done, q)
       a.sleep(0)
