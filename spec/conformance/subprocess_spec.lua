@@ -13,6 +13,17 @@ local PIPE_MAX_SIZE = 4 * 1024 * 1024 + 1 -- CPython's support.PIPE_MAX_SIZE
 
 local raises = helper.raises
 
+-- Runs LEN with stdin, stdout and stderr as stdio names them ("pipe" where
+-- it does not), communicates input and asserts that it exits 0; returns
+-- what it printed (trimmed; nil when stdout is not a pipe) and stderr.
+local function run_len(stdio, input)
+  local p = asyncio.create_subprocess_exec(PY, LEN, {stdin = stdio.stdin or "pipe",
+    stdout = stdio.stdout or "pipe", stderr = stdio.stderr or "pipe"})
+  local out, err = p:communicate(input)
+  assert.are.equal(0, p:wait())
+  return out and out:match("^%s*(.-)%s*$"), err
+end
+
 describe("test_subprocess (SubprocessTransportTests)", function()
   after_each(helper.no_leaks)
 
@@ -113,44 +124,25 @@ describe("test_subprocess (SubprocessMixin)", function()
   end)
 
   it("test_stdin_not_inheritable: communicate() does not hang on stdin", function()
-    local p = asyncio.create_subprocess_exec(PY, LEN,
-      {stdin = "pipe", stdout = "pipe", stderr = "pipe"})
-    local out = p:communicate("abc")
-    assert.are.equal("3", out:match("^%s*(.-)%s*$"))
-    assert.are.equal(0, p:wait())
+    assert.are.equal("3", (run_len({}, "abc")))
   end)
 
   it("test_empty_input: communicate('') closes stdin", function()
-    local p = asyncio.create_subprocess_exec(PY, LEN,
-      {stdin = "pipe", stdout = "pipe", stderr = "pipe"})
-    local out = p:communicate("")
-    assert.are.equal("0", out:match("^%s*(.-)%s*$"))
-    assert.are.equal(0, p:wait())
+    assert.are.equal("0", (run_len({}, "")))
   end)
 
   it("test_devnull_input: stdin from devnull", function()
-    local p = asyncio.create_subprocess_exec(PY, LEN,
-      {stdin = "devnull", stdout = "pipe", stderr = "pipe"})
-    local out = p:communicate()
-    assert.are.equal("0", out:match("^%s*(.-)%s*$"))
-    assert.are.equal(0, p:wait())
+    assert.are.equal("0", (run_len({stdin = "devnull"})))
   end)
 
   it("test_devnull_output: stdout to devnull gives nil", function()
-    local p = asyncio.create_subprocess_exec(PY, LEN,
-      {stdin = "pipe", stdout = "devnull", stderr = "pipe"})
-    local out = p:communicate("abc")
-    assert.is_nil(out)
-    assert.are.equal(0, p:wait())
+    assert.is_nil((run_len({stdout = "devnull"}, "abc")))
   end)
 
   it("test_devnull_error: stderr to devnull gives nil", function()
-    local p = asyncio.create_subprocess_exec(PY, LEN,
-      {stdin = "pipe", stdout = "pipe", stderr = "devnull"})
-    local out, err = p:communicate("abc")
-    assert.are.equal("3", out:match("^%s*(.-)%s*$"))
+    local out, err = run_len({stderr = "devnull"}, "abc")
+    assert.are.equal("3", out)
     assert.is_nil(err)
-    assert.are.equal(0, p:wait())
   end)
 
   it("test_cancel_process_wait: a cancelled wait() leaves the process waitable", function()
