@@ -71,6 +71,16 @@ function helper.no_leaks()
   assert.are.equal(1, #left, "tasks left behind: " .. #left)
 end
 
+-- The shell words that start a stock lua5.4 able to load asyncio.so
+-- (with the sanitizer runtime preloaded, and under the valgrind wrapper,
+-- when the specs run that way); asyncio.so itself is found by package.cpath.
+function helper.lua54_cmd()
+  local preload = os.getenv("LASYNC_PRELOAD") or ""
+  local env = preload ~= "" and ("LD_PRELOAD=" .. shell_quote(preload) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
+  local wrap = helper.wrapper ~= "" and (helper.wrapper .. " ") or ""
+  return env .. wrap .. "lua5.4"
+end
+
 -- Runs Lua code in a stock lua5.4 that finds asyncio.so in the build (with
 -- the sanitizer runtime preloaded, and under the valgrind wrapper, when the
 -- specs run that way).  Returns stdout, stderr and the exit status.
@@ -78,10 +88,7 @@ function helper.lua54(code)
   local prefix = ("package.cpath = %q .. '/?.so;' .. package.cpath\n"):format(helper.module_dir)
   local path = helper.tmpname(".lua")
   write_file(path, prefix .. code)
-  local preload = os.getenv("LASYNC_PRELOAD") or ""
-  local env = preload ~= "" and ("LD_PRELOAD=" .. shell_quote(preload) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
-  local wrap = helper.wrapper ~= "" and (helper.wrapper .. " ") or ""
-  local out, err, status = helper.sh(env .. wrap .. "lua5.4 " .. shell_quote(path))
+  local out, err, status = helper.sh(helper.lua54_cmd() .. " " .. shell_quote(path))
   os.remove(path)
   return out, err, status
 end

@@ -225,11 +225,7 @@ print(g())
   {"REPL: the main-script idiom and yield", args = "-i", stdin = "pcall(debug.getlocal, 4, 1)\npcall(coroutine.yield)\n"},
 }
 
-local function write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
+local write = helper.write_file
 
 local function escape(s) return (s:gsub("%p", "%%%0")) end
 
@@ -251,15 +247,36 @@ local function run(case, dir, prog, progname)
   return normalise(out, progname), normalise(err, progname), status
 end
 
+-- Runs case under the oracle lua5.4 and under prog (whose name in its
+-- messages is progname), in dir; asserts that stdout, stderr and the exit
+-- status are the same.
+local function same_as_lua54(case, dir, prog, progname)
+  local out1, err1, st1 = run(case, dir, LUA, LUA)
+  local out2, err2, st2 = run(case, dir, prog, progname)
+  assert.are.same({stdout = out1, stderr = err1, status = st1},
+                  {stdout = out2, stderr = err2, status = st2})
+end
+
+-- Gives each test of the enclosing describe a fresh directory, tmp.path,
+-- removed after it.
+local function fresh_dir()
+  local tmp = {}
+  before_each(function()
+    tmp.path = helper.tmpname("")
+    assert(os.execute("mkdir -p " .. q(tmp.path)))
+  end)
+  after_each(function()
+    os.execute("rm -rf " .. q(tmp.path))
+  end)
+  return tmp
+end
+
 -- The prefix that makes a stock lua5.4 load asyncio.so from the build
 -- (with the sanitizer runtime and the valgrind wrapper when the specs run
 -- that way).
 local function lua54_with_module()
-  local preload = os.getenv("LASYNC_PRELOAD") or ""
-  local env = preload ~= "" and ("LD_PRELOAD=" .. q(preload) .. " ASAN_OPTIONS=detect_leaks=0 ") or ""
-  local wrap = helper.wrapper ~= "" and (helper.wrapper .. " ") or ""
   local code = ("package.cpath = %q .. '/?.so;' .. package.cpath; require 'asyncio'"):format(helper.module_dir)
-  return env .. wrap .. LUA .. " -e " .. q(code)
+  return helper.lua54_cmd() .. " -e " .. q(code)
 end
 
 describe("lasync behaves as lua5.4 (differential)", function()
@@ -267,24 +284,15 @@ describe("lasync behaves as lua5.4 (differential)", function()
     it("needs lua5.4 (apt-get install lua5.4)", function() pending("no lua5.4") end)
     return
   end
-  local dir
-  before_each(function()
-    dir = helper.tmpname("")
-    assert(os.execute("mkdir -p " .. q(dir)))
-  end)
-  after_each(function()
-    os.execute("rm -rf " .. q(dir))
-  end)
+  local tmp = fresh_dir()
 
   for _, case in ipairs(cases) do
     it(case[1] .. ": lasync " .. case.args, function()
+      local dir = tmp.path
       if case.script then write(dir .. "/script.lua", case.script) end
       for name, text in pairs(case.files or {}) do write(dir .. "/" .. name, text) end
       write(dir .. "/stdin.txt", case.stdin or "")
-      local out1, err1, st1 = run(case, dir, LUA, LUA)
-      local out2, err2, st2 = run(case, dir, helper.cmd, helper.lasync)
-      assert.are.same({stdout = out1, stderr = err1, status = st1},
-                      {stdout = out2, stderr = err2, status = st2})
+      same_as_lua54(case, dir, helper.cmd, helper.lasync)
     end)
   end
 end)
@@ -293,24 +301,15 @@ end)
 -- stock lua5.4 they must still behave as lua5.4's own.
 describe("a stock lua5.4 after require 'asyncio' keeps its coroutines (differential)", function()
   if not have_lua54() then return end
-  local dir
-  before_each(function()
-    dir = helper.tmpname("")
-    assert(os.execute("mkdir -p " .. q(dir)))
-  end)
-  after_each(function()
-    os.execute("rm -rf " .. q(dir))
-  end)
+  local tmp = fresh_dir()
 
   for _, case in ipairs(cases) do
     if case[1]:find("coroutine") and case.script then
       it(case[1], function()
+        local dir = tmp.path
         write(dir .. "/script.lua", case.script)
         write(dir .. "/stdin.txt", "")
-        local out1, err1, st1 = run(case, dir, LUA, LUA)
-        local out2, err2, st2 = run(case, dir, lua54_with_module(), LUA)
-        assert.are.same({stdout = out1, stderr = err1, status = st1},
-                        {stdout = out2, stderr = err2, status = st2})
+        same_as_lua54(case, dir, lua54_with_module(), LUA)
       end)
     end
   end
