@@ -9,8 +9,17 @@ local DATA = "line1\nline2\nline3\n"
 
 local raises = helper.raises
 
--- Runs fn(...) on the next loop turn (CPython's loop.call_soon(cb)).
-local function soon(fn, ...) asyncio.call_soon(fn, ...) end
+-- On the next loop turn (CPython's loop.call_soon), feeds stream reader s
+-- each of the chunks in turn; EOF among them is feed_eof().
+local EOF = {}
+local function feed_soon(s, ...)
+  local chunks = table.pack(...)
+  asyncio.call_soon(function()
+    for i = 1, chunks.n do
+      if chunks[i] == EOF then s:feed_eof() else s:feed_data(chunks[i]) end
+    end
+  end)
+end
 
 -- A server on loopback answering one HTTP/1.0 request as CPython's
 -- run_test_server does ("HTTP/1.0 200 OK ... Test message").
@@ -68,7 +77,7 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
   it("test_read: read(30) waits for data fed later", function()
     local s = asyncio.StreamReader()
     local t = asyncio.create_task(function() return s:read(30) end)
-    soon(function() s:feed_data(DATA) end)
+    feed_soon(s, DATA)
     assert.are.equal(DATA, t:await())
     assert.are.equal(0, s:buffered())
   end)
@@ -85,7 +94,7 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
   it("test_read_eof: read(n) at EOF returns ''", function()
     local s = asyncio.StreamReader()
     local t = asyncio.create_task(function() return s:read(1024) end)
-    soon(function() s:feed_eof() end)
+    feed_soon(s, EOF)
     assert.are.equal("", t:await())
     assert.are.equal(0, s:buffered())
   end)
@@ -93,11 +102,7 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
   it("test_read_until_eof: read() collects everything up to EOF", function()
     local s = asyncio.StreamReader()
     local t = asyncio.create_task(function() return s:read() end)
-    soon(function()
-      s:feed_data("chunk1\n")
-      s:feed_data("chunk2")
-      s:feed_eof()
-    end)
+    feed_soon(s, "chunk1\n", "chunk2", EOF)
     assert.are.equal("chunk1\nchunk2", t:await())
     assert.are.equal(0, s:buffered())
   end)
@@ -132,11 +137,7 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
     local s = asyncio.StreamReader()
     s:feed_data("chunk1 ")
     local t = asyncio.create_task(function() return s:readline() end)
-    soon(function()
-      s:feed_data("chunk2 ")
-      s:feed_data("chunk3 ")
-      s:feed_data("\n chunk4")
-    end)
+    feed_soon(s, "chunk2 ", "chunk3 ", "\n chunk4")
     assert.are.equal("chunk1 chunk2 chunk3 \n", t:await())
     assert.are.equal(" chunk4", s:read(100))
   end)
@@ -172,22 +173,12 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
 
   it("test_readline_limit: the limit counts the line without its separator", function()
     local s = asyncio.StreamReader{limit = 7}
-    soon(function()
-      s:feed_data("chunk1")
-      s:feed_data("chunk2")
-      s:feed_data("chunk3\n")
-      s:feed_eof()
-    end)
+    feed_soon(s, "chunk1", "chunk2", "chunk3\n", EOF)
     raises(asyncio.ValueError, s.readline, s)
     assert.are.equal(0, s:buffered())
 
     s = asyncio.StreamReader{limit = 7}
-    soon(function()
-      s:feed_data("chunk1")
-      s:feed_data("chunk2\n")
-      s:feed_data("chunk3\n")
-      s:feed_eof()
-    end)
+    feed_soon(s, "chunk1", "chunk2\n", "chunk3\n", EOF)
     raises(asyncio.ValueError, s.readline, s)
     assert.are.equal("chunk3\n", s:read(100))
 
@@ -288,7 +279,7 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
     local s = asyncio.StreamReader()
     s:feed_data("QWEaa")
     local t = asyncio.create_task(function() return s:readuntil("aaa") end)
-    soon(function() s:feed_data("XYa") s:feed_data("aa") end)
+    feed_soon(s, "XYa", "aa")
     assert.are.equal("QWEaaXYaaa", t:await())
   end)
 
@@ -331,11 +322,7 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
     local s = asyncio.StreamReader()
     local n = 2 * #DATA
     local t = asyncio.create_task(function() return s:readexactly(n) end)
-    soon(function()
-      s:feed_data(DATA)
-      s:feed_data(DATA)
-      s:feed_data(DATA)
-    end)
+    feed_soon(s, DATA, DATA, DATA)
     assert.are.equal(DATA .. DATA, t:await())
     assert.are.equal(DATA, s:read(100))
   end)
@@ -351,10 +338,7 @@ describe("test_streams (StreamTests): reading a fed StreamReader", function()
     local s = asyncio.StreamReader()
     local n = 2 * #DATA
     local t = asyncio.create_task(function() return s:readexactly(n) end)
-    soon(function()
-      s:feed_data(DATA)
-      s:feed_eof()
-    end)
+    feed_soon(s, DATA, EOF)
     local e = raises(asyncio.IncompleteReadError, t.await, t)
     assert.are.equal(DATA, e.partial)
     assert.are.equal(n, e.expected)
