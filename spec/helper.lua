@@ -93,12 +93,26 @@ function helper.lua54(code)
   return out, err, status
 end
 
+-- Calls fn(...) and asserts that it raises; returns the error.
+function helper.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return err
+end
+
 -- Calls fn(...) and asserts it raises an error of class cls (an asyncio
 -- error class, checked with asyncio.is); returns the error.
 function helper.raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
+  local err = helper.error_of(fn, ...)
   assert.is_true(asyncio.is(err, cls), "wrong error: " .. tostring(err))
+  return err
+end
+
+-- Calls fn(...) and asserts it raises an error whose text matches the Lua
+-- pattern; returns the error.
+function helper.fails_with(pattern, fn, ...)
+  local err = helper.error_of(fn, ...)
+  assert.matches(pattern, tostring(err))
   return err
 end
 

@@ -9,11 +9,7 @@ local cjson = require "cjson"
 
 local MiB = 1024 * 1024
 
-local function err_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return e
-end
+local err_of = helper.error_of
 
 local function peak_rss_kib()
   local s = servers.read_file("/proc/self/status") or ""

@@ -39,6 +39,13 @@ while True:
   return p, tonumber(port)
 end
 
+-- Closes a lasync server and waits until it is closed.
+function M.close_server(srv)
+  srv:close()
+  srv:wait_closed()
+end
+
+-- Kills a peer process started by M.python / M.py_server and reaps it.
 function M.stop(p)
   p:kill()
   p:wait()
