@@ -42,6 +42,25 @@ local function error_types(eg)
   return out
 end
 
+-- test_taskgroup_09 and _10: an error raised in the group's body (after
+-- a suspension, or before any) cancels both children and is the group's.
+local function body_error_cancels_children(suspend)
+  return function()
+    local t1, t2
+    local ok, err = pcall(function()
+      local g <close> = a.TaskGroup()
+      t1 = g:create_task(function() a.sleep(1) return 42 end)
+      t2 = g:create_task(function() a.sleep(2) return 11 end)
+      if suspend then a.sleep(0.01) end
+      error("ZeroDivisionError", 0)
+    end)
+    assert.is_false(ok)
+    assert.are.same({"ZeroDivisionError"}, error_types(err))
+    assert.is_true(t1:cancelled())
+    assert.is_true(t2:cancelled())
+  end
+end
+
 describe("conformance: test_taskgroups", function()
   after_each(helper.no_leaks)
 
@@ -163,34 +182,9 @@ describe("conformance: test_taskgroups", function()
     assert.are.equal("test", err.message)
   end)
 
-  it("test_taskgroup_09 (TestTaskGroup): an error in the body after a suspension cancels the children", function()
-    local t1, t2
-    local ok, err = pcall(function()
-      local g <close> = a.TaskGroup()
-      t1 = g:create_task(function() a.sleep(1) return 42 end)
-      t2 = g:create_task(function() a.sleep(2) return 11 end)
-      a.sleep(0.01)
-      error("ZeroDivisionError", 0)
-    end)
-    assert.is_false(ok)
-    assert.are.same({"ZeroDivisionError"}, error_types(err))
-    assert.is_true(t1:cancelled())
-    assert.is_true(t2:cancelled())
-  end)
+  it("test_taskgroup_09 (TestTaskGroup): an error in the body after a suspension cancels the children", body_error_cancels_children(true))
 
-  it("test_taskgroup_10 (TestTaskGroup): an error in the body before any suspension cancels the children", function()
-    local t1, t2
-    local ok, err = pcall(function()
-      local g <close> = a.TaskGroup()
-      t1 = g:create_task(function() a.sleep(1) return 42 end)
-      t2 = g:create_task(function() a.sleep(2) return 11 end)
-      error("ZeroDivisionError", 0)
-    end)
-    assert.is_false(ok)
-    assert.are.same({"ZeroDivisionError"}, error_types(err))
-    assert.is_true(t1:cancelled())
-    assert.is_true(t2:cancelled())
-  end)
+  it("test_taskgroup_10 (TestTaskGroup): an error in the body before any suspension cancels the children", body_error_cancels_children(false))
 
   it("test_taskgroup_11 (TestTaskGroup): cancelling the parent of nested groups gives CancelledError", function()
     local r = a.create_task(function()
