@@ -30,7 +30,6 @@
 extern const unsigned char lasync_http_lua[];
 extern const size_t lasync_http_lua_len;
 
-#define HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
 
 #define SESSION_MT "asyncio.http.core.Session"
 #define XFER_MT "asyncio.http.core.Transfer"

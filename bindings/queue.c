@@ -22,7 +22,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "waitq.h"
+#include "../host/waitq.h"
+#include "init.h"
 
 #define QUEUE_MT "asyncio.Queue"
 
@@ -646,7 +647,7 @@ static const luaL_Reg funcs[] = {{"Queue", l_queue},
 
 /* The registry's QUEUE_MT is the metatable of every queue's field table:
  * its __index is the methods table. */
-void host_open_queue(lua_State *L, lasync_host *h) {
+void l_open_queue(lua_State *L, lasync_host *h) {
   if (luaL_newmetatable(L, QUEUE_MT)) {
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");

@@ -294,7 +294,7 @@ typedef struct conn {
 } conn;
 
 struct server {
-  host_ready ready;     /* hands accepted connections to handler tasks */
+  host_posted post;     /* hands accepted connections to handler tasks */
   host_closeable closer;/* lasync_stop stops it listening */
   lasync_host *h;
   listener **socks;
@@ -304,7 +304,6 @@ struct server {
   int handler_ref;      /* registry: the handler function */
   int self_ref;         /* registry: the Server userdata while open */
   int gone;             /* the userdata was collected */
-  int queued;
   int closing;
   int backlog;
   size_t limit;         /* each connection's reader limit, 0: default */
@@ -315,7 +314,7 @@ struct server {
 
 static void server_maybe_free(server *srv) {
   if (srv->gone && srv->open_socks == 0 && srv->nconns == 0 &&
-      !srv->pending && !srv->queued) {
+      !srv->pending && !srv->post.queued) {
     host_closeable_remove(&srv->closer);
     free(srv->socks);
     free(srv);
@@ -362,10 +361,9 @@ static void handler_done(host_listener *l, host_task *t) {
 }
 
 /* Runs on the scheduler's turn: one handler task per accepted connection. */
-static void start_handlers(lasync_host *h, host_ready *r) {
-  server *srv = host_container_of(r, server, ready);
+static void start_handlers(lasync_host *h, host_posted *p) {
+  server *srv = host_container_of(p, server, post);
   lua_State *L = h->cbL;
-  srv->queued = 0;
   while (srv->pending) {
     conn *c = srv->pending;
     srv->pending = c->next;
@@ -411,10 +409,7 @@ static void on_connection(uv_stream_t *ls, int status) {
   host_list_init(&c->live);
   *srv->pending_tail = c;
   srv->pending_tail = &c->next;
-  if (!srv->queued) {
-    srv->queued = 1;
-    host_ready_push(srv->h, &srv->ready);
-  }
+  host_post(srv->h, &srv->post);
 }
 
 static server **check_server_box(lua_State *L) {
@@ -624,12 +619,7 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
 
 static int l_start_server(lua_State *L) {
   lasync_host *h = io_live_host(L, "start_server");
-  int ok = lua_isfunction(L, 1);
-  if (!ok && luaL_getmetafield(L, 1, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    ok = 1;
-  }
-  luaL_argexpected(L, ok, 1, "function");
+  host_check_callable(L, 1);
   const char *host = opt_host(L, 2);
   int port = check_port(L, 3);
   static const char *const known[] = {"backlog", "reuse_port", "limit", NULL};
@@ -661,7 +651,7 @@ static int l_start_server(lua_State *L) {
   host_list_init(&srv->closer.link);
   srv->closer.close = server_closer;
   host_closeable_add(h, &srv->closer);
-  srv->ready.run = start_handlers;
+  host_posted_init(&srv->post, start_handlers);
   srv->handler_ref = srv->self_ref = LUA_NOREF;
   srv->backlog = backlog;
   srv->limit = limit;

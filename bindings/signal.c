@@ -106,26 +106,25 @@ typedef struct sig_rec {
   uv_signal_t handle;
   host_closeable closer; /* lasync_stop stops watching */
   struct sig_rec **box;  /* the Lua object's pointer to this record */
-  host_ready ready;
+  host_posted post;
   lasync_host *h;
   int fn_ref;     /* registry: {fn, args...} */
   int pending;    /* deliveries not yet handed to call_soon */
-  unsigned char queued, closed;
+  unsigned char closed;
 } sig_rec;
 
 static void on_sig_closed(uv_handle_t *handle) {
   sig_rec *s = handle->data;
   host_closeable_remove(&s->closer);
-  if (s->queued && !host_closing(s->h))
+  if (s->post.queued && !host_closing(s->h))
     s->closed = 1; /* freed when the ready queue reaches it */
   else
     free(s);
 }
 
-static void deliver(lasync_host *h, host_ready *r) {
-  sig_rec *s = host_container_of(r, sig_rec, ready);
+static void deliver(lasync_host *h, host_posted *p) {
+  sig_rec *s = host_container_of(p, sig_rec, post);
   lua_State *L = h->cbL;
-  s->queued = 0;
   if (s->closed) {
     free(s);
     return;
@@ -145,10 +144,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
   sig_rec *s = handle->data;
   (void)signum;
   s->pending++;
-  if (!s->queued) {
-    s->queued = 1;
-    host_ready_push(s->h, &s->ready);
-  }
+  host_post(s->h, &s->post);
 }
 
 /* The Lua side of a record: a box in registry[SIGNALS_KEY][signum]; its
@@ -195,12 +191,7 @@ static void push_signals(lua_State *L) {
 static int l_add_signal_handler(lua_State *L) {
   lasync_host *h = io_live_host(L, "add_signal_handler");
   int signum = io_check_signal(L, 1);
-  int callable = lua_isfunction(L, 2);
-  if (!callable && luaL_getmetafield(L, 2, "__call") != LUA_TNIL) {
-    lua_pop(L, 1);
-    callable = 1;
-  }
-  luaL_argexpected(L, callable, 2, "function");
+  host_check_callable(L, 2);
   if (signum == SIGKILL || signum == SIGSTOP)
     return luaL_argerror(L, 1, "SIGKILL and SIGSTOP cannot be caught");
   int n = lua_gettop(L) - 1;
@@ -231,7 +222,7 @@ static int l_add_signal_handler(lua_State *L) {
   }
   s->h = h;
   s->fn_ref = fn_ref;
-  s->ready.run = deliver;
+  host_posted_init(&s->post, deliver);
   int rc = uv_signal_init(h->loop, &s->handle);
   if (rc) {
     free(s);

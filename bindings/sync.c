@@ -16,7 +16,8 @@
  * releases it: `local g <close> = lock:acquire()`. */
 #include <string.h>
 
-#include "waitq.h"
+#include "../host/waitq.h"
+#include "init.h"
 
 #define LOCK_MT "asyncio.Lock"
 #define SEM_MT "asyncio.Semaphore"
@@ -296,7 +297,7 @@ static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
   lua_pop(L, 1 + nup);
 }
 
-void host_open_sync(lua_State *L, lasync_host *h) {
+void l_open_sync(lua_State *L, lasync_host *h) {
   luaL_newmetatable(L, LOCK_MT);
   luaL_newmetatable(L, SEM_MT);
   luaL_newmetatable(L, EVENT_MT);

@@ -1,6 +1,7 @@
 /* Deadlines and multi-task waits: asyncio.timeout / timeout_at (to-be-
- * closed deadline objects) and the internal wait_any() that wait(),
- * as_completed(), shield() and TaskGroup (bindings/sync.lua) build on.
+ * closed deadline objects), gather, and the internal wait_any() that
+ * wait(), as_completed(), shield() and TaskGroup (bindings/sync.lua) build
+ * on.
  *
  * A timeout cancels its task when the deadline passes (Python 3.11+): the
  * CancelledError unwinds to the scope's end, where __close sees that the
@@ -9,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "waitq.h"
+#include "../host/waitq.h"
+#include "init.h"
 
 #define TIMEOUT_MT "asyncio.Timeout"
 
@@ -43,7 +45,7 @@ static void tmo_fire(lasync_host *h, host_timer *tm) {
   host_task *t = o->task;
   if (o->state != TM_ACTIVE) return;
   o->state = TM_EXPIRING;
-  if (!(t->flags & TF_MUST_CANCEL) && host_task_await_woken(t)) {
+  if (!(t->flags & TF_MUST_CANCEL) && l_task_await_woken(t)) {
     t->ncancels++;
     t->flags |= TF_DEFER_CANCEL;
     return;
@@ -87,18 +89,10 @@ static void tmo_set_when(tmo *o, double when) {
   o->when = host_deadline(o->h, when - loop_now());
 }
 
-/* Optional number at idx: nil means "no deadline". */
-static int opt_time(lua_State *L, int idx, double *out) {
-  if (lua_isnoneornil(L, idx)) return 0;
-  *out = luaL_checknumber(L, idx);
-  luaL_argcheck(L, *out == *out, idx, "NaN");
-  return 1;
-}
-
 static int new_timeout(lua_State *L, int absolute, const char *fname) {
   lasync_host *h = HOST(L);
   double v = 0;
-  int has = opt_time(L, 1, &v);
+  int has = host_opt_seconds(L, 1, "delay", &v);
   host_task *t = host_check_task(L, fname);
   tmo *o = lua_newuserdatauv(L, sizeof *o, 1);
   memset(o, 0, sizeof *o);
@@ -124,7 +118,7 @@ static int l_timeout_at(lua_State *L) {
 static int tmo_reschedule(lua_State *L) {
   tmo *o = check_tmo(L);
   double v = 0;
-  int has = opt_time(L, 2, &v);
+  int has = host_opt_seconds(L, 2, "when", &v);
   if (o->state != TM_ACTIVE)
     return host_error_raise(L, "RuntimeError",
                             "cannot reschedule an expired or closed timeout");
@@ -243,7 +237,7 @@ static int any_k(lua_State *L, lua_KContext ctx) {
 static int l_wait_any(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   double timeout = 0;
-  int has = opt_time(L, 2, &timeout);
+  int has = host_opt_seconds(L, 2, "timeout", &timeout);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
@@ -284,6 +278,199 @@ static int l_wait_any(lua_State *L) {
   return host_park(L, t, any_cancel, w, any_k, (lua_KContext)w);
 }
 
+/* ---- gather ----------------------------------------------------------- */
+
+typedef struct gather_child {
+  host_listener l;
+  uint32_t index;
+} gather_child;
+
+typedef struct gather_state {
+  host_task *parent;
+  uint32_t n, remaining;
+  int64_t failed;          /* index of the first failed child, or -1 */
+  unsigned char return_exceptions, woken, cancelled;
+  gather_child child[];
+} gather_state;
+
+static gather_state *state_of(gather_child *c) {
+  return (gather_state *)((char *)(c - c->index) -
+                          offsetof(gather_state, child));
+}
+
+static void gather_wake(gather_state *g) {
+  if (g->woken) return;
+  g->woken = 1;
+  host_wake(g->parent, NULL, 0);
+}
+
+static void gather_child_done(host_listener *l, host_task *done) {
+  gather_child *c = (gather_child *)l;
+  gather_state *g = state_of(c);
+  g->remaining--;
+  if (done->outcome != OUTCOME_OK && !g->return_exceptions && g->failed < 0) {
+    g->failed = c->index;
+    gather_wake(g);
+  } else if (g->remaining == 0) {
+    gather_wake(g);
+  }
+}
+
+static void gather_release(gather_state *g) {
+  for (uint32_t i = 0; i < g->n; i++) host_task_unlisten(&g->child[i].l);
+  free(g);
+}
+
+/* Cancelling the gathering task cancels the children still running; it
+ * goes on waiting until they end, then raises CancelledError. */
+static int gather_cancel(host_task *t, int woken) {
+  gather_state *g = t->wait_data;
+  lua_State *L = t->co;
+  int passed = 0;
+  if (!woken) {
+    g->cancelled = 1;
+    /* the children table is the gathering task's stack slot 1 */
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, 1, i);
+      host_task *c = lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      if (c->state != TASK_DONE && host_task_cancel_for(c, t)) passed = 1;
+    }
+    if (passed) return 1;
+  }
+  t->wait_data = NULL;
+  gather_release(g);
+  return 0;
+}
+
+/* Stack: [children]; builds the list of first results (or raises). */
+static int gather_collect(lua_State *L, int return_exceptions) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  if (!return_exceptions) { /* the first failure in argument order */
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, 1, i);
+      host_task *c = lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      if (c->state == TASK_DONE && c->outcome != OUTCOME_OK)
+        return host_task_results(L, c);
+    }
+  }
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {
+    int failed;
+    lua_rawgeti(L, 1, i);
+    host_task_first(L, lua_touserdata(L, -1), &failed);
+    lua_rawseti(L, -3, i);
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+/* The gathering task was cancelled: raises the CancelledError of the
+ * first cancelled child, so its message comes through (asyncio). */
+static int gather_raise_cancelled(lua_State *L) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    host_task *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (c->state == TASK_DONE && c->outcome == OUTCOME_CANCELLED)
+      return host_task_results(L, c);
+  }
+  host_task_push_cancelled(L, host_task_of(L));
+  return lua_error(L);
+}
+
+static int gather_k(lua_State *L, lua_KContext ctx) {
+  gather_state *g = (gather_state *)ctx;
+  int cancelled = g->cancelled, return_exceptions = g->return_exceptions;
+  int64_t failed = g->failed;
+  gather_release(g);
+  lua_settop(L, 1);
+  if (cancelled) return gather_raise_cancelled(L);
+  if (failed >= 0) {
+    lua_rawgeti(L, 1, failed + 1);
+    return host_task_results(L, lua_touserdata(L, -1));
+  }
+  return gather_collect(L, return_exceptions);
+}
+
+/* gather(a, b, ...) or gather{a, b, ..., return_exceptions = true}: a, b
+ * are tasks or functions (started as tasks). */
+static int l_gather(lua_State *L) {
+  lasync_host *h = HOST(L);
+  int return_exceptions = 0, nargs = lua_gettop(L), list = 0;
+  if (nargs == 1 && lua_type(L, 1) == LUA_TTABLE && !host_test_task_arg(L, 1)) {
+    list = 1;
+    lua_getfield(L, 1, "return_exceptions");
+    return_exceptions = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    nargs = (int)lua_rawlen(L, 1);
+  }
+  host_task *parent = host_check_task(L, "gather");
+  lua_createtable(L, nargs, 0); /* the children, as tasks */
+  int children = lua_gettop(L);
+  uint32_t pending = 0;
+  for (int i = 1; i <= nargs; i++) {
+    int item;
+    if (list) {
+      lua_rawgeti(L, 1, i);
+      item = lua_gettop(L);
+    } else {
+      item = i;
+    }
+    host_task *c = host_test_task_arg(L, item);
+    if (!c) {
+      if (!host_is_callable(L, item)) {
+        if (list)
+          return luaL_error(L, "bad argument #1 to 'gather' (item %d: task "
+                               "or function expected, got %s)",
+                            i, luaL_typename(L, item));
+        luaL_typeerror(L, i, "task or function");
+      }
+      lua_pushvalue(L, item);
+      c = host_task_spawn(h, L, 0);
+    } else {
+      lua_pushvalue(L, item);
+    }
+    if (c->state != TASK_DONE) pending++;
+    lua_rawseti(L, children, i);
+    if (list) lua_pop(L, 1);
+  }
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  if (!return_exceptions) { /* an already failed child fails it now */
+    for (int i = 1; i <= nargs; i++) {
+      lua_rawgeti(L, 1, i);
+      host_task *c = lua_touserdata(L, -1);
+      lua_pop(L, 1);
+      if (c->state == TASK_DONE && c->outcome != OUTCOME_OK)
+        return host_task_results(L, c);
+    }
+  }
+  if (pending == 0) return gather_collect(L, return_exceptions);
+  gather_state *g =
+      malloc(sizeof *g + (size_t)nargs * sizeof(gather_child));
+  if (!g) return luaL_error(L, "asyncio: gather(): out of memory");
+  g->parent = parent;
+  g->n = (uint32_t)nargs;
+  g->remaining = pending;
+  g->failed = -1;
+  g->return_exceptions = (unsigned char)return_exceptions;
+  g->woken = g->cancelled = 0;
+  for (int i = 0; i < nargs; i++) {
+    gather_child *c = &g->child[i];
+    c->index = (uint32_t)i;
+    host_list_init(&c->l.link);
+    lua_rawgeti(L, 1, i + 1);
+    host_task *ct = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (ct->state != TASK_DONE) host_task_listen(ct, &c->l, gather_child_done);
+  }
+  return host_park(L, parent, gather_cancel, g, gather_k, (lua_KContext)g);
+}
+
 static const luaL_Reg tmo_methods[] = {{"reschedule", tmo_reschedule},
                                        {"when", tmo_when},
                                        {"expired", tmo_expired},
@@ -291,9 +478,10 @@ static const luaL_Reg tmo_methods[] = {{"reschedule", tmo_reschedule},
 
 static const luaL_Reg funcs[] = {{"timeout", l_timeout},
                                  {"timeout_at", l_timeout_at},
+                                 {"gather", l_gather},
                                  {NULL, NULL}};
 
-void host_open_wait(lua_State *L, lasync_host *h) {
+void l_open_wait(lua_State *L, lasync_host *h) {
   static const luaL_Reg tmo_meta[] = {{"__close", tmo_close},
                                       {"__gc", tmo_gc},
                                       {"__tostring", tmo_tostring},
@@ -304,7 +492,7 @@ void host_open_wait(lua_State *L, lasync_host *h) {
 }
 
 /* Pushes the internal helpers the Lua part uses (a table). */
-void host_push_wait_internals(lua_State *L, lasync_host *h) {
+void l_push_wait_internals(lua_State *L, lasync_host *h) {
   lua_newtable(L);
   lua_pushlightuserdata(L, h);
   lua_pushcclosure(L, l_wait_any, 1);

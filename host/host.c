@@ -11,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <lualib.h>
-
 #include "host.h"
 
 static const char HOST_KEY[] = "lasync.host";
@@ -92,96 +90,6 @@ static void close_resources(lasync_host *h) {
   }
 }
 
-/* ---- libraries ---------------------------------------------------------- */
-
-static void preload(lua_State *L, const char *name, lua_CFunction open) {
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
-  lua_pushcfunction(L, open);
-  lua_setfield(L, -2, name);
-  lua_pop(L, 1);
-}
-
-static const struct {
-  unsigned lib;
-  const char *name;
-  lua_CFunction open;
-} STD_LIBS[] = {
-    {LASYNC_LIB_BASE, LUA_GNAME, luaopen_base},
-    {LASYNC_LIB_PACKAGE, LUA_LOADLIBNAME, luaopen_package},
-    {LASYNC_LIB_BASE, LUA_COLIBNAME, luaopen_coroutine},
-    {LASYNC_LIB_BASE, LUA_TABLIBNAME, luaopen_table},
-    {LASYNC_LIB_IO, LUA_IOLIBNAME, luaopen_io},
-    {LASYNC_LIB_OS, LUA_OSLIBNAME, luaopen_os},
-    {LASYNC_LIB_BASE, LUA_STRLIBNAME, luaopen_string},
-    {LASYNC_LIB_BASE, LUA_MATHLIBNAME, luaopen_math},
-    {LASYNC_LIB_BASE, LUA_UTF8LIBNAME, luaopen_utf8},
-    {LASYNC_LIB_DEBUG, LUA_DBLIBNAME, luaopen_debug},
-};
-
-/* __index of the asyncio table: asyncio.fs / asyncio.http = require them. */
-static int lazy_submodule(lua_State *L) {
-  const char *k = lua_tostring(L, 2);
-  lasync_host *h = host_get(L);
-  if (!k || !h) return 0;
-  if (!((strcmp(k, "fs") == 0 && (h->libs & LASYNC_LIB_FS)) ||
-        (strcmp(k, "http") == 0 && (h->libs & LASYNC_LIB_HTTP))))
-    return 0;
-  lua_getglobal(L, "require");
-  lua_pushfstring(L, "asyncio.%s", k);
-  lua_call(L, 1, 1);
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, 1);
-  return 1;
-}
-
-LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
-  lua_State *L = h->L;
-  h->libs = libs;
-  for (size_t i = 0; i < sizeof STD_LIBS / sizeof *STD_LIBS; i++) {
-    if (!(libs & STD_LIBS[i].lib)) continue;
-    luaL_requiref(L, STD_LIBS[i].name, STD_LIBS[i].open, 1);
-    lua_pop(L, 1);
-  }
-  if ((libs & LASYNC_LIB_BASE) && !(libs & LASYNC_LIB_IO)) {
-    /* a sandbox without io must not read files through the base library */
-    lua_pushnil(L);
-    lua_setglobal(L, "dofile");
-    lua_pushnil(L);
-    lua_setglobal(L, "loadfile");
-  }
-  if (libs & LASYNC_LIB_PACKAGE) {
-    preload(L, "asyncio", luaopen_asyncio);
-    if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
-    if (libs & LASYNC_LIB_FS) preload(L, "asyncio.fs", luaopen_asyncio_fs);
-  }
-  if (libs & LASYNC_LIB_ASYNCIO) {
-    luaL_requiref(L, "asyncio", luaopen_asyncio, 1);
-    if (libs & LASYNC_LIB_PACKAGE) {
-      /* asyncio.fs and asyncio.http load on first use (curl and OpenSSL
-       * are not worth loading for a script that never fetches) */
-      lua_createtable(L, 0, 1);
-      lua_pushcfunction(L, lazy_submodule);
-      lua_setfield(L, -2, "__index");
-      lua_setmetatable(L, -2);
-    } else { /* no require in this state: load what was asked for now */
-      if (libs & LASYNC_LIB_HTTP) {
-        luaL_requiref(L, "asyncio.http", luaopen_asyncio_http, 0);
-        lua_setfield(L, -2, "http");
-      }
-      if (libs & LASYNC_LIB_FS) {
-        luaL_requiref(L, "asyncio.fs", luaopen_asyncio_fs, 0);
-        lua_setfield(L, -2, "fs");
-      }
-    }
-    lua_pop(L, 1);
-  }
-}
-
-LASYNC_API void lasync_openlibs(lasync_host *h) {
-  lasync_openlibs_only(h, LASYNC_LIB_ALL);
-}
-
 /* ---- creating ----------------------------------------------------------- */
 
 /* The state tells the host when it closes: from then on no Lua may run,
@@ -244,7 +152,8 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   lua_setfield(L, LUA_REGISTRYINDEX, HOST_KEY);
   h->cbL = lua_newthread(L);
   h->cbL_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  host_task_types(L, h);
+  host_task_types(L);
+  host_callback_type(L);
   lasync_host **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = h;
   lua_createtable(L, 0, 1);
@@ -366,8 +275,7 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
     rc = LASYNC_ECANCELLED;
   }
   if (deadlock) {
-    set_last_error(h, "the task waits for something that can never happen "
-                      "(no task, timer or handle is left to wake it)");
+    set_last_error(h, HOST_DEADLOCK("the task"));
     rc = LASYNC_ERROR;
   }
   lua_pop(L, 1);

@@ -36,6 +36,18 @@ typedef struct host_ready {
 
 void host_ready_push(lasync_host *h, host_ready *r);
 
+/* A ready-queue entry that coalesces wake-ups (a server's accepted
+ * connections, a signal's deliveries, a callback): posting it while it is
+ * queued does nothing; `run` sees everything that arrived before it ran. */
+typedef struct host_posted {
+  host_ready ready;
+  void (*run)(lasync_host *h, struct host_posted *p);
+  unsigned char queued;
+} host_posted;
+
+void host_posted_init(host_posted *p, void (*run)(lasync_host *, host_posted *));
+void host_post(lasync_host *h, host_posted *p);
+
 /* ---- timers ----------------------------------------------------------- */
 
 #define HOST_TIMER_IDLE UINT32_MAX
@@ -97,7 +109,8 @@ enum {
   TF_RETRIEVED = 1 << 5,   /* the failure was looked at by someone */
   TF_HAS_CALLBACKS = 1 << 6,/* Lua done callbacks in the extras table */
   TF_CANCELLING = 1 << 7,   /* inside its cancel hook (await cycles) */
-  TF_DEFER_CANCEL = 1 << 8  /* woken with a result: cancel at the next park */
+  TF_DEFER_CANCEL = 1 << 8, /* woken with a result: cancel at the next park */
+  TF_NO_STACK = 1 << 9      /* host_wake had no room for the values: raise */
 };
 
 struct host_task {
@@ -106,6 +119,7 @@ struct host_task {
     host_timer timer;        /* sleep() deadline */
     host_listener await_node;/* awaiting one task */
   };
+  host_link qlink;         /* in a waitq (queue, lock, event...) */
   host_link awaiters;      /* host_listener list */
   lasync_host *h;
   lua_State *co;
@@ -133,13 +147,27 @@ static inline host_task *host_task_of(lua_State *L) {
 host_task *host_check_task(lua_State *L, const char *fname);
 host_task *host_check_task_arg(lua_State *L, int idx);
 host_task *host_test_task_arg(lua_State *L, int idx);
-/* t is parked on task:await() and woken: the awaited task has finished. */
-int host_task_await_woken(host_task *t);
 
 /* Creates a task for the function at idx-nargs... : pops fn and its nargs
  * arguments from L, pushes the Task object. */
 host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs);
 void host_task_push(lua_State *L, host_task *t);
+/* The scheduler's step for a task (the ready entry's run). */
+void host_task_step(lasync_host *h, host_ready *r);
+/* Ends t with the values on its thread as its outcome: listeners, done
+ * callbacks, and the anchor go.  Runs inside the batch's protection. */
+void host_task_finish(lasync_host *h, host_task *t);
+/* Ends t with the error value on top of L (its thread or cbL). */
+void host_task_fail(lasync_host *h, host_task *t, lua_State *L);
+/* Pushes a CancelledError carrying t's cancel message. */
+void host_task_push_cancelled(lua_State *L, host_task *t);
+/* Pushes the name of the Task at idx (set_name's, or "Task-<id>"). */
+void host_task_push_name(lua_State *L, int idx);
+/* Cancels target on behalf of `from`, passing from's cancel message on
+ * (asyncio's Task.cancel(msg) cancels the awaited future with msg). */
+int host_task_cancel_for(host_task *target, host_task *from);
+/* Makes the Task metatable (__gc, __tostring); asyncio adds the methods. */
+void host_task_types(lua_State *L);
 
 /* Parks the running task t (which is L's task); use as
  * `return host_park(L, t, cancel, data, k, ctx);`.  k may be NULL: then the
@@ -167,10 +195,27 @@ void host_task_unlisten(host_listener *l);
 void host_task_set_report(lua_State *L, host_task *t);
 /* Pushes the report of the Task object at idx, or nil. */
 void host_task_push_report(lua_State *L, int idx);
-/* Hands the task's Lua done callbacks to call_soon (it has just ended). */
-void host_task_schedule_callbacks(lasync_host *h, host_task *t);
+/* ---- call_soon -------------------------------------------------------- */
+
+#define HOST_HANDLE_MT "asyncio.Handle"
+
+/* A scheduled callback, the memory of a Handle userdata. */
+typedef struct host_callback {
+  host_posted post;
+  host_timer timer;        /* call_later / call_at */
+  lasync_host *h;
+  int ref;                 /* registry anchor until done */
+  unsigned char cancelled, ran;
+} host_callback;
+
+/* [fn args...] -> [Handle]; not yet queued (host_post it, or start its
+ * timer). */
+host_callback *host_callback_new(lasync_host *h, lua_State *L, int nargs);
+void host_callback_cancel(host_callback *c);
 /* call_soon for C: pops fn and nargs arguments from L. */
 void host_call_soon(lasync_host *h, lua_State *L, int nargs);
+/* Makes the Handle metatable (__gc); asyncio adds the methods. */
+void host_callback_type(lua_State *L);
 /* Cancels every pending task (used at shutdown). */
 void host_cancel_all(lasync_host *h, lua_State *L);
 /* Pushes the table of pending tasks (values are Tasks; other values are
@@ -268,6 +313,16 @@ void host_futures_orphan(lasync_host *h);
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *meta, int nup);
 
+/* Is the value at idx a function, or has it a __call metamethod? */
+int host_is_callable(lua_State *L, int idx);
+/* Raises "bad argument #idx to 'f' (function expected, got T)" unless it
+ * is callable. */
+void host_check_callable(lua_State *L, int idx);
+/* A number of seconds at idx, refused if NaN ("<what> is NaN"). */
+double host_check_seconds(lua_State *L, int idx, const char *what);
+/* The same for an optional argument: returns 0 (nothing set) for nil. */
+int host_opt_seconds(lua_State *L, int idx, const char *what, double *out);
+
 /* Raises "bad argument #idx to 'f' (unknown option 'k')" unless every key
  * of the options table at idx (nil and none are fine) is in `known`
  * (NULL-terminated).  [-0, +0, e] */
@@ -307,18 +362,13 @@ lasync_host *host_new_owning(lua_State *L, host_pool *pool);
 /* The host of L, created (and owned by the state) if L has none yet. */
 lasync_host *host_for_module(lua_State *L);
 
-/* Module registrars (bindings/): each adds its functions to the table at
- * the top of the stack. */
-LASYNC_API int luaopen_asyncio(lua_State *L);
-LASYNC_API int luaopen_asyncio_http(lua_State *L);
-LASYNC_API int luaopen_asyncio_fs(lua_State *L);
-void host_task_types(lua_State *L, lasync_host *h);
-void host_open_task(lua_State *L, lasync_host *h);
-void host_open_loop(lua_State *L, lasync_host *h);
-void host_open_queue(lua_State *L, lasync_host *h);
-void host_open_sync(lua_State *L, lasync_host *h);
-void host_open_wait(lua_State *L, lasync_host *h);
-/* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
-void host_push_wait_internals(lua_State *L, lasync_host *h);
+/* The host of a binding's C function: upvalue 1, which every registrar
+ * sets (lua_pushlightuserdata(L, h) before luaL_setfuncs). */
+#define HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* The one message for a wait nothing can end; who is e.g. "the task". */
+#define HOST_DEADLOCK(who)                                                    \
+  who " waits for something that can never happen (no task, timer or "       \
+      "handle is left to wake it)"
 
 #endif

@@ -197,8 +197,7 @@ static int docall(cli *c, int narg, int nres) {
   int status = LUA_ERRRUN;
   if (deadlock) {
     c->main->flags |= TF_RETRIEVED;
-    lua_pushliteral(L, "the main task waits for something that can never "
-                       "happen (no task, timer or handle is left to wake it)");
+    lua_pushliteral(L, HOST_DEADLOCK("the main task"));
   } else if (c->main->outcome != OUTCOME_OK) {
     int failed;
     host_task_first(L, c->main, &failed);
@@ -588,9 +587,6 @@ int main(int argc, char **argv) {
     return EXIT_FAILURE;
   }
   lasync_host *h = c.h;
-  /* Scripts may use asyncio without requiring it. */
-  luaL_requiref(L, "asyncio", luaopen_asyncio, 1);
-  lua_pop(L, 1);
   replace_os_exit(L, &c);
   uv_async_init(h->loop, &c.wake, on_wake);
   c.wake.data = &c;

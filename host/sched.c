@@ -5,6 +5,7 @@
  * asyncio's _run_once does): what becomes ready while they run waits for the
  * next turn, so I/O is polled between turns and no task can starve others
  * by yielding in a loop. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,17 +25,71 @@ void host_ready_push(lasync_host *h, host_ready *r) {
   if (!uv_is_active((uv_handle_t *)&h->idle)) uv_idle_start(&h->idle, on_idle);
 }
 
+/* Coalesced entries: posting one that is already queued does nothing;
+ * the flag drops just before it runs, so what arrives while it runs is
+ * picked up on the next turn. */
+static void run_posted(lasync_host *h, host_ready *r) {
+  host_posted *p = host_container_of(r, host_posted, ready);
+  p->queued = 0;
+  p->run(h, p);
+}
+
+void host_posted_init(host_posted *p,
+                      void (*run)(lasync_host *, host_posted *)) {
+  p->ready.next = NULL;
+  p->ready.run = run_posted;
+  p->run = run;
+  p->queued = 0;
+}
+
+void host_post(lasync_host *h, host_posted *p) {
+  if (p->queued) return;
+  p->queued = 1;
+  host_ready_push(h, &p->ready);
+}
+
+/* What is left of the batch a check callback runs. */
+typedef struct batch {
+  lasync_host *h;
+  host_ready *next;
+} batch;
+
+/* The entries of one batch run inside lua_pcall on the callback thread, so
+ * that an error one of them raises while building a value (out of memory:
+ * a report, a callback's Handle, a connection's thread) stops that entry
+ * only and never unwinds through libuv's frames. */
+static int run_batch(lua_State *L) {
+  batch *b = lua_touserdata(L, 1);
+  lasync_host *h = b->h;
+  while (b->next && !h->stopped) {
+    host_ready *r = b->next;
+    b->next = r->next;
+    r->run(h, r);
+  }
+  return 0;
+}
+
 static void on_check(uv_check_t *handle) {
   lasync_host *h = handle->data;
-  host_ready *batch = h->ready_head;
-  if (!batch) return;
+  batch b = {h, h->ready_head};
+  if (!b.next) return;
   h->ready_head = NULL;
   h->ready_tail = &h->ready_head;
   h->running++;
-  while (batch && !h->stopped) {
-    host_ready *r = batch;
-    batch = r->next;
-    r->run(h, r);
+  while (b.next && !h->stopped) {
+    lua_State *L = h->cbL;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, run_batch);
+    lua_pushlightuserdata(L, &b);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+      /* no Lua here: building a message could fail the same way */
+      const char *msg = lua_tostring(L, -1);
+      char text[256];
+      snprintf(text, sizeof text, "asyncio: error in the event loop: %s",
+               msg ? msg : "(error object is not a string)");
+      host_report(h, text);
+    }
+    lua_settop(L, top);
   }
   h->running--;
   if (!h->ready_head && !h->stopped) uv_idle_stop(&h->idle);
@@ -88,102 +143,20 @@ void host_push_report(lua_State *L, lua_State *where, int idx) {
   luaL_traceback(L, where, msg, 1);
 }
 
-/* The message keeps its type (cancel(5) gives 5, as asyncio's args do);
- * converting it here would run a __tostring outside any protection. */
-static void push_cancelled(lua_State *L, host_task *t) {
-  host_error_new(L, "CancelledError", "");
-  if (t->cancel_msg_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
-    lua_setfield(L, -2, "message");
-  }
-}
-
-/* Message handler of the task body: keeps the error value unchanged and
- * records the report text while the failing frames are still there. */
-static int body_msgh(lua_State *L) {
-  host_task *t = host_task_of(L);
-  if (t && !host_is_cancelled_error(L, 1)) {
-    host_push_report(L, L, 1);
-    host_task_set_report(L, t);
-  }
-  lua_settop(L, 1);
-  return 1;
-}
-
-/* ---- the task body ---------------------------------------------------- */
-
-/* The user function runs under a yieldable pcall inside the task's own
- * thread, so that to-be-closed variables are closed by the unwinding pcall
- * (where __close may suspend) rather than by lua_resetthread (where it may
- * not), and a failure never leaves the thread half-unwound. */
-static int body_k(lua_State *L, int status, lua_KContext ctx) {
-  host_task *t = host_task_of(L);
-  (void)ctx;
-  if (status == LUA_OK || status == LUA_YIELD) {
-    t->outcome = OUTCOME_OK;
-    return lua_gettop(L) - 1; /* all but the message handler */
-  }
-  t->outcome = host_is_cancelled_error(L, -1) ? OUTCOME_CANCELLED
-                                              : OUTCOME_FAILED;
-  return 1;
-}
-
-static int body(lua_State *L) {
-  lua_pushcfunction(L, body_msgh);
-  lua_insert(L, 1);
-  int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0, body_k);
-  return body_k(L, status, 0);
-}
-
-/* ---- finishing -------------------------------------------------------- */
-
-static void finish(lasync_host *h, host_task *t) {
-  lua_State *co = t->co;
-  if (t->outcome == OUTCOME_OK && (t->flags & TF_MUST_CANCEL)) {
-    /* Cancelled after its last suspension: it ends cancelled (asyncio). */
-    lua_settop(co, 0);
-    push_cancelled(co, t);
-    t->outcome = OUTCOME_CANCELLED;
-  }
-  t->state = TASK_DONE;
-  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
-  t->wait_cancel = NULL;
-  h->npending--;
-  host_link *link;
-  while ((link = host_list_first(&t->awaiters))) {
-    host_listener *l = host_container_of(link, host_listener, link);
-    host_list_remove(link);
-    l->fn(l, t);
-  }
-  if (t->flags & TF_HAS_CALLBACKS) host_task_schedule_callbacks(h, t);
-  host_push_pending(co, h);
-  luaL_unref(co, -1, t->ref);
-  lua_pop(co, 1);
-  t->ref = LUA_NOREF;
-  if (t->cancel_msg_ref != LUA_NOREF) {
-    luaL_unref(co, LUA_REGISTRYINDEX, t->cancel_msg_ref);
-    t->cancel_msg_ref = LUA_NOREF;
-  }
-  /* a stopping host closes after the done callbacks run (on_check) */
-}
-
-/* Ends a task whose thread cannot continue (a bare coroutine.yield, or an
- * error outside the body's pcall) with the error value on top of L. */
-static void fail(lasync_host *h, host_task *t, lua_State *L) {
-  lua_State *co = t->co;
-  if (L != co) lua_xmove(L, co, 1);
-  host_push_report(co, co, -1);
-  host_task_set_report(co, t);
-  lua_rotate(co, 1, 1);
-  lua_settop(co, 1);
-  t->outcome = host_is_cancelled_error(co, -1) ? OUTCOME_CANCELLED
-                                                : OUTCOME_FAILED;
-  finish(h, t);
-}
-
 /* ---- the one resume site ---------------------------------------------- */
 
-static void step(lasync_host *h, host_ready *r) {
+/* Values for a task's thread are built on the callback thread and moved:
+ * an error raised on a thread that is not running (out of memory) would
+ * escape to whatever protects the main thread, through libuv's frames;
+ * raised on cbL, it stays inside the batch's lua_pcall. */
+static void give_cancelled(lasync_host *h, host_task *t) {
+  lua_State *L = h->cbL;
+  host_task_push_cancelled(L, t);
+  if (!lua_checkstack(t->co, 1)) luaL_error(L, "not enough memory");
+  lua_xmove(L, t->co, 1);
+}
+
+void host_task_step(lasync_host *h, host_ready *r) {
   host_task *t = host_container_of(r, host_task, ready);
   lua_State *co = t->co;
   int nres, status;
@@ -191,19 +164,26 @@ static void step(lasync_host *h, host_ready *r) {
   if (!(t->flags & TF_STARTED)) {
     if (t->flags & TF_MUST_CANCEL) { /* cancelled before it ever ran */
       lua_settop(co, 0);
-      push_cancelled(co, t);
+      give_cancelled(h, t);
       t->outcome = OUTCOME_CANCELLED;
-      finish(h, t);
+      host_task_finish(h, t);
       return;
     }
     t->flags |= TF_STARTED;
-  } else if (t->flags & TF_MUST_CANCEL) {
+  } else if (t->flags & (TF_MUST_CANCEL | TF_NO_STACK)) {
     lua_pop(co, t->nargs);
-    push_cancelled(co, t);
+    t->nargs = 0;
+    if (t->flags & TF_MUST_CANCEL) {
+      give_cancelled(h, t);
+    } else { /* host_wake found no room for the values on co's stack */
+      lua_pushliteral(h->cbL, "not enough memory");
+      if (!lua_checkstack(co, 1)) lua_error(h->cbL);
+      lua_xmove(h->cbL, co, 1);
+    }
     t->nargs = 1;
     t->flags |= TF_THROW;
   }
-  t->flags &= ~(TF_PARKED | TF_MUST_CANCEL);
+  t->flags &= ~(TF_PARKED | TF_MUST_CANCEL | TF_NO_STACK);
   if (t->flags & TF_DEFER_CANCEL) /* the wake's values arrive first */
     t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
@@ -218,64 +198,19 @@ static void step(lasync_host *h, host_ready *r) {
     /* A coroutine.yield() straight from the task: nothing will wake it. */
     host_closethread(co, h->cbL);
     lua_settop(co, 0);
-    lua_pushliteral(co, "coroutine.yield() called directly in a task "
-                        "(use asyncio.sleep(0) to yield to the loop)");
-    fail(h, t, co);
+    lua_pushliteral(h->cbL, "coroutine.yield() called directly in a task "
+                            "(use asyncio.sleep(0) to yield to the loop)");
+    host_task_fail(h, t, h->cbL);
   } else if (status == LUA_OK) {
     int top = lua_gettop(co);
     if (top > nres) {
       lua_rotate(co, 1, nres);
       lua_settop(co, nres);
     }
-    finish(h, t);
+    host_task_finish(h, t);
   } else {
-    fail(h, t, co);
+    host_task_fail(h, t, co);
   }
-}
-
-/* ---- creating --------------------------------------------------------- */
-
-host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
-  if (h->stopped) luaL_error(L, "asyncio: the event loop is closed");
-  int fn = lua_gettop(L) - nargs;
-  lua_State *co = lua_newthread(L);
-  host_task *t = lua_newuserdatauv(L, sizeof *t, 1);
-  memset(t, 0, sizeof *t);
-  t->ready.run = step;
-  host_list_init(&t->awaiters);
-  host_timer_init(&t->timer, NULL);
-  t->h = h;
-  t->co = co;
-  t->id = (uint32_t)++h->next_task_id;
-  t->cancel_msg_ref = LUA_NOREF;
-  luaL_setmetatable(L, HOST_TASK_MT);
-  lua_pushvalue(L, -2);
-  lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
-  *(host_task **)lua_getextraspace(co) = t;
-  lua_rotate(L, fn, 2); /* [thread task fn args...] */
-  luaL_checkstack(co, nargs + 2, "task arguments");
-  lua_pushcfunction(co, body);
-  lua_xmove(L, co, nargs + 1);
-  lua_remove(L, -2); /* the thread; the Task stays */
-  host_push_pending(L, h);
-  lua_pushvalue(L, -2);
-  t->ref = luaL_ref(L, -2);
-  lua_pop(L, 1);
-  t->nargs = nargs + 1;
-  h->npending++;
-  t->flags |= TF_QUEUED;
-  host_ready_push(h, &t->ready);
-  return t;
-}
-
-void host_push_pending(lua_State *L, lasync_host *h) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->tasks_ref);
-}
-
-void host_task_push(lua_State *L, host_task *t) {
-  host_push_pending(L, t->h);
-  lua_rawgeti(L, -1, t->ref);
-  lua_remove(L, -2);
 }
 
 /* ---- parking and waking ----------------------------------------------- */
@@ -331,8 +266,13 @@ int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
 
 void host_wake(host_task *t, lua_State *from, int n) {
   if (n > 0) {
-    lua_checkstack(t->co, n);
-    lua_xmove(from, t->co, n);
+    if (lua_checkstack(t->co, n)) {
+      lua_xmove(from, t->co, n);
+    } else { /* the values are lost: the task raises instead (step) */
+      lua_pop(from, n);
+      n = 0;
+      t->flags |= TF_NO_STACK;
+    }
   }
   t->nargs = n;
   t->flags |= TF_QUEUED;
@@ -416,40 +356,96 @@ void host_cancel_all(lasync_host *h, lua_State *L) {
   lua_pop(L, 1);
 }
 
-/* ---- outcomes --------------------------------------------------------- */
 
-int host_task_results(lua_State *L, host_task *t) {
-  lua_State *co = t->co;
-  int n = lua_gettop(co);
-  if (t->outcome != OUTCOME_OK) {
-    t->flags |= TF_RETRIEVED;
-    lua_pushvalue(co, 1);
-    lua_xmove(co, L, 1);
-    return lua_error(L);
+/* ---- call_soon: the callback record ------------------------------------- */
+
+/* The record is the memory of a Handle userdata; its function and
+ * arguments are packed in the userdata's user value, and the registry
+ * anchors it until it has run, or been cancelled and left the queue. */
+static void callback_release(host_callback *c) {
+  if (c->ref != LUA_NOREF) {
+    luaL_unref(c->h->cbL, LUA_REGISTRYINDEX, c->ref);
+    c->ref = LUA_NOREF;
   }
-  luaL_checkstack(L, n, "too many results");
-  lua_checkstack(co, n);
-  for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
-  lua_xmove(co, L, n);
-  return n;
 }
 
-void host_task_first(lua_State *L, host_task *t, int *failed) {
-  lua_State *co = t->co;
-  *failed = t->outcome != OUTCOME_OK;
-  if (*failed) t->flags |= TF_RETRIEVED;
-  if (lua_gettop(co) == 0) {
-    lua_pushnil(L);
-    return;
+static int callback_msgh(lua_State *L) {
+  host_push_report(L, L, 1);
+  return 1;
+}
+
+/* Runs inside the batch's protection (on_check); the callback itself runs
+ * under a pcall of its own, whose failure is reported, as asyncio's
+ * "Exception in callback". */
+static void callback_run(lasync_host *h, host_posted *p) {
+  host_callback *c = host_container_of(p, host_callback, post);
+  lua_State *L = h->cbL;
+  if (!c->cancelled && !c->ran) {
+    c->ran = 1;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, callback_msgh);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+    lua_getiuservalue(L, -1, 1);
+    lua_remove(L, -2);
+    lua_Integer n = luaL_len(L, -1);
+    luaL_checkstack(L, (int)n, "callback arguments");
+    for (lua_Integer i = 1; i <= n; i++) lua_rawgeti(L, top + 2, i);
+    lua_remove(L, top + 2);
+    lua_State *outer = h->current;
+    h->current = L;
+    int status = lua_pcall(L, (int)n - 1, 0, top + 1);
+    h->current = outer;
+    if (status != LUA_OK) {
+      lua_pushfstring(L, "Exception in callback: %s", lua_tostring(L, -1));
+      host_report(h, lua_tostring(L, -1));
+    }
+    lua_settop(L, top);
   }
-  lua_pushvalue(co, 1);
-  lua_xmove(co, L, 1);
+  callback_release(c);
 }
 
-void host_task_listen(host_task *t, host_listener *l,
-                      void (*fn)(host_listener *, host_task *)) {
-  l->fn = fn;
-  host_list_push(&t->awaiters, &l->link);
+static void callback_fire(lasync_host *h, host_timer *tm) {
+  host_post(h, &host_container_of(tm, host_callback, timer)->post);
 }
 
-void host_task_unlisten(host_listener *l) { host_list_remove(&l->link); }
+host_callback *host_callback_new(lasync_host *h, lua_State *L, int nargs) {
+  if (h->stopped) luaL_error(L, "asyncio: the event loop is closed");
+  lua_createtable(L, nargs + 1, 0);
+  lua_insert(L, -(nargs + 2));
+  for (int i = nargs + 1; i >= 1; i--) lua_rawseti(L, -(i + 1), i);
+  host_callback *c = lua_newuserdatauv(L, sizeof *c, 1);
+  memset(c, 0, sizeof *c);
+  c->h = h;
+  host_timer_init(&c->timer, callback_fire);
+  host_posted_init(&c->post, callback_run);
+  luaL_setmetatable(L, HOST_HANDLE_MT);
+  lua_insert(L, -2);
+  lua_setiuservalue(L, -2, 1);
+  lua_pushvalue(L, -1);
+  c->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return c;
+}
+
+void host_callback_cancel(host_callback *c) {
+  if (c->cancelled || c->ran) return;
+  c->cancelled = 1;
+  host_timer_stop(c->h, &c->timer);
+  if (!c->post.queued) callback_release(c); /* else when the queue gets it */
+}
+
+void host_call_soon(lasync_host *h, lua_State *L, int nargs) {
+  host_post(h, &host_callback_new(h, L, nargs)->post);
+  lua_pop(L, 1);
+}
+
+/* Only when the state closes: a Handle is anchored until it is done. */
+static int callback_gc(lua_State *L) {
+  host_callback *c = lua_touserdata(L, 1);
+  host_timer_stop(c->h, &c->timer);
+  return 0;
+}
+
+void host_callback_type(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__gc", callback_gc}, {NULL, NULL}};
+  host_new_type(L, HOST_HANDLE_MT, NULL, meta, 0);
+}

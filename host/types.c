@@ -3,22 +3,55 @@
 
 #include "host.h"
 
+/* A type may be made in two parts: the host makes its runtime records'
+ * metatables with __gc when it is created (a task can be spawned before
+ * any library is open), and asyncio adds the methods later.  So a second
+ * call adds to the metatable instead of replacing it. */
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *meta, int nup) {
-  if (!luaL_newmetatable(L, tname)) { /* made already (another state part) */
-    lua_pop(L, 1 + nup);
-    return;
-  }
+  luaL_newmetatable(L, tname);
   lua_insert(L, -(nup + 1)); /* the metatable below the upvalues */
   if (methods) {
-    lua_createtable(L, 0, 8);
+    if (lua_getfield(L, -(nup + 1), "__index") != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_createtable(L, 0, 8);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -(nup + 3), "__index");
+    }
     for (int i = 0; i < nup; i++) lua_pushvalue(L, -(nup + 1));
     luaL_setfuncs(L, methods, nup);
-    lua_setfield(L, -(nup + 2), "__index");
+    lua_pop(L, 1);
   }
   if (meta) luaL_setfuncs(L, meta, nup); /* pops the upvalues */
   else lua_pop(L, nup);
   lua_pop(L, 1);
+}
+
+int host_is_callable(lua_State *L, int idx) {
+  if (lua_isfunction(L, idx)) return 1;
+  if (luaL_getmetafield(L, idx, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
+void host_check_callable(lua_State *L, int idx) {
+  luaL_argexpected(L, host_is_callable(L, idx), idx, "function");
+}
+
+/* A NaN delay would compare false with every deadline and wait forever or
+ * never, depending on the comparison; it is refused where it enters. */
+double host_check_seconds(lua_State *L, int idx, const char *what) {
+  lua_Number s = luaL_checknumber(L, idx);
+  if (s != s) luaL_argerror(L, idx, lua_pushfstring(L, "%s is NaN", what));
+  return (double)s;
+}
+
+int host_opt_seconds(lua_State *L, int idx, const char *what, double *out) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  *out = host_check_seconds(L, idx, what);
+  return 1;
 }
 
 /* Options tables come from users who misspell keys (`stdot`) or pass keys

@@ -1,6 +1,14 @@
-/* luaopen_asyncio: the module table, assembled from each area's registrar.
- * The same function serves the lasync binary (preloaded), embedders and
- * asyncio.so under a stock lua5.4 (which then gets a host of its own). */
+/* Opening the libraries: lasync_openlibs (the one call the host makes
+ * into bindings/, when lasync_new makes the state), the lazy asyncio.fs and
+ * asyncio.http submodules, and luaopen_asyncio, the module table assembled
+ * from each area's registrar.  luaopen_asyncio serves the lasync binary
+ * (preloaded), embedders and asyncio.so under a stock lua5.4 (which then
+ * gets a host of its own). */
+#include <string.h>
+
+#include <lualib.h>
+
+#include "init.h"
 #include "io.h"
 
 extern const unsigned char lasync_sync_lua[];
@@ -13,7 +21,7 @@ static void open_lua_part(lua_State *L, lasync_host *h) {
                        "=asyncio/sync.lua", "t") != LUA_OK)
     lua_error(L);
   lua_pushvalue(L, m);
-  host_push_wait_internals(L, h);
+  l_push_wait_internals(L, h);
   luaL_getmetatable(L, HOST_TASK_MT);
   lua_setfield(L, -2, "TaskMT");
   luaL_getmetatable(L, "asyncio.Lock");
@@ -196,11 +204,12 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
   lua_setfield(L, -2, "RuntimeError");
   host_error_class(L, "ValueError", NULL);
   lua_setfield(L, -2, "ValueError");
-  host_open_task(L, h);
-  host_open_loop(L, h);
-  host_open_queue(L, h);
-  host_open_sync(L, h);
-  host_open_wait(L, h);
+  l_open_task(L, h);
+  l_open_time(L, h);
+  l_open_loop(L, h);
+  l_open_queue(L, h);
+  l_open_sync(L, h);
+  l_open_wait(L, h);
   open_lua_part(L, h);
   /* areas a sandbox may leave out (lasync_openlibs_only) */
   if (h->libs & LASYNC_LIB_NET) {
@@ -214,4 +223,94 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
   lua_pushliteral(L, LASYNC_VERSION);
   lua_setfield(L, -2, "_VERSION");
   return 1;
+}
+
+/* ---- libraries ---------------------------------------------------------- */
+
+static void preload(lua_State *L, const char *name, lua_CFunction open) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, open);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 1);
+}
+
+static const struct {
+  unsigned lib;
+  const char *name;
+  lua_CFunction open;
+} STD_LIBS[] = {
+    {LASYNC_LIB_BASE, LUA_GNAME, luaopen_base},
+    {LASYNC_LIB_PACKAGE, LUA_LOADLIBNAME, luaopen_package},
+    {LASYNC_LIB_BASE, LUA_COLIBNAME, luaopen_coroutine},
+    {LASYNC_LIB_BASE, LUA_TABLIBNAME, luaopen_table},
+    {LASYNC_LIB_IO, LUA_IOLIBNAME, luaopen_io},
+    {LASYNC_LIB_OS, LUA_OSLIBNAME, luaopen_os},
+    {LASYNC_LIB_BASE, LUA_STRLIBNAME, luaopen_string},
+    {LASYNC_LIB_BASE, LUA_MATHLIBNAME, luaopen_math},
+    {LASYNC_LIB_BASE, LUA_UTF8LIBNAME, luaopen_utf8},
+    {LASYNC_LIB_DEBUG, LUA_DBLIBNAME, luaopen_debug},
+};
+
+/* __index of the asyncio table: asyncio.fs / asyncio.http = require them. */
+static int lazy_submodule(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  lasync_host *h = host_get(L);
+  if (!k || !h) return 0;
+  if (!((strcmp(k, "fs") == 0 && (h->libs & LASYNC_LIB_FS)) ||
+        (strcmp(k, "http") == 0 && (h->libs & LASYNC_LIB_HTTP))))
+    return 0;
+  lua_getglobal(L, "require");
+  lua_pushfstring(L, "asyncio.%s", k);
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
+LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
+  lua_State *L = h->L;
+  h->libs = libs;
+  for (size_t i = 0; i < sizeof STD_LIBS / sizeof *STD_LIBS; i++) {
+    if (!(libs & STD_LIBS[i].lib)) continue;
+    luaL_requiref(L, STD_LIBS[i].name, STD_LIBS[i].open, 1);
+    lua_pop(L, 1);
+  }
+  if ((libs & LASYNC_LIB_BASE) && !(libs & LASYNC_LIB_IO)) {
+    /* a sandbox without io must not read files through the base library */
+    lua_pushnil(L);
+    lua_setglobal(L, "dofile");
+    lua_pushnil(L);
+    lua_setglobal(L, "loadfile");
+  }
+  if (libs & LASYNC_LIB_PACKAGE) {
+    preload(L, "asyncio", luaopen_asyncio);
+    if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
+    if (libs & LASYNC_LIB_FS) preload(L, "asyncio.fs", luaopen_asyncio_fs);
+  }
+  if (libs & LASYNC_LIB_ASYNCIO) {
+    luaL_requiref(L, "asyncio", luaopen_asyncio, 1);
+    if (libs & LASYNC_LIB_PACKAGE) {
+      /* asyncio.fs and asyncio.http load on first use (curl and OpenSSL
+       * are not worth loading for a script that never fetches) */
+      lua_createtable(L, 0, 1);
+      lua_pushcfunction(L, lazy_submodule);
+      lua_setfield(L, -2, "__index");
+      lua_setmetatable(L, -2);
+    } else { /* no require in this state: load what was asked for now */
+      if (libs & LASYNC_LIB_HTTP) {
+        luaL_requiref(L, "asyncio.http", luaopen_asyncio_http, 0);
+        lua_setfield(L, -2, "http");
+      }
+      if (libs & LASYNC_LIB_FS) {
+        luaL_requiref(L, "asyncio.fs", luaopen_asyncio_fs, 0);
+        lua_setfield(L, -2, "fs");
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+LASYNC_API void lasync_openlibs(lasync_host *h) {
+  lasync_openlibs_only(h, LASYNC_LIB_ALL);
 }

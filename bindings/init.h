@@ -1,0 +1,30 @@
+/* What the asyncio bindings share among themselves (host/ names none of
+ * it): each area's registrar, called by luaopen_asyncio (init.c), and the
+ * few functions one binding lends another. */
+#ifndef LASYNC_BINDINGS_INIT_H
+#define LASYNC_BINDINGS_INIT_H
+
+#include "../host/host.h"
+
+/* Registrars: each adds its functions to the table at the top of the
+ * stack, with the host as upvalue 1 (HOST(L)). */
+void l_open_task(lua_State *L, lasync_host *h);
+void l_open_time(lua_State *L, lasync_host *h);
+void l_open_loop(lua_State *L, lasync_host *h);
+void l_open_queue(lua_State *L, lasync_host *h);
+void l_open_sync(lua_State *L, lasync_host *h);
+void l_open_wait(lua_State *L, lasync_host *h);
+/* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
+void l_push_wait_internals(lua_State *L, lasync_host *h);
+
+/* loop:run_until_complete(task_or_function at idx) (task.c). */
+int l_run_until_complete(lua_State *L, int idx);
+/* t is parked on task:await() and woken: the awaited task has finished, and
+ * its results are a wake-up no cancel hook can give back (task.c). */
+int l_task_await_woken(host_task *t);
+
+LASYNC_API int luaopen_asyncio(lua_State *L);
+LASYNC_API int luaopen_asyncio_http(lua_State *L);
+LASYNC_API int luaopen_asyncio_fs(lua_State *L);
+
+#endif

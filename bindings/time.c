@@ -1,0 +1,50 @@
+/* asyncio.sleep and asyncio.time: waiting for a deadline, and the clock
+ * deadlines are read on. */
+#include "init.h"
+
+static void sleep_fire(lasync_host *h, host_timer *tm) {
+  (void)h;
+  host_wake(host_container_of(tm, host_task, timer), NULL, 0);
+}
+
+static int sleep_cancel(host_task *t, int woken) {
+  (void)woken;
+  host_timer_stop(t->h, &t->timer);
+  return 0;
+}
+
+static int sleep_k(lua_State *L, lua_KContext ctx) {
+  (void)ctx;
+  lua_settop(L, 2);
+  return lua_isnil(L, 2) ? 0 : 1;
+}
+
+/* sleep(delay [, result]): the task's own timer slot is the deadline, so
+ * sleeping allocates nothing. */
+static int l_sleep(lua_State *L) {
+  double sec = host_check_seconds(L, 1, "delay");
+  host_task *t = host_check_task(L, "sleep");
+  lua_settop(L, 2);
+  if (sec <= 0) { /* one trip through the loop */
+    host_wake(t, NULL, 0);
+    return host_park(L, t, NULL, NULL, sleep_k, 0);
+  }
+  host_timer_init(&t->timer, sleep_fire); /* shares memory with await_node */
+  if (host_timer_start(t->h, &t->timer, host_deadline(t->h, sec)))
+    return luaL_error(L, "asyncio: sleep(): out of memory");
+  return host_park(L, t, sleep_cancel, NULL, sleep_k, 0);
+}
+
+/* The loop clock, in seconds (asyncio.time(), loop:time()). */
+static int l_time(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+void l_open_time(lua_State *L, lasync_host *h) {
+  static const luaL_Reg funcs[] = {{"sleep", l_sleep},
+                                   {"time", l_time},
+                                   {NULL, NULL}};
+  lua_pushlightuserdata(L, h);
+  luaL_setfuncs(L, funcs, 1);
+}

@@ -1,0 +1,353 @@
+/* The task record: how a task is made, how it ends, and what is left of it
+ * afterwards (its outcome, its report, its listeners and done callbacks).
+ *
+ * A task is a Lua thread plus a host_task record, the memory of the Task
+ * userdata.  While pending, the Task is anchored in the host's pending
+ * table; it ends in one place (task_end), whether it returned, failed, was
+ * cancelled, or is collected because the state closes.  Running it is the
+ * scheduler's job (sched.c); this file never resumes anything. */
+#include <string.h>
+
+#include "host.h"
+
+/* ---- lookups ------------------------------------------------------------ */
+
+host_task *host_check_task(lua_State *L, const char *fname) {
+  host_task *t = host_task_of(L);
+  if (!t)
+    luaL_error(L, "asyncio: %s() called outside a task (use asyncio.run)",
+               fname);
+  if (!lua_isyieldable(L))
+    luaL_error(L,
+               "asyncio: %s() cannot suspend here (inside a metamethod, "
+               "iterator or C function that cannot yield)",
+               fname);
+  return t;
+}
+
+host_task *host_test_task_arg(lua_State *L, int idx) {
+  return luaL_testudata(L, idx, HOST_TASK_MT);
+}
+
+host_task *host_check_task_arg(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, HOST_TASK_MT);
+}
+
+void host_push_pending(lua_State *L, lasync_host *h) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->tasks_ref);
+}
+
+void host_task_push(lua_State *L, host_task *t) {
+  host_push_pending(L, t->h);
+  lua_rawgeti(L, -1, t->ref);
+  lua_remove(L, -2);
+}
+
+/* ---- the extras: name, done callbacks, report -------------------------- */
+
+/* Names and done callbacks are rare: they live in a weak-keyed side
+ * table, not in every task. */
+void host_task_extras(lua_State *L, int task_idx, int create) {
+  task_idx = lua_absindex(L, task_idx);
+  if (lua_getfield(L, LUA_REGISTRYINDEX, "lasync.task_extras") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    if (!create) {
+      lua_pushnil(L);
+      return;
+    }
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "lasync.task_extras");
+  }
+  lua_pushvalue(L, task_idx);
+  if (lua_rawget(L, -2) != LUA_TTABLE && create) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, task_idx);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_remove(L, -2);
+}
+
+void host_task_set_report(lua_State *L, host_task *t) {
+  host_task_push(L, t);
+  host_task_extras(L, -1, 1);
+  lua_pushvalue(L, -3);
+  lua_setfield(L, -2, "report");
+  lua_pop(L, 3);
+}
+
+void host_task_push_report(lua_State *L, int idx) {
+  host_task_extras(L, idx, 0);
+  if (lua_istable(L, -1)) lua_getfield(L, -1, "report");
+  else lua_pushnil(L);
+  lua_remove(L, -2);
+}
+
+void host_task_push_name(lua_State *L, int idx) {
+  host_task *t = lua_touserdata(L, idx);
+  host_task_extras(L, idx, 0);
+  if (!lua_istable(L, -1) || lua_getfield(L, -1, "name") == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
+  }
+  lua_remove(L, -2);
+}
+
+/* Done callbacks run through call_soon, after the task has ended, in the
+ * order they were added (asyncio). */
+static void schedule_callbacks(lasync_host *h, host_task *t) {
+  lua_State *L = h->cbL;
+  int top = lua_gettop(L);
+  host_task_push(L, t);
+  host_task_extras(L, top + 1, 0);
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, top + 3, i);
+      lua_pushvalue(L, top + 1);
+      host_call_soon(h, L, 1);
+    }
+    lua_pushnil(L);
+    lua_setfield(L, top + 2, "callbacks");
+  }
+  lua_settop(L, top);
+  t->flags &= ~TF_HAS_CALLBACKS;
+}
+
+/* ---- the task body ------------------------------------------------------ */
+
+/* The message keeps its type (cancel(5) gives 5, as asyncio's args do);
+ * converting it here would run a __tostring outside any protection. */
+void host_task_push_cancelled(lua_State *L, host_task *t) {
+  host_error_new(L, "CancelledError", "");
+  if (t->cancel_msg_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
+    lua_setfield(L, -2, "message");
+  }
+}
+
+/* Message handler of the task body: keeps the error value unchanged and
+ * records the report text while the failing frames are still there. */
+static int body_msgh(lua_State *L) {
+  host_task *t = host_task_of(L);
+  if (t && !host_is_cancelled_error(L, 1)) {
+    host_push_report(L, L, 1);
+    host_task_set_report(L, t);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* The user function runs under a yieldable pcall inside the task's own
+ * thread, so that to-be-closed variables are closed by the unwinding pcall
+ * (where __close may suspend) rather than by lua_resetthread (where it may
+ * not), and a failure never leaves the thread half-unwound. */
+static int body_k(lua_State *L, int status, lua_KContext ctx) {
+  host_task *t = host_task_of(L);
+  (void)ctx;
+  if (status == LUA_OK || status == LUA_YIELD) {
+    t->outcome = OUTCOME_OK;
+    return lua_gettop(L) - 1; /* all but the message handler */
+  }
+  t->outcome = host_is_cancelled_error(L, -1) ? OUTCOME_CANCELLED
+                                              : OUTCOME_FAILED;
+  return 1;
+}
+
+static int body(lua_State *L) {
+  lua_pushcfunction(L, body_msgh);
+  lua_insert(L, 1);
+  int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 1, 0, body_k);
+  return body_k(L, status, 0);
+}
+
+/* ---- creating ----------------------------------------------------------- */
+
+host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
+  if (h->stopped) luaL_error(L, "asyncio: the event loop is closed");
+  int fn = lua_gettop(L) - nargs;
+  lua_State *co = lua_newthread(L);
+  host_task *t = lua_newuserdatauv(L, sizeof *t, 1);
+  memset(t, 0, sizeof *t);
+  t->ready.run = host_task_step;
+  host_list_init(&t->awaiters);
+  host_list_init(&t->qlink);
+  host_timer_init(&t->timer, NULL);
+  t->h = h;
+  t->co = co;
+  t->id = (uint32_t)++h->next_task_id;
+  t->cancel_msg_ref = LUA_NOREF;
+  luaL_setmetatable(L, HOST_TASK_MT);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
+  *(host_task **)lua_getextraspace(co) = t;
+  lua_rotate(L, fn, 2); /* [thread task fn args...] */
+  luaL_checkstack(co, nargs + 2, "task arguments");
+  lua_pushcfunction(co, body);
+  lua_xmove(L, co, nargs + 1);
+  lua_remove(L, -2); /* the thread; the Task stays */
+  host_push_pending(L, h);
+  lua_pushvalue(L, -2);
+  t->ref = luaL_ref(L, -2);
+  lua_pop(L, 1);
+  t->nargs = nargs + 1;
+  h->npending++;
+  t->flags |= TF_QUEUED;
+  host_ready_push(h, &t->ready);
+  return t;
+}
+
+/* ---- ending ------------------------------------------------------------- */
+
+/* The one place a task ends: it no longer waits, counts as pending, or
+ * keeps its C listeners (await, gather, a server's connection record),
+ * which are told now, each unlinked before it runs. */
+static void task_end(lasync_host *h, host_task *t) {
+  t->state = TASK_DONE;
+  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
+  t->wait_cancel = NULL;
+  h->npending--;
+  host_link *link;
+  while ((link = host_list_first(&t->awaiters))) {
+    host_listener *l = host_container_of(link, host_listener, link);
+    host_list_remove(link);
+    l->fn(l, t);
+  }
+}
+
+void host_task_finish(lasync_host *h, host_task *t) {
+  lua_State *co = t->co, *cb = h->cbL;
+  if (t->outcome == OUTCOME_OK && (t->flags & TF_MUST_CANCEL)) {
+    /* Cancelled after its last suspension: it ends cancelled (asyncio). */
+    lua_settop(co, 0);
+    host_task_push_cancelled(cb, t); /* on cbL: see sched.c */
+    lua_xmove(cb, co, 1);
+    t->outcome = OUTCOME_CANCELLED;
+  }
+  task_end(h, t);
+  if (t->flags & TF_HAS_CALLBACKS) schedule_callbacks(h, t);
+  host_push_pending(cb, h);
+  luaL_unref(cb, -1, t->ref);
+  lua_pop(cb, 1);
+  t->ref = LUA_NOREF;
+  if (t->cancel_msg_ref != LUA_NOREF) {
+    luaL_unref(cb, LUA_REGISTRYINDEX, t->cancel_msg_ref);
+    t->cancel_msg_ref = LUA_NOREF;
+  }
+  /* a stopping host closes after the done callbacks run (sched.c) */
+}
+
+void host_task_fail(lasync_host *h, host_task *t, lua_State *L) {
+  lua_State *cb = h->cbL, *co = t->co;
+  /* the report is built on cbL (see sched.c's give_cancelled) */
+  if (!lua_checkstack(cb, 8)) luaL_error(cb, "not enough memory");
+  if (L != cb) lua_xmove(L, cb, 1);
+  int err = lua_gettop(cb);
+  host_push_report(cb, co, err);
+  host_task_set_report(cb, t);
+  lua_settop(cb, err);
+  t->outcome = host_is_cancelled_error(cb, err) ? OUTCOME_CANCELLED
+                                                 : OUTCOME_FAILED;
+  lua_settop(co, 0);
+  lua_xmove(cb, co, 1);
+  host_task_finish(h, t);
+}
+
+/* ---- outcomes and listeners --------------------------------------------- */
+
+int host_task_results(lua_State *L, host_task *t) {
+  lua_State *co = t->co;
+  int n = lua_gettop(co);
+  if (t->outcome != OUTCOME_OK) {
+    t->flags |= TF_RETRIEVED;
+    lua_pushvalue(co, 1);
+    lua_xmove(co, L, 1);
+    return lua_error(L);
+  }
+  luaL_checkstack(L, n, "too many results");
+  lua_checkstack(co, n);
+  for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
+  lua_xmove(co, L, n);
+  return n;
+}
+
+void host_task_first(lua_State *L, host_task *t, int *failed) {
+  lua_State *co = t->co;
+  *failed = t->outcome != OUTCOME_OK;
+  if (*failed) t->flags |= TF_RETRIEVED;
+  if (lua_gettop(co) == 0) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_pushvalue(co, 1);
+  lua_xmove(co, L, 1);
+}
+
+void host_task_listen(host_task *t, host_listener *l,
+                      void (*fn)(host_listener *, host_task *)) {
+  l->fn = fn;
+  host_list_push(&t->awaiters, &l->link);
+}
+
+void host_task_unlisten(host_listener *l) { host_list_remove(&l->link); }
+
+int host_task_cancel_for(host_task *target, host_task *from) {
+  lua_State *L = from->h->cbL;
+  if (from->cancel_msg_ref == LUA_NOREF) return host_task_cancel(target, L, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, from->cancel_msg_ref);
+  int passed = host_task_cancel(target, L, lua_gettop(L));
+  lua_pop(L, 1);
+  return passed;
+}
+
+/* ---- the Task type ------------------------------------------------------ */
+
+static int task_tostring(lua_State *L) {
+  host_task *t = host_check_task_arg(L, 1);
+  const char *state = t->state != TASK_DONE ? "pending"
+                      : t->outcome == OUTCOME_CANCELLED ? "cancelled"
+                      : t->outcome == OUTCOME_FAILED ? "failed"
+                                                      : "finished";
+  host_task_push_name(L, 1);
+  lua_pushfstring(L, "<Task %s name='%s'>", state, lua_tostring(L, -1));
+  return 1;
+}
+
+/* A task is collected only once it is done and unreferenced, or when the
+ * state closes.  A failure nobody looked at is reported here, like
+ * asyncio's "Task exception was never retrieved". */
+static int task_gc(lua_State *L) {
+  host_task *t = lua_touserdata(L, 1);
+  lasync_host *h = t->h;
+  if (t->state != TASK_DONE) {
+    /* A pending task is anchored: it is collected only when the state
+     * closes.  Nothing may be queued to run any more; what it waits on
+     * must forget it, and what waits on it is told it ended. */
+    h->state_closing = 1;
+    if ((t->flags & (TF_PARKED | TF_QUEUED)) == TF_PARKED && t->wait_cancel)
+      t->wait_cancel(t, 0); /* stops its timer or leaves what it awaits */
+    t->outcome = OUTCOME_CANCELLED;
+    task_end(h, t);
+  } else if (t->outcome == OUTCOME_FAILED && !(t->flags & TF_RETRIEVED)) {
+    /* weak-keyed entries of an object being finalized are still there */
+    host_task_push_report(L, 1);
+    lua_pushfstring(L, "Task exception was never retrieved (Task-%I)\n%s",
+                    (lua_Integer)t->id,
+                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    host_report(h, lua_tostring(L, -1));
+  }
+  return 0;
+}
+
+void host_task_types(lua_State *L) {
+  static const luaL_Reg meta[] = {{"__tostring", task_tostring},
+                                  {"__gc", task_gc},
+                                  {NULL, NULL}};
+  host_new_type(L, HOST_TASK_MT, NULL, meta, 0);
+}
