@@ -51,12 +51,14 @@ void host_post(lasync_host *h, host_posted *p);
 /* ---- timers ----------------------------------------------------------- */
 
 #define HOST_TIMER_IDLE UINT32_MAX
+#define HOST_TIMER_DUE 0x80000000u /* slot tag: out of the heap, about to fire */
 
 /* A deadline in the host's heap; all of them share one uv_timer. */
 typedef struct host_timer {
   uint64_t due;  /* uv_hrtime() nanoseconds */
   uint64_t seq;  /* equal deadlines fire first-in, first-out */
-  uint32_t slot; /* index in the heap, HOST_TIMER_IDLE when not armed */
+  uint32_t slot; /* index in the heap, HOST_TIMER_DUE|i in the due list,
+                    HOST_TIMER_IDLE when not armed */
   void (*fire)(lasync_host *h, struct host_timer *tm);
 } host_timer;
 
@@ -262,6 +264,8 @@ struct lasync_host {
   host_ready **ready_tail;
   host_timer **heap;
   uint32_t heap_len, heap_cap;
+  host_timer **due;       /* timers taken out of the heap to fire now */
+  uint32_t due_len, due_cap;
   uint64_t timer_seq;
   uint64_t timer_armed_due; /* what the uv timer is set for, 0 if stopped */
   int tasks_ref;          /* registry ref of the pending table: each

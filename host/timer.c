@@ -78,16 +78,38 @@ static void heap_remove(lasync_host *h, host_timer *tm) {
     sift_down(h, i);
 }
 
+/* Due timers are moved out of the heap before any fires (as libuv's
+ * uv__run_timers does): a fire may start or stop timers, and the heap must
+ * not change under the loop that pops it.  A timer stopped while waiting
+ * in the due list is taken out of it (its entry becomes NULL). */
 static void on_timer(uv_timer_t *handle) {
   lasync_host *h = handle->data;
   uint64_t now = uv_hrtime();
+  uint32_t n = 0;
   h->timer_armed_due = 0;
-  h->running++;
   while (h->heap_len > 0 && h->heap[0]->due <= now) {
+    if (n == h->due_cap) {
+      uint32_t cap = h->due_cap ? h->due_cap * 2 : 64;
+      host_timer **due = realloc(h->due, cap * sizeof *due);
+      if (!due) break; /* the rest fire on the next turn (arm below) */
+      h->due = due;
+      h->due_cap = cap;
+    }
     host_timer *tm = h->heap[0];
     heap_remove(h, tm);
+    h->due[n] = tm;
+    tm->slot = HOST_TIMER_DUE | n;
+    h->due_len = ++n;
+  }
+  h->running++;
+  for (uint32_t i = 0; i < n; i++) {
+    host_timer *tm = h->due[i];
+    if (!tm) continue; /* stopped by an earlier fire */
+    h->due[i] = NULL;
+    tm->slot = HOST_TIMER_IDLE;
     tm->fire(h, tm);
   }
+  h->due_len = 0;
   h->running--;
   arm(h, 0);
 }
@@ -112,6 +134,12 @@ int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due) {
 
 void host_timer_stop(lasync_host *h, host_timer *tm) {
   if (tm->slot == HOST_TIMER_IDLE) return;
+  if (tm->slot & HOST_TIMER_DUE) { /* waiting to fire in on_timer */
+    uint32_t i = tm->slot & ~HOST_TIMER_DUE;
+    if (i < h->due_len && h->due[i] == tm) h->due[i] = NULL;
+    tm->slot = HOST_TIMER_IDLE;
+    return;
+  }
   if (tm->slot >= h->heap_len || h->heap[tm->slot] != tm) {
     tm->slot = HOST_TIMER_IDLE; /* the heap is gone (host stopped) */
     return;
@@ -146,5 +174,8 @@ void host_timers_close(lasync_host *h) {
   free(h->heap);
   h->heap = NULL;
   h->heap_len = h->heap_cap = 0;
+  free(h->due);
+  h->due = NULL;
+  h->due_len = h->due_cap = 0;
   uv_close((uv_handle_t *)&h->timer, host_handle_closed);
 }
