@@ -648,11 +648,7 @@ static const luaL_Reg funcs[] = {{"Queue", l_queue},
 /* The registry's QUEUE_MT is the metatable of every queue's field table:
  * its __index is the methods table. */
 void l_open_queue(lua_State *L, lasync_host *h) {
-  if (luaL_newmetatable(L, QUEUE_MT)) {
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  host_new_type(L, QUEUE_MT, methods, NULL, 0);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }

@@ -277,38 +277,22 @@ static const luaL_Reg funcs[] = {{"Lock", l_lock},
                                  {"Event", l_event},
                                  {NULL, NULL}};
 
-/* Fills the metatable `name` (created if needed) with the methods and
- * metamethods, each given the nup values on the stack (popped). */
-static void new_type(lua_State *L, const char *name, const luaL_Reg *methods,
-                     lua_CFunction tostring, lua_CFunction close, int nup) {
-  luaL_getmetatable(L, name);
-  lua_newtable(L);
-  for (int i = 0; i < nup; i++) lua_pushvalue(L, -2 - nup);
-  luaL_setfuncs(L, methods, nup);
-  lua_setfield(L, -2, "__index");
-  for (int i = 0; i < nup; i++) lua_pushvalue(L, -1 - nup);
-  lua_pushcclosure(L, tostring, nup);
-  lua_setfield(L, -2, "__tostring");
-  if (close) {
-    for (int i = 0; i < nup; i++) lua_pushvalue(L, -1 - nup);
-    lua_pushcclosure(L, close, nup);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_pop(L, 1 + nup);
-}
-
 void l_open_sync(lua_State *L, lasync_host *h) {
+  /* both exist first: each one's methods hold both (check_sem) */
   luaL_newmetatable(L, LOCK_MT);
   luaL_newmetatable(L, SEM_MT);
-  luaL_newmetatable(L, EVENT_MT);
-  lua_pop(L, 3);
+  lua_pop(L, 2);
+  static const luaL_Reg sem_meta[] = {{"__tostring", sem_tostring},
+                                      {"__close", sem_release},
+                                      {NULL, NULL}};
+  static const luaL_Reg event_meta[] = {{"__tostring", event_tostring},
+                                        {NULL, NULL}};
   for (int i = 0; i < 2; i++) {
     luaL_getmetatable(L, LOCK_MT);
     luaL_getmetatable(L, SEM_MT);
-    new_type(L, i ? SEM_MT : LOCK_MT, sem_methods, sem_tostring, sem_release,
-             2);
+    host_new_type(L, i ? SEM_MT : LOCK_MT, sem_methods, sem_meta, 2);
   }
-  new_type(L, EVENT_MT, event_methods, event_tostring, NULL, 0);
+  host_new_type(L, EVENT_MT, event_methods, event_meta, 0);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }
