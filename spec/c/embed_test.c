@@ -536,6 +536,61 @@ static void test_sigpipe(void) {
   lasync_free(h);
 }
 
+/* ---- out of memory in the loop's context -------------------------------- */
+
+/* An application's allocator with a limit it can move. */
+typedef struct mem {
+  size_t used, limit;
+} mem;
+
+static void *limited_alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  mem *m = ud;
+  size_t old = p ? osize : 0;
+  if (nsize == 0) {
+    free(p);
+    m->used -= old;
+    return NULL;
+  }
+  if (nsize > old && m->used - old + nsize > m->limit) return NULL;
+  void *q = realloc(p, nsize);
+  if (q) m->used = m->used - old + nsize;
+  return q;
+}
+
+static char oom_report[1024];
+static void oom_reporter(void *ud, const char *text) {
+  (void)ud;
+  snprintf(oom_report, sizeof oom_report, "%s", text);
+}
+
+/* A task resumes and ends while the state has no memory left: building its
+ * outcome fails in the scheduler's turn, where an error used to unwind
+ * through libuv's frames (a panic: abort).  Now the turn reports it and the
+ * host goes on. */
+static void test_out_of_memory_in_loop(void) {
+  mem m = {0, (size_t)-1};
+  lua_State *L = lua_newstate(limited_alloc, &m);
+  lasync_host *h = lasync_new(NULL, L);
+  lasync_openlibs(h);
+  lasync_set_reporter(h, oom_reporter, NULL);
+  lasync_spawn_string(h,
+      "t = asyncio.create_task(function() asyncio.sleep(0.02) end)\n"
+      "t:add_done_callback(function() end)", "=oom");
+  for (int i = 0; i < 5; i++) uv_run(lasync_loop(h), UV_RUN_NOWAIT);
+  m.limit = 0; /* no block may grow: a collection cannot help */
+  uv_run(lasync_loop(h), UV_RUN_DEFAULT);
+  m.limit = (size_t)-1;
+
+  CHECK(strstr(oom_report, "not enough memory") != NULL,
+        "the failed turn is reported: %s", oom_report);
+  CHECK(lasync_spawn_string(h, "after = 'ran'", "=after") == 0 &&
+            lasync_run_until_done(h) == 0 &&
+            strcmp(global_string(L, "after"), "ran") == 0,
+        "the host goes on after it");
+  lasync_free(h);
+  lua_close(L);
+}
+
 int main(void) {
   test_sigpipe();
   test_own_everything();
@@ -550,6 +605,7 @@ int main(void) {
   test_future_edges();
   test_spawn_never_raises();
   test_teardown_with_live_connection();
+  test_out_of_memory_in_loop();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
