@@ -344,18 +344,23 @@ static int gather_cancel(host_task *t, int woken) {
   return 0;
 }
 
+/* Stack: [children]; the first of the n children, in argument order,
+ * that has ended other than with results, or NULL. */
+static host_task *first_failed(lua_State *L, lua_Integer n) {
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    host_task *c = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (c->state == TASK_DONE && c->outcome != OUTCOME_OK) return c;
+  }
+  return NULL;
+}
+
 /* Stack: [children]; builds the list of first results (or raises). */
 static int gather_collect(lua_State *L, int return_exceptions) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  if (!return_exceptions) { /* the first failure in argument order */
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, 1, i);
-      host_task *c = lua_touserdata(L, -1);
-      lua_pop(L, 1);
-      if (c->state == TASK_DONE && c->outcome != OUTCOME_OK)
-        return host_task_results(L, c);
-    }
-  }
+  host_task *failed = return_exceptions ? NULL : first_failed(L, n);
+  if (failed) return host_task_results(L, failed);
   lua_createtable(L, (int)n, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     int failed;
@@ -440,15 +445,9 @@ static int l_gather(lua_State *L) {
   }
   lua_replace(L, 1);
   lua_settop(L, 1);
-  if (!return_exceptions) { /* an already failed child fails it now */
-    for (int i = 1; i <= nargs; i++) {
-      lua_rawgeti(L, 1, i);
-      host_task *c = lua_touserdata(L, -1);
-      lua_pop(L, 1);
-      if (c->state == TASK_DONE && c->outcome != OUTCOME_OK)
-        return host_task_results(L, c);
-    }
-  }
+  /* an already failed child fails it now */
+  host_task *failed = return_exceptions ? NULL : first_failed(L, nargs);
+  if (failed) return host_task_results(L, failed);
   if (pending == 0) return gather_collect(L, return_exceptions);
   gather_state *g =
       malloc(sizeof *g + (size_t)nargs * sizeof(gather_child));
