@@ -78,6 +78,35 @@ static int error_call(lua_State *L) {
   return 1;
 }
 
+/* The classes every binding shares, each with its parent (NULL: Error).
+ * The OSError tree is Python's (PEP 3151); TimeoutError stays asyncio's
+ * one class, so ETIMEDOUT and wait_for's timeout are caught alike. */
+static const char *const CLASSES[][2] = {
+    {"CancelledError", NULL},        {"TimeoutError", NULL},
+    {"InvalidStateError", NULL},     {"QueueEmpty", NULL},
+    {"QueueFull", NULL},             {"QueueShutDown", NULL},
+    {"LimitOverrunError", NULL},     {"IncompleteReadError", NULL},
+    {"BrokenBarrierError", NULL},    {"ExceptionGroup", NULL},
+    {"OSError", NULL},
+    {"ConnectionError", "OSError"},
+    {"ConnectionRefusedError", "ConnectionError"},
+    {"ConnectionResetError", "ConnectionError"},
+    {"ConnectionAbortedError", "ConnectionError"},
+    {"BrokenPipeError", "ConnectionError"},
+    {"BlockingIOError", "OSError"},  {"FileExistsError", "OSError"},
+    {"FileNotFoundError", "OSError"},
+    {"InterruptedError", "OSError"}, {"IsADirectoryError", "OSError"},
+    {"NotADirectoryError", "OSError"}, {"PermissionError", "OSError"},
+    {"ProcessLookupError", "OSError"}};
+
+/* The parent a class is born with when its creator does not name one:
+ * whichever binding first builds a FileNotFoundError, it is an OSError. */
+static const char *known_parent(const char *name) {
+  for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++)
+    if (strcmp(CLASSES[i][0], name) == 0) return CLASSES[i][1];
+  return NULL;
+}
+
 void host_error_class(lua_State *L, const char *name, const char *parent) {
   push_classes(L);
   if (lua_getfield(L, -1, name) == LUA_TTABLE) {
@@ -85,6 +114,7 @@ void host_error_class(lua_State *L, const char *name, const char *parent) {
     return;
   }
   lua_pop(L, 1);
+  if (!parent) parent = known_parent(name);
   lua_newtable(L); /* the class */
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
@@ -178,27 +208,6 @@ static int l_is(lua_State *L) {
   lua_pushboolean(L, instance_of(L, 1));
   return 1;
 }
-
-/* The classes every binding shares, each with its parent (NULL: Error).
- * The OSError tree is Python's (PEP 3151); TimeoutError stays asyncio's
- * one class, so ETIMEDOUT and wait_for's timeout are caught alike. */
-static const char *const CLASSES[][2] = {
-    {"CancelledError", NULL},        {"TimeoutError", NULL},
-    {"InvalidStateError", NULL},     {"QueueEmpty", NULL},
-    {"QueueFull", NULL},             {"QueueShutDown", NULL},
-    {"LimitOverrunError", NULL},     {"IncompleteReadError", NULL},
-    {"BrokenBarrierError", NULL},    {"ExceptionGroup", NULL},
-    {"OSError", NULL},
-    {"ConnectionError", "OSError"},
-    {"ConnectionRefusedError", "ConnectionError"},
-    {"ConnectionResetError", "ConnectionError"},
-    {"ConnectionAbortedError", "ConnectionError"},
-    {"BrokenPipeError", "ConnectionError"},
-    {"BlockingIOError", "OSError"},  {"FileExistsError", "OSError"},
-    {"FileNotFoundError", "OSError"},
-    {"InterruptedError", "OSError"}, {"IsADirectoryError", "OSError"},
-    {"NotADirectoryError", "OSError"}, {"PermissionError", "OSError"},
-    {"ProcessLookupError", "OSError"}};
 
 /* Puts asyncio.Error, every class above and asyncio.is into the module
  * table at the top of the stack. */
