@@ -53,13 +53,14 @@ void fs_req_free(fs_req *r) {
   if (r->st) host_list_remove(&r->link);
   if (r->file) fs_file_release(r->file, r->st != NULL);
   free(r->buf);
+  host_buf_free(&r->in);
   free(r->path);
   free(r->path2);
   free(r->tmp);
   free(r);
 }
 
-/* Starts a call: a call that fails to fs_start never runs its callback, so
+/* Starts a call: a call that fails to start never runs its callback, so
  * the chain goes on with the error as the result. */
 void fs_go(fs_req *r, int rc) {
   if (rc < 0) {
@@ -213,7 +214,7 @@ static void wrote(fs_req *r, ssize_t res) {
   fs_write_more(r);
 }
 
-/* Writes r->buf[done..len) (short writes fs_go on), then runs r->after. */
+/* Writes r->buf[done..len) (short writes go on), then runs r->after. */
 void fs_write_more(fs_req *r) {
   if (r->done >= r->len) {
     r->after(r);
@@ -358,17 +359,12 @@ static int fs_append_file(lua_State *L) {
 static void rf_got(fs_req *r, ssize_t res);
 
 static void rf_read_more(fs_req *r) {
-  if (r->done == r->cap) {
-    size_t ncap = r->cap * 2;
-    char *nb = realloc(r->buf, ncap);
-    if (!nb) {
-      fs_fail(r, UV_ENOMEM, "read");
-      return;
-    }
-    r->buf = nb;
-    r->cap = ncap;
+  host_buf *in = &r->in;
+  if (in->len == in->cap && host_buf_reserve(in, in->cap)) { /* doubles */
+    fs_fail(r, UV_ENOMEM, "read");
+    return;
   }
-  uv_buf_t b = uv_buf_init(r->buf + r->done, fs_buf_len(r->cap - r->done));
+  uv_buf_t b = uv_buf_init(in->p + in->len, fs_buf_len(in->cap - in->len));
   r->next = rf_got;
   fs_go(r, uv_fs_read(r->loop, &r->uv, r->fd, &b, 1, -1, fs_on_done));
 }
@@ -379,7 +375,7 @@ static void rf_got(fs_req *r, ssize_t res) {
   } else if (res == 0) {
     fs_end_chain(r);
   } else {
-    r->done += (size_t)res;
+    r->in.len += (size_t)res;
     rf_read_more(r);
   }
 }
@@ -392,11 +388,10 @@ static void rf_stat(fs_req *r, ssize_t res) {
   /* One byte more than the size, so EOF shows without a second buffer. */
   size_t cap = (size_t)r->statbuf.st_size + 1;
   if (cap < FS_READ_CHUNK) cap = FS_READ_CHUNK;
-  if (!(r->buf = malloc(cap))) {
+  if (host_buf_resize(&r->in, cap)) {
     fs_fail(r, UV_ENOMEM, "read");
     return;
   }
-  r->cap = cap;
   rf_read_more(r);
 }
 
@@ -416,7 +411,7 @@ static void rf_open(fs_req *r) {
 
 static int rf_finish(lua_State *L, fs_req *r) {
   if (r->err) return fs_raise(L, r);
-  lua_pushlstring(L, r->buf ? r->buf : "", r->done);
+  lua_pushlstring(L, r->in.p ? r->in.p : "", r->in.len);
   fs_req_drop(r);
   return 1;
 }

@@ -12,6 +12,7 @@
 #ifndef LASYNC_FS_H
 #define LASYNC_FS_H
 
+#include "../host/buf.h"
 #include "io.h"
 
 #define FS_FILE_MT "asyncio.fs.File"
@@ -59,8 +60,9 @@ struct fs_req {
   int flags, mode, fmt, tries;
   ssize_t res;
   int64_t offset;
-  char *buf;           /* data to write, or read_file's buffer */
-  size_t len, cap, done;
+  char *buf;           /* a copy of the data to write */
+  size_t len, done;    /* its length, what is written (mkdir -p: prefix) */
+  host_buf in;         /* read_file's bytes */
   uv_stat_t statbuf;
   char *path, *path2, *tmp;
 };

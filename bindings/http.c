@@ -25,6 +25,7 @@
 
 #include <curl/curl.h>
 
+#include "../host/buf.h"
 #include "waitq.h"
 /* bindings/http.lua, compiled in (cmake/embed.cmake) */
 extern const unsigned char lasync_http_lua[];
@@ -45,33 +46,6 @@ extern const size_t lasync_http_lua_len;
 /* The response's header block, 1xx and trailers included; curl already
  * refuses a single header line over CURL_MAX_HTTP_HEADER (100 KiB). */
 #define MAX_HEAD (256 * 1024)
-
-/* ---- growable byte buffer --------------------------------------------- */
-
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-} buf;
-
-static int buf_add(buf *b, const char *d, size_t n) {
-  if (n > b->cap - b->len) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return -1;
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, d, n);
-  b->len += n;
-  return 0;
-}
-
-static void buf_free(buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
 
 /* ---- types ------------------------------------------------------------ */
 
@@ -111,7 +85,7 @@ typedef struct xfer {
   CURL *easy;
   host_task *task;       /* the task parked on this transfer, or NULL */
   struct curl_slist *hdrs;
-  buf body, head;
+  host_buf body, head;
   char *url;             /* final URL, malloc'd */
   long status;
   curl_off_t max_body;   /* -1: no cap (a stream is never capped here) */
@@ -288,8 +262,8 @@ static void xfer_finish(xfer *x) {
   x->state = X_FINISHED;
   curl_slist_free_all(x->hdrs);
   x->hdrs = NULL;
-  buf_free(&x->body);
-  buf_free(&x->head);
+  host_buf_free(&x->body);
+  host_buf_free(&x->head);
   free(x->url);
   x->url = NULL;
 }
@@ -416,7 +390,7 @@ static size_t on_header(char *d, size_t size, size_t n, void *ud) {
     x->head_too_large = 1;
     return 0;
   }
-  if (buf_add(&x->head, d, len)) {
+  if (host_buf_add(&x->head, d, len)) {
     x->oom = 1;
     return 0;
   }
@@ -450,11 +424,10 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud) {
     curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     if (cl > (curl_off_t)len && cl < 64 * 1024 * 1024 &&
         (x->max_body < 0 || cl <= x->max_body)) {
-      x->body.p = malloc((size_t)cl);
-      x->body.cap = x->body.p ? (size_t)cl : 0;
+      host_buf_resize(&x->body, (size_t)cl); /* else it grows as it comes */
     }
   }
-  if (buf_add(&x->body, d, len)) {
+  if (host_buf_add(&x->body, d, len)) {
     x->oom = 1;
     return 0;
   }
