@@ -1096,8 +1096,11 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
       return luaL_error(L, "asyncio.http: curl_global_init failed");
     curl_ready = 1;
   }
-  static const luaL_Reg session_meta[] = {{"__gc", session_gc}, {NULL, NULL}};
-  static const luaL_Reg xfer_meta[] = {{"__gc", xfer_gc}, {NULL, NULL}};
+  /* __close as close() (waiting tasks are woken), __gc without waking */
+  static const luaL_Reg session_meta[] = {
+      {"__gc", session_gc}, {"__close", l_close}, {NULL, NULL}};
+  static const luaL_Reg xfer_meta[] = {
+      {"__gc", xfer_gc}, {"__close", xfer_gc}, {NULL, NULL}};
   host_new_type(L, SESSION_MT, NULL, session_meta, 0);
   host_new_type(L, XFER_MT, NULL, xfer_meta, 0);
   if (luaL_loadbufferx(L, (const char *)lasync_http_lua, lasync_http_lua_len,
