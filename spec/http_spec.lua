@@ -405,6 +405,22 @@ describe("asyncio.http", function()
       assert.are.equal(hello, s:get(ng.url .. "/hello.txt").body)
     end)
 
+    it("close() fails the requests waiting for a slot too, with kind closed", function()
+      local s = http.Session{limit = 1}
+      local tasks = {}
+      for i = 1, 3 do
+        tasks[i] = asyncio.create_task(function() return s:get(py.url .. "/never") end)
+      end
+      asyncio.sleep(0.05)
+      assert.are.equal(2, s:stats().waiting)
+      s:close()
+      for i = 1, 3 do
+        local e = err_of(tasks[i].await, tasks[i])
+        assert.is_true(asyncio.is(e, http.Error), tostring(e))
+        assert.are.equal("closed", e.kind)
+      end
+    end)
+
     it("cancelling a request waiting for a slot frees its place in line", function()
       local s <close> = http.Session{limit = 1}
       local a = asyncio.create_task(function() return s:get(py.url .. "/slow?ms=100").status end)
