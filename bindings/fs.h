@@ -26,7 +26,7 @@ typedef struct fs_state {
 } fs_state;
 
 /* The C side of a File: the userdata and each request using it hold a
- * reference, so an orphaned read can still land in rbuf after the Lua
+ * reference, so an orphaned read can still land in ra after the Lua
  * object is gone. */
 typedef struct fs_file {
   lasync_host *h;
@@ -34,9 +34,9 @@ typedef struct fs_file {
   uv_file fd;          /* -1 once closed or handed to a close request */
   int refs;            /* the Lua object + each request using the file */
   unsigned char writable, append, stream, closed, busy, gone;
-  int64_t pos;         /* the user's position: the file offset of rbuf[roff] */
-  char *rbuf;          /* read-ahead: rbuf[roff..rlen) */
-  size_t rcap, roff, rlen;
+  int64_t pos;         /* the user's position: the file offset of ra.p[roff] */
+  host_buf ra;         /* read-ahead: ra.p[roff..ra.len) */
+  size_t roff;
   host_link waiters;   /* waitq of tasks waiting for their turn */
   char *path;
 } fs_file;

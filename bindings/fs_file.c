@@ -27,7 +27,7 @@ enum { FMT_N, FMT_LINE, FMT_LINEK, FMT_ALL };
 
 static void file_unref(fs_file *f) {
   if (--f->refs > 0) return;
-  free(f->rbuf);
+  host_buf_free(&f->ra);
   free(f->path);
   free(f);
 }
@@ -199,17 +199,17 @@ static int parse_fmt(lua_State *L, int idx, size_t *n) {
 }
 
 static void consume(lua_State *L, fs_file *f, size_t take, size_t push) {
-  lua_pushlstring(L, f->rbuf + f->roff, push);
+  lua_pushlstring(L, f->ra.p + f->roff, push);
   f->roff += take;
   f->pos += (int64_t)take;
-  if (f->roff == f->rlen) f->roff = f->rlen = 0;
+  if (f->roff == f->ra.len) f->roff = f->ra.len = 0;
 }
 
 /* Pushes the answer and returns 1 if the buffer holds enough for it (or
  * the file has ended); 0 when more must be read. */
 static int try_read(lua_State *L, fs_file *f, int fmt, size_t n, int eof) {
-  size_t have = f->rlen - f->roff;
-  const char *p = f->rbuf + f->roff;
+  size_t have = f->ra.len - f->roff;
+  const char *p = f->ra.p + f->roff;
   switch (fmt) {
   case FMT_N:
     if (have == 0 && eof) break;
@@ -245,11 +245,11 @@ static int try_read(lua_State *L, fs_file *f, int fmt, size_t n, int eof) {
 
 static void read_more(fs_req *r) {
   fs_file *f = r->file;
-  size_t have = f->rlen - f->roff;
+  size_t have = f->ra.len - f->roff;
   if (f->roff) {
-    memmove(f->rbuf, f->rbuf + f->roff, have);
+    memmove(f->ra.p, f->ra.p + f->roff, have);
     f->roff = 0;
-    f->rlen = have;
+    f->ra.len = have;
   }
   size_t chunk = FS_READ_CHUNK;
   if (r->fmt == FMT_N && r->len > have && r->len - have > chunk)
@@ -261,16 +261,11 @@ static void read_more(fs_req *r) {
   r->res = 0;
   r->next = fs_last_done;
   r->op = "read";
-  if (f->rcap < have + chunk) {
-    char *nb = realloc(f->rbuf, have + chunk);
-    if (!nb) {
-      fs_fail(r, UV_ENOMEM, "read");
-      return;
-    }
-    f->rbuf = nb;
-    f->rcap = have + chunk;
+  if (f->ra.cap < have + chunk && host_buf_resize(&f->ra, have + chunk)) {
+    fs_fail(r, UV_ENOMEM, "read");
+    return;
   }
-  uv_buf_t b = uv_buf_init(f->rbuf + have, fs_buf_len(chunk));
+  uv_buf_t b = uv_buf_init(f->ra.p + have, fs_buf_len(chunk));
   fs_go(r, uv_fs_read(r->loop, &r->uv, f->fd, &b, 1,
                    f->stream ? -1 : f->pos + (int64_t)have, fs_on_done));
 }
@@ -283,7 +278,7 @@ static int read_finish(lua_State *L, fs_req *r) {
     return fs_park(L, r);
   }
   if (r->err) return fs_raise(L, r);
-  f->rlen += (size_t)r->res;
+  f->ra.len += (size_t)r->res;
   if (!try_read(L, f, r->fmt, r->len, r->res == 0)) {
     read_more(r);
     return fs_park(L, r);
@@ -367,7 +362,7 @@ static int file_write(lua_State *L) {
     return luaL_error(L, "asyncio.fs: out of memory");
   }
   req_bind_file(r, f);
-  f->roff = f->rlen = 0;
+  f->roff = f->ra.len = 0;
   r->offset = (f->append || f->stream) ? -1 : f->pos;
   r->after = fw_after;
   r->finish = write_finish;
@@ -380,11 +375,11 @@ static int seek_to(lua_State *L, fs_file *f, int64_t base, lua_Integer off) {
     return host_raise_oserror(L, UV_EINVAL, "seek", f->path);
   }
   int64_t np = base + off;
-  if (np >= f->pos && np <= f->pos + (int64_t)(f->rlen - f->roff)) {
+  if (np >= f->pos && np <= f->pos + (int64_t)(f->ra.len - f->roff)) {
     f->roff += (size_t)(np - f->pos); /* still inside the read-ahead */
-    if (f->roff == f->rlen) f->roff = f->rlen = 0;
+    if (f->roff == f->ra.len) f->roff = f->ra.len = 0;
   } else {
-    f->roff = f->rlen = 0;
+    f->roff = f->ra.len = 0;
   }
   f->pos = np;
   lua_pushinteger(L, (lua_Integer)np);
