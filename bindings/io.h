@@ -1,5 +1,5 @@
 /* Shared by the I/O bindings (stream.c, server.c, process.c, signal.c):
- * the stream layer over uv_stream_t, OS error objects, a small waiter list
+ * the stream layer over uv_stream_t, a small waiter list
  * and signal names. */
 #ifndef LASYNC_IO_H
 #define LASYNC_IO_H
@@ -17,16 +17,6 @@ static inline lasync_host *io_live_host(lua_State *L, const char *fname) {
                      fname);
   return h;
 }
-
-/* ---- OS errors -------------------------------------------------------- */
-
-/* Pushes an error object for the libuv error `code` (negative): its class
- * follows Python's OSError tree (ConnectionRefusedError, BrokenPipeError,
- * FileNotFoundError, ...), with fields code = "ECONNREFUSED" and errno. */
-void io_push_oserror(lua_State *L, int code, const char *fmt, ...);
-int io_raise_oserror(lua_State *L, int code, const char *fmt, ...);
-/* Registers the OSError classes into the module table at the top. */
-void io_open_errors(lua_State *L);
 
 /* ---- waiters ---------------------------------------------------------- */
 
