@@ -50,7 +50,7 @@ static lua_State *getco(lua_State *L) {
 /* h->current follows the resume, so that the binary's Ctrl-C hook lands
  * on the coroutine that runs, not on its task's thread, which waits. */
 static int auxresume(lua_State *L, lua_State *co, int narg) {
-  lasync_host *h = lua_touserdata(L, lua_upvalueindex(1));
+  lasync_host *h = HOST(L);
   int status, nres;
   if (!lua_checkstack(co, narg)) {
     lua_pushliteral(L, "too many arguments to resume");
