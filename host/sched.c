@@ -48,19 +48,32 @@ void host_post(lasync_host *h, host_posted *p) {
   host_ready_push(h, &p->ready);
 }
 
-/* What is left of the batch a check callback runs. */
+/* What is left of the batch a check callback runs; `ending` is a task
+ * whose resume has returned (it ended, or yielded without parking) and
+ * that still has to be finished under protection. */
 typedef struct batch {
   lasync_host *h;
   host_ready *next;
+  host_task *ending;
+  int status, nres;
 } batch;
 
-/* The entries of one batch run inside lua_pcall on the callback thread, so
- * that an error one of them raises while building a value (out of memory:
- * a report, a callback's Handle, a connection's thread) stops that entry
- * only and never unwinds through libuv's frames. */
+static int task_prepare(lasync_host *h, host_task *t);
+static int task_resume(lasync_host *h, host_task *t, int *nres);
+static void task_after(lasync_host *h, host_task *t, int status, int nres);
+
+/* Runs the rest of a batch inside lua_pcall on the callback thread, so
+ * that an error an entry raises while building a value (out of memory: a
+ * report, a callback's Handle, a connection's thread) stops that entry only
+ * and never unwinds through libuv's frames. */
 static int run_batch(lua_State *L) {
   batch *b = lua_touserdata(L, 1);
   lasync_host *h = b->h;
+  if (b->ending) {
+    host_task *t = b->ending;
+    b->ending = NULL;
+    task_after(h, t, b->status, b->nres);
+  }
   while (b->next && !h->stopped) {
     host_ready *r = b->next;
     b->next = r->next;
@@ -69,14 +82,30 @@ static int run_batch(lua_State *L) {
   return 0;
 }
 
+/* A task step that only resumes the task until it parks again builds no
+ * value outside lua_resume (which protects itself): the hot paths (a lock
+ * passed on, a queue item handed over) run it without a lua_pcall.  The
+ * first entry that may allocate switches the rest of the batch into
+ * run_batch's protection. */
 static void on_check(uv_check_t *handle) {
   lasync_host *h = handle->data;
-  batch b = {h, h->ready_head};
+  batch b = {h, h->ready_head, NULL, 0, 0};
   if (!b.next) return;
   h->ready_head = NULL;
   h->ready_tail = &h->ready_head;
   h->running++;
   while (b.next && !h->stopped) {
+    host_ready *r = b.next;
+    if (r->run == host_task_step) {
+      host_task *t = host_container_of(r, host_task, ready);
+      if (!(t->flags & (TF_MUST_CANCEL | TF_NO_STACK))) {
+        b.next = r->next;
+        task_prepare(h, t); /* only flags: nothing to build */
+        b.status = task_resume(h, t, &b.nres);
+        if (b.status == LUA_YIELD && (t->flags & TF_PARKED)) continue;
+        b.ending = t;
+      }
+    }
     lua_State *L = h->cbL;
     int top = lua_gettop(L);
     lua_pushcfunction(L, run_batch);
@@ -88,6 +117,7 @@ static void on_check(uv_check_t *handle) {
       snprintf(text, sizeof text, "asyncio: error in the event loop: %s",
                msg ? msg : "(error object is not a string)");
       host_report(h, text);
+      b.ending = NULL;
     }
     lua_settop(L, top);
   }
@@ -156,10 +186,11 @@ static void give_cancelled(lasync_host *h, host_task *t) {
   lua_xmove(L, t->co, 1);
 }
 
-void host_task_step(lasync_host *h, host_ready *r) {
-  host_task *t = host_container_of(r, host_task, ready);
+/* Before a resume: delivers a pending cancellation (or a wake-up whose
+ * values did not fit) as the error the task resumes with.  Returns 0 when
+ * the task ended without running (cancelled before it ever ran). */
+static int task_prepare(lasync_host *h, host_task *t) {
   lua_State *co = t->co;
-  int nres, status;
   t->flags &= ~TF_QUEUED;
   if (!(t->flags & TF_STARTED)) {
     if (t->flags & TF_MUST_CANCEL) { /* cancelled before it ever ran */
@@ -167,7 +198,7 @@ void host_task_step(lasync_host *h, host_ready *r) {
       give_cancelled(h, t);
       t->outcome = OUTCOME_CANCELLED;
       host_task_finish(h, t);
-      return;
+      return 0;
     }
     t->flags |= TF_STARTED;
   } else if (t->flags & (TF_MUST_CANCEL | TF_NO_STACK)) {
@@ -188,11 +219,23 @@ void host_task_step(lasync_host *h, host_ready *r) {
     t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
   t->wait_data = NULL;
+  return 1;
+}
+
+/* The one lua_resume. */
+static int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
-  h->current = co;
-  status = lua_resume(co, h->cbL, t->nargs, &nres);
+  h->current = t->co;
+  int status = lua_resume(t->co, h->cbL, t->nargs, nres);
   h->current = outer;
   t->nargs = 0;
+  return status;
+}
+
+/* After a resume that did not park: the task ended (or yielded straight to
+ * the scheduler, which ends it too). */
+static void task_after(lasync_host *h, host_task *t, int status, int nres) {
+  lua_State *co = t->co;
   if (status == LUA_YIELD) {
     if (t->flags & TF_PARKED) return;
     /* A coroutine.yield() straight from the task: nothing will wake it. */
@@ -211,6 +254,14 @@ void host_task_step(lasync_host *h, host_ready *r) {
   } else {
     host_task_fail(h, t, co);
   }
+}
+
+void host_task_step(lasync_host *h, host_ready *r) {
+  host_task *t = host_container_of(r, host_task, ready);
+  int nres;
+  if (!task_prepare(h, t)) return;
+  int status = task_resume(h, t, &nres);
+  task_after(h, t, status, nres);
 }
 
 /* ---- parking and waking ----------------------------------------------- */
