@@ -1,0 +1,79 @@
+/* The handle lifetime protocol (handle.h): holds, one idempotent close,
+ * one "is it still usable?" check. */
+#include "handle.h"
+
+static void closer_close(host_closeable *c) {
+  host_handle_close(host_container_of(c, host_handle, closer), NULL);
+}
+
+void host_handle_init(host_handle *hd, const host_handle_type *type,
+                      lasync_host *h) {
+  hd->type = type;
+  hd->h = h;
+  hd->box = NULL;
+  hd->holds = 1;
+  hd->closing = hd->closed = 0;
+  host_list_init(&hd->closer.link);
+  hd->closer.close = closer_close;
+  host_closeable_add(h, &hd->closer);
+}
+
+host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv) {
+  host_handle **box = lua_newuserdatauv(L, sizeof *box, nuv);
+  *box = hd;
+  hd->box = box;
+  hd->holds++;
+  luaL_setmetatable(L, hd->type->tname);
+  return box;
+}
+
+void host_handle_hold(host_handle *hd) { hd->holds++; }
+
+void host_handle_drop(host_handle *hd) {
+  if (--hd->holds == 0) hd->type->free(hd);
+}
+
+void host_handle_close(host_handle *hd, lua_State *L) {
+  if (hd->closing) return;
+  hd->closing = 1;
+  /* the closeable is what lasync_stop walks: once closing, it has nothing
+   * left to do with this record */
+  host_closeable_remove(&hd->closer);
+  hd->type->close(hd, L);
+}
+
+void host_handle_after_close(host_handle *hd) {
+  hd->closing = hd->closed = 1;
+  host_closeable_remove(&hd->closer);
+  host_handle_drop(hd);
+}
+
+host_handle *host_handle_test(lua_State *L, int idx,
+                              const host_handle_type *type) {
+  return *(host_handle **)luaL_checkudata(L, idx, type->tname);
+}
+
+host_handle *host_handle_check(lua_State *L, int idx,
+                               const host_handle_type *type,
+                               const char *fname, int open) {
+  host_handle *hd = host_handle_test(L, idx, type);
+  if (!hd || (open && hd->closing))
+    host_error_raise(L, "InvalidStateError", "%s(): the %s is %s", fname,
+                     type->what, hd ? "closed" : "finalized");
+  return hd;
+}
+
+void host_handle_release(lua_State *L, int idx) {
+  host_handle **box = lua_touserdata(L, idx);
+  host_handle *hd = box ? *box : NULL;
+  if (!hd) return;
+  *box = NULL;
+  hd->box = NULL;
+  host_handle_close(hd, L); /* no-op once it closed */
+  host_handle_drop(hd);
+}
+
+int host_handle_gc(lua_State *L) {
+  host_handle_release(L, 1);
+  return 0;
+}
