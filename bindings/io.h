@@ -4,7 +4,8 @@
 #ifndef LASYNC_IO_H
 #define LASYNC_IO_H
 
-#include "../host/host.h"
+#include "host.h"
+#include "waitq.h"
 
 
 /* The host, for a function that starts something on the loop; raises
@@ -30,17 +31,27 @@ void io_open_errors(lua_State *L);
 
 /* ---- waiters ---------------------------------------------------------- */
 
-/* A task parked on a list (drain, wait_closed, process wait...).  The node
- * is malloc'd by io_wait and freed by io_waiter_done (call it first in k)
- * or by the cancel hook. */
-typedef struct io_waiter {
-  host_link link;
-  host_task *t;
-} io_waiter;
+/* A task parked on one of a record's waitq.h queues (drain, wait_closed,
+ * serve_forever, process wait): no allocation; the cancel hook unlinks it
+ * (idempotent, so it is right whether or not the task was woken).  Each
+ * queue holds the waiters of one condition only, so whoever makes that
+ * condition true wakes exactly them, once. */
+static inline int io_wait_cancel(host_task *t, int woken) {
+  (void)woken;
+  waitq_remove(t);
+  return 0;
+}
 
-int io_wait(lua_State *L, host_task *t, host_link *list, host_k_fn k);
-void io_waiter_done(lua_KContext ctx);
-void io_wake_all(host_link *list);
+static inline int io_wait(lua_State *L, host_task *t, host_link *q,
+                          host_k_fn k) {
+  waitq_push(q, t);
+  return host_park(L, t, io_wait_cancel, NULL, k, 0);
+}
+
+static inline void io_wake_all(host_link *q) {
+  host_task *t;
+  while ((t = waitq_pop(q))) host_wake(t, NULL, 0);
+}
 
 /* ---- streams ---------------------------------------------------------- */
 

@@ -74,7 +74,7 @@ static void push_returncode(lua_State *L, proc *pr) {
 
 static int proc_wait_k(lua_State *L, lua_KContext ctx) {
   proc *pr = *(proc **)lua_touserdata(L, 1);
-  if (ctx) io_waiter_done(ctx);
+  (void)ctx;
   if (pr->exited) {
     push_returncode(L, pr);
     return 1;

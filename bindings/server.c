@@ -309,7 +309,8 @@ struct server {
   int backlog;
   size_t limit;         /* each connection's reader limit, 0: default */
   conn *pending, **pending_tail;
-  host_link waiters;    /* wait_closed, serve_forever */
+  host_link forever;    /* serve_forever: woken by close() */
+  host_link closers;    /* wait_closed: woken when all has ended */
   host_link live;       /* connections whose handler runs */
 };
 
@@ -322,10 +323,16 @@ static void server_maybe_free(server *srv) {
   }
 }
 
+/* Closed, and nothing left of it: no listener, handler or connection
+ * waiting for one. */
+static int server_ended(const server *srv) {
+  return srv->closing && srv->open_socks == 0 && srv->nconns == 0 &&
+         !srv->pending;
+}
+
+/* Called when one of server_ended's counts drops. */
 static void check_waiters(server *srv) {
-  /* serve_forever waits for close(); wait_closed for everything to end,
-   * but both re-check in their k, so waking them all is right. */
-  io_wake_all(&srv->waiters);
+  if (server_ended(srv)) io_wake_all(&srv->closers);
 }
 
 static void on_listener_closed(uv_handle_t *handle) {
@@ -433,6 +440,7 @@ static void close_listeners(server *srv) {
   host_closeable_remove(&srv->closer);
   if (srv->closing) return;
   srv->closing = 1;
+  io_wake_all(&srv->forever); /* serve_forever ends with the listening */
   for (int i = 0; i < srv->nsocks; i++)
     uv_close((uv_handle_t *)&srv->socks[i]->tcp, on_listener_closed);
 }
@@ -465,37 +473,35 @@ static int server_is_serving(lua_State *L) {
   return 1;
 }
 
-static int server_wait_closed_k(lua_State *L, lua_KContext ctx) {
-  server *srv = *(server **)lua_touserdata(L, 1);
-  if (ctx) io_waiter_done(ctx);
-  if (srv->closing && srv->open_socks == 0 && srv->nconns == 0 &&
-      !srv->pending)
-    return 0;
-  return io_wait(L, host_task_of(L), &srv->waiters, server_wait_closed_k);
+static int woken_k(lua_State *L, lua_KContext ctx) {
+  (void)L;
+  (void)ctx;
+  return 0;
+}
+
+/* Parks the running task until the server has ended (it is woken only
+ * then). */
+static int wait_ended(lua_State *L, server *srv) {
+  if (server_ended(srv)) return 0;
+  return io_wait(L, host_task_of(L), &srv->closers, woken_k);
 }
 
 static int server_wait_closed(lua_State *L) {
-  check_server(L);
+  server *srv = check_server(L);
   host_check_task(L, "wait_closed");
   lua_settop(L, 1);
-  return server_wait_closed_k(L, 0);
-}
-
-static int serve_forever_k(lua_State *L, lua_KContext ctx) {
-  server *srv = *(server **)lua_touserdata(L, 1);
-  if (ctx) io_waiter_done(ctx);
-  if (srv->closing) return 0;
-  return io_wait(L, host_task_of(L), &srv->waiters, serve_forever_k);
+  return wait_ended(L, srv);
 }
 
 /* Waits until the server is closed; cancelling it closes the server (as
  * Python does), via the to-be-closed guard the caller usually holds, or
  * here when it is cancelled. */
 static int server_serve_forever(lua_State *L) {
-  check_server(L);
+  server *srv = check_server(L);
   host_check_task(L, "serve_forever");
   lua_settop(L, 1);
-  return serve_forever_k(L, 0);
+  if (srv->closing) return 0;
+  return io_wait(L, host_task_of(L), &srv->forever, woken_k);
 }
 
 static int server_tbc(lua_State *L) {
@@ -504,7 +510,7 @@ static int server_tbc(lua_State *L) {
   host_task *t = host_task_of(L);
   if (!t || !lua_isyieldable(L)) return 0;
   lua_settop(L, 1);
-  return server_wait_closed_k(L, 0);
+  return wait_ended(L, srv);
 }
 
 static int server_gc(lua_State *L) {
@@ -666,7 +672,8 @@ static int l_start_server(lua_State *L) {
   srv->backlog = backlog;
   srv->limit = limit;
   srv->pending_tail = &srv->pending;
-  host_list_init(&srv->waiters);
+  host_list_init(&srv->forever);
+  host_list_init(&srv->closers);
   luaL_setmetatable(L, SERVER_MT);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setiuservalue(L, -2, 1);

@@ -92,39 +92,6 @@ int io_raise_oserror(lua_State *L, int code, const char *fmt, ...) {
   return lua_error(L);
 }
 
-/* ---- waiters ---------------------------------------------------------- */
-
-static int waiter_cancel(host_task *t, int woken) {
-  io_waiter *w = t->wait_data;
-  (void)woken;
-  host_list_remove(&w->link);
-  free(w);
-  return 0;
-}
-
-int io_wait(lua_State *L, host_task *t, host_link *list, host_k_fn k) {
-  io_waiter *w = malloc(sizeof *w);
-  if (!w) return luaL_error(L, "asyncio: out of memory");
-  w->t = t;
-  host_list_push(list, &w->link);
-  return host_park(L, t, waiter_cancel, w, k, (lua_KContext)w);
-}
-
-void io_waiter_done(lua_KContext ctx) {
-  io_waiter *w = (io_waiter *)ctx;
-  host_list_remove(&w->link);
-  free(w);
-}
-
-/* The nodes stay allocated (unlinked) until each task's k or cancel hook. */
-void io_wake_all(host_link *list) {
-  host_link *l;
-  while ((l = host_list_first(list))) {
-    host_list_remove(l);
-    host_wake(host_container_of(l, io_waiter, link)->t, NULL, 0);
-  }
-}
-
 /* ---- the stream record ------------------------------------------------ */
 
 struct lstream {
@@ -891,7 +858,7 @@ static int drain_error(lua_State *L, lstream *s) {
 
 static int drain_k(lua_State *L, lua_KContext ctx) {
   lstream *s = ((sref *)lua_touserdata(L, 1))->s;
-  io_waiter_done(ctx);
+  (void)ctx;
   return drain_error(L, s);
 }
 
@@ -912,7 +879,7 @@ static int writer_close(lua_State *L) {
 
 static int wait_closed_k(lua_State *L, lua_KContext ctx) {
   (void)L;
-  io_waiter_done(ctx);
+  (void)ctx;
   return 0;
 }
 
