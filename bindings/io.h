@@ -85,10 +85,26 @@ void lstream_set_limit(lstream *s, size_t limit);
  * positive integer (raises otherwise). */
 size_t io_opt_limit(lua_State *L, int idx);
 
-/* ---- areas ------------------------------------------------------------ */
+/* ---- names and addresses (net.c) -------------------------------------- */
 
 /* Pushes {family=, address=, port=} (and [1], [2]) for a socket address. */
 void io_push_sockaddr(lua_State *L, const struct sockaddr *sa);
+/* The port argument at idx (0 when absent), checked.  [-0, +0, v] */
+int io_check_port(lua_State *L, int idx);
+/* The host argument at idx, NULL when absent or "" (any address). */
+const char *io_opt_host(lua_State *L, int idx);
+/* Resolves host:port for listening and parks t; k then calls io_resolved
+ * (which raises the resolution's error) and, once done with the list,
+ * io_resolve_done. */
+int io_resolve_passive(lua_State *L, host_task *t, const char *host, int port,
+                       host_k_fn k);
+struct addrinfo *io_resolved(lua_State *L, lua_KContext ctx, char *where,
+                             size_t size);
+void io_resolve_done(lua_KContext ctx);
+void io_open_net(lua_State *L, lasync_host *h);
+
+/* ---- areas ------------------------------------------------------------ */
+
 /* Signal number of the name ("SIGTERM", "TERM") or number at idx. */
 int io_check_signal(lua_State *L, int idx);
 void io_open_server(lua_State *L, lasync_host *h);

@@ -949,34 +949,6 @@ static int writer_buffer_size(lua_State *L) {
   return 1;
 }
 
-void io_push_sockaddr(lua_State *L, const struct sockaddr *sa) {
-  char ip[64] = "";
-  int port = 0;
-  const char *fam = "unix";
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-    fam = "inet";
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-    fam = "inet6";
-  }
-  lua_createtable(L, 2, 3);
-  lua_pushstring(L, fam);
-  lua_setfield(L, -2, "family");
-  lua_pushstring(L, ip);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "address");
-  lua_rawseti(L, -2, 1);
-  lua_pushinteger(L, port);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "port");
-  lua_rawseti(L, -2, 2);
-}
-
 static int writer_get_extra_info(lua_State *L) {
   lstream *s = check_writer(L);
   const char *what = host_check_cstring(L, 2, NULL);
