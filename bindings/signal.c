@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "io.h"
-#include "../host/handle.h"
+#include "handle.h"
 
 #define SIGNAL_MT "asyncio.SignalHandler"
 #define SIGNALS_KEY "lasync.signals"
@@ -160,7 +160,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
 
 /* Stops watching; L is NULL when the host stops (the handler's ref then
  * goes with the state). */
-static void sig_close(host_handle *hd, lua_State *L) {
+static int sig_close(host_handle *hd, lua_State *L) {
   sig_rec *s = host_container_of(hd, sig_rec, hd);
   if (L) {
     luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
@@ -169,6 +169,7 @@ static void sig_close(host_handle *hd, lua_State *L) {
   int signum = s->handle.signum;
   uv_close((uv_handle_t *)&s->handle, on_sig_closed);
   restore_sigpipe_guard(signum);
+  return 1;
 }
 
 /* The Lua side of a record: a box in registry[SIGNALS_KEY][signum]. */

@@ -18,12 +18,22 @@ void host_handle_init(host_handle *hd, const host_handle_type *type,
   host_closeable_add(h, &hd->closer);
 }
 
-host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv) {
+host_handle **host_handle_newbox(lua_State *L, const char *tname, int nuv) {
   host_handle **box = lua_newuserdatauv(L, sizeof *box, nuv);
+  *box = NULL;
+  luaL_setmetatable(L, tname);
+  return box;
+}
+
+void host_handle_attach(host_handle **box, host_handle *hd) {
   *box = hd;
   hd->box = box;
   hd->holds++;
-  luaL_setmetatable(L, hd->type->tname);
+}
+
+host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv) {
+  host_handle **box = host_handle_newbox(L, hd->type->tname, nuv);
+  host_handle_attach(box, hd);
   return box;
 }
 
@@ -35,11 +45,11 @@ void host_handle_drop(host_handle *hd) {
 
 void host_handle_close(host_handle *hd, lua_State *L) {
   if (hd->closing) return;
+  if (!hd->type->close(hd, L)) return; /* kept open: stop asks again */
   hd->closing = 1;
   /* the closeable is what lasync_stop walks: once closing, it has nothing
    * left to do with this record */
   host_closeable_remove(&hd->closer);
-  hd->type->close(hd, L);
 }
 
 void host_handle_after_close(host_handle *hd) {

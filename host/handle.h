@@ -24,10 +24,12 @@ typedef struct host_handle host_handle;
 typedef struct host_handle_type {
   const char *tname; /* metatable name of the Lua value */
   const char *what;  /* "server", "process"...: for error messages */
-  /* Starts closing (called once): uv_close the handle(s), or arrange for
-   * it; drop registry refs when L is not NULL.  With L == NULL (the host
-   * stops) it must run no Lua. */
-  void (*close)(host_handle *hd, lua_State *L);
+  /* Starts closing: uv_close the handle(s) and return 1, or return 0 to
+   * leave the handle open for now (a running child keeps its handle until
+   * it exits); it is asked again when the host stops.  Drops registry refs
+   * when L is not NULL; with L == NULL (the host stops) it must run no
+   * Lua and must return 1. */
+  int (*close)(host_handle *hd, lua_State *L);
   /* Frees the record (the last hold is gone). */
   void (*free)(host_handle *hd);
 } host_handle_type;
@@ -38,7 +40,7 @@ struct host_handle {
   host_handle **box;            /* the Lua value's slot, NULL once it let go */
   lasync_host *h;
   int holds;                    /* the handle, the box, other holders */
-  unsigned char closing;        /* close has been asked for */
+  unsigned char closing;        /* the handle is closing (or closed) */
   unsigned char closed;         /* the handle's close callback has run */
 };
 
@@ -49,6 +51,11 @@ void host_handle_init(host_handle *hd, const host_handle_type *type,
 /* Pushes a new userdata box for hd (with nuv user values) whose metatable is
  * type->tname; it takes a hold.  [-0, +1, m] */
 host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv);
+/* The same in two steps, for a value made before its record: an empty
+ * box of metatable tname (it raises "finalized" until attached), then
+ * the record it holds.  [-0, +1, m] / [-0, +0] */
+host_handle **host_handle_newbox(lua_State *L, const char *tname, int nuv);
+void host_handle_attach(host_handle **box, host_handle *hd);
 /* The idempotent close; L may be NULL (no Lua may run). */
 void host_handle_close(host_handle *hd, lua_State *L);
 /* Call from the handle's close callback: the handle's hold goes (which may
