@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "handle.h"
 
 #define SERVER_MT "asyncio.Server"
 
@@ -24,9 +25,12 @@ typedef struct conn {
   lstream *s;
 } conn;
 
+/* Lifetime (handle.h): the listening sockets hold the record until the
+ * last one has closed, the Server value until it is collected, and each
+ * accepted connection until its handler ends. */
 struct server {
+  host_handle hd;       /* closing: no longer listening */
   host_ready ready;     /* hands accepted connections to handler tasks */
-  host_closeable closer;/* lasync_stop stops it listening */
   lasync_host *h;
   listener **socks;
   int nsocks;
@@ -34,9 +38,7 @@ struct server {
   int nconns;           /* accepted connections whose handler runs */
   int handler_ref;      /* registry: the handler function */
   int self_ref;         /* registry: the Server userdata while open */
-  int gone;             /* the userdata was collected */
   int queued;
-  int closing;
   int backlog;
   size_t limit;         /* each connection's reader limit, 0: default */
   conn *pending, **pending_tail;
@@ -45,19 +47,16 @@ struct server {
   host_link live;       /* connections whose handler runs */
 };
 
-static void server_maybe_free(server *srv) {
-  if (srv->gone && srv->open_socks == 0 && srv->nconns == 0 &&
-      !srv->pending && !srv->queued) {
-    host_closeable_remove(&srv->closer);
-    free(srv->socks);
-    free(srv);
-  }
+static void server_free(host_handle *hd) {
+  server *srv = host_container_of(hd, server, hd);
+  free(srv->socks);
+  free(srv);
 }
 
 /* Closed, and nothing left of it: no listener, handler or connection
  * waiting for one. */
 static int server_ended(const server *srv) {
-  return srv->closing && srv->open_socks == 0 && srv->nconns == 0 &&
+  return srv->hd.closing && srv->open_socks == 0 && srv->nconns == 0 &&
          !srv->pending;
 }
 
@@ -72,7 +71,7 @@ static void on_listener_closed(uv_handle_t *handle) {
   free(ls);
   srv->open_socks--;
   check_waiters(srv);
-  server_maybe_free(srv);
+  if (srv->open_socks == 0) host_handle_after_close(&srv->hd);
 }
 
 static void handler_done(host_listener *l, host_task *t) {
@@ -96,7 +95,7 @@ static void handler_done(host_listener *l, host_task *t) {
   free(c);
   srv->nconns--;
   check_waiters(srv);
-  server_maybe_free(srv);
+  host_handle_drop(&srv->hd);
 }
 
 /* Runs on the scheduler's turn: one handler task per accepted connection. */
@@ -104,6 +103,7 @@ static void start_handlers(lasync_host *h, host_ready *r) {
   server *srv = host_container_of(r, server, ready);
   lua_State *L = h->cbL;
   srv->queued = 0;
+  host_handle_hold(&srv->hd); /* a connection's drop must not free it here */
   while (srv->pending) {
     conn *c = srv->pending;
     srv->pending = c->next;
@@ -113,6 +113,7 @@ static void start_handlers(lasync_host *h, host_ready *r) {
     if (rc || srv->handler_ref == LUA_NOREF) {
       lstream_unref(c->s);
       free(c);
+      host_handle_drop(&srv->hd);
       continue;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
@@ -124,13 +125,13 @@ static void start_handlers(lasync_host *h, host_ready *r) {
     host_list_push(&srv->live, &c->live);
     host_task_listen(t, &c->done, handler_done);
   }
-  server_maybe_free(srv);
+  host_handle_drop(&srv->hd);
 }
 
 static void on_connection(uv_stream_t *ls, int status) {
   server *srv = ((listener *)ls->data)->srv;
   int rc;
-  if (status < 0 || srv->closing) return;
+  if (status < 0 || srv->hd.closing) return;
   lstream *s = lstream_new(srv->h, LSTREAM_TCP, &rc);
   if (!s) return;
   if (uv_accept(ls, lstream_handle(s)) != 0) {
@@ -143,6 +144,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     lstream_unref(s);
     return;
   }
+  host_handle_hold(&srv->hd); /* until the connection is let go */
   c->srv = srv;
   c->s = s;
   c->next = NULL;
@@ -155,52 +157,45 @@ static void on_connection(uv_stream_t *ls, int status) {
   }
 }
 
-static server **check_server_box(lua_State *L) {
-  return luaL_checkudata(L, 1, SERVER_MT);
+static int server_close_hook(host_handle *hd, lua_State *L);
+
+static const host_handle_type SERVER_TYPE = {SERVER_MT, "server",
+                                             server_close_hook, server_free};
+
+static server *check_server(lua_State *L, const char *fname) {
+  host_handle *hd = host_handle_check(L, 1, &SERVER_TYPE, fname, 0);
+  return host_container_of(hd, server, hd);
 }
 
-static server *check_server(lua_State *L) {
-  server *srv = *check_server_box(L);
-  if (!srv)
-    host_error_raise(L, "InvalidStateError", "the server was finalized");
-  return srv;
-}
-
-/* Stops listening (libuv only: also safe when no Lua may run). */
-static void close_listeners(server *srv) {
-  host_closeable_remove(&srv->closer);
-  if (srv->closing) return;
-  srv->closing = 1;
+/* Stops listening; with L, lets go of the handler and of the anchor that
+ * kept the open Server alive (L is NULL when the host stops). */
+static int server_close_hook(host_handle *hd, lua_State *L) {
+  server *srv = host_container_of(hd, server, hd);
   io_wake_all(&srv->forever); /* serve_forever ends with the listening */
   for (int i = 0; i < srv->nsocks; i++)
     uv_close((uv_handle_t *)&srv->socks[i]->tcp, on_listener_closed);
-}
-
-static void server_closer(host_closeable *c) {
-  close_listeners(host_container_of(c, server, closer));
-}
-
-static void server_close(lua_State *L, server *srv) {
-  if (srv->closing) return;
-  close_listeners(srv);
-  if (srv->handler_ref != LUA_NOREF) {
+  if (srv->nsocks == 0) host_handle_after_close(hd); /* nothing to wait for */
+  if (L) {
     luaL_unref(L, LUA_REGISTRYINDEX, srv->handler_ref);
     srv->handler_ref = LUA_NOREF;
-  }
-  if (srv->self_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, srv->self_ref);
     srv->self_ref = LUA_NOREF;
   }
+  return 1;
+}
+
+static void server_close(lua_State *L, server *srv) {
+  host_handle_close(&srv->hd, L);
   check_waiters(srv);
 }
 
 static int server_close_m(lua_State *L) {
-  server_close(L, check_server(L));
+  server_close(L, check_server(L, "close"));
   return 0;
 }
 
 static int server_is_serving(lua_State *L) {
-  lua_pushboolean(L, !check_server(L)->closing);
+  lua_pushboolean(L, !check_server(L, "is_serving")->hd.closing);
   return 1;
 }
 
@@ -218,7 +213,7 @@ static int wait_ended(lua_State *L, server *srv) {
 }
 
 static int server_wait_closed(lua_State *L) {
-  server *srv = check_server(L);
+  server *srv = check_server(L, "wait_closed");
   host_check_task(L, "wait_closed");
   lua_settop(L, 1);
   return wait_ended(L, srv);
@@ -228,15 +223,15 @@ static int server_wait_closed(lua_State *L) {
  * Python does), via the to-be-closed guard the caller usually holds, or
  * here when it is cancelled. */
 static int server_serve_forever(lua_State *L) {
-  server *srv = check_server(L);
+  server *srv = check_server(L, "serve_forever");
   host_check_task(L, "serve_forever");
   lua_settop(L, 1);
-  if (srv->closing) return 0;
+  if (srv->hd.closing) return 0;
   return io_wait(L, host_task_of(L), &srv->forever, woken_k);
 }
 
 static int server_tbc(lua_State *L) {
-  server *srv = check_server(L);
+  server *srv = check_server(L, "close");
   server_close(L, srv);
   host_task *t = host_task_of(L);
   if (!t || !lua_isyieldable(L)) return 0;
@@ -244,24 +239,13 @@ static int server_tbc(lua_State *L) {
   return wait_ended(L, srv);
 }
 
-static int server_gc(lua_State *L) {
-  server **box = lua_touserdata(L, 1);
-  server *srv = *box;
-  if (!srv) return 0;
-  *box = NULL;
-  server_close(L, srv);
-  srv->gone = 1;
-  server_maybe_free(srv);
-  return 0;
-}
-
 static int server_index(lua_State *L) {
-  server *srv = check_server(L);
+  server *srv = check_server(L, "index");
   const char *key = lua_tostring(L, 2);
   if (key && strcmp(key, "port") == 0) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (srv->closing || srv->nsocks == 0 ||
+    if (srv->hd.closing || srv->nsocks == 0 ||
         uv_tcp_getsockname(&srv->socks[0]->tcp, (struct sockaddr *)&ss, &len))
       return 0;
     io_push_sockaddr(L, (struct sockaddr *)&ss);
@@ -270,7 +254,7 @@ static int server_index(lua_State *L) {
   }
   if (key && strcmp(key, "sockets") == 0) {
     lua_createtable(L, srv->nsocks, 0);
-    for (int i = 0; !srv->closing && i < srv->nsocks; i++) {
+    for (int i = 0; !srv->hd.closing && i < srv->nsocks; i++) {
       struct sockaddr_storage ss;
       int len = sizeof ss;
       if (uv_tcp_getsockname(&srv->socks[i]->tcp, (struct sockaddr *)&ss,
@@ -319,11 +303,13 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
   char where[300];
   struct addrinfo *res = io_resolved(L, ctx, where, sizeof where);
   /* stack: handler host port opts box */
-  server *srv = *(server **)lua_touserdata(L, 5);
+  server *srv = host_container_of(*(host_handle **)lua_touserdata(L, 5),
+                                  server, hd);
   int n = 0, rc = 0, port = 0;
   for (struct addrinfo *a = res; a; a = a->ai_next) n++;
   srv->socks = calloc((size_t)n + 1, sizeof *srv->socks);
   if (!srv->socks) rc = UV_ENOMEM;
+  if (srv->hd.closing) rc = UV_ECANCELED; /* the host stopped meanwhile */
   for (struct addrinfo *a = res; a && !rc; a = a->ai_next) {
     struct sockaddr_storage ss;
     memcpy(&ss, a->ai_addr, a->ai_addrlen);
@@ -387,16 +373,13 @@ static int l_start_server(lua_State *L) {
   }
   host_task *t = host_check_task(L, "start_server");
   lua_settop(L, 4);
-  server **box = lua_newuserdatauv(L, sizeof *box, 1);
-  *box = NULL;
+  host_handle **box = host_handle_newbox(L, SERVER_MT, 1);
   server *srv = calloc(1, sizeof *srv);
   if (!srv) return luaL_error(L, "asyncio: out of memory");
-  *box = srv;
+  host_handle_init(&srv->hd, &SERVER_TYPE, h);
+  host_handle_attach(box, &srv->hd);
   srv->h = h;
   host_list_init(&srv->live);
-  host_list_init(&srv->closer.link);
-  srv->closer.close = server_closer;
-  host_closeable_add(h, &srv->closer);
   srv->ready.run = start_handlers;
   srv->handler_ref = srv->self_ref = LUA_NOREF;
   srv->backlog = backlog;
@@ -404,7 +387,6 @@ static int l_start_server(lua_State *L) {
   srv->pending_tail = &srv->pending;
   host_list_init(&srv->forever);
   host_list_init(&srv->closers);
-  luaL_setmetatable(L, SERVER_MT);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setiuservalue(L, -2, 1);
   lua_pushinteger(L, port);
@@ -416,8 +398,7 @@ static int l_start_server(lua_State *L) {
  * connections too, after sending what they queued, or at once.  Their
  * handlers then read EOF and see write errors. */
 static int close_live(lua_State *L, int now) {
-  server *srv = check_server(L);
-  if (!srv) return 0;
+  server *srv = check_server(L, now ? "abort_clients" : "close_clients");
   for (host_link *l = srv->live.next; l != &srv->live; l = l->next)
     lstream_close(host_container_of(l, conn, live)->s, now);
   return 0;
@@ -439,7 +420,7 @@ void io_open_server(lua_State *L, lasync_host *h) {
   luaL_newmetatable(L, SERVER_MT);
   lua_pushcfunction(L, server_index);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, server_gc);
+  lua_pushcfunction(L, host_handle_gc);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, server_tbc);
   lua_setfield(L, -2, "__close");

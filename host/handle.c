@@ -45,11 +45,14 @@ void host_handle_drop(host_handle *hd) {
 
 void host_handle_close(host_handle *hd, lua_State *L) {
   if (hd->closing) return;
-  if (!hd->type->close(hd, L)) return; /* kept open: stop asks again */
-  hd->closing = 1;
-  /* the closeable is what lasync_stop walks: once closing, it has nothing
-   * left to do with this record */
-  host_closeable_remove(&hd->closer);
+  hd->holds++; /* the hook may finish the close at once (nothing open) */
+  if (hd->type->close(hd, L)) {
+    hd->closing = 1;
+    /* the closeable is what lasync_stop walks: once closing, it has
+     * nothing left to do with this record */
+    host_closeable_remove(&hd->closer);
+  }
+  host_handle_drop(hd);
 }
 
 void host_handle_after_close(host_handle *hd) {
