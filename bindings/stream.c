@@ -2,11 +2,12 @@
  * the pipes of subprocesses), plus the OS error classes and the waiter
  * list the other I/O files share.
  *
- * The C record (lstream) is malloc'd and owns the handle.  It is freed
- * when the handle's close callback has run and no user is left (users are
- * the Lua wrappers StreamReader/StreamWriter and, for a server connection,
- * the server until the handler ends).  When the last user goes, the handle
- * is closed.
+ * The C record (lstream) is malloc'd and owns the handle; its lifetime is
+ * handle.h's: the handle holds it until the close callback, and so does
+ * each user (the Lua wrappers StreamReader/StreamWriter, a pending
+ * connect, and for a server connection the server until the handler
+ * ends).  When the last user goes, the handle is closed (gracefully:
+ * queued writes go out first, except when the host stops).
  *
  * Reading: libuv reads straight into the stream's buffer; the read
  * callback only appends and wakes the one waiting reader, which re-checks
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "handle.h"
 
 #define READER_MT "asyncio.StreamReader"
 #define WRITER_MT "asyncio.StreamWriter"
@@ -101,7 +103,7 @@ struct lstream {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } u;
-  host_closeable closer; /* lasync_stop closes it at once */
+  host_handle hd;        /* lifetime: handle.h (the close hook is "now") */
   lasync_host *h;
   int kind;
   int users;
@@ -118,7 +120,7 @@ struct lstream {
   int werr;
   host_link drainers;
   host_link closers;
-  unsigned char started, reading, eof, closing, close_pending, closed,
+  unsigned char started, reading, eof, closing, close_pending,
       eof_sent,
       wlost; /* bytes were dropped: written after close, or cancelled */
 };
@@ -132,14 +134,20 @@ typedef struct write_req {
 
 uv_stream_t *lstream_handle(lstream *s) { return &s->u.stream; }
 
-static void stream_free(lstream *s) {
+static void stream_free(host_handle *hd) {
+  lstream *s = host_container_of(hd, lstream, hd);
   free(s->buf);
   free(s);
 }
 
-static void stream_closer(host_closeable *c) {
-  lstream_close(host_container_of(c, lstream, closer), 1);
-}
+static int stream_close_now(host_handle *hd, lua_State *L);
+
+/* Wrappers of two types share one record: the type's name is only used by
+ * the check, and both close and free alike. */
+static const host_handle_type READER_TYPE = {READER_MT, "stream",
+                                             stream_close_now, stream_free};
+static const host_handle_type WRITER_TYPE = {WRITER_MT, "stream",
+                                             stream_close_now, stream_free};
 
 lstream *lstream_new(lasync_host *h, int kind, int *err) {
   lstream *s = calloc(1, sizeof *s);
@@ -153,31 +161,30 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
   s->limit = DEFAULT_LIMIT;
   host_list_init(&s->drainers);
   host_list_init(&s->closers);
-  host_list_init(&s->closer.link);
-  if (kind == LSTREAM_MEM) {
-    *err = 0;
-    return s;
+  if (kind != LSTREAM_MEM) {
+    *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
+                               : uv_pipe_init(h->loop, &s->u.pipe, 0);
+    if (*err) {
+      free(s);
+      return NULL;
+    }
+    s->u.handle.data = s;
   }
-  *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
-                             : uv_pipe_init(h->loop, &s->u.pipe, 0);
-  if (*err) {
-    free(s);
-    return NULL;
-  }
-  s->u.handle.data = s;
-  s->closer.close = stream_closer;
-  host_closeable_add(h, &s->closer);
+  *err = 0;
+  host_handle_init(&s->hd, &READER_TYPE, h);
+  host_handle_hold(&s->hd); /* the caller's */
   return s;
 }
 
-void lstream_ref(lstream *s) { s->users++; }
+void lstream_ref(lstream *s) {
+  s->users++;
+  host_handle_hold(&s->hd);
+}
 
 static void on_closed(uv_handle_t *handle) {
   lstream *s = handle->data;
-  s->closed = 1;
-  host_closeable_remove(&s->closer);
   io_wake_all(&s->closers);
-  if (s->users == 0) stream_free(s);
+  host_handle_after_close(&s->hd);
 }
 
 static void wake_reader(lstream *s) {
@@ -195,33 +202,44 @@ static void stop_reading(lstream *s) {
   }
 }
 
-void lstream_close(lstream *s, int now) {
-  if (s->closing) {
-    if (!now || !s->close_pending) return;
-  }
+/* Starts closing: reading stops and a parked reader sees the end of the
+ * stream. */
+static void begin_close(lstream *s) {
   s->closing = 1;
   stop_reading(s);
-  wake_reader(s); /* a parked reader sees the end of the stream */
+  wake_reader(s);
+}
+
+/* The close hook (handle.h): closes the handle now, dropping queued writes
+ * (their callbacks get UV_ECANCELED).  Runs no Lua. */
+static int stream_close_now(host_handle *hd, lua_State *L) {
+  lstream *s = host_container_of(hd, lstream, hd);
+  (void)L;
+  begin_close(s);
+  s->close_pending = 0;
+  if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
+    io_wake_all(&s->closers);
+    host_handle_after_close(hd);
+  } else {
+    uv_close(&s->u.handle, on_closed);
+  }
+  return 1;
+}
+
+void lstream_close(lstream *s, int now) {
+  if (s->closing && (!now || !s->close_pending)) return;
   if (s->wqueued && !now) {
+    begin_close(s);
     s->close_pending = 1; /* closed by the last write callback */
     return;
   }
-  s->close_pending = 0;
-  if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
-    s->closed = 1;
-    io_wake_all(&s->closers);
-    if (s->users == 0) stream_free(s);
-    return;
-  }
-  uv_close(&s->u.handle, on_closed);
+  host_handle_close(&s->hd, NULL);
 }
 
 void lstream_unref(lstream *s) {
-  if (--s->users > 0) return;
-  if (!s->closing || s->close_pending)
+  if (--s->users == 0 && (!s->closing || s->close_pending))
     lstream_close(s, host_closing(s->h) || !s->started);
-  else if (s->closed)
-    stream_free(s);
+  host_handle_drop(&s->hd);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -285,16 +303,17 @@ int lstream_start(lstream *s) {
 
 /* ---- Lua wrappers ----------------------------------------------------- */
 
-typedef struct sref {
-  lstream *s;
-} sref;
+/* A wrapper is a handle.h box; both wrappers of a stream are its users. */
+static lstream *box_stream(void *box) {
+  host_handle *hd = *(host_handle **)box;
+  return hd ? host_container_of(hd, lstream, hd) : NULL;
+}
 
 /* A reader's user value 1 holds what set_exception() gave it. */
 static void push_wrapper(lua_State *L, lstream *s, const char *mt) {
-  sref *r = lua_newuserdatauv(L, sizeof *r, 1);
-  r->s = s;
+  host_handle **box = host_handle_newbox(L, mt, 1);
+  *box = &s->hd;
   lstream_ref(s);
-  luaL_setmetatable(L, mt);
 }
 
 void lstream_push_reader(lua_State *L, lstream *s) {
@@ -305,22 +324,24 @@ void lstream_push_writer(lua_State *L, lstream *s) {
   push_wrapper(L, s, WRITER_MT);
 }
 
-/* A finalized wrapper (used again from a later finalizer) has no stream. */
-static lstream *check_sref(lua_State *L, const char *tname) {
-  lstream *s = ((sref *)luaL_checkudata(L, 1, tname))->s;
-  if (!s)
-    host_error_raise(L, "InvalidStateError", "the stream was finalized");
-  return s;
+/* A finalized wrapper (used again from a later finalizer) has no stream:
+ * the shared check raises InvalidStateError. */
+static lstream *check_reader(lua_State *L) {
+  host_handle *hd = host_handle_check(L, 1, &READER_TYPE, "StreamReader", 0);
+  return host_container_of(hd, lstream, hd);
 }
 
-static lstream *check_reader(lua_State *L) { return check_sref(L, READER_MT); }
-static lstream *check_writer(lua_State *L) { return check_sref(L, WRITER_MT); }
+static lstream *check_writer(lua_State *L) {
+  host_handle *hd = host_handle_check(L, 1, &WRITER_TYPE, "StreamWriter", 0);
+  return host_container_of(hd, lstream, hd);
+}
 
+/* __gc of both wrappers: the stream closes when its last user goes. */
 static int wrapper_gc(lua_State *L) {
-  sref *r = lua_touserdata(L, 1);
-  if (r->s) {
-    lstream *s = r->s;
-    r->s = NULL;
+  host_handle **box = lua_touserdata(L, 1);
+  lstream *s = box_stream(box);
+  if (s) {
+    *box = NULL;
     lstream_unref(s);
   }
   return 0;
@@ -453,7 +474,7 @@ static int read_cancel(host_task *t, int woken) {
 /* One attempt at satisfying a read whose arguments are at 1 (reader) and
  * 2 (n or separator); parks the task when more data is needed. */
 static int read_step(lua_State *L, int mode, const char *fname) {
-  lstream *s = ((sref *)lua_touserdata(L, 1))->s;
+  lstream *s = box_stream(lua_touserdata(L, 1));
   int ended = s->eof || s->closing;
   if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) { /* set_exception(): raised */
     s->want = 0;                               /* before any buffered data */
@@ -705,8 +726,7 @@ static int l_stream_reader(lua_State *L) {
 
 /* tostring(reader): asyncio's repr, "<StreamReader 4 bytes eof limit=3>" */
 static int reader_tostring(lua_State *L) {
-  sref *r = luaL_checkudata(L, 1, READER_MT);
-  lstream *s = r->s;
+  lstream *s = box_stream(luaL_checkudata(L, 1, READER_MT));
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "<StreamReader");
@@ -857,7 +877,7 @@ static int drain_error(lua_State *L, lstream *s) {
 }
 
 static int drain_k(lua_State *L, lua_KContext ctx) {
-  lstream *s = ((sref *)lua_touserdata(L, 1))->s;
+  lstream *s = box_stream(lua_touserdata(L, 1));
   (void)ctx;
   return drain_error(L, s);
 }
@@ -865,7 +885,7 @@ static int drain_k(lua_State *L, lua_KContext ctx) {
 static int writer_drain(lua_State *L) {
   lstream *s = check_writer(L);
   drain_error(L, s);
-  if (s->wqueued <= HIGH_WATER || s->closed) return 0;
+  if (s->wqueued <= HIGH_WATER || s->hd.closed) return 0;
   host_task *t = host_check_task(L, "drain");
   lua_settop(L, 1);
   return io_wait(L, t, &s->drainers, drain_k);
@@ -885,7 +905,7 @@ static int wait_closed_k(lua_State *L, lua_KContext ctx) {
 
 static int writer_wait_closed(lua_State *L) {
   lstream *s = check_writer(L);
-  if (s->closed) return 0;
+  if (s->hd.closed) return 0;
   host_task *t = host_check_task(L, "wait_closed");
   lua_settop(L, 1);
   return io_wait(L, t, &s->closers, wait_closed_k);
@@ -896,15 +916,16 @@ static int writer_tbc(lua_State *L) {
   lstream *s = check_writer(L);
   lstream_close(s, 0);
   host_task *t = host_task_of(L);
-  if (s->closed || !t || !lua_isyieldable(L)) return 0;
+  if (s->hd.closed || !t || !lua_isyieldable(L)) return 0;
   lua_settop(L, 1);
   return io_wait(L, t, &s->closers, wait_closed_k);
 }
 
 void lstream_close_wrapper(lua_State *L, int idx) {
-  sref *r = luaL_testudata(L, idx, READER_MT);
-  if (!r) r = luaL_testudata(L, idx, WRITER_MT);
-  if (r && r->s) lstream_close(r->s, 0);
+  void *box = luaL_testudata(L, idx, READER_MT);
+  if (!box) box = luaL_testudata(L, idx, WRITER_MT);
+  lstream *s = box ? box_stream(box) : NULL;
+  if (s) lstream_close(s, 0);
 }
 
 /* __close of a reader: the stream is no longer wanted (a subprocess's
