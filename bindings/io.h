@@ -35,7 +35,8 @@ void io_open_errors(lua_State *L);
  * serve_forever, process wait): no allocation; the cancel hook unlinks it
  * (idempotent, so it is right whether or not the task was woken).  Each
  * queue holds the waiters of one condition only, so whoever makes that
- * condition true wakes exactly them, once. */
+ * condition true wakes exactly them, once.  k may be NULL when the wake-up
+ * itself is the answer (the wait returns nothing). */
 static inline int io_wait_cancel(host_task *t, int woken) {
   (void)woken;
   waitq_remove(t);

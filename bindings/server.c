@@ -199,17 +199,11 @@ static int server_is_serving(lua_State *L) {
   return 1;
 }
 
-static int woken_k(lua_State *L, lua_KContext ctx) {
-  (void)L;
-  (void)ctx;
-  return 0;
-}
-
 /* Parks the running task until the server has ended (it is woken only
  * then). */
 static int wait_ended(lua_State *L, server *srv) {
   if (server_ended(srv)) return 0;
-  return io_wait(L, host_task_of(L), &srv->closers, woken_k);
+  return io_wait(L, host_task_of(L), &srv->closers, NULL);
 }
 
 static int server_wait_closed(lua_State *L) {
@@ -227,7 +221,7 @@ static int server_serve_forever(lua_State *L) {
   host_check_task(L, "serve_forever");
   lua_settop(L, 1);
   if (srv->hd.closing) return 0;
-  return io_wait(L, host_task_of(L), &srv->forever, woken_k);
+  return io_wait(L, host_task_of(L), &srv->forever, NULL);
 }
 
 static int server_tbc(lua_State *L) {
@@ -240,7 +234,7 @@ static int server_tbc(lua_State *L) {
 }
 
 static int server_index(lua_State *L) {
-  server *srv = check_server(L, "index");
+  server *srv = check_server(L, "Server");
   const char *key = lua_tostring(L, 2);
   if (key && strcmp(key, "port") == 0) {
     struct sockaddr_storage ss;

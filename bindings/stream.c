@@ -897,18 +897,12 @@ static int writer_close(lua_State *L) {
   return 0;
 }
 
-static int wait_closed_k(lua_State *L, lua_KContext ctx) {
-  (void)L;
-  (void)ctx;
-  return 0;
-}
-
 static int writer_wait_closed(lua_State *L) {
   lstream *s = check_writer(L);
   if (s->hd.closed) return 0;
   host_task *t = host_check_task(L, "wait_closed");
   lua_settop(L, 1);
-  return io_wait(L, t, &s->closers, wait_closed_k);
+  return io_wait(L, t, &s->closers, NULL);
 }
 
 /* __close: close, and wait for it when inside a task (as `async with`). */
@@ -918,7 +912,7 @@ static int writer_tbc(lua_State *L) {
   host_task *t = host_task_of(L);
   if (s->hd.closed || !t || !lua_isyieldable(L)) return 0;
   lua_settop(L, 1);
-  return io_wait(L, t, &s->closers, wait_closed_k);
+  return io_wait(L, t, &s->closers, NULL);
 }
 
 void lstream_close_wrapper(lua_State *L, int idx) {
