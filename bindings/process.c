@@ -473,6 +473,7 @@ void io_open_process(lua_State *L, lasync_host *h) {
   lua_pushcfunction(L, proc_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
+  host_handle_register(L, &PROCESS_TYPE);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   int m = lua_gettop(L);

@@ -419,6 +419,7 @@ void io_open_server(lua_State *L, lasync_host *h) {
   lua_pushcfunction(L, server_tbc);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
+  host_handle_register(L, &SERVER_TYPE);
   lua_pushlightuserdata(L, h);
   lua_newtable(L);
   luaL_setfuncs(L, server_methods, 0);

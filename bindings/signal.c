@@ -268,6 +268,7 @@ void io_open_signal(lua_State *L, lasync_host *h) {
                                   {"__close", host_handle_gc},
                                   {NULL, NULL}};
   host_new_type(L, SIGNAL_MT, NULL, meta, 0);
+  host_handle_register(L, &SIGNAL_TYPE);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }

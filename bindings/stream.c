@@ -1052,6 +1052,8 @@ void io_open_stream(lua_State *L, lasync_host *h) {
   lua_pop(L, 1);
   new_type(L, WRITER_MT, writer_methods, writer_tbc);
   lua_pop(L, 1);
+  host_handle_register(L, &READER_TYPE);
+  host_handle_register(L, &WRITER_TYPE);
   lua_pushlightuserdata(L, h);
   lua_pushcclosure(L, l_stream_reader, 1);
   lua_setfield(L, -2, "StreamReader");

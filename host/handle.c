@@ -61,9 +61,25 @@ void host_handle_after_close(host_handle *hd) {
   host_handle_drop(hd);
 }
 
+void host_handle_register(lua_State *L, const host_handle_type *type) {
+  luaL_getmetatable(L, type->tname);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, type);
+}
+
+/* luaL_checkudata finds the metatable by name (hashing the name through
+ * Lua's string cache on every call); stream reads and writes check their
+ * wrapper on every call, so the metatable is found by the type's address. */
 host_handle *host_handle_test(lua_State *L, int idx,
                               const host_handle_type *type) {
-  return *(host_handle **)luaL_checkudata(L, idx, type->tname);
+  void *box = lua_touserdata(L, idx);
+  if (box && lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, type);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same) return *(host_handle **)box;
+  }
+  luaL_typeerror(L, idx, type->tname);
+  return NULL;
 }
 
 host_handle *host_handle_check(lua_State *L, int idx,

@@ -44,6 +44,9 @@ struct host_handle {
   unsigned char closed;         /* the handle's close callback has run */
 };
 
+/* Makes the metatable type->tname (made already) known to the checks
+ * below.  Call once per type after making its metatable.  [-0, +0] */
+void host_handle_register(lua_State *L, const host_handle_type *type);
 /* Starts the protocol for a record whose handle is initialised on h's loop:
  * one hold for the handle; the host closes it when it stops. */
 void host_handle_init(host_handle *hd, const host_handle_type *type,
