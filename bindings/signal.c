@@ -110,14 +110,14 @@ typedef struct sig_rec {
   lasync_host *h;
   int fn_ref;     /* registry: {fn, args...} */
   int pending;    /* deliveries not yet handed to call_soon */
-  unsigned char queued, closed;
+  unsigned char queued, dead; /* dead: freed when the ready queue reaches it */
 } sig_rec;
 
 /* The last hold went (the handle closed and the box was collected). */
 static void sig_free(host_handle *hd) {
   sig_rec *s = host_container_of(hd, sig_rec, hd);
   if (s->queued)
-    s->closed = 1; /* freed when the ready queue reaches it */
+    s->dead = 1;
   else
     free(s);
 }
@@ -133,7 +133,7 @@ static void deliver(lasync_host *h, host_ready *r) {
   sig_rec *s = host_container_of(r, sig_rec, ready);
   lua_State *L = h->cbL;
   s->queued = 0;
-  if (s->closed) {
+  if (s->dead) {
     free(s);
     return;
   }
