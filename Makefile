@@ -81,6 +81,7 @@ test: spec check
 
 # The project's rows beside the peers (see shared/bench/README.md).
 bench: build
+	BENCH_BUILD_DIR=$(abspath $(BUILD))/bench \
 	PROJECT_CMD=$(abspath $(LASYNC)) PROJECT_BENCH_DIR=$(abspath bench) \
 	  ../shared/bench/run $(BENCH_ARGS)
 

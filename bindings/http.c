@@ -25,12 +25,11 @@
 
 #include <curl/curl.h>
 
-#include "../host/host.h"
+#include "../host/buf.h"
+#include "waitq.h"
 /* bindings/http.lua, compiled in (cmake/embed.cmake) */
 extern const unsigned char lasync_http_lua[];
 extern const size_t lasync_http_lua_len;
-
-#define HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
 
 #define SESSION_MT "asyncio.http.core.Session"
 #define XFER_MT "asyncio.http.core.Transfer"
@@ -47,33 +46,6 @@ extern const size_t lasync_http_lua_len;
 /* The response's header block, 1xx and trailers included; curl already
  * refuses a single header line over CURL_MAX_HTTP_HEADER (100 KiB). */
 #define MAX_HEAD (256 * 1024)
-
-/* ---- growable byte buffer --------------------------------------------- */
-
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-} buf;
-
-static int buf_add(buf *b, const char *d, size_t n) {
-  if (n > b->cap - b->len) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return -1;
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, d, n);
-  b->len += n;
-  return 0;
-}
-
-static void buf_free(buf *b) {
-  free(b->p);
-  b->p = NULL;
-  b->len = b->cap = 0;
-}
 
 /* ---- types ------------------------------------------------------------ */
 
@@ -94,7 +66,7 @@ struct session {
   uv_timer_t timer;
   host_link socks;   /* open sock handles */
   host_link active;  /* xfers in the multi handle */
-  host_link waiters; /* xfers waiting for a slot, FIFO */
+  host_link waiters; /* waitq: tasks waiting for a slot (wait_data: xfer) */
   CURL *pool[POOL_MAX];
   int npool;
   int limit;     /* requests in flight at most (INT_MAX: no limit) */
@@ -108,12 +80,12 @@ enum { X_NEW, X_QUEUED, X_RUNNING, X_DONE, X_FINISHED };
 enum { W_SLOT, W_DONE, W_READY, W_DATA };
 
 typedef struct xfer {
-  host_link link;        /* in session->waiters or ->active */
+  host_link link;        /* in session->active while running */
   session *s;            /* NULL once nothing of the session is held */
   CURL *easy;
   host_task *task;       /* the task parked on this transfer, or NULL */
   struct curl_slist *hdrs;
-  buf body, head;
+  host_buf body, head;
   char *url;             /* final URL, malloc'd */
   long status;
   curl_off_t max_body;   /* -1: no cap (a stream is never capped here) */
@@ -199,13 +171,12 @@ static void xfer_notify(xfer *x) {
 
 /* A slot is free: hand it to the first waiter (it stays counted). */
 static void slot_release(session *s) {
-  host_link *l = host_list_first(&s->waiters);
-  if (!l) {
+  host_task *t = waitq_pop(&s->waiters);
+  if (!t) {
     s->inflight--;
     return;
   }
-  xfer *x = host_container_of(l, xfer, link);
-  host_list_remove(l);
+  xfer *x = t->wait_data;
   x->state = X_NEW;
   x->has_slot = 1;
   xfer_notify(x);
@@ -264,7 +235,7 @@ static void xfer_detach(xfer *x) {
   session *s = x->s;
   if (!s) return;
   if (x->state == X_QUEUED) {
-    host_list_remove(&x->link);
+    if (x->task) waitq_remove(x->task);
   } else if (x->state == X_RUNNING) {
     curl_multi_remove_handle(s->multi, x->easy);
     host_list_remove(&x->link);
@@ -291,8 +262,8 @@ static void xfer_finish(xfer *x) {
   x->state = X_FINISHED;
   curl_slist_free_all(x->hdrs);
   x->hdrs = NULL;
-  buf_free(&x->body);
-  buf_free(&x->head);
+  host_buf_free(&x->body);
+  host_buf_free(&x->head);
   free(x->url);
   x->url = NULL;
 }
@@ -419,7 +390,7 @@ static size_t on_header(char *d, size_t size, size_t n, void *ud) {
     x->head_too_large = 1;
     return 0;
   }
-  if (buf_add(&x->head, d, len)) {
+  if (host_buf_add(&x->head, d, len)) {
     x->oom = 1;
     return 0;
   }
@@ -453,11 +424,10 @@ static size_t on_write(char *d, size_t size, size_t n, void *ud) {
     curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
     if (cl > (curl_off_t)len && cl < 64 * 1024 * 1024 &&
         (x->max_body < 0 || cl <= x->max_body)) {
-      x->body.p = malloc((size_t)cl);
-      x->body.cap = x->body.p ? (size_t)cl : 0;
+      host_buf_resize(&x->body, (size_t)cl); /* else it grows as it comes */
     }
   }
-  if (buf_add(&x->body, d, len)) {
+  if (host_buf_add(&x->body, d, len)) {
     x->oom = 1;
     return 0;
   }
@@ -585,32 +555,35 @@ static session **test_session(lua_State *L, int idx) {
 
 static session *check_session(lua_State *L, int idx) {
   session *s = *test_session(L, idx);
-  if (!s) luaL_error(L, "asyncio.http: the session is closed");
+  if (!s) host_error_raise(L, "InvalidStateError", "the session is closed");
   return s;
 }
 
 /* Closes the session: every transfer it holds is detached; with L, tasks
  * parked on them are woken with http.Error kind "closed" (not at __gc,
  * where no task can be parked on an unreachable session). */
+static void abort_xfer(xfer *x, lua_State *L) {
+  host_task *t = x->task;
+  xfer_detach(x);
+  x->state = X_DONE;
+  x->result = CURLE_ABORTED_BY_CALLBACK;
+  x->closed_early = 1;
+  x->task = NULL;
+  if (t && L) {
+    push_error(L, "closed", x->url ? x->url : "", 0, "the session was closed");
+    host_wake_error(t, L);
+  }
+}
+
 static void session_close(session *s, lua_State *L) {
   host_link *l;
+  host_task *t;
   host_closeable_remove(&s->closer);
   if (s->box) *s->box = NULL;
   s->box = NULL;
-  while ((l = host_list_first(&s->waiters)) ||
-         (l = host_list_first(&s->active))) {
-    xfer *x = host_container_of(l, xfer, link);
-    host_task *t = x->task;
-    xfer_detach(x);
-    x->state = X_DONE;
-    x->result = CURLE_ABORTED_BY_CALLBACK;
-    x->closed_early = 1;
-    x->task = NULL;
-    if (t && L) {
-      push_error(L, "closed", x->url ? x->url : "", 0, "the session was closed");
-      host_wake_error(t, L);
-    }
-  }
+  while ((t = waitq_pop(&s->waiters))) abort_xfer(t->wait_data, L);
+  while ((l = host_list_first(&s->active)))
+    abort_xfer(host_container_of(l, xfer, link), L);
   s->closed = 1;
   for (int i = 0; i < s->npool; i++) curl_easy_cleanup(s->pool[i]);
   s->npool = 0;
@@ -986,7 +959,7 @@ static int l_perform(lua_State *L) {
     return start(L, t, x);
   }
   x->state = X_QUEUED;
-  host_list_push(&s->waiters, &x->link);
+  waitq_push(&s->waiters, t);
   x->task = t;
   x->want = W_SLOT;
   return host_park(L, t, perform_cancel, x, perform_slot_k, 0);
@@ -1013,7 +986,7 @@ static int take_chunk(lua_State *L, xfer *x) {
     return 1;
   }
   if (x->closed_early)
-    return luaL_error(L, "asyncio.http: the response is closed");
+    return host_error_raise(L, "InvalidStateError", "the response is closed");
   if (x->result != CURLE_OK) {
     push_xfer_error(L, x, x->url ? x->url : "");
     xfer_finish(x);
@@ -1048,148 +1021,16 @@ static int l_close_xfer(lua_State *L) {
   return 0;
 }
 
-/* ---- files for resp:save() (uv_fs on the thread pool) ----------------- */
+/* ---- files for resp:save() ------------------------------------------ */
 
-typedef struct fsreq {
-  uv_fs_t req;
-  host_task *task; /* NULL when the waiter went away */
-  size_t len, off;
-  char data[];
-} fsreq;
-
-static void close_done(uv_fs_t *r) {
-  uv_fs_req_cleanup(r);
-  free(r);
-}
-
-static void fs_done(uv_fs_t *r) {
-  fsreq *f = r->data;
-  if (f->task) {
-    host_task *t = f->task;
-    f->task = NULL;
-    host_wake(t, NULL, 0);
-    return;
-  }
-  /* Orphaned by a cancelled task: an open that succeeded is closed. */
-  if (r->fs_type == UV_FS_OPEN && r->result >= 0) {
-    uv_fs_t *c = malloc(sizeof *c);
-    if (c && uv_fs_close(r->loop, c, (uv_file)r->result, close_done) < 0)
-      free(c);
-  }
-  uv_fs_req_cleanup(r);
-  free(f);
-}
-
-/* woken 0: the request is still on the thread pool: orphan it (fs_done
- * frees it).  woken 1: fs_done has run: free it here. */
-static int fs_cancel(host_task *t, int woken) {
-  fsreq *f = t->wait_data;
-  if (woken) {
-    uv_fs_req_cleanup(&f->req);
-    free(f);
-  } else {
-    f->task = NULL;
-  }
-  return 0;
-}
-
-static int fs_raise(lua_State *L, fsreq *f, const char *path, const char *what) {
-  int rc = (int)f->req.result;
-  uv_fs_req_cleanup(&f->req);
-  free(f);
-  host_error_new(L, ERROR_CLASS, "cannot %s %s: %s", what, path, uv_strerror(rc));
-  lua_pushliteral(L, "io");
-  lua_setfield(L, -2, "kind");
-  lua_pushstring(L, path);
-  lua_setfield(L, -2, "path");
-  lua_pushstring(L, uv_err_name(rc));
-  lua_setfield(L, -2, "code");
-  return lua_error(L);
-}
-
-static fsreq *fs_new(lua_State *L, size_t extra) {
-  fsreq *f = malloc(sizeof *f + extra);
-  if (!f) luaL_error(L, "asyncio.http: out of memory");
-  memset(f, 0, sizeof *f);
-  f->req.data = f;
-  return f;
-}
-
-static int open_k(lua_State *L, lua_KContext ctx) {
-  fsreq *f = (fsreq *)ctx;
-  if (f->req.result < 0) return fs_raise(L, f, lua_tostring(L, 1), "open");
-  lua_pushinteger(L, f->req.result);
-  uv_fs_req_cleanup(&f->req);
-  free(f);
-  return 1;
-}
-
-/* core.fs_open(path) -> fd (write-only, created or truncated) */
-static int l_fs_open(lua_State *L) {
-  const char *path = host_check_cstring(L, 1, NULL);
-  host_task *t = host_check_task(L, "save");
+/* core.fs() -> asyncio.fs, or nil where the embedder left it out: save()
+ * writes through fs's File (one async-file engine, one set of errors), so a
+ * sandbox without LASYNC_LIB_FS cannot write files through http either. */
+static int l_fs(lua_State *L) {
   lasync_host *h = HOST(L);
-  fsreq *f = fs_new(L, 0);
-  int rc = uv_fs_open(h->loop, &f->req, path, UV_FS_O_WRONLY | UV_FS_O_CREAT |
-                      UV_FS_O_TRUNC, 0644, fs_done);
-  if (rc < 0) {
-    f->req.result = rc;
-    return fs_raise(L, f, path, "open");
-  }
-  f->task = t;
-  return host_park(L, t, fs_cancel, f, open_k, (lua_KContext)f);
-}
-
-static int write_k(lua_State *L, lua_KContext ctx);
-
-/* Writes what is left of f's data at the file's position and parks. */
-static int write_rest(lua_State *L, fsreq *f) {
-  uv_buf_t b = uv_buf_init(f->data + f->off, (unsigned)(f->len - f->off));
-  int rc = uv_fs_write(HOST(L)->loop, &f->req, (uv_file)lua_tointeger(L, 1), &b,
-                       1, -1, fs_done);
-  if (rc < 0) {
-    f->req.result = rc;
-    return fs_raise(L, f, "file", "write to");
-  }
-  f->task = host_task_of(L);
-  return host_park(L, f->task, fs_cancel, f, write_k, (lua_KContext)f);
-}
-
-static int write_k(lua_State *L, lua_KContext ctx) {
-  fsreq *f = (fsreq *)ctx;
-  ssize_t n = f->req.result;
-  if (n < 0) return fs_raise(L, f, "file", "write to");
-  f->off += (size_t)n;
-  uv_fs_req_cleanup(&f->req);
-  if (f->off >= f->len || n == 0) {
-    free(f);
-    return 0;
-  }
-  return write_rest(L, f);
-}
-
-/* core.fs_write(fd, data): the whole string is written (a copy, so a
- * cancelled write never reads freed memory). */
-static int l_fs_write(lua_State *L) {
-  luaL_checkinteger(L, 1);
-  size_t len;
-  const char *data = luaL_checklstring(L, 2, &len);
-  host_check_task(L, "save");
-  if (len == 0) return 0;
-  fsreq *f = fs_new(L, len);
-  memcpy(f->data, data, len);
-  f->len = len;
-  lua_settop(L, 1);
-  return write_rest(L, f);
-}
-
-/* core.fs_close(fd): queued on the thread pool; never waits. */
-static int l_fs_close(lua_State *L) {
-  lua_Integer fd = luaL_checkinteger(L, 1);
-  uv_fs_t *r = malloc(sizeof *r);
-  if (!r) return luaL_error(L, "asyncio.http: out of memory");
-  if (uv_fs_close(HOST(L)->loop, r, (uv_file)fd, close_done) < 0) free(r);
-  return 0;
+  if (!(h->libs & LASYNC_LIB_FS)) return 0;
+  luaL_requiref(L, "asyncio.fs", luaopen_asyncio_fs, 0);
+  return 1;
 }
 
 /* ---- URLs ------------------------------------------------------------- */
@@ -1243,8 +1084,7 @@ static const luaL_Reg core_funcs[] = {
     {"session", l_session}, {"close", l_close},
     {"perform", l_perform}, {"stats", l_stats},
     {"read", l_read},       {"close_xfer", l_close_xfer},
-    {"fs_open", l_fs_open}, {"fs_write", l_fs_write},
-    {"fs_close", l_fs_close}, {"join", l_join},
+    {"fs", l_fs},           {"join", l_join},
     {"unknown_option", l_unknown_option},
     {NULL, NULL}};
 
@@ -1256,8 +1096,11 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
       return luaL_error(L, "asyncio.http: curl_global_init failed");
     curl_ready = 1;
   }
-  static const luaL_Reg session_meta[] = {{"__gc", session_gc}, {NULL, NULL}};
-  static const luaL_Reg xfer_meta[] = {{"__gc", xfer_gc}, {NULL, NULL}};
+  /* __close as close() (waiting tasks are woken), __gc without waking */
+  static const luaL_Reg session_meta[] = {
+      {"__gc", session_gc}, {"__close", l_close}, {NULL, NULL}};
+  static const luaL_Reg xfer_meta[] = {
+      {"__gc", xfer_gc}, {"__close", xfer_gc}, {NULL, NULL}};
   host_new_type(L, SESSION_MT, NULL, session_meta, 0);
   host_new_type(L, XFER_MT, NULL, xfer_meta, 0);
   if (luaL_loadbufferx(L, (const char *)lasync_http_lua, lasync_http_lua_len,

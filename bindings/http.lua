@@ -280,20 +280,20 @@ function rmethods:json()
   return decode(self:read())
 end
 
--- Streams the body into a file (async writes on libuv's thread pool).
+-- Streams the body into a file through asyncio.fs (created or truncated;
+-- its failures are asyncio.fs's: FileNotFoundError, PermissionError...).
 -- Returns the number of bytes written.
 function rmethods:save(path)
   checktype(path, 1, "save", "string")
-  local fd = core.fs_open(path)
+  local fs = core.fs()
+  if not fs then error("asyncio.http: save() needs asyncio.fs, which this state does not open", 2) end
+  local f <close> = fs.open(path, "w")
   local n = 0
-  local ok, err = pcall(function()
-    for chunk in self:iter_chunks() do
-      core.fs_write(fd, chunk)
-      n = n + #chunk
-    end
-  end)
-  core.fs_close(fd)
-  if not ok then error(err, 0) end
+  for chunk in self:iter_chunks() do
+    f:write(chunk)
+    n = n + #chunk
+  end
+  f:close()
   return n
 end
 

@@ -1,6 +1,8 @@
-/* Shared by the I/O bindings (stream.c, server.c, process.c, signal.c):
- * the stream layer over uv_stream_t, OS error objects, a small waiter list
- * and signal names. */
+/* Shared by the I/O bindings (stream.c, net.c, server.c, process.c,
+ * signal.c): the stream layer over uv_stream_t, waits on waitq.h queues,
+ * name resolution and socket addresses, signal names.  Their records
+ * follow host/handle.h's lifetime protocol; their errors come from
+ * host/errors.c. */
 #ifndef LASYNC_IO_H
 #define LASYNC_IO_H
 
@@ -18,16 +20,6 @@ static inline lasync_host *io_live_host(lua_State *L, const char *fname) {
                      fname);
   return h;
 }
-
-/* ---- OS errors -------------------------------------------------------- */
-
-/* Pushes an error object for the libuv error `code` (negative): its class
- * follows Python's OSError tree (ConnectionRefusedError, BrokenPipeError,
- * FileNotFoundError, ...), with fields code = "ECONNREFUSED" and errno. */
-void io_push_oserror(lua_State *L, int code, const char *fmt, ...);
-int io_raise_oserror(lua_State *L, int code, const char *fmt, ...);
-/* Registers the OSError classes into the module table at the top. */
-void io_open_errors(lua_State *L);
 
 /* ---- waiters ---------------------------------------------------------- */
 

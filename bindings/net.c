@@ -168,8 +168,8 @@ static int start_op(lua_State *L, host_task *t, int mode, const char *host,
                           &hints);
   if (rc) {
     free(op);
-    return io_raise_oserror(L, rc, "cannot resolve %s:%d", host ? host : "*",
-                            port);
+    return host_raise_oserror(L, rc, "getaddrinfo", lua_pushfstring(
+                                  L, "%s:%d", host ? host : "*", port));
   }
   op->in_flight = 1;
   if (timeout >= 0 && host_timer_start(h, &op->timer,
@@ -187,14 +187,11 @@ static net_op *op_result(lua_State *L, lua_KContext ctx, const char *what) {
   net_op *op = (net_op *)ctx;
   op->t = NULL;
   if (op->status == 0) return op;
-  int st = op->status, mode = op->mode;
+  int st = op->status;
   char where[sizeof op->where];
   memcpy(where, op->where, sizeof where);
   op_maybe_free(op);
-  if (st == UV_ETIMEDOUT && mode == OP_CONNECT)
-    io_push_oserror(L, st, "%s %s timed out", what, where);
-  else
-    io_push_oserror(L, st, "%s %s failed", what, where);
+  host_push_oserror(L, st, what, where);
   lua_pushstring(L, where);
   lua_setfield(L, -2, "address");
   return lua_error(L), NULL;
@@ -216,7 +213,7 @@ int io_resolve_passive(lua_State *L, host_task *t, const char *host, int port,
 
 struct addrinfo *io_resolved(lua_State *L, lua_KContext ctx, char *where,
                              size_t size) {
-  net_op *op = op_result(L, ctx, "start_server on");
+  net_op *op = op_result(L, ctx, "listen");
   snprintf(where, size, "%s", op->where);
   return op->res;
 }
@@ -278,7 +275,7 @@ static int l_getaddrinfo(lua_State *L) {
 /* ---- open_connection -------------------------------------------------- */
 
 static int connect_k(lua_State *L, lua_KContext ctx) {
-  net_op *op = op_result(L, ctx, "connect to");
+  net_op *op = op_result(L, ctx, "connect");
   lstream *s = op->s;
   op->s = NULL;
   if (op->limit) lstream_set_limit(s, op->limit);
@@ -288,7 +285,7 @@ static int connect_k(lua_State *L, lua_KContext ctx) {
   lstream_push_reader(L, s);
   lstream_push_writer(L, s);
   lstream_unref(s); /* the wrappers own it now */
-  if (rc) return io_raise_oserror(L, rc, "cannot read from the connection");
+  if (rc) return host_raise_oserror(L, rc, "read", NULL);
   return 2;
 }
 

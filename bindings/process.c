@@ -107,11 +107,13 @@ static int proc_wait(lua_State *L) {
 
 static int signal_child(lua_State *L, proc *pr, int sig) {
   if (pr->exited) /* as asyncio's Process once the child is gone */
-    return io_raise_oserror(L, UV_ESRCH, "process %d has exited", pr->pid);
+    return host_raise_oserror(L, UV_ESRCH, "kill",
+                              lua_pushfstring(L, "%d", pr->pid));
   check_watched(L, pr, "send_signal");
   int rc = uv_process_kill(&pr->p, sig);
   if (rc && rc != UV_ESRCH)
-    return io_raise_oserror(L, rc, "cannot signal process %d", pr->pid);
+    return host_raise_oserror(L, rc, "kill",
+                              lua_pushfstring(L, "%d", pr->pid));
   return 0;
 }
 
@@ -358,7 +360,7 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
   if (!pr) {
     for (int i = 0; i < 3; i++)
       if (pipes[i]) lstream_unref(pipes[i]);
-    return io_raise_oserror(L, rc, "cannot run '%s'", file);
+    return host_raise_oserror(L, rc, "spawn", file);
   }
   host_handle_attach(box, &pr->hd);
   pr->pid = pr->p.pid;

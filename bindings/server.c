@@ -327,7 +327,7 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
   if (rc) {
     lua_pushvalue(L, 5);
     server_close(L, srv);
-    io_push_oserror(L, rc, "cannot listen on %s", where);
+    host_push_oserror(L, rc, "listen", where);
     return lua_error(L);
   }
   lua_pushvalue(L, 5);

@@ -227,7 +227,8 @@ static int l_add_signal_handler(lua_State *L) {
   if (rc) {
     free(s);
     luaL_unref(L, LUA_REGISTRYINDEX, fn_ref);
-    return io_raise_oserror(L, rc, "cannot watch signal %d", signum);
+    return host_raise_oserror(L, rc, "signal",
+                              lua_pushfstring(L, "%d", signum));
   }
   s->handle.data = s;
   host_handle_init(&s->hd, &SIGNAL_TYPE, h);
@@ -235,7 +236,8 @@ static int l_add_signal_handler(lua_State *L) {
   rc = uv_signal_start(&s->handle, on_signal, signum);
   if (rc) {
     host_handle_release(L, -1);
-    return io_raise_oserror(L, rc, "cannot watch signal %d", signum);
+    return host_raise_oserror(L, rc, "signal",
+                              lua_pushfstring(L, "%d", signum));
   }
   uv_unref((uv_handle_t *)&s->handle);
   lua_rawseti(L, -2, signum);

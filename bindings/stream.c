@@ -1,6 +1,5 @@
 /* Streams: one reader/writer layer over any uv_stream_t (TCP sockets and
- * the pipes of subprocesses), plus the OS error classes and the waiter
- * list the other I/O files share.
+ * the pipes of subprocesses) and in-memory readers.
  *
  * The C record (lstream) is malloc'd and owns the handle; its lifetime is
  * handle.h's: the handle holds it until the close callback, and so does
@@ -18,7 +17,6 @@
  * Writing: uv_try_write first; what the kernel did not take is copied into
  * a uv_write request.  drain() suspends while more than the high-water mark
  * is queued and resumes at the low-water mark. */
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,67 +30,6 @@
 #define HIGH_WATER (64 * 1024)
 #define LOW_WATER (16 * 1024)
 #define READ_CHUNK (64 * 1024)
-
-/* ---- OS errors -------------------------------------------------------- */
-
-static const char *error_class(int code) {
-  switch (code) {
-  case UV_ECONNREFUSED: return "ConnectionRefusedError";
-  case UV_ECONNRESET: return "ConnectionResetError";
-  case UV_ECONNABORTED: return "ConnectionAbortedError";
-  case UV_EPIPE: return "BrokenPipeError";
-  case UV_ENOENT: return "FileNotFoundError";
-  case UV_EACCES:
-  case UV_EPERM: return "PermissionError";
-  case UV_ETIMEDOUT: return "TimeoutError";
-  case UV_ESRCH: return "ProcessLookupError";
-  default: return "OSError";
-  }
-}
-
-void io_open_errors(lua_State *L) {
-  static const char *const tree[][2] = {
-      {"OSError", NULL},
-      {"ConnectionError", "OSError"},
-      {"ConnectionRefusedError", "ConnectionError"},
-      {"ConnectionResetError", "ConnectionError"},
-      {"ConnectionAbortedError", "ConnectionError"},
-      {"BrokenPipeError", "ConnectionError"},
-      {"FileNotFoundError", "OSError"},
-      {"PermissionError", "OSError"},
-      {"ProcessLookupError", "OSError"}};
-  for (size_t i = 0; i < sizeof tree / sizeof tree[0]; i++) {
-    host_error_class(L, tree[i][0], tree[i][1]);
-    lua_setfield(L, -2, tree[i][0]);
-  }
-}
-
-static void vpush_oserror(lua_State *L, int code, const char *fmt,
-                          va_list ap) {
-  lua_pushvfstring(L, fmt, ap);
-  host_error_new(L, error_class(code), "%s (%s: %s)", lua_tostring(L, -1),
-                 uv_err_name(code), uv_strerror(code));
-  lua_remove(L, -2);
-  lua_pushstring(L, uv_err_name(code));
-  lua_setfield(L, -2, "code");
-  lua_pushinteger(L, -code);
-  lua_setfield(L, -2, "errno");
-}
-
-void io_push_oserror(lua_State *L, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vpush_oserror(L, code, fmt, ap);
-  va_end(ap);
-}
-
-int io_raise_oserror(lua_State *L, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vpush_oserror(L, code, fmt, ap);
-  va_end(ap);
-  return lua_error(L);
-}
 
 /* ---- the stream record ------------------------------------------------ */
 
@@ -363,7 +300,7 @@ static int take(lua_State *L, lstream *s, size_t n) {
 }
 
 static int raise_read_error(lua_State *L, lstream *s) {
-  return io_raise_oserror(L, s->rerr, "read failed");
+  return host_raise_oserror(L, s->rerr, "read", NULL);
 }
 
 static int incomplete(lua_State *L, lstream *s, lua_Integer expected) {
@@ -702,7 +639,7 @@ static int reader_exception(lua_State *L) {
   lstream *s = check_reader(L);
   if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) return 1;
   if (s->rerr) {
-    io_push_oserror(L, s->rerr, "read failed");
+    host_push_oserror(L, s->rerr, "read", NULL);
     return 1;
   }
   lua_pushnil(L);
@@ -863,16 +800,10 @@ static int writer_writelines(lua_State *L) {
  * write error, then ConnectionResetError when the connection is closing
  * or data written was dropped.  Returns 0 when all is well. */
 static int drain_error(lua_State *L, lstream *s) {
-  if (s->rerr) return io_raise_oserror(L, s->rerr, "connection lost");
-  if (s->werr) return io_raise_oserror(L, s->werr, "write failed");
-  if (s->closing || s->wlost) {
-    host_error_new(L, "ConnectionResetError", "Connection lost");
-    lua_pushliteral(L, "ECONNRESET");
-    lua_setfield(L, -2, "code");
-    lua_pushinteger(L, -UV_ECONNRESET);
-    lua_setfield(L, -2, "errno");
-    return lua_error(L);
-  }
+  if (s->rerr) return host_raise_oserror(L, s->rerr, "read", NULL);
+  if (s->werr) return host_raise_oserror(L, s->werr, "write", NULL);
+  if (s->closing || s->wlost)
+    return host_raise_oserror(L, UV_ECONNRESET, "write", NULL);
   return 0;
 }
 
@@ -953,7 +884,7 @@ static int writer_write_eof(lua_State *L) {
   int r = uv_shutdown(req, &s->u.stream, on_shutdown);
   if (r) {
     free(req);
-    return io_raise_oserror(L, r, "write_eof failed");
+    return host_raise_oserror(L, r, "shutdown", NULL);
   }
   s->eof_sent = 1;
   return 0;
@@ -981,7 +912,7 @@ static int writer_get_extra_info(lua_State *L) {
     lua_settop(L, 3);
     return 1;
   }
-  if (r) return io_raise_oserror(L, r, "get_extra_info('%s') failed", what);
+  if (r) return host_raise_oserror(L, r, "get_extra_info", what);
   io_push_sockaddr(L, (struct sockaddr *)&ss);
   return 1;
 }
@@ -1040,7 +971,6 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
 
 void io_open_stream(lua_State *L, lasync_host *h) {
   io_guard_sigpipe();
-  io_open_errors(L);
   new_type(L, READER_MT, reader_methods, reader_tbc);
   lua_pushcfunction(L, reader_tostring);
   lua_setfield(L, -2, "__tostring");

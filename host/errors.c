@@ -2,7 +2,11 @@
  * instances: __index = the class, __tostring = "Name: message", .parent =
  * the base class.  Instances are tables {message = ...} plus whatever fields
  * the raiser adds (errors, partial, kind, url...).  Classes are kept by name
- * in a registry table so every binding finds the same ones. */
+ * in a registry table so every binding finds the same ones.
+ *
+ * Every failure the OS reports (a libuv error code) is built by
+ * host_push_oserror, whichever binding meets it: the same ENOENT is one
+ * FileNotFoundError from fs.open, create_subprocess_exec and resp:save. */
 #include <stdarg.h>
 #include <string.h>
 
@@ -74,6 +78,35 @@ static int error_call(lua_State *L) {
   return 1;
 }
 
+/* The classes every binding shares, each with its parent (NULL: Error).
+ * The OSError tree is Python's (PEP 3151); TimeoutError stays asyncio's
+ * one class, so ETIMEDOUT and wait_for's timeout are caught alike. */
+static const char *const CLASSES[][2] = {
+    {"CancelledError", NULL},        {"TimeoutError", NULL},
+    {"InvalidStateError", NULL},     {"QueueEmpty", NULL},
+    {"QueueFull", NULL},             {"QueueShutDown", NULL},
+    {"LimitOverrunError", NULL},     {"IncompleteReadError", NULL},
+    {"BrokenBarrierError", NULL},    {"ExceptionGroup", NULL},
+    {"OSError", NULL},
+    {"ConnectionError", "OSError"},
+    {"ConnectionRefusedError", "ConnectionError"},
+    {"ConnectionResetError", "ConnectionError"},
+    {"ConnectionAbortedError", "ConnectionError"},
+    {"BrokenPipeError", "ConnectionError"},
+    {"BlockingIOError", "OSError"},  {"FileExistsError", "OSError"},
+    {"FileNotFoundError", "OSError"},
+    {"InterruptedError", "OSError"}, {"IsADirectoryError", "OSError"},
+    {"NotADirectoryError", "OSError"}, {"PermissionError", "OSError"},
+    {"ProcessLookupError", "OSError"}};
+
+/* The parent a class is born with when its creator does not name one:
+ * whichever binding first builds a FileNotFoundError, it is an OSError. */
+static const char *known_parent(const char *name) {
+  for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++)
+    if (strcmp(CLASSES[i][0], name) == 0) return CLASSES[i][1];
+  return NULL;
+}
+
 void host_error_class(lua_State *L, const char *name, const char *parent) {
   push_classes(L);
   if (lua_getfield(L, -1, name) == LUA_TTABLE) {
@@ -81,6 +114,7 @@ void host_error_class(lua_State *L, const char *name, const char *parent) {
     return;
   }
   lua_pop(L, 1);
+  if (!parent) parent = known_parent(name);
   lua_newtable(L); /* the class */
   lua_pushstring(L, name);
   lua_setfield(L, -2, "__name");
@@ -175,20 +209,78 @@ static int l_is(lua_State *L) {
   return 1;
 }
 
-static const char *const CLASSES[] = {
-    "CancelledError", "TimeoutError", "InvalidStateError", "QueueEmpty",
-    "QueueFull", "QueueShutDown", "LimitOverrunError", "IncompleteReadError",
-    "BrokenBarrierError", "ExceptionGroup", NULL};
-
 /* Puts asyncio.Error, every class above and asyncio.is into the module
  * table at the top of the stack. */
 void host_errors_open(lua_State *L) {
   host_error_class(L, BASE_CLASS, NULL);
   lua_setfield(L, -2, BASE_CLASS);
-  for (const char *const *n = CLASSES; *n; n++) {
-    host_error_class(L, *n, NULL);
-    lua_setfield(L, -2, *n);
+  for (size_t i = 0; i < sizeof CLASSES / sizeof CLASSES[0]; i++) {
+    host_error_class(L, CLASSES[i][0], CLASSES[i][1]);
+    lua_setfield(L, -2, CLASSES[i][0]);
   }
   lua_pushcfunction(L, l_is);
   lua_setfield(L, -2, "is");
+}
+
+/* ---- OS errors -------------------------------------------------------- */
+
+/* Python's errno -> OSError subclass table (PEP 3151), over libuv's codes. */
+static const char *oserror_class(int code) {
+  switch (code) {
+  case UV_ECONNREFUSED: return "ConnectionRefusedError";
+  case UV_ECONNRESET: return "ConnectionResetError";
+  case UV_ECONNABORTED: return "ConnectionAbortedError";
+  case UV_EPIPE:
+  case UV_ESHUTDOWN: return "BrokenPipeError";
+  case UV_EAGAIN:
+  case UV_EALREADY: return "BlockingIOError";
+  case UV_EEXIST: return "FileExistsError";
+  case UV_ENOENT: return "FileNotFoundError";
+  case UV_EINTR: return "InterruptedError";
+  case UV_EISDIR: return "IsADirectoryError";
+  case UV_ENOTDIR: return "NotADirectoryError";
+  case UV_EACCES:
+  case UV_EPERM: return "PermissionError";
+  case UV_ESRCH: return "ProcessLookupError";
+  case UV_ETIMEDOUT: return "TimeoutError";
+  default: return "OSError";
+  }
+}
+
+void host_push_oserror_dest(lua_State *L, int code, const char *op,
+                            const char *path, const char *dest) {
+  const char *cls = oserror_class(code);
+  const char *name = uv_err_name(code), *why = uv_strerror(code);
+  if (dest)
+    host_error_new(L, cls, "%s: %s, %s '%s' -> '%s'", name, why, op, path,
+                   dest);
+  else if (path)
+    host_error_new(L, cls, "%s: %s, %s '%s'", name, why, op, path);
+  else
+    host_error_new(L, cls, "%s: %s, %s", name, why, op);
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "code");
+  lua_pushinteger(L, -code);
+  lua_setfield(L, -2, "errno");
+  lua_pushstring(L, op);
+  lua_setfield(L, -2, "op");
+  if (path) {
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+  }
+  if (dest) {
+    lua_pushstring(L, dest);
+    lua_setfield(L, -2, "dest");
+  }
+}
+
+void host_push_oserror(lua_State *L, int code, const char *op,
+                       const char *path) {
+  host_push_oserror_dest(L, code, op, path, NULL);
+}
+
+int host_raise_oserror(lua_State *L, int code, const char *op,
+                       const char *path) {
+  host_push_oserror_dest(L, code, op, path, NULL);
+  return lua_error(L);
 }

@@ -195,6 +195,19 @@ int host_error_raise(lua_State *L, const char *name, const char *fmt, ...);
 /* Is the value at idx an instance of `name` (or of a subclass)? */
 int host_error_is(lua_State *L, int idx, const char *name);
 int host_is_cancelled_error(lua_State *L, int idx);
+/* The one builder of OS errors, for every binding (streams, processes,
+ * fs, http's save): pushes an instance of the OSError subclass Python
+ * gives the libuv error `code` (negative): ENOENT -> FileNotFoundError,
+ * ECONNREFUSED -> ConnectionRefusedError, ... (docs/errors.md).  Message
+ * "ENOENT: no such file or directory, open '/x'"; fields code ("ENOENT"),
+ * errno (2), op ("open") and, when not NULL, path (the file, address or
+ * name the operation was on) and dest (rename's target). */
+void host_push_oserror(lua_State *L, int code, const char *op,
+                       const char *path);
+void host_push_oserror_dest(lua_State *L, int code, const char *op,
+                            const char *path, const char *dest);
+int host_raise_oserror(lua_State *L, int code, const char *op,
+                       const char *path);
 
 /* ---- the host --------------------------------------------------------- */
 

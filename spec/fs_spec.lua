@@ -23,6 +23,7 @@ local function expect_fs_error(code, op, path, fn, ...)
   local ok, err = pcall(fn, ...)
   assert.is_false(ok, "expected an error")
   assert.is_true(asyncio.is(err, fs.Error), "not an fs.Error: " .. tostring(err))
+  assert.is_true(asyncio.is(err, asyncio.OSError))
   assert.is_true(asyncio.is(err, asyncio.Error))
   assert.are.equal(code, err.code)
   if op then assert.are.equal(op, err.op) end
@@ -94,8 +95,18 @@ describe("asyncio.fs", function()
     it("reports errors with the code, the operation and the path", function()
       local e = expect_fs_error("ENOENT", "open", "/nonexistent/x", fs.read_file, "/nonexistent/x")
       assert.are.equal("ENOENT: no such file or directory, open '/nonexistent/x'", e.message)
-      assert.are.equal("FSError: ENOENT: no such file or directory, open '/nonexistent/x'", tostring(e))
+      assert.are.equal("FileNotFoundError: ENOENT: no such file or directory, open '/nonexistent/x'", tostring(e))
       assert.are.equal(2, e.errno)
+      -- fs.Error is asyncio.OSError; each errno has Python's subclass
+      assert.are.equal(asyncio.OSError, fs.Error)
+      assert.is_true(asyncio.is(e, asyncio.FileNotFoundError))
+      assert.is_true(asyncio.is(expect_fs_error("EISDIR", "read", dir, fs.read_file, dir),
+        asyncio.IsADirectoryError))
+      assert.is_true(asyncio.is(expect_fs_error("EEXIST", "mkdir", dir, fs.mkdir, dir),
+        asyncio.FileExistsError))
+      assert.is_true(asyncio.is(expect_fs_error("ENOTDIR", "open", dir .. "/f/x",
+        function() fs.write_file(dir .. "/f", "") fs.read_file(dir .. "/f/x") end),
+        asyncio.NotADirectoryError))
       expect_fs_error("EISDIR", "read", dir, fs.read_file, dir)
       expect_fs_error("ENOENT", "open", dir .. "/no/f", fs.write_file, dir .. "/no/f", "x")
       expect_fs_error("EISDIR", "open", dir, fs.write_file, dir, "x")
@@ -284,7 +295,7 @@ describe("asyncio.fs", function()
       expect_fs_error("ENOENT", "open", dir .. "/missing", fs.open, dir .. "/missing", "r+")
     end)
 
-    it("a closed file raises a clear error", function()
+    it("a closed file raises InvalidStateError", function()
       local f = fs.open(dir .. "/c", "w")
       assert.truthy(tostring(f):match("^fs%.File %(.*/c%)$"))
       f:close()
@@ -292,6 +303,7 @@ describe("asyncio.fs", function()
       for _, m in ipairs {"read", "write", "lines", "seek", "close"} do
         local ok, err = pcall(f[m], f, "x")
         assert.is_false(ok)
+        assert.is_true(asyncio.is(err, asyncio.InvalidStateError), tostring(err))
         assert.truthy(tostring(err):match("attempt to use a closed file"), tostring(err))
       end
     end)

@@ -319,11 +319,13 @@ describe("asyncio.http", function()
       os.remove(path2)
     end)
 
-    it("save() raises http.Error kind io for a bad path", function()
+    it("save() raises asyncio.fs's OSError for a bad path (the class fs.open gives)", function()
       local r = http.fetch(ng.url .. "/hello.txt", {stream = true})
-      local e = err_of(r.save, r, "/nonexistent-dir/x/y")
-      assert.are.equal("io", e.kind)
+      local e = helper.raises(asyncio.FileNotFoundError, r.save, r, "/nonexistent-dir/x/y")
+      assert.is_true(asyncio.is(e, asyncio.OSError))
       assert.are.equal("ENOENT", e.code)
+      assert.are.equal("open", e.op)
+      assert.are.equal("/nonexistent-dir/x/y", e.path)
       r:close()
     end)
 
@@ -346,8 +348,9 @@ describe("asyncio.http", function()
     it("a closed stream raises when read", function()
       local r = http.fetch(py.url .. "/bytes?n=" .. BIG, {stream = true})
       r:close()
-      assert.has_error(function() for _ in r:iter_chunks() do end end,
-        "asyncio.http: the response is closed")
+      local e = helper.raises(asyncio.InvalidStateError,
+        function() for _ in r:iter_chunks() do end end)
+      assert.matches("the response is closed", tostring(e))
     end)
   end)
 
@@ -367,14 +370,16 @@ describe("asyncio.http", function()
       assert.are.equal("timeout", err_of(s.get, s, py.url .. "/never").kind)
     end)
 
-    it("close() fails requests in flight with kind closed; later use raises", function()
+    it("close() fails requests in flight with kind closed; later use raises InvalidStateError", function()
       local s = http.Session()
       local t = asyncio.create_task(function() return s:get(py.url .. "/never") end)
       asyncio.sleep(0.05)
       s:close()
       local e = err_of(t.await, t)
       assert.are.equal("closed", e.kind)
-      assert.has_error(function() s:get(py.url .. "/echo") end, "asyncio.http: the session is closed")
+      e = helper.raises(asyncio.InvalidStateError, s.get, s, py.url .. "/echo")
+      assert.matches("the session is closed", tostring(e))
+      helper.raises(asyncio.InvalidStateError, s.stats, s)
     end)
 
     it("keeps connections alive in a Session", function()
@@ -398,6 +403,22 @@ describe("asyncio.http", function()
       assert.are.equal(0, s:stats().running)
       assert.are.equal(0, s:stats().inflight)
       assert.are.equal(hello, s:get(ng.url .. "/hello.txt").body)
+    end)
+
+    it("close() fails the requests waiting for a slot too, with kind closed", function()
+      local s = http.Session{limit = 1}
+      local tasks = {}
+      for i = 1, 3 do
+        tasks[i] = asyncio.create_task(function() return s:get(py.url .. "/never") end)
+      end
+      asyncio.sleep(0.05)
+      assert.are.equal(2, s:stats().waiting)
+      s:close()
+      for i = 1, 3 do
+        local e = err_of(tasks[i].await, tasks[i])
+        assert.is_true(asyncio.is(e, http.Error), tostring(e))
+        assert.are.equal("closed", e.kind)
+      end
     end)
 
     it("cancelling a request waiting for a slot frees its place in line", function()

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -348,6 +349,31 @@ static void test_sandbox_and_reporter(void) {
   lua_close(L);
 }
 
+/* resp:save writes through asyncio.fs: a state given http but not fs
+ * cannot write files through it. */
+static void test_http_save_needs_fs(void) {
+  lua_State *L = luaL_newstate();
+  lasync_host *h = lasync_new(NULL, L);
+  lasync_openlibs_only(h, LASYNC_LIB_SAFE | LASYNC_LIB_NET | LASYNC_LIB_HTTP);
+  lasync_spawn_string(h,
+    "local srv <close> = asyncio.start_server(function(r, w)\n"
+    "  r:readuntil('\\r\\n\\r\\n')\n"
+    "  w:write('HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\nhi')\n"
+    "  w:drain() w:close() end, '127.0.0.1', 0)\n"
+    "local resp = asyncio.http.fetch('http://127.0.0.1:' .. srv.port .. '/',\n"
+    "  {stream = true})\n"
+    "local ok, err = pcall(resp.save, resp, 'lasync-embed-save.txt')\n"
+    "resp:close()\n"
+    "saved = tostring(ok) .. ' ' .. tostring(err)\n", "=save");
+  CHECK(lasync_run_until_done(h) == 0, "the save script ran");
+  const char *saved = global_string(L, "saved");
+  CHECK(saved && strstr(saved, "false") && strstr(saved, "needs asyncio.fs"),
+        "save() is refused without asyncio.fs: %s", saved ? saved : "(nil)");
+  CHECK(access("lasync-embed-save.txt", F_OK) != 0, "no file was written");
+  lasync_free(h);
+  lua_close(L);
+}
+
 static void test_stop_cancels_and_closes(void) {
   lasync_host *h = lasync_new(NULL, NULL);
   lua_State *L = lasync_state(h);
@@ -545,6 +571,7 @@ int main(void) {
   test_two_hosts_two_threads();
   test_wrong_thread();
   test_sandbox_and_reporter();
+  test_http_save_needs_fs();
   test_stop_cancels_and_closes();
   test_stop_runs_done_callbacks();
   test_future_edges();
