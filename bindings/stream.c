@@ -264,12 +264,14 @@ void lstream_push_writer(lua_State *L, lstream *s) {
 /* A finalized wrapper (used again from a later finalizer) has no stream:
  * the shared check raises InvalidStateError. */
 static lstream *check_reader(lua_State *L) {
-  host_handle *hd = host_handle_check(L, 1, &READER_TYPE, "StreamReader", 0);
+  host_handle *hd = host_handle_check_at(L, 1, &READER_TYPE,
+                                         lua_upvalueindex(1), "StreamReader", 0);
   return host_container_of(hd, lstream, hd);
 }
 
 static lstream *check_writer(lua_State *L) {
-  host_handle *hd = host_handle_check(L, 1, &WRITER_TYPE, "StreamWriter", 0);
+  host_handle *hd = host_handle_check_at(L, 1, &WRITER_TYPE,
+                                         lua_upvalueindex(1), "StreamWriter", 0);
   return host_container_of(hd, lstream, hd);
 }
 
@@ -955,16 +957,21 @@ static const luaL_Reg writer_methods[] = {
     {"buffer_size", writer_buffer_size},
     {NULL, NULL}};
 
+/* Every method and metamethod gets the metatable as upvalue 1: the
+ * per-call wrapper check compares with it (host_handle_check_at). */
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
                      lua_CFunction tbc) {
   luaL_newmetatable(L, mt);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, wrapper_gc);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, wrapper_gc, 1);
   lua_setfield(L, -2, "__gc");
   if (tbc) {
-    lua_pushcfunction(L, tbc);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, tbc, 1);
     lua_setfield(L, -2, "__close");
   }
 }

@@ -82,14 +82,27 @@ host_handle *host_handle_test(lua_State *L, int idx,
   return NULL;
 }
 
-host_handle *host_handle_check(lua_State *L, int idx,
-                               const host_handle_type *type,
-                               const char *fname, int open) {
-  host_handle *hd = host_handle_test(L, idx, type);
+host_handle *host_handle_check_at(lua_State *L, int idx,
+                                  const host_handle_type *type, int mtidx,
+                                  const char *fname, int open) {
+  host_handle *hd = NULL;
+  void *box = lua_touserdata(L, idx);
+  int same = 0;
+  if (mtidx && box && lua_getmetatable(L, idx)) {
+    same = lua_rawequal(L, -1, mtidx);
+    lua_pop(L, 1);
+  }
+  hd = same ? *(host_handle **)box : host_handle_test(L, idx, type);
   if (!hd || (open && hd->closing))
     host_error_raise(L, "InvalidStateError", "%s(): the %s is %s", fname,
                      type->what, hd ? "closed" : "finalized");
   return hd;
+}
+
+host_handle *host_handle_check(lua_State *L, int idx,
+                               const host_handle_type *type,
+                               const char *fname, int open) {
+  return host_handle_check_at(L, idx, type, 0, fname, open);
 }
 
 void host_handle_release(lua_State *L, int idx) {

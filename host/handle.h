@@ -74,6 +74,12 @@ void host_handle_drop(host_handle *hd);
 host_handle *host_handle_check(lua_State *L, int idx,
                                const host_handle_type *type,
                                const char *fname, int open);
+/* The same, for the methods of a type called on every read or write: the
+ * type's metatable is at mtidx (an upvalue of the method), so the common
+ * case is one comparison, without a registry lookup.  mtidx 0: none. */
+host_handle *host_handle_check_at(lua_State *L, int idx,
+                                  const host_handle_type *type, int mtidx,
+                                  const char *fname, int open);
 /* The record of the box at idx, or NULL when it is gone.  [-0, +0, v] */
 host_handle *host_handle_test(lua_State *L, int idx,
                               const host_handle_type *type);
