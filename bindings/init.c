@@ -214,6 +214,7 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
   /* areas a sandbox may leave out (lasync_openlibs_only) */
   if (h->libs & LASYNC_LIB_NET) {
     io_open_stream(L, h);
+    io_open_net(L, h);
     io_open_server(L, h);
   }
   if (h->libs & LASYNC_LIB_PROCESS) {

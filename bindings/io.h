@@ -1,10 +1,13 @@
-/* Shared by the I/O bindings (stream.c, server.c, process.c, signal.c):
- * the stream layer over uv_stream_t, a small waiter list
- * and signal names. */
+/* Shared by the I/O bindings (stream.c, net.c, server.c, process.c,
+ * signal.c): the stream layer over uv_stream_t, waits on waitq.h queues,
+ * name resolution and socket addresses, signal names.  Their records
+ * follow host/handle.h's lifetime protocol; their errors come from
+ * host/errors.c. */
 #ifndef LASYNC_IO_H
 #define LASYNC_IO_H
 
-#include "../host/host.h"
+#include "host.h"
+#include "waitq.h"
 
 
 /* The host, for a function that starts something on the loop; raises
@@ -20,17 +23,28 @@ static inline lasync_host *io_live_host(lua_State *L, const char *fname) {
 
 /* ---- waiters ---------------------------------------------------------- */
 
-/* A task parked on a list (drain, wait_closed, process wait...).  The node
- * is malloc'd by io_wait and freed by io_waiter_done (call it first in k)
- * or by the cancel hook. */
-typedef struct io_waiter {
-  host_link link;
-  host_task *t;
-} io_waiter;
+/* A task parked on one of a record's waitq.h queues (drain, wait_closed,
+ * serve_forever, process wait): no allocation; the cancel hook unlinks it
+ * (idempotent, so it is right whether or not the task was woken).  Each
+ * queue holds the waiters of one condition only, so whoever makes that
+ * condition true wakes exactly them, once.  k may be NULL when the wake-up
+ * itself is the answer (the wait returns nothing). */
+static inline int io_wait_cancel(host_task *t, int woken) {
+  (void)woken;
+  waitq_remove(t);
+  return 0;
+}
 
-int io_wait(lua_State *L, host_task *t, host_link *list, host_k_fn k);
-void io_waiter_done(lua_KContext ctx);
-void io_wake_all(host_link *list);
+static inline int io_wait(lua_State *L, host_task *t, host_link *q,
+                          host_k_fn k) {
+  waitq_push(q, t);
+  return host_park(L, t, io_wait_cancel, NULL, k, 0);
+}
+
+static inline void io_wake_all(host_link *q) {
+  host_task *t;
+  while ((t = waitq_pop(q))) host_wake(t, NULL, 0);
+}
 
 /* ---- streams ---------------------------------------------------------- */
 
@@ -64,10 +78,26 @@ void lstream_set_limit(lstream *s, size_t limit);
  * positive integer (raises otherwise). */
 size_t io_opt_limit(lua_State *L, int idx);
 
-/* ---- areas ------------------------------------------------------------ */
+/* ---- names and addresses (net.c) -------------------------------------- */
 
 /* Pushes {family=, address=, port=} (and [1], [2]) for a socket address. */
 void io_push_sockaddr(lua_State *L, const struct sockaddr *sa);
+/* The port argument at idx (0 when absent), checked.  [-0, +0, v] */
+int io_check_port(lua_State *L, int idx);
+/* The host argument at idx, NULL when absent or "" (any address). */
+const char *io_opt_host(lua_State *L, int idx);
+/* Resolves host:port for listening and parks t; k then calls io_resolved
+ * (which raises the resolution's error) and, once done with the list,
+ * io_resolve_done. */
+int io_resolve_passive(lua_State *L, host_task *t, const char *host, int port,
+                       host_k_fn k);
+struct addrinfo *io_resolved(lua_State *L, lua_KContext ctx, char *where,
+                             size_t size);
+void io_resolve_done(lua_KContext ctx);
+void io_open_net(lua_State *L, lasync_host *h);
+
+/* ---- areas ------------------------------------------------------------ */
+
 /* Signal number of the name ("SIGTERM", "TERM") or number at idx. */
 int io_check_signal(lua_State *L, int idx);
 void io_open_server(lua_State *L, lasync_host *h);

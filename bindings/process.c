@@ -1,63 +1,77 @@
 /* Subprocesses: create_subprocess_exec / create_subprocess_shell over
  * uv_spawn.  Their pipes are the same StreamReader/StreamWriter as TCP
- * (stream.c).  The process record is malloc'd and freed once the handle
- * is closed (after the child exited) and the Lua object is gone; a child
- * still running when its object is collected keeps its handle until it
- * exits (or until the host shuts down). */
+ * (stream.c).  The process record follows handle.h's protocol: freed once
+ * the handle is closed (after the child exited) and the Lua object is gone;
+ * a child still running when its object is collected keeps its handle
+ * until it exits (or until the host shuts down). */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "io.h"
+#include "handle.h"
 
 #define PROCESS_MT "asyncio.Process"
 
 typedef struct proc {
+  host_handle hd;        /* lifetime: handle.h */
   uv_process_t p;
-  host_closeable closer; /* lasync_stop lets go of the child (it runs on) */
   lasync_host *h;
   int64_t exit_status;
   int term_signal;
   int pid;
-  unsigned char exited, closed, gone;
+  unsigned char exited;
   host_link waiters;
 } proc;
 
+static void proc_free(host_handle *hd) {
+  free(host_container_of(hd, proc, hd));
+}
+
 static void proc_closed(uv_handle_t *handle) {
   proc *pr = handle->data;
-  pr->closed = 1;
-  host_closeable_remove(&pr->closer);
-  if (pr->gone) free(pr);
+  host_handle_after_close(&pr->hd);
 }
+
+/* The handle closes once the child has exited, or when the host stops
+ * (the child runs on, unwatched); a collected Process whose child still
+ * runs keeps watching it until it exits. */
+static int proc_close(host_handle *hd, lua_State *L) {
+  proc *pr = host_container_of(hd, proc, hd);
+  if (!pr->exited && L && !host_closing(pr->h)) return 0;
+  uv_close((uv_handle_t *)&pr->p, proc_closed);
+  return 1;
+}
+
+static const host_handle_type PROCESS_TYPE = {PROCESS_MT, "process",
+                                              proc_close, proc_free};
 
 static void on_child_exit(uv_process_t *p, int64_t status, int sig) {
   proc *pr = p->data;
   pr->exited = 1;
   pr->exit_status = status;
   pr->term_signal = sig;
-  uv_close((uv_handle_t *)p, proc_closed);
+  host_handle_close(&pr->hd, NULL);
   io_wake_all(&pr->waiters);
 }
 
-static void proc_closer(host_closeable *c) {
-  proc *pr = host_container_of(c, proc, closer);
-  if (!uv_is_closing((uv_handle_t *)&pr->p))
-    uv_close((uv_handle_t *)&pr->p, proc_closed);
+/* The record of the Process at 1, NULL once it was finalized. */
+static proc *test_proc(lua_State *L) {
+  host_handle *hd = host_handle_test(L, 1, &PROCESS_TYPE);
+  return hd ? host_container_of(hd, proc, hd) : NULL;
 }
 
 /* A Process reached from a finalizer after its own __gc has no record. */
-static proc *check_proc(lua_State *L) {
-  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
-  if (!pr)
-    host_error_raise(L, "InvalidStateError", "the process was finalized");
-  return pr;
+static proc *check_proc(lua_State *L, const char *fname) {
+  host_handle *hd = host_handle_check(L, 1, &PROCESS_TYPE, fname, 0);
+  return host_container_of(hd, proc, hd);
 }
 
 /* A child we no longer watch (the host stopped and let go of it): its pid
  * may already name another process, and nothing would ever wake a wait. */
 static void check_watched(lua_State *L, proc *pr, const char *fname) {
-  if (!pr->exited && (pr->closed || uv_is_closing((uv_handle_t *)&pr->p)))
+  if (!pr->exited && pr->hd.closing)
     host_error_raise(L, "InvalidStateError",
                      "%s(): the process is no longer watched (the event "
                      "loop is closed)", fname);
@@ -73,8 +87,8 @@ static void push_returncode(lua_State *L, proc *pr) {
 }
 
 static int proc_wait_k(lua_State *L, lua_KContext ctx) {
-  proc *pr = *(proc **)lua_touserdata(L, 1);
-  if (ctx) io_waiter_done(ctx);
+  proc *pr = test_proc(L);
+  (void)ctx;
   if (pr->exited) {
     push_returncode(L, pr);
     return 1;
@@ -83,7 +97,7 @@ static int proc_wait_k(lua_State *L, lua_KContext ctx) {
 }
 
 static int proc_wait(lua_State *L) {
-  proc *pr = check_proc(L);
+  proc *pr = check_proc(L, "wait");
   lua_settop(L, 1);
   if (pr->exited) return proc_wait_k(L, 0);
   check_watched(L, pr, "wait");
@@ -104,27 +118,16 @@ static int signal_child(lua_State *L, proc *pr, int sig) {
 }
 
 static int proc_send_signal(lua_State *L) {
-  proc *pr = check_proc(L);
+  proc *pr = check_proc(L, "send_signal");
   return signal_child(L, pr, io_check_signal(L, 2));
 }
 
-static int proc_kill(lua_State *L) { return signal_child(L, check_proc(L), SIGKILL); }
-
-static int proc_terminate(lua_State *L) {
-  return signal_child(L, check_proc(L), SIGTERM);
+static int proc_kill(lua_State *L) {
+  return signal_child(L, check_proc(L, "kill"), SIGKILL);
 }
 
-static int proc_gc(lua_State *L) {
-  proc **box = lua_touserdata(L, 1);
-  proc *pr = *box;
-  if (!pr) return 0;
-  *box = NULL;
-  pr->gone = 1;
-  if (pr->closed)
-    free(pr);
-  else if (host_closing(pr->h) && !uv_is_closing((uv_handle_t *)&pr->p))
-    uv_close((uv_handle_t *)&pr->p, proc_closed); /* the child runs on */
-  return 0;
+static int proc_terminate(lua_State *L) {
+  return signal_child(L, check_proc(L, "terminate"), SIGTERM);
 }
 
 /* __close: the scope that owns the child is over.  Its pipes are closed
@@ -132,8 +135,9 @@ static int proc_gc(lua_State *L) {
  * could hang the scope forever), then reaped: waited for when the scope
  * is in a task, as a to-be-closed writer waits for its close. */
 static int proc_tbc(lua_State *L) {
-  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
-  if (!pr) return 0;
+  host_handle *hd = host_handle_test(L, 1, &PROCESS_TYPE);
+  if (!hd) return 0;
+  proc *pr = host_container_of(hd, proc, hd);
   lua_settop(L, 1);
   lua_getiuservalue(L, 1, 1);
   for (int i = 0; i < 3; i++) {
@@ -142,8 +146,7 @@ static int proc_tbc(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_settop(L, 1);
-  if (pr->exited || pr->closed || uv_is_closing((uv_handle_t *)&pr->p))
-    return 0;
+  if (pr->exited || pr->hd.closing) return 0;
   uv_process_kill(&pr->p, SIGKILL);
   if (!host_task_of(L) || !lua_isyieldable(L)) return 0;
   return proc_wait_k(L, 0);
@@ -151,7 +154,7 @@ static int proc_tbc(lua_State *L) {
 
 /* tostring(p): "<Process 1234 running>" or "<Process 1234 returncode=6>" */
 static int proc_tostring(lua_State *L) {
-  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  proc *pr = test_proc(L);
   if (!pr)
     lua_pushliteral(L, "<Process finalized>");
   else if (!pr->exited)
@@ -165,7 +168,7 @@ static int proc_tostring(lua_State *L) {
 }
 
 static int proc_index(lua_State *L) {
-  proc *pr = *(proc **)luaL_checkudata(L, 1, PROCESS_MT);
+  proc *pr = test_proc(L);
   const char *key = lua_tostring(L, 2);
   if (!pr) { /* finalized: only the methods remain (and they raise) */
     lua_getiuservalue(L, 1, 2);
@@ -291,14 +294,12 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
     }
     limit = io_opt_limit(L, opts);
   }
-  proc **box = lua_newuserdatauv(L, sizeof *box, 2);
-  *box = NULL;
+  host_handle **box = host_handle_newbox(L, PROCESS_MT, 2);
   int boxidx = lua_gettop(L);
   lua_newtable(L);
   lua_setiuservalue(L, boxidx, 1);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setiuservalue(L, boxidx, 2);
-  luaL_setmetatable(L, PROCESS_MT);
   proc *pr = calloc(1, sizeof *pr);
   if (!pr) return luaL_error(L, "asyncio: out of memory");
   pr->h = h;
@@ -343,13 +344,10 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
     o.stdio_count = 3;
     o.exit_cb = on_child_exit;
     pr->p.data = pr;
-    host_list_init(&pr->closer.link);
-    pr->closer.close = proc_closer;
+    host_handle_init(&pr->hd, &PROCESS_TYPE, h);
     rc = uv_spawn(h->loop, &pr->p, &o);
-    if (!rc) host_closeable_add(h, &pr->closer);
     if (rc) { /* the handle was initialised: it is closed all the same */
-      pr->gone = 1;
-      uv_close((uv_handle_t *)&pr->p, proc_closed);
+      host_handle_close(&pr->hd, NULL);
       pr = NULL;
     }
   } else {
@@ -364,7 +362,7 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
       if (pipes[i]) lstream_unref(pipes[i]);
     return host_raise_oserror(L, rc, "spawn", file);
   }
-  *box = pr;
+  host_handle_attach(box, &pr->hd);
   pr->pid = pr->p.pid;
   lua_getiuservalue(L, boxidx, 1);
   for (int i = 0; i < 3; i++) {
@@ -470,13 +468,14 @@ void io_open_process(lua_State *L, lasync_host *h) {
   luaL_newmetatable(L, PROCESS_MT);
   lua_pushcfunction(L, proc_index);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, proc_gc);
+  lua_pushcfunction(L, host_handle_gc);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, proc_tbc);
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, proc_tostring);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
+  host_handle_register(L, &PROCESS_TYPE);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   int m = lua_gettop(L);

@@ -1,278 +1,13 @@
-/* TCP: getaddrinfo, open_connection and start_server.
- *
- * A network operation (net_op) is shared by two sides: the task that waits
- * for it and the libuv request in flight (resolution or connect).  Each
- * side lets go of it exactly once (the task in its k or cancel hook, libuv
- * in its callback); the last one frees it.  A timeout or a cancellation
- * only lets the task side go and aborts the request, whose callback then
- * cleans up. */
+/* start_server and the Server it returns: listening sockets, one handler
+ * task per accepted connection, close / wait_closed / serve_forever.
+ * Name resolution comes from net.c. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "io.h"
+#include "handle.h"
 
 #define SERVER_MT "asyncio.Server"
-
-enum { OP_GETADDRINFO, OP_CONNECT, OP_LISTEN };
-
-typedef struct net_op {
-  uv_getaddrinfo_t gai;
-  uv_connect_t connect;
-  host_timer timer;
-  lasync_host *h;
-  host_task *t;         /* the waiting task, NULL once it let go */
-  int mode;
-  int in_flight;        /* a libuv request is pending */
-  int done;             /* the task was woken (or left) */
-  int status;           /* 0 or a libuv error */
-  struct addrinfo *res, *cur;
-  lstream *s;           /* the connection being made or made */
-  size_t limit;         /* the reader's limit option, 0: default */
-  char where[300];      /* "host:port" for messages */
-} net_op;
-
-static void op_maybe_free(net_op *op) {
-  if (op->t || op->in_flight) return;
-  host_timer_stop(op->h, &op->timer);
-  if (op->res) uv_freeaddrinfo(op->res);
-  if (op->s) lstream_unref(op->s);
-  free(op);
-}
-
-static void op_finish(net_op *op, int status) {
-  if (op->done) return;
-  op->done = 1;
-  op->status = status;
-  host_timer_stop(op->h, &op->timer);
-  if (op->t) host_wake(op->t, NULL, 0);
-}
-
-static void try_connect(net_op *op);
-
-static void on_connect(uv_connect_t *req, int status) {
-  net_op *op = req->data;
-  op->in_flight = 0;
-  if (op->done) { /* abandoned: its stream was closed */
-    op_maybe_free(op);
-    return;
-  }
-  if (status == 0) {
-    op_finish(op, 0);
-    return;
-  }
-  lstream_unref(op->s);
-  op->s = NULL;
-  op->status = status;
-  op->cur = op->cur->ai_next;
-  try_connect(op);
-}
-
-/* Connects to op->cur or the next address that can be tried. */
-static void try_connect(net_op *op) {
-  for (; op->cur; op->cur = op->cur->ai_next) {
-    int rc;
-    op->s = lstream_new(op->h, LSTREAM_TCP, &rc);
-    if (!op->s) break;
-    op->connect.data = op;
-    rc = uv_tcp_connect(&op->connect, (uv_tcp_t *)lstream_handle(op->s),
-                        op->cur->ai_addr, on_connect);
-    if (rc == 0) {
-      op->in_flight = 1;
-      return;
-    }
-    op->status = rc;
-    lstream_unref(op->s);
-    op->s = NULL;
-  }
-  op_finish(op, op->status ? op->status : UV_EAI_NONAME);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status,
-                        struct addrinfo *res) {
-  net_op *op = req->data;
-  op->in_flight = 0;
-  op->res = res;
-  if (op->done) {
-    op_maybe_free(op);
-    return;
-  }
-  if (status == 0 && op->mode == OP_CONNECT) {
-    op->cur = res;
-    op->status = 0;
-    try_connect(op);
-    return;
-  }
-  op_finish(op, status);
-}
-
-static void abort_flight(net_op *op) {
-  if (!op->in_flight) return;
-  if (op->s)
-    lstream_close(op->s, 1); /* on_connect gets UV_ECANCELED */
-  else
-    uv_cancel((uv_req_t *)&op->gai);
-}
-
-static void on_timeout(lasync_host *h, host_timer *tm) {
-  net_op *op = host_container_of(tm, net_op, timer);
-  (void)h;
-  op_finish(op, UV_ETIMEDOUT);
-  abort_flight(op);
-}
-
-static int op_cancel(host_task *t, int woken) {
-  net_op *op = t->wait_data;
-  (void)woken;
-  op->t = NULL;
-  op->done = 1;
-  host_timer_stop(op->h, &op->timer);
-  abort_flight(op);
-  op_maybe_free(op);
-  return 0;
-}
-
-static int check_port(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return 0;
-  int isnum;
-  lua_Integer p = lua_tointegerx(L, idx, &isnum);
-  if (!isnum && lua_type(L, idx) == LUA_TSTRING) { /* "8080" */
-    luaL_argexpected(L, 0, idx, "port number");
-  }
-  if (!isnum) luaL_argexpected(L, 0, idx, "port number");
-  luaL_argcheck(L, p >= 0 && p <= 65535, idx, "port out of range 0-65535");
-  return (int)p;
-}
-
-/* Starts resolving host:port for op and parks the running task. */
-static int start_op(lua_State *L, host_task *t, int mode, const char *host,
-                    int port, int passive, double timeout, size_t limit,
-                    host_k_fn k) {
-  lasync_host *h = t->h;
-  net_op *op = calloc(1, sizeof *op);
-  if (!op) return luaL_error(L, "asyncio: out of memory");
-  char service[16];
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_protocol = IPPROTO_TCP;
-  if (passive) hints.ai_flags = AI_PASSIVE;
-  snprintf(service, sizeof service, "%d", port);
-  snprintf(op->where, sizeof op->where, "%s:%d", host ? host : "*", port);
-  op->h = h;
-  op->t = t;
-  op->mode = mode;
-  op->limit = limit;
-  host_timer_init(&op->timer, on_timeout);
-  op->gai.data = op;
-  int rc = uv_getaddrinfo(h->loop, &op->gai, on_resolved, host, service,
-                          &hints);
-  if (rc) {
-    free(op);
-    return host_raise_oserror(L, rc, "getaddrinfo", lua_pushfstring(
-                                  L, "%s:%d", host ? host : "*", port));
-  }
-  op->in_flight = 1;
-  if (timeout >= 0 && host_timer_start(h, &op->timer,
-                                       host_deadline(h, timeout))) {
-    op->t = NULL;
-    op->done = 1;
-    abort_flight(op);
-    return luaL_error(L, "asyncio: out of memory");
-  }
-  return host_park(L, t, op_cancel, op, k, (lua_KContext)op);
-}
-
-/* The task side lets go; raises the op's error if it failed. */
-static net_op *op_result(lua_State *L, lua_KContext ctx, const char *what) {
-  net_op *op = (net_op *)ctx;
-  op->t = NULL;
-  if (op->status == 0) return op;
-  int st = op->status;
-  char where[sizeof op->where];
-  memcpy(where, op->where, sizeof where);
-  op_maybe_free(op);
-  host_push_oserror(L, st, what, where);
-  lua_pushstring(L, where);
-  lua_setfield(L, -2, "address");
-  return lua_error(L), NULL;
-}
-
-static const char *opt_host(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx) || (lua_type(L, idx) == LUA_TSTRING &&
-                                  lua_rawlen(L, idx) == 0))
-    return NULL;
-  return host_check_cstring(L, idx, NULL);
-}
-
-/* ---- getaddrinfo ------------------------------------------------------ */
-
-static int gai_k(lua_State *L, lua_KContext ctx) {
-  net_op *op = op_result(L, ctx, "getaddrinfo");
-  int i = 0;
-  lua_newtable(L);
-  for (struct addrinfo *a = op->res; a; a = a->ai_next) {
-    io_push_sockaddr(L, a->ai_addr);
-    lua_rawseti(L, -2, ++i);
-  }
-  op_maybe_free(op);
-  return 1;
-}
-
-static int l_getaddrinfo(lua_State *L) {
-  const char *host = opt_host(L, 1);
-  int port = check_port(L, 2);
-  host_task *t = host_check_task(L, "getaddrinfo");
-  return start_op(L, t, OP_GETADDRINFO, host, port, host == NULL, -1, 0,
-                  gai_k);
-}
-
-/* ---- open_connection -------------------------------------------------- */
-
-static int connect_k(lua_State *L, lua_KContext ctx) {
-  net_op *op = op_result(L, ctx, "connect");
-  lstream *s = op->s;
-  op->s = NULL;
-  if (op->limit) lstream_set_limit(s, op->limit);
-  op_maybe_free(op);
-  uv_tcp_nodelay((uv_tcp_t *)lstream_handle(s), 1);
-  int rc = lstream_start(s);
-  lstream_push_reader(L, s);
-  lstream_push_writer(L, s);
-  lstream_unref(s); /* the wrappers own it now */
-  if (rc) return host_raise_oserror(L, rc, "read", NULL);
-  return 2;
-}
-
-static double opt_timeout(lua_State *L, int idx, const char *fname) {
-  double timeout = -1;
-  if (lua_isnoneornil(L, idx)) return timeout;
-  luaL_checktype(L, idx, LUA_TTABLE);
-  if (lua_getfield(L, idx, "timeout") != LUA_TNIL) {
-    if (!lua_isnumber(L, -1))
-      luaL_error(L, "bad option 'timeout' to '%s' (number expected, got %s)",
-                 fname, luaL_typename(L, -1));
-    timeout = lua_tonumber(L, -1);
-    if (!(timeout >= 0)) luaL_error(L, "bad option 'timeout' to '%s' "
-                                       "(must be >= 0)", fname);
-  }
-  lua_pop(L, 1);
-  return timeout;
-}
-
-static int l_open_connection(lua_State *L) {
-  static const char *const known[] = {"timeout", "limit", NULL};
-  const char *host = host_check_cstring(L, 1, NULL);
-  int port = check_port(L, 2);
-  host_check_options(L, 3, known); /* {ssl = true} must not give plaintext */
-  double timeout = opt_timeout(L, 3, "open_connection");
-  size_t limit = lua_istable(L, 3) ? io_opt_limit(L, 3) : 0;
-  host_task *t = host_check_task(L, "open_connection");
-  return start_op(L, t, OP_CONNECT, host, port, 0, timeout, limit,
-                  connect_k);
-}
-
-/* ---- servers ---------------------------------------------------------- */
 
 typedef struct server server;
 
@@ -290,9 +25,12 @@ typedef struct conn {
   lstream *s;
 } conn;
 
+/* Lifetime (handle.h): the listening sockets hold the record until the
+ * last one has closed, the Server value until it is collected, and each
+ * accepted connection until its handler ends. */
 struct server {
+  host_handle hd;       /* closing: no longer listening */
   host_posted post;     /* hands accepted connections to handler tasks */
-  host_closeable closer;/* lasync_stop stops it listening */
   lasync_host *h;
   listener **socks;
   int nsocks;
@@ -300,28 +38,30 @@ struct server {
   int nconns;           /* accepted connections whose handler runs */
   int handler_ref;      /* registry: the handler function */
   int self_ref;         /* registry: the Server userdata while open */
-  int gone;             /* the userdata was collected */
-  int closing;
   int backlog;
   size_t limit;         /* each connection's reader limit, 0: default */
   conn *pending, **pending_tail;
-  host_link waiters;    /* wait_closed, serve_forever */
+  host_link forever;    /* serve_forever: woken by close() */
+  host_link closers;    /* wait_closed: woken when all has ended */
   host_link live;       /* connections whose handler runs */
 };
 
-static void server_maybe_free(server *srv) {
-  if (srv->gone && srv->open_socks == 0 && srv->nconns == 0 &&
-      !srv->pending && !srv->post.queued) {
-    host_closeable_remove(&srv->closer);
-    free(srv->socks);
-    free(srv);
-  }
+static void server_free(host_handle *hd) {
+  server *srv = host_container_of(hd, server, hd);
+  free(srv->socks);
+  free(srv);
 }
 
+/* Closed, and nothing left of it: no listener, handler or connection
+ * waiting for one. */
+static int server_ended(const server *srv) {
+  return srv->hd.closing && srv->open_socks == 0 && srv->nconns == 0 &&
+         !srv->pending;
+}
+
+/* Called when one of server_ended's counts drops. */
 static void check_waiters(server *srv) {
-  /* serve_forever waits for close(); wait_closed for everything to end,
-   * but both re-check in their k, so waking them all is right. */
-  io_wake_all(&srv->waiters);
+  if (server_ended(srv)) io_wake_all(&srv->closers);
 }
 
 static void on_listener_closed(uv_handle_t *handle) {
@@ -330,7 +70,7 @@ static void on_listener_closed(uv_handle_t *handle) {
   free(ls);
   srv->open_socks--;
   check_waiters(srv);
-  server_maybe_free(srv);
+  if (srv->open_socks == 0) host_handle_after_close(&srv->hd);
 }
 
 static void handler_done(host_listener *l, host_task *t) {
@@ -354,13 +94,14 @@ static void handler_done(host_listener *l, host_task *t) {
   free(c);
   srv->nconns--;
   check_waiters(srv);
-  server_maybe_free(srv);
+  host_handle_drop(&srv->hd);
 }
 
 /* Runs on the scheduler's turn: one handler task per accepted connection. */
 static void start_handlers(lasync_host *h, host_posted *p) {
   server *srv = host_container_of(p, server, post);
   lua_State *L = h->cbL;
+  host_handle_hold(&srv->hd); /* a connection's drop must not free it here */
   while (srv->pending) {
     conn *c = srv->pending;
     srv->pending = c->next;
@@ -370,6 +111,7 @@ static void start_handlers(lasync_host *h, host_posted *p) {
     if (rc || srv->handler_ref == LUA_NOREF) {
       lstream_unref(c->s);
       free(c);
+      host_handle_drop(&srv->hd);
       continue;
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, srv->handler_ref);
@@ -381,13 +123,13 @@ static void start_handlers(lasync_host *h, host_posted *p) {
     host_list_push(&srv->live, &c->live);
     host_task_listen(t, &c->done, handler_done);
   }
-  server_maybe_free(srv);
+  host_handle_drop(&srv->hd);
 }
 
 static void on_connection(uv_stream_t *ls, int status) {
   server *srv = ((listener *)ls->data)->srv;
   int rc;
-  if (status < 0 || srv->closing) return;
+  if (status < 0 || srv->hd.closing) return;
   lstream *s = lstream_new(srv->h, LSTREAM_TCP, &rc);
   if (!s) return;
   if (uv_accept(ls, lstream_handle(s)) != 0) {
@@ -400,6 +142,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     lstream_unref(s);
     return;
   }
+  host_handle_hold(&srv->hd); /* until the connection is let go */
   c->srv = srv;
   c->s = s;
   c->next = NULL;
@@ -409,114 +152,89 @@ static void on_connection(uv_stream_t *ls, int status) {
   host_post(srv->h, &srv->post);
 }
 
-static server **check_server_box(lua_State *L) {
-  return luaL_checkudata(L, 1, SERVER_MT);
+static int server_close_hook(host_handle *hd, lua_State *L);
+
+static const host_handle_type SERVER_TYPE = {SERVER_MT, "server",
+                                             server_close_hook, server_free};
+
+static server *check_server(lua_State *L, const char *fname) {
+  host_handle *hd = host_handle_check(L, 1, &SERVER_TYPE, fname, 0);
+  return host_container_of(hd, server, hd);
 }
 
-static server *check_server(lua_State *L) {
-  server *srv = *check_server_box(L);
-  if (!srv)
-    host_error_raise(L, "InvalidStateError", "the server was finalized");
-  return srv;
-}
-
-/* Stops listening (libuv only: also safe when no Lua may run). */
-static void close_listeners(server *srv) {
-  host_closeable_remove(&srv->closer);
-  if (srv->closing) return;
-  srv->closing = 1;
+/* Stops listening; with L, lets go of the handler and of the anchor that
+ * kept the open Server alive (L is NULL when the host stops). */
+static int server_close_hook(host_handle *hd, lua_State *L) {
+  server *srv = host_container_of(hd, server, hd);
+  io_wake_all(&srv->forever); /* serve_forever ends with the listening */
   for (int i = 0; i < srv->nsocks; i++)
     uv_close((uv_handle_t *)&srv->socks[i]->tcp, on_listener_closed);
-}
-
-static void server_closer(host_closeable *c) {
-  close_listeners(host_container_of(c, server, closer));
-}
-
-static void server_close(lua_State *L, server *srv) {
-  if (srv->closing) return;
-  close_listeners(srv);
-  if (srv->handler_ref != LUA_NOREF) {
+  if (srv->nsocks == 0) host_handle_after_close(hd); /* nothing to wait for */
+  if (L) {
     luaL_unref(L, LUA_REGISTRYINDEX, srv->handler_ref);
     srv->handler_ref = LUA_NOREF;
-  }
-  if (srv->self_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, srv->self_ref);
     srv->self_ref = LUA_NOREF;
   }
+  return 1;
+}
+
+static void server_close(lua_State *L, server *srv) {
+  host_handle_close(&srv->hd, L);
   check_waiters(srv);
 }
 
 static int server_close_m(lua_State *L) {
-  server_close(L, check_server(L));
+  server_close(L, check_server(L, "close"));
   return 0;
 }
 
 static int server_is_serving(lua_State *L) {
-  lua_pushboolean(L, !check_server(L)->closing);
+  lua_pushboolean(L, !check_server(L, "is_serving")->hd.closing);
   return 1;
 }
 
-static int server_wait_closed_k(lua_State *L, lua_KContext ctx) {
-  server *srv = *(server **)lua_touserdata(L, 1);
-  if (ctx) io_waiter_done(ctx);
-  if (srv->closing && srv->open_socks == 0 && srv->nconns == 0 &&
-      !srv->pending)
-    return 0;
-  return io_wait(L, host_task_of(L), &srv->waiters, server_wait_closed_k);
+/* Parks the running task until the server has ended (it is woken only
+ * then). */
+static int wait_ended(lua_State *L, server *srv) {
+  if (server_ended(srv)) return 0;
+  return io_wait(L, host_task_of(L), &srv->closers, NULL);
 }
 
 static int server_wait_closed(lua_State *L) {
-  check_server(L);
+  server *srv = check_server(L, "wait_closed");
   host_check_task(L, "wait_closed");
   lua_settop(L, 1);
-  return server_wait_closed_k(L, 0);
-}
-
-static int serve_forever_k(lua_State *L, lua_KContext ctx) {
-  server *srv = *(server **)lua_touserdata(L, 1);
-  if (ctx) io_waiter_done(ctx);
-  if (srv->closing) return 0;
-  return io_wait(L, host_task_of(L), &srv->waiters, serve_forever_k);
+  return wait_ended(L, srv);
 }
 
 /* Waits until the server is closed; cancelling it closes the server (as
  * Python does), via the to-be-closed guard the caller usually holds, or
  * here when it is cancelled. */
 static int server_serve_forever(lua_State *L) {
-  check_server(L);
+  server *srv = check_server(L, "serve_forever");
   host_check_task(L, "serve_forever");
   lua_settop(L, 1);
-  return serve_forever_k(L, 0);
+  if (srv->hd.closing) return 0;
+  return io_wait(L, host_task_of(L), &srv->forever, NULL);
 }
 
 static int server_tbc(lua_State *L) {
-  server *srv = check_server(L);
+  server *srv = check_server(L, "close");
   server_close(L, srv);
   host_task *t = host_task_of(L);
   if (!t || !lua_isyieldable(L)) return 0;
   lua_settop(L, 1);
-  return server_wait_closed_k(L, 0);
-}
-
-static int server_gc(lua_State *L) {
-  server **box = lua_touserdata(L, 1);
-  server *srv = *box;
-  if (!srv) return 0;
-  *box = NULL;
-  server_close(L, srv);
-  srv->gone = 1;
-  server_maybe_free(srv);
-  return 0;
+  return wait_ended(L, srv);
 }
 
 static int server_index(lua_State *L) {
-  server *srv = check_server(L);
+  server *srv = check_server(L, "Server");
   const char *key = lua_tostring(L, 2);
   if (key && strcmp(key, "port") == 0) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (srv->closing || srv->nsocks == 0 ||
+    if (srv->hd.closing || srv->nsocks == 0 ||
         uv_tcp_getsockname(&srv->socks[0]->tcp, (struct sockaddr *)&ss, &len))
       return 0;
     io_push_sockaddr(L, (struct sockaddr *)&ss);
@@ -525,7 +243,7 @@ static int server_index(lua_State *L) {
   }
   if (key && strcmp(key, "sockets") == 0) {
     lua_createtable(L, srv->nsocks, 0);
-    for (int i = 0; !srv->closing && i < srv->nsocks; i++) {
+    for (int i = 0; !srv->hd.closing && i < srv->nsocks; i++) {
       struct sockaddr_storage ss;
       int len = sizeof ss;
       if (uv_tcp_getsockname(&srv->socks[i]->tcp, (struct sockaddr *)&ss,
@@ -571,14 +289,17 @@ static int listen_on(server *srv, const struct sockaddr *sa, int reuse_port) {
 }
 
 static int listen_k(lua_State *L, lua_KContext ctx) {
-  net_op *op = op_result(L, ctx, "listen");
+  char where[300];
+  struct addrinfo *res = io_resolved(L, ctx, where, sizeof where);
   /* stack: handler host port opts box */
-  server *srv = *(server **)lua_touserdata(L, 5);
+  server *srv = host_container_of(*(host_handle **)lua_touserdata(L, 5),
+                                  server, hd);
   int n = 0, rc = 0, port = 0;
-  for (struct addrinfo *a = op->res; a; a = a->ai_next) n++;
+  for (struct addrinfo *a = res; a; a = a->ai_next) n++;
   srv->socks = calloc((size_t)n + 1, sizeof *srv->socks);
   if (!srv->socks) rc = UV_ENOMEM;
-  for (struct addrinfo *a = op->res; a && !rc; a = a->ai_next) {
+  if (srv->hd.closing) rc = UV_ECANCELED; /* the host stopped meanwhile */
+  for (struct addrinfo *a = res; a && !rc; a = a->ai_next) {
     struct sockaddr_storage ss;
     memcpy(&ss, a->ai_addr, a->ai_addrlen);
     if (port) { /* port 0: every address gets the first one's port */
@@ -597,9 +318,7 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
                    : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
   }
-  char where[sizeof op->where];
-  memcpy(where, op->where, sizeof where);
-  op_maybe_free(op);
+  io_resolve_done(ctx);
   if (rc) {
     lua_pushvalue(L, 5);
     server_close(L, srv);
@@ -617,8 +336,8 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
 static int l_start_server(lua_State *L) {
   lasync_host *h = io_live_host(L, "start_server");
   host_check_callable(L, 1);
-  const char *host = opt_host(L, 2);
-  int port = check_port(L, 3);
+  const char *host = io_opt_host(L, 2);
+  int port = io_check_port(L, 3);
   static const char *const known[] = {"backlog", "reuse_port", "limit", NULL};
   int backlog = 511, reuse_port = 0;
   size_t limit = 0;
@@ -638,36 +357,32 @@ static int l_start_server(lua_State *L) {
   }
   host_task *t = host_check_task(L, "start_server");
   lua_settop(L, 4);
-  server **box = lua_newuserdatauv(L, sizeof *box, 1);
-  *box = NULL;
+  host_handle **box = host_handle_newbox(L, SERVER_MT, 1);
   server *srv = calloc(1, sizeof *srv);
   if (!srv) return luaL_error(L, "asyncio: out of memory");
-  *box = srv;
+  host_handle_init(&srv->hd, &SERVER_TYPE, h);
+  host_handle_attach(box, &srv->hd);
   srv->h = h;
   host_list_init(&srv->live);
-  host_list_init(&srv->closer.link);
-  srv->closer.close = server_closer;
-  host_closeable_add(h, &srv->closer);
   host_posted_init(&srv->post, start_handlers);
   srv->handler_ref = srv->self_ref = LUA_NOREF;
   srv->backlog = backlog;
   srv->limit = limit;
   srv->pending_tail = &srv->pending;
-  host_list_init(&srv->waiters);
-  luaL_setmetatable(L, SERVER_MT);
+  host_list_init(&srv->forever);
+  host_list_init(&srv->closers);
   lua_pushvalue(L, lua_upvalueindex(2));
   lua_setiuservalue(L, -2, 1);
   lua_pushinteger(L, port);
   lua_pushboolean(L, reuse_port);
-  return start_op(L, t, OP_LISTEN, host, port, 1, -1, 0, listen_k);
+  return io_resolve_passive(L, t, host, port, listen_k);
 }
 
 /* close_clients() / abort_clients() (Python 3.13): end the live
  * connections too, after sending what they queued, or at once.  Their
  * handlers then read EOF and see write errors. */
 static int close_live(lua_State *L, int now) {
-  server *srv = check_server(L);
-  if (!srv) return 0;
+  server *srv = check_server(L, now ? "abort_clients" : "close_clients");
   for (host_link *l = srv->live.next; l != &srv->live; l = l->next)
     lstream_close(host_container_of(l, conn, live)->s, now);
   return 0;
@@ -685,21 +400,16 @@ static const luaL_Reg server_methods[] = {
     {"is_serving", server_is_serving},
     {NULL, NULL}};
 
-static const luaL_Reg funcs[] = {{"getaddrinfo", l_getaddrinfo},
-                                 {"open_connection", l_open_connection},
-                                 {NULL, NULL}};
-
 void io_open_server(lua_State *L, lasync_host *h) {
   luaL_newmetatable(L, SERVER_MT);
   lua_pushcfunction(L, server_index);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, server_gc);
+  lua_pushcfunction(L, host_handle_gc);
   lua_setfield(L, -2, "__gc");
   lua_pushcfunction(L, server_tbc);
   lua_setfield(L, -2, "__close");
   lua_pop(L, 1);
-  lua_pushlightuserdata(L, h);
-  luaL_setfuncs(L, funcs, 1);
+  host_handle_register(L, &SERVER_TYPE);
   lua_pushlightuserdata(L, h);
   lua_newtable(L);
   luaL_setfuncs(L, server_methods, 0);

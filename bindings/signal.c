@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "handle.h"
 
 #define SIGNAL_MT "asyncio.SignalHandler"
 #define SIGNALS_KEY "lasync.signals"
@@ -103,29 +104,35 @@ static void restore_sigpipe_guard(int signum) {
 }
 
 typedef struct sig_rec {
+  host_handle hd;        /* lifetime: handle.h */
   uv_signal_t handle;
-  host_closeable closer; /* lasync_stop stops watching */
-  struct sig_rec **box;  /* the Lua object's pointer to this record */
   host_posted post;
   lasync_host *h;
   int fn_ref;     /* registry: {fn, args...} */
   int pending;    /* deliveries not yet handed to call_soon */
-  unsigned char closed;
+  unsigned char dead; /* freed when the ready queue reaches it */
 } sig_rec;
+
+/* The last hold went (the handle closed and the box was collected). */
+static void sig_free(host_handle *hd) {
+  sig_rec *s = host_container_of(hd, sig_rec, hd);
+  if (s->post.queued)
+    s->dead = 1;
+  else
+    free(s);
+}
 
 static void on_sig_closed(uv_handle_t *handle) {
   sig_rec *s = handle->data;
-  host_closeable_remove(&s->closer);
-  if (s->post.queued && !host_closing(s->h))
-    s->closed = 1; /* freed when the ready queue reaches it */
-  else
-    free(s);
+  /* a stopping host never runs its ready queue again */
+  if (host_closing(s->h)) s->post.queued = 0;
+  host_handle_after_close(&s->hd);
 }
 
 static void deliver(lasync_host *h, host_posted *p) {
   sig_rec *s = host_container_of(p, sig_rec, post);
   lua_State *L = h->cbL;
-  if (s->closed) {
+  if (s->dead) {
     free(s);
     return;
   }
@@ -147,37 +154,23 @@ static void on_signal(uv_signal_t *handle, int signum) {
   host_post(s->h, &s->post);
 }
 
-/* The Lua side of a record: a box in registry[SIGNALS_KEY][signum]; its
- * __gc closes the handle when the state closes. */
-static void sig_closer(host_closeable *c) {
-  sig_rec *s = host_container_of(c, sig_rec, closer);
-  if (s->box) *s->box = NULL; /* the record goes with its handle */
-  s->box = NULL;
-  if (!uv_is_closing((uv_handle_t *)&s->handle)) {
-    int signum = s->handle.signum;
-    uv_close((uv_handle_t *)&s->handle, on_sig_closed);
-    restore_sigpipe_guard(signum);
+/* Stops watching; L is NULL when the host stops (the handler's ref then
+ * goes with the state). */
+static int sig_close(host_handle *hd, lua_State *L) {
+  sig_rec *s = host_container_of(hd, sig_rec, hd);
+  if (L) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
+    s->fn_ref = LUA_NOREF;
   }
+  int signum = s->handle.signum;
+  uv_close((uv_handle_t *)&s->handle, on_sig_closed);
+  restore_sigpipe_guard(signum);
+  return 1;
 }
 
-static void close_rec(lua_State *L, sig_rec **box) {
-  sig_rec *s = *box;
-  if (!s) return;
-  *box = NULL;
-  s->box = NULL;
-  luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
-  s->fn_ref = LUA_NOREF;
-  if (!uv_is_closing((uv_handle_t *)&s->handle)) { /* stop may have closed it */
-    int signum = s->handle.signum;
-    uv_close((uv_handle_t *)&s->handle, on_sig_closed);
-    restore_sigpipe_guard(signum);
-  }
-}
-
-static int box_gc(lua_State *L) {
-  close_rec(L, lua_touserdata(L, 1));
-  return 0;
-}
+/* The Lua side of a record: a box in registry[SIGNALS_KEY][signum]. */
+static const host_handle_type SIGNAL_TYPE = {SIGNAL_MT, "signal handler",
+                                             sig_close, sig_free};
 
 static void push_signals(lua_State *L) {
   if (lua_getfield(L, LUA_REGISTRYINDEX, SIGNALS_KEY) != LUA_TTABLE) {
@@ -203,8 +196,9 @@ static int l_add_signal_handler(lua_State *L) {
   int fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   push_signals(L);
   if (lua_rawgeti(L, -1, signum) == LUA_TUSERDATA) {
-    sig_rec *s = *(sig_rec **)lua_touserdata(L, -1);
-    if (s) { /* replace the handler of a live watcher */
+    host_handle *hd = *(host_handle **)lua_touserdata(L, -1);
+    if (hd && !hd->closing) { /* replace the handler of a live watcher */
+      sig_rec *s = host_container_of(hd, sig_rec, hd);
       luaL_unref(L, LUA_REGISTRYINDEX, s->fn_ref);
       s->fn_ref = fn_ref;
       return 0;
@@ -212,9 +206,6 @@ static int l_add_signal_handler(lua_State *L) {
     /* its record is gone (finalized, or closed at stop): watch anew */
   }
   lua_pop(L, 1);
-  sig_rec **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  luaL_setmetatable(L, SIGNAL_MT);
   sig_rec *s = calloc(1, sizeof *s);
   if (!s) {
     luaL_unref(L, LUA_REGISTRYINDEX, fn_ref);
@@ -231,14 +222,11 @@ static int l_add_signal_handler(lua_State *L) {
                               lua_pushfstring(L, "%d", signum));
   }
   s->handle.data = s;
-  *box = s;
-  s->box = box;
-  host_list_init(&s->closer.link);
-  s->closer.close = sig_closer;
-  host_closeable_add(h, &s->closer);
+  host_handle_init(&s->hd, &SIGNAL_TYPE, h);
+  host_handle_push(L, &s->hd, 0);
   rc = uv_signal_start(&s->handle, on_signal, signum);
   if (rc) {
-    close_rec(L, box);
+    host_handle_release(L, -1);
     return host_raise_oserror(L, rc, "signal",
                               lua_pushfstring(L, "%d", signum));
   }
@@ -255,7 +243,7 @@ static int l_remove_signal_handler(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  close_rec(L, lua_touserdata(L, -1));
+  host_handle_release(L, -1);
   lua_pushnil(L);
   lua_rawseti(L, -3, signum);
   lua_pushboolean(L, 1);
@@ -269,10 +257,11 @@ static const luaL_Reg funcs[] = {
 
 void io_open_signal(lua_State *L, lasync_host *h) {
   io_guard_sigpipe();
-  luaL_newmetatable(L, SIGNAL_MT);
-  lua_pushcfunction(L, box_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__gc", host_handle_gc},
+                                  {"__close", host_handle_gc},
+                                  {NULL, NULL}};
+  host_new_type(L, SIGNAL_MT, NULL, meta, 0);
+  host_handle_register(L, &SIGNAL_TYPE);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
 }

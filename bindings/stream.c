@@ -1,12 +1,12 @@
 /* Streams: one reader/writer layer over any uv_stream_t (TCP sockets and
- * the pipes of subprocesses), plus the waiter list the other I/O files
- * share.
+ * the pipes of subprocesses) and in-memory readers.
  *
- * The C record (lstream) is malloc'd and owns the handle.  It is freed
- * when the handle's close callback has run and no user is left (users are
- * the Lua wrappers StreamReader/StreamWriter and, for a server connection,
- * the server until the handler ends).  When the last user goes, the handle
- * is closed.
+ * The C record (lstream) is malloc'd and owns the handle; its lifetime is
+ * handle.h's: the handle holds it until the close callback, and so does
+ * each user (the Lua wrappers StreamReader/StreamWriter, a pending
+ * connect, and for a server connection the server until the handler
+ * ends).  When the last user goes, the handle is closed (gracefully:
+ * queued writes go out first, except when the host stops).
  *
  * Reading: libuv reads straight into the stream's buffer; the read
  * callback only appends and wakes the one waiting reader, which re-checks
@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "handle.h"
 
 #define READER_MT "asyncio.StreamReader"
 #define WRITER_MT "asyncio.StreamWriter"
@@ -29,39 +30,6 @@
 #define HIGH_WATER (64 * 1024)
 #define LOW_WATER (16 * 1024)
 #define READ_CHUNK (64 * 1024)
-
-/* ---- waiters ---------------------------------------------------------- */
-
-static int waiter_cancel(host_task *t, int woken) {
-  io_waiter *w = t->wait_data;
-  (void)woken;
-  host_list_remove(&w->link);
-  free(w);
-  return 0;
-}
-
-int io_wait(lua_State *L, host_task *t, host_link *list, host_k_fn k) {
-  io_waiter *w = malloc(sizeof *w);
-  if (!w) return luaL_error(L, "asyncio: out of memory");
-  w->t = t;
-  host_list_push(list, &w->link);
-  return host_park(L, t, waiter_cancel, w, k, (lua_KContext)w);
-}
-
-void io_waiter_done(lua_KContext ctx) {
-  io_waiter *w = (io_waiter *)ctx;
-  host_list_remove(&w->link);
-  free(w);
-}
-
-/* The nodes stay allocated (unlinked) until each task's k or cancel hook. */
-void io_wake_all(host_link *list) {
-  host_link *l;
-  while ((l = host_list_first(list))) {
-    host_list_remove(l);
-    host_wake(host_container_of(l, io_waiter, link)->t, NULL, 0);
-  }
-}
 
 /* ---- the stream record ------------------------------------------------ */
 
@@ -72,7 +40,7 @@ struct lstream {
     uv_tcp_t tcp;
     uv_pipe_t pipe;
   } u;
-  host_closeable closer; /* lasync_stop closes it at once */
+  host_handle hd;        /* lifetime: handle.h (the close hook is "now") */
   lasync_host *h;
   int kind;
   int users;
@@ -89,7 +57,7 @@ struct lstream {
   int werr;
   host_link drainers;
   host_link closers;
-  unsigned char started, reading, eof, closing, close_pending, closed,
+  unsigned char started, reading, eof, closing, close_pending,
       eof_sent,
       wlost; /* bytes were dropped: written after close, or cancelled */
 };
@@ -103,14 +71,20 @@ typedef struct write_req {
 
 uv_stream_t *lstream_handle(lstream *s) { return &s->u.stream; }
 
-static void stream_free(lstream *s) {
+static void stream_free(host_handle *hd) {
+  lstream *s = host_container_of(hd, lstream, hd);
   free(s->buf);
   free(s);
 }
 
-static void stream_closer(host_closeable *c) {
-  lstream_close(host_container_of(c, lstream, closer), 1);
-}
+static int stream_close_now(host_handle *hd, lua_State *L);
+
+/* Wrappers of two types share one record: the type's name is only used by
+ * the check, and both close and free alike. */
+static const host_handle_type READER_TYPE = {READER_MT, "stream",
+                                             stream_close_now, stream_free};
+static const host_handle_type WRITER_TYPE = {WRITER_MT, "stream",
+                                             stream_close_now, stream_free};
 
 lstream *lstream_new(lasync_host *h, int kind, int *err) {
   lstream *s = calloc(1, sizeof *s);
@@ -124,31 +98,30 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
   s->limit = DEFAULT_LIMIT;
   host_list_init(&s->drainers);
   host_list_init(&s->closers);
-  host_list_init(&s->closer.link);
-  if (kind == LSTREAM_MEM) {
-    *err = 0;
-    return s;
+  if (kind != LSTREAM_MEM) {
+    *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
+                               : uv_pipe_init(h->loop, &s->u.pipe, 0);
+    if (*err) {
+      free(s);
+      return NULL;
+    }
+    s->u.handle.data = s;
   }
-  *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
-                             : uv_pipe_init(h->loop, &s->u.pipe, 0);
-  if (*err) {
-    free(s);
-    return NULL;
-  }
-  s->u.handle.data = s;
-  s->closer.close = stream_closer;
-  host_closeable_add(h, &s->closer);
+  *err = 0;
+  host_handle_init(&s->hd, &READER_TYPE, h);
+  host_handle_hold(&s->hd); /* the caller's */
   return s;
 }
 
-void lstream_ref(lstream *s) { s->users++; }
+void lstream_ref(lstream *s) {
+  s->users++;
+  host_handle_hold(&s->hd);
+}
 
 static void on_closed(uv_handle_t *handle) {
   lstream *s = handle->data;
-  s->closed = 1;
-  host_closeable_remove(&s->closer);
   io_wake_all(&s->closers);
-  if (s->users == 0) stream_free(s);
+  host_handle_after_close(&s->hd);
 }
 
 static void wake_reader(lstream *s) {
@@ -166,33 +139,44 @@ static void stop_reading(lstream *s) {
   }
 }
 
-void lstream_close(lstream *s, int now) {
-  if (s->closing) {
-    if (!now || !s->close_pending) return;
-  }
+/* Starts closing: reading stops and a parked reader sees the end of the
+ * stream. */
+static void begin_close(lstream *s) {
   s->closing = 1;
   stop_reading(s);
-  wake_reader(s); /* a parked reader sees the end of the stream */
+  wake_reader(s);
+}
+
+/* The close hook (handle.h): closes the handle now, dropping queued writes
+ * (their callbacks get UV_ECANCELED).  Runs no Lua. */
+static int stream_close_now(host_handle *hd, lua_State *L) {
+  lstream *s = host_container_of(hd, lstream, hd);
+  (void)L;
+  begin_close(s);
+  s->close_pending = 0;
+  if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
+    io_wake_all(&s->closers);
+    host_handle_after_close(hd);
+  } else {
+    uv_close(&s->u.handle, on_closed);
+  }
+  return 1;
+}
+
+void lstream_close(lstream *s, int now) {
+  if (s->closing && (!now || !s->close_pending)) return;
   if (s->wqueued && !now) {
+    begin_close(s);
     s->close_pending = 1; /* closed by the last write callback */
     return;
   }
-  s->close_pending = 0;
-  if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
-    s->closed = 1;
-    io_wake_all(&s->closers);
-    if (s->users == 0) stream_free(s);
-    return;
-  }
-  uv_close(&s->u.handle, on_closed);
+  host_handle_close(&s->hd, NULL);
 }
 
 void lstream_unref(lstream *s) {
-  if (--s->users > 0) return;
-  if (!s->closing || s->close_pending)
+  if (--s->users == 0 && (!s->closing || s->close_pending))
     lstream_close(s, host_closing(s->h) || !s->started);
-  else if (s->closed)
-    stream_free(s);
+  host_handle_drop(&s->hd);
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -256,16 +240,17 @@ int lstream_start(lstream *s) {
 
 /* ---- Lua wrappers ----------------------------------------------------- */
 
-typedef struct sref {
-  lstream *s;
-} sref;
+/* A wrapper is a handle.h box; both wrappers of a stream are its users. */
+static lstream *box_stream(void *box) {
+  host_handle *hd = *(host_handle **)box;
+  return hd ? host_container_of(hd, lstream, hd) : NULL;
+}
 
 /* A reader's user value 1 holds what set_exception() gave it. */
 static void push_wrapper(lua_State *L, lstream *s, const char *mt) {
-  sref *r = lua_newuserdatauv(L, sizeof *r, 1);
-  r->s = s;
+  host_handle **box = host_handle_newbox(L, mt, 1);
+  *box = &s->hd;
   lstream_ref(s);
-  luaL_setmetatable(L, mt);
 }
 
 void lstream_push_reader(lua_State *L, lstream *s) {
@@ -276,22 +261,26 @@ void lstream_push_writer(lua_State *L, lstream *s) {
   push_wrapper(L, s, WRITER_MT);
 }
 
-/* A finalized wrapper (used again from a later finalizer) has no stream. */
-static lstream *check_sref(lua_State *L, const char *tname) {
-  lstream *s = ((sref *)luaL_checkudata(L, 1, tname))->s;
-  if (!s)
-    host_error_raise(L, "InvalidStateError", "the stream was finalized");
-  return s;
+/* A finalized wrapper (used again from a later finalizer) has no stream:
+ * the shared check raises InvalidStateError. */
+static lstream *check_reader(lua_State *L) {
+  host_handle *hd = host_handle_check_at(L, 1, &READER_TYPE,
+                                         lua_upvalueindex(1), "StreamReader", 0);
+  return host_container_of(hd, lstream, hd);
 }
 
-static lstream *check_reader(lua_State *L) { return check_sref(L, READER_MT); }
-static lstream *check_writer(lua_State *L) { return check_sref(L, WRITER_MT); }
+static lstream *check_writer(lua_State *L) {
+  host_handle *hd = host_handle_check_at(L, 1, &WRITER_TYPE,
+                                         lua_upvalueindex(1), "StreamWriter", 0);
+  return host_container_of(hd, lstream, hd);
+}
 
+/* __gc of both wrappers: the stream closes when its last user goes. */
 static int wrapper_gc(lua_State *L) {
-  sref *r = lua_touserdata(L, 1);
-  if (r->s) {
-    lstream *s = r->s;
-    r->s = NULL;
+  host_handle **box = lua_touserdata(L, 1);
+  lstream *s = box_stream(box);
+  if (s) {
+    *box = NULL;
     lstream_unref(s);
   }
   return 0;
@@ -424,7 +413,7 @@ static int read_cancel(host_task *t, int woken) {
 /* One attempt at satisfying a read whose arguments are at 1 (reader) and
  * 2 (n or separator); parks the task when more data is needed. */
 static int read_step(lua_State *L, int mode, const char *fname) {
-  lstream *s = ((sref *)lua_touserdata(L, 1))->s;
+  lstream *s = box_stream(lua_touserdata(L, 1));
   int ended = s->eof || s->closing;
   if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) { /* set_exception(): raised */
     s->want = 0;                               /* before any buffered data */
@@ -676,8 +665,7 @@ static int l_stream_reader(lua_State *L) {
 
 /* tostring(reader): asyncio's repr, "<StreamReader 4 bytes eof limit=3>" */
 static int reader_tostring(lua_State *L) {
-  sref *r = luaL_checkudata(L, 1, READER_MT);
-  lstream *s = r->s;
+  lstream *s = box_stream(luaL_checkudata(L, 1, READER_MT));
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "<StreamReader");
@@ -822,15 +810,15 @@ static int drain_error(lua_State *L, lstream *s) {
 }
 
 static int drain_k(lua_State *L, lua_KContext ctx) {
-  lstream *s = ((sref *)lua_touserdata(L, 1))->s;
-  io_waiter_done(ctx);
+  lstream *s = box_stream(lua_touserdata(L, 1));
+  (void)ctx;
   return drain_error(L, s);
 }
 
 static int writer_drain(lua_State *L) {
   lstream *s = check_writer(L);
   drain_error(L, s);
-  if (s->wqueued <= HIGH_WATER || s->closed) return 0;
+  if (s->wqueued <= HIGH_WATER || s->hd.closed) return 0;
   host_task *t = host_check_task(L, "drain");
   lua_settop(L, 1);
   return io_wait(L, t, &s->drainers, drain_k);
@@ -842,18 +830,12 @@ static int writer_close(lua_State *L) {
   return 0;
 }
 
-static int wait_closed_k(lua_State *L, lua_KContext ctx) {
-  (void)L;
-  io_waiter_done(ctx);
-  return 0;
-}
-
 static int writer_wait_closed(lua_State *L) {
   lstream *s = check_writer(L);
-  if (s->closed) return 0;
+  if (s->hd.closed) return 0;
   host_task *t = host_check_task(L, "wait_closed");
   lua_settop(L, 1);
-  return io_wait(L, t, &s->closers, wait_closed_k);
+  return io_wait(L, t, &s->closers, NULL);
 }
 
 /* __close: close, and wait for it when inside a task (as `async with`). */
@@ -861,15 +843,16 @@ static int writer_tbc(lua_State *L) {
   lstream *s = check_writer(L);
   lstream_close(s, 0);
   host_task *t = host_task_of(L);
-  if (s->closed || !t || !lua_isyieldable(L)) return 0;
+  if (s->hd.closed || !t || !lua_isyieldable(L)) return 0;
   lua_settop(L, 1);
-  return io_wait(L, t, &s->closers, wait_closed_k);
+  return io_wait(L, t, &s->closers, NULL);
 }
 
 void lstream_close_wrapper(lua_State *L, int idx) {
-  sref *r = luaL_testudata(L, idx, READER_MT);
-  if (!r) r = luaL_testudata(L, idx, WRITER_MT);
-  if (r && r->s) lstream_close(r->s, 0);
+  void *box = luaL_testudata(L, idx, READER_MT);
+  if (!box) box = luaL_testudata(L, idx, WRITER_MT);
+  lstream *s = box ? box_stream(box) : NULL;
+  if (s) lstream_close(s, 0);
 }
 
 /* __close of a reader: the stream is no longer wanted (a subprocess's
@@ -912,34 +895,6 @@ static int writer_write_eof(lua_State *L) {
 static int writer_buffer_size(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)check_writer(L)->wqueued);
   return 1;
-}
-
-void io_push_sockaddr(lua_State *L, const struct sockaddr *sa) {
-  char ip[64] = "";
-  int port = 0;
-  const char *fam = "unix";
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-    uv_ip4_name(a, ip, sizeof ip);
-    port = ntohs(a->sin_port);
-    fam = "inet";
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-    uv_ip6_name(a, ip, sizeof ip);
-    port = ntohs(a->sin6_port);
-    fam = "inet6";
-  }
-  lua_createtable(L, 2, 3);
-  lua_pushstring(L, fam);
-  lua_setfield(L, -2, "family");
-  lua_pushstring(L, ip);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "address");
-  lua_rawseti(L, -2, 1);
-  lua_pushinteger(L, port);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "port");
-  lua_rawseti(L, -2, 2);
 }
 
 static int writer_get_extra_info(lua_State *L) {
@@ -1002,16 +957,21 @@ static const luaL_Reg writer_methods[] = {
     {"buffer_size", writer_buffer_size},
     {NULL, NULL}};
 
+/* Every method and metamethod gets the metatable as upvalue 1: the
+ * per-call wrapper check compares with it (host_handle_check_at). */
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
                      lua_CFunction tbc) {
   luaL_newmetatable(L, mt);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, wrapper_gc);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, wrapper_gc, 1);
   lua_setfield(L, -2, "__gc");
   if (tbc) {
-    lua_pushcfunction(L, tbc);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, tbc, 1);
     lua_setfield(L, -2, "__close");
   }
 }
@@ -1029,6 +989,8 @@ void io_open_stream(lua_State *L, lasync_host *h) {
   lua_pop(L, 1);
   new_type(L, WRITER_MT, writer_methods, writer_tbc);
   lua_pop(L, 1);
+  host_handle_register(L, &READER_TYPE);
+  host_handle_register(L, &WRITER_TYPE);
   lua_pushlightuserdata(L, h);
   lua_pushcclosure(L, l_stream_reader, 1);
   lua_setfield(L, -2, "StreamReader");
