@@ -145,8 +145,14 @@ struct host_task {
 static inline host_task *host_task_of(lua_State *L) {
   return *(host_task **)lua_getextraspace(L);
 }
-/* The running task, or raises "<fname>() called outside a task". */
-host_task *host_check_task(lua_State *L, const char *fname);
+/* The running task, or raises "<fname>() called outside a task" (or
+ * "cannot suspend here").  Inline: every waiting primitive starts with it. */
+host_task *host_check_task_fail(lua_State *L, const char *fname);
+static inline host_task *host_check_task(lua_State *L, const char *fname) {
+  host_task *t = host_task_of(L);
+  if (t && lua_isyieldable(L)) return t;
+  return host_check_task_fail(L, fname);
+}
 host_task *host_check_task_arg(lua_State *L, int idx);
 host_task *host_test_task_arg(lua_State *L, int idx);
 

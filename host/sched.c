@@ -59,7 +59,8 @@ typedef struct batch {
 } batch;
 
 static int task_prepare(lasync_host *h, host_task *t);
-static int task_resume(lasync_host *h, host_task *t, int *nres);
+static inline void task_ready_flags(host_task *t);
+static inline int task_resume(lasync_host *h, host_task *t, int *nres);
 static void task_after(lasync_host *h, host_task *t, int status, int nres);
 
 /* Runs the rest of a batch inside lua_pcall on the callback thread, so
@@ -100,7 +101,8 @@ static void on_check(uv_check_t *handle) {
       host_task *t = host_container_of(r, host_task, ready);
       if (!(t->flags & (TF_MUST_CANCEL | TF_NO_STACK))) {
         b.next = r->next;
-        task_prepare(h, t); /* only flags: nothing to build */
+        t->flags |= TF_STARTED; /* nothing to deliver: only flags change */
+        task_ready_flags(t);
         b.status = task_resume(h, t, &b.nres);
         if (b.status == LUA_YIELD && (t->flags & TF_PARKED)) continue;
         b.ending = t;
@@ -214,16 +216,21 @@ static int task_prepare(lasync_host *h, host_task *t) {
     t->nargs = 1;
     t->flags |= TF_THROW;
   }
-  t->flags &= ~(TF_PARKED | TF_MUST_CANCEL | TF_NO_STACK);
+  task_ready_flags(t);
+  return 1;
+}
+
+/* The wait is over: the task is neither queued nor parked any more. */
+static inline void task_ready_flags(host_task *t) {
+  t->flags &= ~(TF_QUEUED | TF_PARKED | TF_MUST_CANCEL | TF_NO_STACK);
   if (t->flags & TF_DEFER_CANCEL) /* the wake's values arrive first */
     t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
   t->wait_data = NULL;
-  return 1;
 }
 
 /* The one lua_resume. */
-static int task_resume(lasync_host *h, host_task *t, int *nres) {
+static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
   h->current = t->co;
   int status = lua_resume(t->co, h->cbL, t->nargs, nres);

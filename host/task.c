@@ -12,16 +12,15 @@
 
 /* ---- lookups ------------------------------------------------------------ */
 
-host_task *host_check_task(lua_State *L, const char *fname) {
+host_task *host_check_task_fail(lua_State *L, const char *fname) {
   host_task *t = host_task_of(L);
   if (!t)
     luaL_error(L, "asyncio: %s() called outside a task (use asyncio.run)",
                fname);
-  if (!lua_isyieldable(L))
-    luaL_error(L,
-               "asyncio: %s() cannot suspend here (inside a metamethod, "
-               "iterator or C function that cannot yield)",
-               fname);
+  luaL_error(L,
+             "asyncio: %s() cannot suspend here (inside a metamethod, "
+             "iterator or C function that cannot yield)",
+             fname);
   return t;
 }
 
