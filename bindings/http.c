@@ -1116,7 +1116,8 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   lua_setfield(L, -2, "StatusError");
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
-  luaL_newmetatable(L, RESPONSE_MT);
+  host_new_type(L, RESPONSE_MT, NULL, NULL, 0); /* http.lua fills it */
+  luaL_getmetatable(L, RESPONSE_MT);
   lua_call(L, 2, 1);
   return 1;
 }
