@@ -13,6 +13,7 @@
 #define LASYNC_FS_H
 
 #include "../host/buf.h"
+#include "../host/handle.h"
 #include "io.h"
 
 #define FS_FILE_MT "asyncio.fs.File"
@@ -28,12 +29,15 @@ typedef struct fs_state {
 /* The C side of a File: the userdata and each request using it hold a
  * reference, so an orphaned read can still land in ra after the Lua
  * object is gone. */
+/* A File follows handle.h's lifetime protocol with its descriptor in the
+ * place of a libuv handle: the descriptor's hold goes when its close
+ * (a uv_fs request) is done; each request using the file holds it too. */
 typedef struct fs_file {
+  host_handle hd;      /* lifetime; hd.closing: closed for Lua */
   lasync_host *h;
   fs_state *st;
   uv_file fd;          /* -1 once closed or handed to a close request */
-  int refs;            /* the Lua object + each request using the file */
-  unsigned char writable, append, stream, closed, busy, gone;
+  unsigned char writable, append, stream, busy;
   int64_t pos;         /* the user's position: the file offset of ra.p[roff] */
   host_buf ra;         /* read-ahead: ra.p[roff..ra.len) */
   size_t roff;

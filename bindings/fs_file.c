@@ -5,7 +5,9 @@
  * the file's waitq (FIFO, no allocation), then call the same method again.
  * Reads and writes use explicit offsets (pread/pwrite) from a position we
  * track, which is how seek works without lseek; pipes and devices fall back
- * to plain read/write.  Using a closed file raises InvalidStateError, as a
+ * to plain read/write.  Lifetime and closing follow host/handle.h, the
+ * descriptor in the place of a libuv handle: using a closed file raises
+ * InvalidStateError through its one check, as a
  * closed stream does.
  *
  * File: read([n | "a" | "l" | "L"]) (no argument: the rest; like io, "a"
@@ -23,10 +25,10 @@
 
 enum { FMT_N, FMT_LINE, FMT_LINEK, FMT_ALL };
 
-/* ---- references, background close ------------------------------------- */
+/* ---- lifetime (handle.h), background close ----------------------------- */
 
-static void file_unref(fs_file *f) {
-  if (--f->refs > 0) return;
+static void file_free(host_handle *hd) {
+  fs_file *f = host_container_of(hd, fs_file, hd);
   host_buf_free(&f->ra);
   free(f->path);
   free(f);
@@ -36,11 +38,12 @@ static void bg_close_done(uv_fs_t *u) {
   fs_file *f = u->data;
   uv_fs_req_cleanup(u);
   free(u);
-  file_unref(f);
+  host_handle_after_close(&f->hd);
 }
 
-/* Closes f's descriptor without waiting (for __gc, __close and requests
- * that finish after the file was closed that way). */
+/* Closes f's descriptor without waiting (for __gc, __close, the host's
+ * stop and requests that finish after the file was closed that way); the
+ * descriptor's hold goes when the close is done. */
 static void bg_close(fs_file *f) {
   uv_file fd = f->fd;
   if (fd < 0) return;
@@ -48,15 +51,30 @@ static void bg_close(fs_file *f) {
   uv_fs_t *u = malloc(sizeof *u);
   if (u) {
     u->data = f;
-    f->refs++;
     if (uv_fs_close(f->h->loop, u, fd, bg_close_done) == 0) return;
-    f->refs--;
     free(u);
   }
   uv_fs_t sync; /* out of memory: a plain close is the last resort */
   uv_fs_close(NULL, &sync, fd, NULL);
   uv_fs_req_cleanup(&sync);
+  host_handle_after_close(&f->hd);
 }
+
+/* The close hook: never suspends.  A request still running on the file
+ * closes it when it ends (fs_file_release); a descriptor already handed
+ * to close() 's request is that request's to close. */
+static int file_close_hook(host_handle *hd, lua_State *L) {
+  fs_file *f = host_container_of(hd, fs_file, hd);
+  (void)L;
+  if (f->fd < 0)
+    host_handle_after_close(hd);
+  else if (!f->busy)
+    bg_close(f);
+  return 1;
+}
+
+static const host_handle_type FILE_TYPE = {FS_FILE_MT, "file",
+                                           file_close_hook, file_free};
 
 /* ---- turns ------------------------------------------------------------ */
 
@@ -93,24 +111,22 @@ static int wait_turn(lua_State *L, host_task *t, fs_file *f,
 /* Takes the file's turn for request r. */
 static void req_bind_file(fs_req *r, fs_file *f) {
   r->file = f;
-  f->refs++;
+  host_handle_hold(&f->hd);
   f->busy = 1;
 }
 
 void fs_file_release(fs_file *f, int wake) {
   f->busy = 0;
-  if (f->closed) bg_close(f);
+  if (f->hd.closing) bg_close(f);
   if (wake) wake_next(f); /* no task is woken once the state is gone */
-  file_unref(f);
+  host_handle_drop(&f->hd);
 }
 
 /* ---- the File object -------------------------------------------------- */
 
-static fs_file *check_file(lua_State *L, int idx) {
-  fs_file **box = luaL_checkudata(L, idx, FS_FILE_MT);
-  if (!*box || (*box)->closed)
-    host_error_raise(L, "InvalidStateError", "attempt to use a closed file");
-  return *box;
+static fs_file *check_file(lua_State *L, int idx, const char *fname) {
+  return host_container_of(host_handle_check(L, idx, &FILE_TYPE, fname, 1),
+                           fs_file, hd);
 }
 
 /* io.open's modes: r w a, an optional +, then only b's. */
@@ -140,8 +156,7 @@ static void open_first(fs_req *r) {
 
 static int open_finish(lua_State *L, fs_req *r) {
   if (r->err) return fs_raise(L, r);
-  fs_file **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
+  host_handle **box = host_handle_newbox(L, FS_FILE_MT, 0);
   fs_file *f = calloc(1, sizeof *f);
   if (!f || !(f->path = strdup(r->path))) {
     free(f);
@@ -152,12 +167,11 @@ static int open_finish(lua_State *L, fs_req *r) {
   f->st = r->st;
   f->fd = r->fd;
   r->fd = -1;
-  f->refs = 1;
   f->writable = (r->flags & (UV_FS_O_WRONLY | UV_FS_O_RDWR)) != 0;
   f->append = (unsigned char)r->mode;
   host_list_init(&f->waiters);
-  *box = f;
-  luaL_setmetatable(L, FS_FILE_MT);
+  host_handle_init(&f->hd, &FILE_TYPE, f->h);
+  host_handle_attach(box, &f->hd);
   fs_req_drop(r);
   return 1;
 }
@@ -288,7 +302,7 @@ static int read_finish(lua_State *L, fs_req *r) {
 }
 
 static int file_read(lua_State *L) {
-  fs_file *f = check_file(L, 1);
+  fs_file *f = check_file(L, 1, "read");
   size_t n = 0;
   int fmt = parse_fmt(L, 2, &n);
   host_task *t = host_check_task(L, "read");
@@ -312,7 +326,7 @@ static int lines_iter(lua_State *L) {
 
 static int file_lines(lua_State *L) {
   size_t n;
-  check_file(L, 1);
+  check_file(L, 1, "lines");
   if (lua_isnoneornil(L, 2)) {
     lua_settop(L, 1);
     lua_pushliteral(L, "l");
@@ -352,7 +366,7 @@ static int write_finish(lua_State *L, fs_req *r) {
 }
 
 static int file_write(lua_State *L) {
-  fs_file *f = check_file(L, 1);
+  fs_file *f = check_file(L, 1, "write");
   luaL_checktype(L, 2, LUA_TSTRING);
   host_task *t = host_check_task(L, "write");
   if (f->busy) return wait_turn(L, t, f, file_write);
@@ -402,7 +416,7 @@ static int seek_finish(lua_State *L, fs_req *r) {
 
 static int file_seek(lua_State *L) {
   static const char *const whences[] = {"set", "cur", "end", NULL};
-  fs_file *f = check_file(L, 1);
+  fs_file *f = check_file(L, 1, "seek");
   int whence = luaL_checkoption(L, 2, "cur", whences);
   lua_Integer off = luaL_optinteger(L, 3, 0);
   host_task *t = host_check_task(L, "seek");
@@ -424,54 +438,44 @@ static int close_finish(lua_State *L, fs_req *r) {
 }
 
 static int file_close(lua_State *L) {
-  fs_file *f = check_file(L, 1);
+  fs_file *f = check_file(L, 1, "close");
   host_task *t = host_check_task(L, "close");
   if (f->busy) return wait_turn(L, t, f, file_close);
-  f->closed = 1;
   fs_req *r = fs_req_new(L, f->st, t, NULL);
   req_bind_file(r, f);
   r->fd = f->fd; /* fs_end_chain closes it and reports a failure */
   f->fd = -1;
+  host_handle_close(&f->hd, L);
   r->finish = close_finish;
   fs_end_chain(r);
   return fs_park(L, r);
 }
 
-/* __close and __gc: close in the background, never suspending; a request
- * still running on the file closes it when it ends. */
-static void shut(fs_file *f) {
-  if (f->closed) return;
-  f->closed = 1;
-  if (!f->busy) bg_close(f);
-}
-
+/* __close: the protocol's close, in the background, never suspending. */
 static int file_toclose(lua_State *L) {
-  fs_file **box = luaL_checkudata(L, 1, FS_FILE_MT);
-  if (*box) shut(*box);
+  host_handle *hd = host_handle_test(L, 1, &FILE_TYPE);
+  if (hd) host_handle_close(hd, L);
   return 0;
 }
 
 static int file_gc(lua_State *L) {
-  fs_file **box = luaL_checkudata(L, 1, FS_FILE_MT);
-  fs_file *f = *box;
-  if (!f) return 0;
-  *box = NULL;
-  shut(f);
-  f->gone = 1;
+  host_handle *hd = host_handle_test(L, 1, &FILE_TYPE);
+  if (!hd) return 0;
   /* Only the state's end can collect a file somebody waits on: those
    * tasks are going away with it. */
+  fs_file *f = host_container_of(hd, fs_file, hd);
   while (waitq_pop(&f->waiters)) {
   }
-  file_unref(f);
-  return 0;
+  return host_handle_gc(L);
 }
 
 static int file_tostring(lua_State *L) {
-  fs_file **box = luaL_checkudata(L, 1, FS_FILE_MT);
-  if (!*box || (*box)->closed)
+  host_handle *hd = host_handle_test(L, 1, &FILE_TYPE);
+  if (!hd || hd->closing)
     lua_pushliteral(L, "fs.File (closed)");
   else
-    lua_pushfstring(L, "fs.File (%s)", (*box)->path);
+    lua_pushfstring(L, "fs.File (%s)",
+                    host_container_of(hd, fs_file, hd)->path);
   return 1;
 }
 
@@ -486,4 +490,5 @@ static const luaL_Reg file_meta[] = {{"__gc", file_gc},
 
 void fs_file_open_type(lua_State *L) {
   host_new_type(L, FS_FILE_MT, file_methods, file_meta, 0);
+  host_handle_register(L, &FILE_TYPE);
 }

@@ -3,7 +3,8 @@
  *
  * One session = one curl multi handle (its connection cache is the
  * keep-alive pool), one uv_timer for curl's timeout and one uv_poll per
- * socket curl asks about.  The session's C struct is malloc'd and freed
+ * socket curl asks about.  The session follows host/handle.h: its C struct
+ * is malloc'd and freed
  * only when its Lua object is closed and every one of its handles has run
  * its close callback.  Those handles are referenced (keep the loop alive)
  * only while a transfer is running, so an idle pool does not keep a
@@ -26,6 +27,7 @@
 #include <curl/curl.h>
 
 #include "../host/buf.h"
+#include "../host/handle.h"
 #include "../host/waitq.h"
 #include "init.h"
 /* bindings/http.lua, compiled in (cmake/embed.cmake) */
@@ -60,8 +62,7 @@ typedef struct sock {
 } sock;
 
 struct session {
-  host_closeable closer;  /* lasync_stop closes the session */
-  session **box;          /* the Lua object's pointer to it */
+  host_handle hd;         /* lifetime (handle.h): the box + all uv handles */
   lasync_host *h;
   CURLM *multi;
   uv_timer_t timer;
@@ -73,8 +74,7 @@ struct session {
   int limit;     /* requests in flight at most (INT_MAX: no limit) */
   int inflight;  /* slots taken */
   int nrunning;  /* transfers in the multi handle */
-  int nhandles;  /* uv handles not yet closed */
-  int closed;    /* the Lua object let go of it */
+  int nhandles;  /* uv handles not yet closed: together, one hold */
 };
 
 enum { X_NEW, X_QUEUED, X_RUNNING, X_DONE, X_FINISHED };
@@ -106,8 +106,10 @@ typedef struct xfer {
 
 /* ---- session handles -------------------------------------------------- */
 
+/* The timer closes only with the session: the last handle closed is the
+ * handles' hold going. */
 static void session_maybe_free(session *s) {
-  if (s->closed && s->nhandles == 0) free(s);
+  if (s->nhandles == 0) host_handle_after_close(&s->hd);
 }
 
 static void handle_closed(uv_handle_t *hd) {
@@ -206,7 +208,7 @@ static void set_base(CURL *e) {
  * changed pointers (cleared here so an idle handle points at nothing that
  * may be freed), any other is reset. */
 static void pool_put(session *s, CURL *e, int special) {
-  if (s->closed || s->npool >= POOL_MAX) {
+  if (s->hd.closing || s->npool >= POOL_MAX) {
     curl_easy_cleanup(e);
     return;
   }
@@ -550,14 +552,16 @@ static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
 
 /* ---- the session object ----------------------------------------------- */
 
-static session **test_session(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, SESSION_MT);
+static int session_close_hook(host_handle *hd, lua_State *L);
+static void session_free(host_handle *hd) {
+  free(host_container_of(hd, session, hd));
 }
+static const host_handle_type SESSION_TYPE = {SESSION_MT, "session",
+                                              session_close_hook, session_free};
 
-static session *check_session(lua_State *L, int idx) {
-  session *s = *test_session(L, idx);
-  if (!s) host_error_raise(L, "InvalidStateError", "the session is closed");
-  return s;
+static session *check_session(lua_State *L, int idx, const char *fname) {
+  return host_container_of(host_handle_check(L, idx, &SESSION_TYPE, fname, 1),
+                           session, hd);
 }
 
 /* Closes the session: every transfer it holds is detached; with L, tasks
@@ -576,16 +580,16 @@ static void abort_xfer(xfer *x, lua_State *L) {
   }
 }
 
-static void session_close(session *s, lua_State *L) {
+/* The close hook: with L (close()), tasks parked on the session's
+ * transfers are woken with an error; without (__gc, the host's stop) no
+ * Lua runs. */
+static int session_close_hook(host_handle *hd, lua_State *L) {
+  session *s = host_container_of(hd, session, hd);
   host_link *l;
   host_task *t;
-  host_closeable_remove(&s->closer);
-  if (s->box) *s->box = NULL;
-  s->box = NULL;
   while ((t = waitq_pop(&s->waiters))) abort_xfer(t->wait_data, L);
   while ((l = host_list_first(&s->active)))
     abort_xfer(host_container_of(l, xfer, link), L);
-  s->closed = 1;
   for (int i = 0; i < s->npool; i++) curl_easy_cleanup(s->pool[i]);
   s->npool = 0;
   /* curl must not call back into handles being closed while it closes
@@ -600,25 +604,28 @@ static void session_close(session *s, lua_State *L) {
   curl_multi_cleanup(s->multi);
   s->multi = NULL;
   uv_close((uv_handle_t *)&s->timer, handle_closed);
+  return 1;
 }
 
-/* close() wakes waiting tasks; __gc (nothing can wait) does not. */
-static int close_box(lua_State *L, int wake) {
-  session **box = test_session(L, 1);
-  if (*box) {
-    session *s = *box;
-    *box = NULL;
-    session_close(s, wake ? L : NULL);
+/* close() wakes waiting tasks; __gc does not (nothing can wait on an
+ * unreachable session, and the host may be gone): handle.h's release
+ * with no Lua state. */
+static int session_gc(lua_State *L) {
+  host_handle *hd = host_handle_test(L, 1, &SESSION_TYPE);
+  if (hd) {
+    *(host_handle **)lua_touserdata(L, 1) = NULL;
+    hd->box = NULL;
+    host_handle_close(hd, NULL);
+    host_handle_drop(hd);
   }
   return 0;
 }
 
-static int session_gc(lua_State *L) { return close_box(L, 0); }
-
-static void session_closer(host_closeable *c) {
-  session_close(host_container_of(c, session, closer), NULL);
+static int l_close(lua_State *L) {
+  host_handle *hd = host_handle_check(L, 1, &SESSION_TYPE, "close", 0);
+  if (hd) host_handle_close(hd, L);
+  return 0;
 }
-static int l_close(lua_State *L) { return close_box(L, 1); }
 
 /* core.session(limit, limit_per_host) -> session object */
 static int l_session(lua_State *L) {
@@ -627,9 +634,7 @@ static int l_session(lua_State *L) {
   lua_Integer per_host = luaL_optinteger(L, 2, 0);
   luaL_argcheck(L, limit >= 0, 1, "limit must be >= 0");
   luaL_argcheck(L, per_host >= 0, 2, "limit_per_host must be >= 0");
-  session **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
-  luaL_setmetatable(L, SESSION_MT);
+  host_handle **box = host_handle_newbox(L, SESSION_MT, 0);
   session *s = calloc(1, sizeof *s);
   if (!s) return luaL_error(L, "asyncio.http: out of memory");
   s->h = h;
@@ -646,11 +651,8 @@ static int l_session(lua_State *L) {
   s->timer.data = s;
   s->nhandles = 1;
   uv_unref((uv_handle_t *)&s->timer);
-  *box = s;
-  s->box = box;
-  host_list_init(&s->closer.link);
-  s->closer.close = session_closer;
-  host_closeable_add(h, &s->closer);
+  host_handle_init(&s->hd, &SESSION_TYPE, h);
+  host_handle_attach(box, &s->hd);
   long maxconn = limit ? (long)(limit < 100000 ? limit : 100000) : 100;
   curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
@@ -665,7 +667,7 @@ static int l_session(lua_State *L) {
 
 /* core.stats(session) -> inflight, running, waiting, idle easy handles */
 static int l_stats(lua_State *L) {
-  session *s = check_session(L, 1);
+  session *s = check_session(L, 1, "stats");
   int waiting = 0;
   for (host_link *l = s->waiters.next; l != &s->waiters; l = l->next) waiting++;
   lua_pushinteger(L, s->limit == INT_MAX ? s->nrunning : s->inflight);
@@ -939,7 +941,7 @@ static int is_idempotent(const char *m) {
 /* core.perform(session, method, url [, options]) -> response
  * options are already normalized by http.lua. */
 static int l_perform(lua_State *L) {
-  session *s = check_session(L, 1);
+  session *s = check_session(L, 1, "perform");
   host_check_cstring(L, 2, NULL);
   host_check_cstring(L, 3, NULL);
   if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
@@ -1103,6 +1105,7 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   static const luaL_Reg xfer_meta[] = {
       {"__gc", xfer_gc}, {"__close", xfer_gc}, {NULL, NULL}};
   host_new_type(L, SESSION_MT, NULL, session_meta, 0);
+  host_handle_register(L, &SESSION_TYPE);
   host_new_type(L, XFER_MT, NULL, xfer_meta, 0);
   if (luaL_loadbufferx(L, (const char *)lasync_http_lua, lasync_http_lua_len,
                        "=asyncio/http.lua", "t"))
@@ -1116,7 +1119,8 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   lua_setfield(L, -2, "StatusError");
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
-  luaL_newmetatable(L, RESPONSE_MT);
+  host_new_type(L, RESPONSE_MT, NULL, NULL, 0); /* http.lua fills it */
+  luaL_getmetatable(L, RESPONSE_MT);
   lua_call(L, 2, 1);
   return 1;
 }

@@ -465,16 +465,12 @@ static const luaL_Reg funcs[] = {
 
 void io_open_process(lua_State *L, lasync_host *h) {
   int mod = lua_gettop(L);
-  luaL_newmetatable(L, PROCESS_MT);
-  lua_pushcfunction(L, proc_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, host_handle_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, proc_tbc);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, proc_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__index", proc_index},
+                                   {"__gc", host_handle_gc},
+                                   {"__close", proc_tbc},
+                                   {"__tostring", proc_tostring},
+                                   {NULL, NULL}};
+  host_new_type(L, PROCESS_MT, NULL, meta, 0);
   host_handle_register(L, &PROCESS_TYPE);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);

@@ -401,14 +401,11 @@ static const luaL_Reg server_methods[] = {
     {NULL, NULL}};
 
 void io_open_server(lua_State *L, lasync_host *h) {
-  luaL_newmetatable(L, SERVER_MT);
-  lua_pushcfunction(L, server_index);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, host_handle_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, server_tbc);
-  lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__index", server_index},
+                                   {"__gc", host_handle_gc},
+                                   {"__close", server_tbc},
+                                   {NULL, NULL}};
+  host_new_type(L, SERVER_MT, NULL, meta, 0);
   host_handle_register(L, &SERVER_TYPE);
   lua_pushlightuserdata(L, h);
   lua_newtable(L);

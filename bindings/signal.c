@@ -110,32 +110,28 @@ typedef struct sig_rec {
   lasync_host *h;
   int fn_ref;     /* registry: {fn, args...} */
   int pending;    /* deliveries not yet handed to call_soon */
-  unsigned char dead; /* freed when the ready queue reaches it */
 } sig_rec;
 
-/* The last hold went (the handle closed and the box was collected). */
+/* The last hold went: the handle closed, the box was collected and no
+ * delivery is queued (a queued one holds the record, see on_signal). */
 static void sig_free(host_handle *hd) {
-  sig_rec *s = host_container_of(hd, sig_rec, hd);
-  if (s->post.queued)
-    s->dead = 1;
-  else
-    free(s);
+  free(host_container_of(hd, sig_rec, hd));
 }
 
 static void on_sig_closed(uv_handle_t *handle) {
   sig_rec *s = handle->data;
-  /* a stopping host never runs its ready queue again */
-  if (host_closing(s->h)) s->post.queued = 0;
+  /* a stopping host never runs its ready queue again: the queued
+   * delivery lets go of the record here instead */
+  if (host_closing(s->h) && s->post.queued) {
+    s->post.queued = 0;
+    host_handle_drop(&s->hd);
+  }
   host_handle_after_close(&s->hd);
 }
 
 static void deliver(lasync_host *h, host_posted *p) {
   sig_rec *s = host_container_of(p, sig_rec, post);
   lua_State *L = h->cbL;
-  if (s->dead) {
-    free(s);
-    return;
-  }
   for (; s->pending > 0 && s->fn_ref != LUA_NOREF; s->pending--) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
     int n = (int)lua_rawlen(L, -1);
@@ -145,12 +141,16 @@ static void deliver(lasync_host *h, host_posted *p) {
     host_call_soon(h, L, n - 1);
   }
   s->pending = 0;
+  host_handle_drop(&s->hd); /* the hold on_signal took; may free s */
 }
 
 static void on_signal(uv_signal_t *handle, int signum) {
   sig_rec *s = handle->data;
   (void)signum;
   s->pending++;
+  /* the queued entry lives in the record: it holds the record until the
+   * ready queue reaches it (the box may be collected meanwhile) */
+  if (!s->post.queued) host_handle_hold(&s->hd);
   host_post(s->h, &s->post);
 }
 

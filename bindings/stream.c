@@ -651,7 +651,7 @@ static int reader_exception(lua_State *L) {
 /* asyncio.StreamReader([{limit = n}]) */
 static int l_stream_reader(lua_State *L) {
   static const char *const known[] = {"limit", NULL};
-  lasync_host *h = lua_touserdata(L, lua_upvalueindex(1));
+  lasync_host *h = HOST(L);
   host_check_options(L, 1, known);
   size_t limit = lua_istable(L, 1) ? io_opt_limit(L, 1) : 0;
   int err;
@@ -958,36 +958,31 @@ static const luaL_Reg writer_methods[] = {
     {NULL, NULL}};
 
 /* Every method and metamethod gets the metatable as upvalue 1: the
- * per-call wrapper check compares with it (host_handle_check_at). */
+ * per-call wrapper check compares with it (host_handle_check_at).  So the
+ * metatable is made empty first, then filled with itself as the upvalue;
+ * it is left on the stack. */
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods,
-                     lua_CFunction tbc) {
-  luaL_newmetatable(L, mt);
-  lua_newtable(L);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, methods, 1);
-  lua_setfield(L, -2, "__index");
+                     lua_CFunction tbc, lua_CFunction tostring) {
+  luaL_Reg meta[4] = {{"__gc", wrapper_gc}}; /* the rest {NULL, NULL} */
+  int n = 1;
+  if (tbc) meta[n++] = (luaL_Reg){"__close", tbc};
+  if (tostring) meta[n++] = (luaL_Reg){"__tostring", tostring};
+  host_new_type(L, mt, NULL, NULL, 0);
+  luaL_getmetatable(L, mt);
   lua_pushvalue(L, -1);
-  lua_pushcclosure(L, wrapper_gc, 1);
-  lua_setfield(L, -2, "__gc");
-  if (tbc) {
-    lua_pushvalue(L, -1);
-    lua_pushcclosure(L, tbc, 1);
-    lua_setfield(L, -2, "__close");
-  }
+  host_new_type(L, mt, methods, meta, 1);
 }
 
 void io_open_stream(lua_State *L, lasync_host *h) {
   io_guard_sigpipe();
-  new_type(L, READER_MT, reader_methods, reader_tbc);
-  lua_pushcfunction(L, reader_tostring);
-  lua_setfield(L, -2, "__tostring");
+  new_type(L, READER_MT, reader_methods, reader_tbc, reader_tostring);
   lua_getfield(L, -1, "__index");
   if (luaL_loadbuffer(L, LUA_PARTS, sizeof LUA_PARTS - 1, "=stream"))
     lua_error(L);
   lua_insert(L, -2);
   lua_call(L, 1, 0);
   lua_pop(L, 1);
-  new_type(L, WRITER_MT, writer_methods, writer_tbc);
+  new_type(L, WRITER_MT, writer_methods, writer_tbc, NULL);
   lua_pop(L, 1);
   host_handle_register(L, &READER_TYPE);
   host_handle_register(L, &WRITER_TYPE);

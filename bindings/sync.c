@@ -279,9 +279,8 @@ static const luaL_Reg funcs[] = {{"Lock", l_lock},
 
 void l_open_sync(lua_State *L, lasync_host *h) {
   /* both exist first: each one's methods hold both (check_sem) */
-  luaL_newmetatable(L, LOCK_MT);
-  luaL_newmetatable(L, SEM_MT);
-  lua_pop(L, 2);
+  host_new_type(L, LOCK_MT, NULL, NULL, 0);
+  host_new_type(L, SEM_MT, NULL, NULL, 0);
   static const luaL_Reg sem_meta[] = {{"__tostring", sem_tostring},
                                       {"__close", sem_release},
                                       {NULL, NULL}};

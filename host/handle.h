@@ -13,7 +13,12 @@
  * closed, the operations that need the handle raise InvalidStateError
  * through one check; a box whose record is gone raises it too.  Nothing
  * here touches the host after its handles closed, so a finalizer that
- * runs late (while the state closes, after the host stopped) is safe. */
+ * runs late (while the state closes, after the host stopped) is safe.
+ *
+ * "Handle" may be any resource whose close ends in a loop callback: fs's
+ * File holds a descriptor, closed by a uv_fs request whose callback calls
+ * host_handle_after_close (or its close hook calls it at once when there
+ * is nothing left to close). */
 #ifndef LASYNC_HANDLE_H
 #define LASYNC_HANDLE_H
 

@@ -304,7 +304,7 @@ describe("asyncio.fs", function()
         local ok, err = pcall(f[m], f, "x")
         assert.is_false(ok)
         assert.is_true(asyncio.is(err, asyncio.InvalidStateError), tostring(err))
-        assert.truthy(tostring(err):match("attempt to use a closed file"), tostring(err))
+        assert.truthy(tostring(err):match("the file is closed"), tostring(err))
       end
     end)
 
