@@ -96,7 +96,8 @@ test: spec check
 
 # With the comparison harness beside the project (BENCH_HARNESS), the
 # project's rows beside the peers'; without it, the project's own workloads
-# (bench/*.lua, default arguments), each timed.
+# that need no server (W1-W4, default arguments), each timed: W5-W7 need
+# the harness's echo clients and HTTP server.
 BENCH_HARNESS ?= ../shared/bench/run
 bench: build
 	@if [ -x $(BENCH_HARNESS) ]; then \
@@ -105,12 +106,13 @@ bench: build
 	    $(BENCH_HARNESS) $(BENCH_ARGS); \
 	else \
 	  echo "make bench: no comparison harness at $(BENCH_HARNESS) (set BENCH_HARNESS=...);"; \
-	  echo "running the project's own workloads alone:"; \
-	  for w in bench/*.lua; do \
+	  echo "running the project's workloads W1-W4 alone (W5-W7 and the peer comparison need the harness):"; \
+	  for w in bench/w[1-4]_*.lua; do \
 	    start=$$(date +%s.%N); \
-	    $(LASYNC) $$w >/dev/null || { echo "$$w failed"; exit 1; }; \
+	    out=$$($(LASYNC) $$w) || { echo "$$w failed"; exit 1; }; \
 	    end=$$(date +%s.%N); \
-	    awk -v w=$$w -v s=$$start -v e=$$end 'BEGIN { printf "  %-22s %6.2f s\n", w, e - s }'; \
+	    awk -v w=$$w -v s=$$start -v e=$$end -v o="$$out" \
+	      'BEGIN { printf "  %-20s %6.2f s  %s\n", w, e - s, o }'; \
 	  done; \
 	fi
 
