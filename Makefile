@@ -10,6 +10,9 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= 2
+# Spec files mostly wait on timers and subprocesses, so more of them than
+# cores run at once.
+TEST_JOBS  ?= 3
 LASYNC     := $(BUILD)/lasync
 BUSTED     := /usr/bin/busted
 EXAMPLE    ?= scripts/download_compare.lua
@@ -63,7 +66,7 @@ install: build
 
 # The specs, run by ctest inside the host (one ctest test per spec file).
 spec: build
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(TEST_JOBS)
 
 $(ASAN_BUILD)/Makefile: CMakeLists.txt | deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLASYNC_WERROR=ON -DLASYNC_SANITIZE=ON
@@ -74,18 +77,18 @@ asan: deps $(ASAN_BUILD)/Makefile
 	cd $(ASAN_BUILD) && LASYNC_SLOW=3 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j$(JOBS)
+	  ctest --output-on-failure -j$(TEST_JOBS)
 
 # Every spec once under valgrind: zero errors, zero definite leaks, in the
 # busted process and in every lasync / lua5.4 process the specs start.
-# One busted process per spec file, JOBS at a time (one process for all
-# took 7.5 minutes); each file's output is shown only when it fails.
+# One busted process per spec file, TEST_JOBS at a time (one process for
+# all took 7.5 minutes: valgrind runs a process on one core); each file's output is shown only when it fails.
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --suppressions=$(abspath .ci/valgrind.supp)
 valgrind: build
 	LASYNC_POOL=0 LASYNC_SLOW=10 LASYNC_WRAPPER="$(VALGRIND) --error-exitcode=99" \
 	VALGRIND="$(VALGRIND)" LASYNC=$(abspath $(LASYNC)) BUSTED=$(BUSTED) \
-	  .ci/valgrind_specs.sh $(JOBS)
+	  .ci/valgrind_specs.sh $(TEST_JOBS)
 	LASYNC_POOL=0 LASYNC_SLOW=10 $(VALGRIND) --error-exitcode=1 $(BUILD)/embed_test
 	LASYNC_POOL=0 $(VALGRIND) --error-exitcode=1 $(BUILD)/sensors
 
