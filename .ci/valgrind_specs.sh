@@ -32,7 +32,7 @@ export -f run_one
 # lua_differential (100+ cases, each a valgrind-wrapped lasync) is split in
 # two halves by test name, so that it is not the one long pole.
 heavy="spec/lua_differential_spec.lua spec/cli_spec.lua spec/course_spec.lua spec/module_spec.lua"
-shard="%(differential%) [-'a]"
+shard="%(differential%)%s[-'a]"
 order() {
   echo "spec/lua_differential_spec.lua --filter=$shard"
   echo "spec/lua_differential_spec.lua --filter-out=$shard"
