@@ -156,6 +156,13 @@ describe("README", function()
     end
   end)
 
+  it("the bad-argument message it quotes is the one sleep raises", function()
+    local quoted = readme:match("Bad arguments raise Lua's standard message %(`(.-)`%)")
+    assert.is_truthy(quoted)
+    local _, err = pcall(asyncio.sleep, "x")
+    assert.are.equal((quoted:gsub("%s+", " ")), err)
+  end)
+
   it("says how long make test takes", function()
     assert.matches("`make test` takes about %d+ minutes", readme)
   end)
