@@ -10,15 +10,20 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= 2
+# Spec files mostly wait on timers and subprocesses, so more of them than
+# cores run at once.
+TEST_JOBS  ?= 3
 LASYNC     := $(BUILD)/lasync
 BUSTED     := /usr/bin/busted
 EXAMPLE    ?= scripts/download_compare.lua
 
+PREFIX     ?= /usr/local
+
 PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson valgrind \
-            python3 nginx openssl
+            python3 nginx openssl luarocks groff-base
 
-.PHONY: all deps build run test check spec asan valgrind bench clean
+.PHONY: all deps build run test check spec asan valgrind bench install clean
 
 all: build
 
@@ -43,14 +48,25 @@ $(BUILD)/Makefile: CMakeLists.txt | deps
 	cmake -S . -B $(BUILD) -DLASYNC_WERROR=ON
 
 build: deps $(BUILD)/Makefile
-	cmake --build $(BUILD) -j$(JOBS)
+	cmake --build $(BUILD) -j$(JOBS) -- --no-print-directory
 
-run: build
-	$(LASYNC) $(EXAMPLE)
+# Quietly: a newcomer should see the demo, not gmake's directory lines.
+run: deps
+	@[ -f $(BUILD)/Makefile ] || cmake -S . -B $(BUILD) -DLASYNC_WERROR=ON >/dev/null
+	@echo "make: building lasync in $(BUILD)/ ..."
+	@cmake --build $(BUILD) -j$(JOBS) -- --no-print-directory -s >$(BUILD)/build.log 2>&1 \
+	  || { cat $(BUILD)/build.log; exit 1; }
+	@$(LASYNC) $(EXAMPLE)
+
+# Installs under PREFIX (default /usr/local; asyncio.so goes to
+# PREFIX/lib/lua/5.4, which is on lua5.4's default package.cpath for
+# /usr/local). Use sudo for a system prefix.
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
 
 # The specs, run by ctest inside the host (one ctest test per spec file).
 spec: build
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(TEST_JOBS)
 
 $(ASAN_BUILD)/Makefile: CMakeLists.txt | deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DLASYNC_WERROR=ON -DLASYNC_SANITIZE=ON
@@ -61,16 +77,18 @@ asan: deps $(ASAN_BUILD)/Makefile
 	cd $(ASAN_BUILD) && LASYNC_SLOW=3 \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j$(JOBS)
+	  ctest --output-on-failure -j$(TEST_JOBS)
 
 # Every spec once under valgrind: zero errors, zero definite leaks, in the
 # busted process and in every lasync / lua5.4 process the specs start.
+# One busted process per spec file, TEST_JOBS at a time (one process for
+# all took 7.5 minutes: valgrind runs a process on one core); each file's output is shown only when it fails.
 VALGRIND := valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
             --show-leak-kinds=definite --suppressions=$(abspath .ci/valgrind.supp)
 valgrind: build
 	LASYNC_POOL=0 LASYNC_SLOW=10 LASYNC_WRAPPER="$(VALGRIND) --error-exitcode=99" \
-	  $(VALGRIND) --error-exitcode=1 \
-	  $(LASYNC) $(BUSTED) --ignore-lua -o utfTerminal spec
+	VALGRIND="$(VALGRIND)" LASYNC=$(abspath $(LASYNC)) BUSTED=$(BUSTED) \
+	  .ci/valgrind_specs.sh $(TEST_JOBS)
 	LASYNC_POOL=0 LASYNC_SLOW=10 $(VALGRIND) --error-exitcode=1 $(BUILD)/embed_test
 	LASYNC_POOL=0 $(VALGRIND) --error-exitcode=1 $(BUILD)/sensors
 
@@ -79,11 +97,27 @@ check: asan valgrind
 test: spec check
 	@echo "make test: specs, sanitizers and valgrind all passed"
 
-# The project's rows beside the peers (see shared/bench/README.md).
+# With the comparison harness beside the project (BENCH_HARNESS), the
+# project's rows beside the peers'; without it, the project's own workloads
+# that need no server (W1-W4, default arguments), each timed: W5-W7 need
+# the harness's echo clients and HTTP server.
+BENCH_HARNESS ?= ../shared/bench/run
 bench: build
-	BENCH_BUILD_DIR=$(abspath $(BUILD))/bench \
-	PROJECT_CMD=$(abspath $(LASYNC)) PROJECT_BENCH_DIR=$(abspath bench) \
-	  ../shared/bench/run $(BENCH_ARGS)
+	@if [ -x $(BENCH_HARNESS) ]; then \
+	  BENCH_BUILD_DIR=$(abspath $(BUILD))/bench \
+	  PROJECT_CMD=$(abspath $(LASYNC)) PROJECT_BENCH_DIR=$(abspath bench) \
+	    $(BENCH_HARNESS) $(BENCH_ARGS); \
+	else \
+	  echo "make bench: no comparison harness at $(BENCH_HARNESS) (set BENCH_HARNESS=...);"; \
+	  echo "running the project's workloads W1-W4 alone (W5-W7 and the peer comparison need the harness):"; \
+	  for w in bench/w[1-4]_*.lua; do \
+	    start=$$(date +%s.%N); \
+	    out=$$($(LASYNC) $$w) || { echo "$$w failed"; exit 1; }; \
+	    end=$$(date +%s.%N); \
+	    awk -v w=$$w -v s=$$start -v e=$$end -v o="$$out" \
+	      'BEGIN { printf "  %-20s %6.2f s  %s\n", w, e - s, o }'; \
+	  done; \
+	fi
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -11,10 +11,13 @@
 package.path = (arg[0]:match(".*/") or "./") .. "lib/?.lua;" .. package.path
 local http = require "asyncio.http"
 
-if arg[1] == "-h" or arg[1] == "--help" then
-  io.stderr:write("usage: download_images.lua [BASE_URL [OUTDIR]]\n")
-  os.exit(2)
+local course = require "course"
+local USAGE = "download_images.lua [BASE_URL [OUTDIR]]"
+if arg[1] == "-h" or arg[1] == "--help" then course.usage(USAGE) end
+for _, a in ipairs(arg) do
+  if a:match("^%-") then course.usage(USAGE, "unknown option " .. a) end
 end
+if #arg > 2 then course.usage(USAGE, "too many arguments") end
 local base, outdir = arg[1], arg[2] or "images"
 local server, tmpdir
 if not base then

@@ -2,18 +2,18 @@
 -- URL of a file with at most C requests in flight.  A progress line is
 -- kept up to date when stdout is a terminal; a summary ends the run.
 --
--- usage: lasync scripts/fetcher.lua [-c C] [URLS_FILE]
+-- usage: lasync scripts/fetcher.lua [-c C] [URLS_FILE | -]
 --   URLS_FILE: one URL per line; blank lines and lines starting with # are
---   skipped.  Exit status 0 when every URL answered 2xx/3xx, 1 otherwise.
+--   skipped; `-` reads them from stdin.  Exit status 0 when every URL
+--   answered 2xx/3xx; 1 otherwise, and the summary line says how many failed.
 --   Without URLS_FILE it fetches 50 pages from the course's local server
 --   (scripts/lib/http_server.lua, 0.1 s per answer): no internet needed.
 package.path = (arg[0]:match(".*/") or "./") .. "lib/?.lua;" .. package.path
 local http = require "asyncio.http"
+local course = require "course"
 
 local function usage(msg)
-  if msg then io.stderr:write("fetcher: ", msg, "\n") end
-  io.stderr:write("usage: fetcher.lua [-c CONCURRENCY] [URLS_FILE]\n")
-  os.exit(2)
+  course.usage("fetcher.lua [-c CONCURRENCY] [URLS_FILE | -]", msg)
 end
 
 local c, file = 10, nil
@@ -29,6 +29,8 @@ while i <= #arg do
     i = i + 1
   elseif a == "-h" or a == "--help" then
     usage()
+  elseif a ~= "-" and a:match("^%-") then
+    usage("unknown option " .. a)
   elseif not file then
     file = a
     i = i + 1
@@ -40,13 +42,14 @@ c = math.tointeger(c)
 
 local urls, server = {}, nil
 if file then
-  local f, err = io.open(file)
+  local f, err = io.stdin, nil
+  if file ~= "-" then f, err = io.open(file) end
   if not f then usage(err) end
   for line in f:lines() do
     line = line:match("^%s*(.-)%s*$")
     if line ~= "" and not line:match("^#") then urls[#urls + 1] = line end
   end
-  f:close()
+  if f ~= io.stdin then f:close() end
 else
   server = require("http_server").start{delay = 0.1}
   for n = 1, 50 do urls[n] = ("%s/page/%d"):format(server.url, n) end
@@ -100,8 +103,9 @@ local parts = {}
 for status, n in pairs(statuses) do parts[#parts + 1] = ("%d x%d"):format(status, n) end
 for kind, n in pairs(errors) do parts[#parts + 1] = ("%s x%d"):format(kind, n) end
 table.sort(parts)
-print(("fetched %d urls in %.3f s (%.1f req/s), %d failed, %d bytes, at most %d in flight (limit %d)"):format(
-  #urls, secs, #urls / math.max(secs, 1e-9), failed, bytes, max_inflight, c))
+print(("fetched %d urls in %.3f s (%.1f req/s), %d failed, %d bytes, at most %d in flight (limit %d)%s"):format(
+  #urls, secs, #urls / math.max(secs, 1e-9), failed, bytes, max_inflight, c,
+  failed > 0 and ("; %d of %d URLs failed (no answer, or 4xx/5xx): exit status 1"):format(failed, #urls) or ""))
 print("results: " .. (#parts > 0 and table.concat(parts, ", ") or "none"))
 if server then server:close() end
 os.exit(failed == 0 and 0 or 1)

@@ -312,6 +312,33 @@ describe("course scripts", function()
     end)
   end)
 
+  -- One convention for every script that takes options: -h/--help prints the
+  -- usage on stdout and exits 0; a bad option prints it on stderr, exit 2.
+  it("--help and bad options follow one convention", function()
+    local scripts = {}
+    for name in io.popen("grep -l '^-- usage:' scripts/*.lua"):lines() do
+      local f = assert(io.open(name))
+      local text = f:read("a")
+      f:close()
+      if text:find("course.options", 1, true) or text:find("course.usage", 1, true) then
+        scripts[#scripts + 1] = name:match("[^/]*$")
+      end
+    end
+    assert.is_true(#scripts >= 10, table.concat(scripts, " "))
+    for _, script in ipairs(scripts) do
+      for _, flag in ipairs{"--help", "-h"} do
+        local out, err, status = run(script, flag)
+        assert.are.equal(0, status, script .. " " .. flag .. ": " .. err)
+        assert.matches("^usage: " .. script:gsub("%p", "%%%0"), out)
+        assert.are.equal("", err)
+      end
+      local out, err, status = run(script, "--no-such-option 1")
+      assert.are.equal(2, status, script)
+      assert.are.equal("", out, script)
+      assert.matches(script:gsub("%p", "%%%0") .. ": unknown option %-%-no%-such%-option\nusage: ", err)
+    end
+  end)
+
   it("every script runs offline and has a header naming its lecture", function()
     for name in io.popen("ls scripts/*.lua"):lines() do
       local f = assert(io.open(name))

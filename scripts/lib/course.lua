@@ -3,23 +3,30 @@
 local course = {}
 
 -- Parses `--name value` pairs from the script's `arg` into a copy of
--- defaults (numbers stay numbers).  Unknown options and --help print the
--- usage and exit with status 2 (0 for --help).
+-- defaults (numbers stay numbers).  The convention of every course script:
+-- -h/--help prints the usage on stdout and exits 0; a bad option prints the
+-- message and the usage on stderr and exits 2.
+function course.usage(text, msg)
+  local out = msg and io.stderr or io.stdout
+  if msg then out:write(arg[0]:match("[^/]*$"), ": ", msg, "\n") end
+  out:write("usage: ", text, "\n")
+  os.exit(msg and 2 or 0)
+end
+
 function course.options(defaults, usage)
   local opts, rest = {}, {}
   for k, v in pairs(defaults) do opts[k] = v end
   local function fail(msg)
-    if msg then io.stderr:write(msg, "\n") end
     local names = {}
     for k, v in pairs(defaults) do names[#names + 1] = ("[--%s %s]"):format(k, tostring(v)) end
     table.sort(names)
-    io.stderr:write("usage: ", arg[0], " ", table.concat(names, " "), usage and (" " .. usage) or "", "\n")
-    os.exit(msg and 2 or 0)
+    course.usage(arg[0]:match("[^/]*$") .. " " .. table.concat(names, " ") ..
+      (usage and (" " .. usage) or ""), msg)
   end
   local i = 1
   while i <= #arg do
     local name = arg[i]:match("^%-%-(.+)$")
-    if name == "help" then fail() end
+    if name == "help" or arg[i] == "-h" then fail() end
     if name then
       if defaults[name] == nil then fail("unknown option --" .. name) end
       local v = arg[i + 1]
