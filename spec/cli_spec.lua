@@ -20,6 +20,7 @@ local function interrupt(script, second, opts)
     %s%s %s %s > %s 2>&1 & pid=$!
     %s
     %s
+    %s
     kill -INT $pid
     %s
     (for i in $(seq %d); do sleep 0.1; kill -0 $pid || exit; done; kill -KILL $pid) >/dev/null 2>&1 &
@@ -28,6 +29,11 @@ local function interrupt(script, second, opts)
   ]]):format(stdin, opts.prog or lasync, q(path), opts.fifo and ("< " .. q(fifo)) or "", q(out),
              opts.fifo and ("exec 3> " .. q(fifo)) or "",
              wait_for:format("ready", q(out)),
+             -- a SIGINT sent before the read(2) starts would be consumed
+             -- in Lua code and the read would then block (lua.c has the
+             -- same window; valgrind widens it): wait until the process
+             -- sits in read(0, ...) (syscall 0 on fd 0 in /proc/PID/syscall)
+             opts.fifo and [[i=0; while [ $i -lt 3000 ] && ! grep -q '^0 0x0 ' /proc/$pid/syscall 2>/dev/null; do sleep 0.01; i=$((i+1)); done]] or "",
              second and (wait_for:format(q(second), q(out)) .. "; kill -INT $pid") or "",
              300 * helper.slow, q(out)) -- the watchdog: a missed SIGINT fails, not hangs
   local text = helper.sh("bash -c " .. q(cmd))
