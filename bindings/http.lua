@@ -275,9 +275,15 @@ function rmethods:read()
 end
 rmethods.text = rmethods.read
 
+-- A body that is not JSON raises an http.Error naming the URL and the
+-- content type (the usual cause: an HTML error page), at the caller's line.
 function rmethods:json()
   local decode = cjson().decode
-  return decode(self:read())
+  local ok, v = pcall(decode, self:read())
+  if ok then return v end
+  local ctype = self.headers["content-type"] or "none"
+  error(http.Error(("%s: the body is not JSON (content type: %s): %s"):format(
+    self.url, ctype, tostring(v)), {kind = "json", url = self.url}), 2)
 end
 
 -- Streams the body into a file through asyncio.fs (created or truncated;

@@ -14,9 +14,18 @@
 
 host_task *host_check_task_fail(lua_State *L, const char *fname) {
   host_task *t = host_task_of(L);
-  if (!t)
+  if (!t) {
+    /* a callback (call_soon, call_later, a done callback, a signal
+     * handler) runs on the host's callback thread: say what to do there */
+    lasync_host *h = host_get(L);
+    if (h && L == h->cbL)
+      luaL_error(L,
+                 "asyncio: %s() called from a callback, which cannot "
+                 "suspend (start a task: asyncio.create_task(fn))",
+                 fname);
     luaL_error(L, "asyncio: %s() called outside a task (use asyncio.run)",
                fname);
+  }
   luaL_error(L,
              "asyncio: %s() cannot suspend here (inside a metamethod, "
              "iterator or C function that cannot yield)",
