@@ -10,6 +10,7 @@
 
 #include "init.h"
 #include "io.h"
+#include "tls.h"
 
 extern const unsigned char lasync_sync_lua[];
 extern const size_t lasync_sync_lua_len;
@@ -216,6 +217,7 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
     io_open_stream(L, h);
     io_open_net(L, h);
     io_open_server(L, h);
+    io_open_ssl(L, h);
   }
   if (h->libs & LASYNC_LIB_PROCESS) {
     io_open_process(L, h);
