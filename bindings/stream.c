@@ -61,6 +61,7 @@ struct lstream {
   tls_conn *tls;          /* TLS over the socket (tls.h), or NULL */
   unsigned char started, reading, eof, closing, close_pending,
       eof_sent,
+      lingering, /* TLS: closed, waiting for the peer's close_notify */
       wlost; /* bytes were dropped: written after close, or cancelled */
 };
 
@@ -158,6 +159,7 @@ static int stream_close_now(host_handle *hd, lua_State *L) {
   (void)L;
   begin_close(s);
   s->close_pending = 0;
+  s->lingering = 0;
   if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
     io_wake_all(&s->closers);
     host_handle_after_close(hd);
@@ -167,9 +169,37 @@ static int stream_close_now(host_handle *hd, lua_State *L) {
   return 1;
 }
 
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b);
+
+/* A TLS stream closed gracefully sends close_notify, then keeps reading
+ * (and discarding) until the peer's close_notify or end, or a deadline:
+ * closing the socket with the peer's records unread (TLS 1.3 session
+ * tickets) would make the kernel reset the connection and drop what was
+ * still queued for the peer. */
+static int start_linger(lstream *s) {
+  if (!tls_close_notify(s->tls, !s->eof && !s->rerr)) return 0;
+  begin_close(s);
+  s->close_pending = 1;
+  s->lingering = 1;
+  if (uv_read_start(&s->u.stream, on_alloc, on_read) == 0) s->reading = 1;
+  else s->lingering = 0;
+  return 1;
+}
+
+void lstream_linger_done(lstream *s) {
+  if (!s->lingering) return;
+  s->lingering = 0;
+  stop_reading(s);
+  if (s->wqueued == 0 && s->close_pending) lstream_close(s, 1);
+}
+
 void lstream_close(lstream *s, int now) {
   if (s->closing && (!now || !s->close_pending)) return;
-  if (s->tls && !now && !s->closing) tls_close_notify(s->tls);
+  if (s->tls && !now && !s->closing && start_linger(s)) {
+    if (!s->lingering && s->wqueued == 0) lstream_close(s, 1);
+    return;
+  }
   if (s->wqueued && !now) {
     begin_close(s);
     s->close_pending = 1; /* closed by the last write callback */
@@ -722,7 +752,8 @@ static void on_written(uv_write_t *req, int status) {
   if (status == UV_ECANCELED) s->wlost = 1;
   else if (status < 0 && !s->werr) s->werr = status;
   if (s->wqueued <= LOW_WATER || s->werr) io_wake_all(&s->drainers);
-  if (s->wqueued == 0 && s->close_pending) lstream_close(s, 1);
+  if (s->wqueued == 0 && s->close_pending && !s->lingering)
+    lstream_close(s, 1);
 }
 
 /* As asyncio's transports, write() never fails for the connection's

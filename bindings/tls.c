@@ -23,6 +23,7 @@
 #define IN_SIZE (32 * 1024)     /* one socket read of ciphertext */
 #define CHUNK (16 * 1024)       /* plaintext decrypted / encrypted per step */
 #define DEFAULT_HANDSHAKE_TIMEOUT 60.0
+#define SHUTDOWN_TIMEOUT 30.0   /* asyncio's ssl_shutdown_timeout */
 
 enum { HS_RUNNING = 0, HS_DONE, HS_FAILED };
 
@@ -145,9 +146,51 @@ static void decrypt(tls_conn *c) {
   flush(c); /* key updates, the answers to them */
 }
 
+static void on_linger_deadline(lasync_host *h, host_timer *tm) {
+  tls_conn *c = host_container_of(tm, tls_conn, timer);
+  (void)h;
+  lstream_linger_done(c->s);
+}
+
+int tls_close_notify(tls_conn *c, int linger) {
+  if (c->state != HS_DONE || c->notify_sent) return 0;
+  c->notify_sent = 1;
+  ERR_clear_error();
+  SSL_shutdown(c->ssl);
+  ERR_clear_error();
+  flush(c);
+  if (!linger) return 0;
+  c->timer.fire = on_linger_deadline; /* the handshake's timer is free */
+  if (host_timer_start(c->h, &c->timer, host_deadline(c->h, SHUTDOWN_TIMEOUT)))
+    return 0;
+  return 1;
+}
+
+/* Closing: what arrives is read only to see the peer's close_notify. */
+static void linger_read(tls_conn *c, ssize_t n) {
+  if (n > 0) {
+    BIO_write(c->rbio, c->in, (int)n);
+    for (;;) {
+      size_t got;
+      ERR_clear_error();
+      if (SSL_read_ex(c->ssl, c->in, sizeof c->in, &got) == 1) continue;
+      int e = SSL_get_error(c->ssl, 0);
+      ERR_clear_error();
+      if (e == SSL_ERROR_WANT_READ) return;
+      break;
+    }
+  }
+  host_timer_stop(c->h, &c->timer);
+  lstream_linger_done(c->s);
+}
+
 uv_buf_t tls_read_buf(tls_conn *c) { return uv_buf_init(c->in, IN_SIZE); }
 
 void tls_on_read(tls_conn *c, ssize_t n) {
+  if (c->notify_sent) {
+    linger_read(c, n);
+    return;
+  }
   if (n < 0) {
     /* the peer went away: in the handshake a reset (as asyncio's
      * "Connection lost"); after it, the end of the stream even without
@@ -189,15 +232,6 @@ int tls_write(tls_conn *c, const char *p, size_t n) {
     if (r) return r;
   }
   return 0;
-}
-
-void tls_close_notify(tls_conn *c) {
-  if (c->state != HS_DONE || c->notify_sent) return;
-  c->notify_sent = 1;
-  ERR_clear_error();
-  SSL_shutdown(c->ssl);
-  ERR_clear_error();
-  flush(c);
 }
 
 void tls_closing(tls_conn *c) { fail_handshake(c, UV_ECONNABORTED); }
@@ -398,6 +432,7 @@ void tls_client_options(lua_State *L, int opts, const char *host,
 }
 
 static void set_writer_ctx(lua_State *L, int writer, int ctx) {
+  writer = lua_absindex(L, writer);
   lua_pushvalue(L, ctx);
   lua_setiuservalue(L, writer, 2);
 }

@@ -22,6 +22,9 @@ void lstream_set_tls(lstream *s, tls_conn *c);
 /* Queues n bytes on the socket as they are (ciphertext): 0 or a libuv
  * error (also recorded as the stream's write error). */
 int lstream_raw_write(lstream *s, const char *p, size_t n);
+/* The peer answered a graceful close (or did not in time): the stream's
+ * socket closes once its writes are out. */
+void lstream_linger_done(lstream *s);
 /* Room for at least `want` more plaintext bytes at the end of the reader's
  * buffer: the pointer and its size (0 when out of memory). */
 char *lstream_room(lstream *s, size_t want, size_t *size);
@@ -49,8 +52,11 @@ uv_buf_t tls_read_buf(tls_conn *c);
 void tls_on_read(tls_conn *c, ssize_t n);
 /* Encrypts and queues n plaintext bytes; 0, or a libuv error. */
 int tls_write(tls_conn *c, const char *p, size_t n);
-/* Queues close_notify (once, after a completed handshake). */
-void tls_close_notify(tls_conn *c);
+/* Queues close_notify (once, after a completed handshake).  With `linger`
+ * (the peer has not ended yet) returns 1, and then ends the lingering
+ * (lstream_linger_done) when the peer's close_notify or end arrives, or
+ * after a deadline. */
+int tls_close_notify(tls_conn *c, int linger);
 /* The stream is closing: a pending handshake fails. */
 void tls_closing(tls_conn *c);
 void tls_free(tls_conn *c);
