@@ -164,7 +164,14 @@ static const char *const PURPOSES[] = {"SERVER_AUTH", "CLIENT_AUTH", NULL};
 /* create_default_context([purpose]): Purpose.SERVER_AUTH (the default:
  * a client's context) or Purpose.CLIENT_AUTH (a server's). */
 static int l_create_default_context(lua_State *L) {
-  int purpose = luaL_checkoption(L, 1, "SERVER_AUTH", PURPOSES);
+  const char *p = lua_isnoneornil(L, 1) ? PURPOSES[0] : lua_tostring(L, 1);
+  int purpose = -1;
+  for (int i = 0; p && lua_type(L, 1) != LUA_TNUMBER && PURPOSES[i]; i++)
+    if (strcmp(p, PURPOSES[i]) == 0) purpose = i;
+  if (purpose < 0)
+    return luaL_error(L, "bad argument #1 to 'create_default_context' "
+                         "(asyncio.ssl.Purpose.SERVER_AUTH or CLIENT_AUTH "
+                         "expected, got %s)", luaL_typename(L, 1));
   new_ctx(L, purpose == 1);
   return 1;
 }
@@ -186,7 +193,11 @@ static const char *check_file(lua_State *L, int idx, const char *fname,
   if (lua_type(L, idx) != LUA_TSTRING)
     luaL_error(L, "bad argument #%d to '%s' (%s: string expected, got %s)",
                idx, fname, what, luaL_typename(L, idx));
-  const char *path = host_check_cstring(L, idx, NULL);
+  size_t n;
+  const char *path = lua_tolstring(L, idx, &n);
+  if (strlen(path) != n)
+    luaL_error(L, "bad argument #%d to '%s' (%s contains a NUL byte)", idx,
+               fname, what);
   FILE *f = fopen(path, "r");
   if (!f) {
     host_push_oserror(L, -errno, fname, path);
@@ -268,10 +279,10 @@ static int ctx_set_alpn_protocols(lua_State *L) {
   unsigned len = 0;
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   for (lua_Integer i = 1; i <= n; i++) {
-    size_t k;
-    lua_rawgeti(L, 2, i);
-    const char *p = lua_tolstring(L, -1, &k);
-    if (lua_type(L, -1) != LUA_TSTRING || k == 0 || k > 255)
+    size_t k = 0;
+    const char *p = NULL;
+    if (lua_rawgeti(L, 2, i) == LUA_TSTRING) p = lua_tolstring(L, -1, &k);
+    if (!p || k == 0 || k > 255)
       return luaL_error(L, "bad argument #2 to 'set_alpn_protocols' "
                            "(item %I: non-empty string of at most 255 "
                            "bytes expected)", i);
