@@ -45,6 +45,8 @@ struct tls_conn {
   size_t npending;
   char *hostname;            /* server_hostname (a client), or NULL */
   unsigned char notify_sent;
+  unsigned char waiter_ref;  /* the waiter holds a reference to the stream
+                                (open_connection's, from the connect) */
   char in[IN_SIZE];
 };
 
@@ -348,9 +350,11 @@ static tls_conn *attach(lstream *s, tls_ctx *x, const char *name,
 static int handshake_cancel(host_task *t, int woken) {
   tls_conn *c = t->wait_data;
   (void)woken;
+  lstream *s = c->s;
   c->waiter = NULL;
   host_timer_stop(c->h, &c->timer);
-  lstream_close(c->s, 1);
+  lstream_close(s, 1);
+  if (c->waiter_ref) lstream_unref(s); /* may free c */
   return 0;
 }
 
@@ -465,7 +469,7 @@ int tls_client_begin(lua_State *L, lstream *s, int plan) {
     lstream_unref(s);
     return luaL_error(L, "asyncio: out of memory");
   }
-  /* a cancellation now also ends the connect's reference */
+  c->waiter_ref = 1; /* a cancellation also ends the connect's reference */
   return wait_handshake(L, host_task_of(L), c, client_k, (lua_KContext)s);
 }
 
