@@ -441,16 +441,19 @@ static void set_writer_ctx(lua_State *L, int writer, int ctx) {
   lua_setiuservalue(L, writer, 2);
 }
 
+/* The waiter's side of a failed handshake: the connection is aborted
+ * (and the waiter's reference dropped) and the error raised. */
+static int handshake_failed(lua_State *L, lstream *s, int unref) {
+  push_handshake_error(L, lstream_tls(s));
+  lstream_close(s, 1);
+  if (unref) lstream_unref(s);
+  return lua_error(L);
+}
+
 /* Stack: ... ctx name timeout (at plan); ctx: the lstream. */
 static int client_k(lua_State *L, lua_KContext ctx) {
   lstream *s = (lstream *)ctx;
-  tls_conn *c = lstream_tls(s);
-  if (c->state != HS_DONE) {
-    push_handshake_error(L, c);
-    lstream_close(s, 1);
-    lstream_unref(s);
-    return lua_error(L);
-  }
+  if (lstream_tls(s)->state != HS_DONE) return handshake_failed(L, s, 1);
   int plan = lua_gettop(L) - 2;
   lstream_push_reader(L, s);
   lstream_push_writer(L, s);
@@ -544,12 +547,7 @@ void tls_server_options(lua_State *L, int opts, const char *fname) {
 
 static int start_tls_k(lua_State *L, lua_KContext ctx) {
   lstream *s = (lstream *)ctx;
-  tls_conn *c = lstream_tls(s);
-  if (c->state != HS_DONE) {
-    push_handshake_error(L, c);
-    lstream_close(s, 1);
-    return lua_error(L);
-  }
+  if (lstream_tls(s)->state != HS_DONE) return handshake_failed(L, s, 0);
   set_writer_ctx(L, 1, 2);
   return 0;
 }
