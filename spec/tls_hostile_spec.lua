@@ -112,6 +112,9 @@ describe("TLS against bad arguments", function()
     for i = 1, 100 do many[i] = "proto" .. i end
     fails("the protocols take over 256 bytes", ctx.set_alpn_protocols, ctx, many)
     fails("table expected", ctx.set_alpn_protocols, ctx, "h2")
+    local e = helper.raises(ssl.SSLError, ctx.set_ciphers, ctx, "NO-SUCH-CIPHER")
+    assert.are.equal("NO_CIPHER_MATCH", e.reason)
+    ctx:set_ciphers("ECDHE+AESGCM")
   end)
 
   it("writer methods over TLS: write_eof, start_tls twice, start_tls with bad arguments", function()
