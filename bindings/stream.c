@@ -149,7 +149,7 @@ static void begin_close(lstream *s) {
   s->closing = 1;
   stop_reading(s);
   wake_reader(s);
-  if (s->tls) tls_closing(s->tls);
+  if (s->tls) tls_closing(s->tls, s->lingering);
 }
 
 /* The close hook (handle.h): closes the handle now, dropping queued writes
@@ -157,9 +157,9 @@ static void begin_close(lstream *s) {
 static int stream_close_now(host_handle *hd, lua_State *L) {
   lstream *s = host_container_of(hd, lstream, hd);
   (void)L;
+  s->lingering = 0;
   begin_close(s);
   s->close_pending = 0;
-  s->lingering = 0;
   if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
     io_wake_all(&s->closers);
     host_handle_after_close(hd);
@@ -179,9 +179,9 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b);
  * still queued for the peer. */
 static int start_linger(lstream *s) {
   if (!tls_close_notify(s->tls, !s->eof && !s->rerr)) return 0;
+  s->lingering = 1;
   begin_close(s);
   s->close_pending = 1;
-  s->lingering = 1;
   if (uv_read_start(&s->u.stream, on_alloc, on_read) == 0) s->reading = 1;
   else s->lingering = 0;
   return 1;

@@ -236,7 +236,10 @@ int tls_write(tls_conn *c, const char *p, size_t n) {
   return 0;
 }
 
-void tls_closing(tls_conn *c) { fail_handshake(c, UV_ECONNABORTED); }
+void tls_closing(tls_conn *c, int lingering) {
+  fail_handshake(c, UV_ECONNABORTED);
+  if (!lingering) host_timer_stop(c->h, &c->timer);
+}
 
 void tls_free(tls_conn *c) {
   host_timer_stop(c->h, &c->timer);

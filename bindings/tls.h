@@ -57,8 +57,9 @@ int tls_write(tls_conn *c, const char *p, size_t n);
  * (lstream_linger_done) when the peer's close_notify or end arrives, or
  * after a deadline. */
 int tls_close_notify(tls_conn *c, int linger);
-/* The stream is closing: a pending handshake fails. */
-void tls_closing(tls_conn *c);
+/* The stream is closing: a pending handshake fails; unless it lingers
+ * for the peer's close_notify, no deadline is left running. */
+void tls_closing(tls_conn *c, int lingering);
 void tls_free(tls_conn *c);
 /* The connection's SSL (for tls_info.c), its side and server name. */
 struct ssl_st *tls_ssl(tls_conn *c);

@@ -265,10 +265,11 @@ t.recv(1)
     it("a large transfer with back-pressure: drain waits, memory stays bounded", function()
       local total = 8 * 1024 * 1024
       local chunk = ("0123456789abcdef"):rep(4096) -- 64 KiB
-      local max_buffered = 0
+      local max_buffered, sent = 0, 0
       local srv <close> = tls_server(function(r, w)
         for _ = 1, total // #chunk do
           w:write(chunk)
+          sent = sent + #chunk
           w:drain()
           max_buffered = math.max(max_buffered, w:buffer_size())
         end
@@ -278,6 +279,8 @@ t.recv(1)
         {ssl = th.client_ctx(), limit = 32 * 1024})
       asyncio.sleep(0.3) -- the server fills every buffer meanwhile
       assert.is_true(r:buffered() <= 32 * 1024 + 64 * 1024, "buffered " .. r:buffered())
+      -- the server's drain() is holding it back (the kernel buffers some MiB)
+      assert.is_true(sent < total, "sent everything without a reader")
       local got, n = 0, 0
       while true do
         local d = r:read(65536)
@@ -330,6 +333,28 @@ t.recv(1)
       w:write("hunter2\n")
       assert.are.equal("secret: hunter2\n", r:readline())
       assert.are.equal("", r:read())
+      w:close()
+    end)
+
+    it("bytes written while start_tls's handshake runs are sent encrypted after it", function()
+      local srv_ctx = th.server_ctx()
+      local got
+      local srv <close> = asyncio.start_server(function(r, w)
+        r:readline()
+        w:start_tls(srv_ctx)
+        got = r:readline()
+        w:write("ack\n")
+        w:close()
+      end, "127.0.0.1", 0)
+      local r, w = asyncio.open_connection("127.0.0.1", srv.port)
+      w:write("STARTTLS\n")
+      local t = asyncio.create_task(w.start_tls, w, th.client_ctx(),
+        {server_hostname = "localhost"})
+      asyncio.sleep(0) -- the handshake has started
+      w:write("early\n")
+      t:await()
+      assert.are.equal("ack\n", r:readline())
+      assert.are.equal("early\n", got)
       w:close()
     end)
 
