@@ -353,7 +353,8 @@ t.recv(1)
       asyncio.sleep(0) -- the handshake has started
       w:write("early\n")
       t:await()
-      assert.are.equal("ack\n", r:readline())
+      assert.are.equal("ack\n", asyncio.wait_for(asyncio.create_task(r.readline, r),
+                                                 5 * helper.slow))
       assert.are.equal("early\n", got)
       w:close()
     end)
