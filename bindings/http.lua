@@ -229,7 +229,7 @@ function Response.__tostring(resp)
   return ("<http.Response %d %s %s>"):format(resp.status, resp.reason, resp.url)
 end
 
-local read = core.read
+local read, read_body = core.read, core.read_body
 
 -- for chunk in resp:iter_chunks() do ... end: body pieces as they arrive.
 -- curl is paused while the consumer lags (at most ~256 KiB are buffered).
@@ -260,13 +260,13 @@ function rmethods:read()
   local x = rawget(self, "_xfer")
   local cap = rawget(self, "_max_body") or -1
   local parts, n, size = {}, 0, 0
-  local chunk = read(x)
+  local chunk = read_body(x)
   while chunk do
     size = size + #chunk
     if cap >= 0 and size > cap then error(too_large(self, cap), 2) end
     n = n + 1
     parts[n] = chunk
-    chunk = read(x)
+    chunk = read_body(x)
   end
   body = concat(parts)
   rawset(self, "body", body)

@@ -13,6 +13,12 @@ local function rss_kib()
   return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
 end
 
+-- the stream's iterator called once more after the end
+local function core_read_again(r)
+  local f, x = r:iter_chunks()
+  return f(x)
+end
+
 local function err_of(fn, ...)
   local ok, e = pcall(fn, ...)
   assert.is_false(ok, "expected an error")
@@ -361,6 +367,39 @@ describe("asyncio.http", function()
       local e = helper.raises(asyncio.InvalidStateError,
         function() for _ in r:iter_chunks() do end end)
       assert.matches("the response is closed", tostring(e))
+      helper.raises(asyncio.InvalidStateError, r.read, r)
+      r:close() -- closing again is harmless
+    end)
+
+    it("closing a stream another task is reading wakes that task with InvalidStateError", function()
+      local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=300", {stream = true})
+      local reader = asyncio.create_task(function() return r:read() end)
+      asyncio.sleep(0.05)
+      r:close()
+      local e = err_of(reader.await, reader)
+      assert.is_true(asyncio.is(e, asyncio.InvalidStateError), tostring(e))
+      assert.matches("the response is closed", tostring(e))
+    end)
+
+    it("a stream read to its end gives nil again, until it is closed", function()
+      local r = http.fetch(py.url .. "/chunked?n=2&size=3", {stream = true})
+      local n = 0
+      for chunk in r:iter_chunks() do n = n + #chunk end
+      assert.are.equal(6, n)
+      assert.is_nil(core_read_again(r))
+      r:close()
+      helper.raises(asyncio.InvalidStateError, function() for _ in r:iter_chunks() do end end)
+    end)
+
+    it("a stream whose session closes raises kind closed, then InvalidStateError", function()
+      local s = http.Session()
+      local r = s:get(py.url .. "/chunked?n=3&size=2&delay_ms=300", {stream = true})
+      local reader = asyncio.create_task(function() return r:read() end)
+      asyncio.sleep(0.05)
+      s:close()
+      local e = err_of(reader.await, reader)
+      assert.are.equal("closed", e.kind)
+      helper.raises(asyncio.InvalidStateError, r.read, r)
     end)
   end)
 
