@@ -33,7 +33,7 @@
 #include "../host/buf.h"
 #include "../host/handle.h"
 #include "../host/waitq.h"
-#include "init.h"
+#include "http.h"
 /* bindings/http.lua, compiled in (cmake/embed.cmake) */
 extern const unsigned char lasync_http_lua[];
 extern const size_t lasync_http_lua_len;
@@ -497,10 +497,18 @@ static int giant_header(xfer *x) {
   return x->result == CURLE_OUT_OF_MEMORY && !x->oom && x->received == 0;
 }
 
+/* "reset": the connection was closed or reset before the whole answer
+ * came (a kind of its own so that a retry policy can name it). */
 static const char *error_kind(xfer *x) {
   if (x->too_large) return "body_too_large";
   if (x->head_too_large || giant_header(x)) return "headers_too_large";
+  if (x->not_retried) return "reset";
   switch (x->result) {
+  case CURLE_GOT_NOTHING:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_PARTIAL_FILE:
+    return "reset";
   case CURLE_URL_MALFORMAT:
   case CURLE_UNSUPPORTED_PROTOCOL:
     return "invalid_url";
@@ -535,9 +543,8 @@ static const char *error_kind(xfer *x) {
   }
 }
 
-/* Pushes http.Error{kind=, url=, code=, message=}. */
-static void push_error(lua_State *L, const char *kind, const char *url,
-                       int code, const char *msg) {
+void host_http_push_error(lua_State *L, const char *kind, const char *url,
+                          int code, const char *msg) {
   host_error_new(L, ERROR_CLASS, "%s (%s)", msg, url);
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "kind");
@@ -571,7 +578,7 @@ static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
   else
     snprintf(msg, sizeof msg, "%s",
              x->err[0] ? x->err : curl_easy_strerror(x->result));
-  push_error(L, error_kind(x), url, (int)x->result, msg);
+  host_http_push_error(L, error_kind(x), url, (int)x->result, msg);
 }
 
 /* ---- the session object ----------------------------------------------- */
@@ -598,7 +605,7 @@ static void abort_xfer(xfer *x, lua_State *L) {
   x->result = CURLE_ABORTED_BY_CALLBACK;
   x->task = NULL;
   if (t && L) {
-    push_error(L, "closed", x->url ? x->url : "", 0, "the session was closed");
+    host_http_push_error(L, "closed", x->url ? x->url : "", 0, "the session was closed");
     host_wake_error(t, L);
   }
   xfer_close(x, L); /* a stream response read later raises: it is closed */
@@ -1070,48 +1077,44 @@ static int l_fs(lua_State *L) {
   return 1;
 }
 
-/* ---- URLs ------------------------------------------------------------- */
-
-/* core.join(base, ref) -> absolute URL (RFC 3986 resolution by curl). */
-static int l_join(lua_State *L) {
-  const char *base = host_check_cstring(L, 1, NULL);
-  const char *ref = host_check_cstring(L, 2, NULL);
-  CURLU *u = curl_url();
-  char *out = NULL;
-  if (!u) return luaL_error(L, "asyncio.http: out of memory");
-  int bad = curl_url_set(u, CURLUPART_URL, base, 0) ||
-            curl_url_set(u, CURLUPART_URL, ref, 0) ||
-            curl_url_get(u, CURLUPART_URL, &out, 0);
-  curl_url_cleanup(u);
-  if (bad) {
-    push_error(L, "invalid_url", ref, 0, "cannot resolve the URL against base_url");
-    return lua_error(L);
-  }
-  lua_pushstring(L, out);
-  curl_free(out);
-  return 1;
-}
-
 /* ---- options ---------------------------------------------------------- */
 
 static const char *const REQUEST_OPTIONS[] = {
     "method", "headers", "body", "json", "query", "timeout", "connect_timeout",
     "follow_redirects", "max_redirects", "verify", "cafile", "max_body",
-    "proxy", "stream", NULL};
+    "proxy", "stream", "retry", "json_codec", NULL};
 
 static const char *const SESSION_OPTIONS[] = {
     "limit", "limit_per_host", "headers", "base_url", "timeout",
     "connect_timeout", "follow_redirects", "max_redirects", "verify",
-    "cafile", "max_body", "proxy", NULL};
+    "cafile", "max_body", "proxy", "retry", "json_codec", NULL};
 
-/* core.unknown_option(opts, "request" | "session") -> the first key that
+/* core.getdate(s) -> seconds since the epoch of an HTTP date (Retry-After
+ * may be one), or nil when s is not a date curl can read. */
+static int l_getdate(lua_State *L) {
+  time_t t = curl_getdate(host_check_cstring(L, 1, NULL), NULL);
+  if (t == -1) return 0;
+  lua_pushinteger(L, (lua_Integer)t);
+  return 1;
+}
+
+/* core.unknown_option(opts, "request" | "session" | "retry" | "json") -> the first key that
  * is not an option, or nil.  http.lua words the error (naming fetch, get,
  * Session...); the test itself is the host's, shared by every binding. */
+static const char *const RETRY_OPTIONS[] = {
+    "count", "backoff", "max_backoff", "max_retry_after", "statuses", "on",
+    "methods", NULL};
+
+static const char *const JSON_OPTIONS[] = {"encode", "decode", NULL};
+
 static int l_unknown_option(lua_State *L) {
+  static const char *const names[] = {"request", "session", "retry", "json",
+                                      NULL};
+  static const char *const *const lists[] = {REQUEST_OPTIONS, SESSION_OPTIONS,
+                                             RETRY_OPTIONS, JSON_OPTIONS};
   luaL_checktype(L, 1, LUA_TTABLE);
-  int session = strcmp(luaL_checkstring(L, 2), "session") == 0;
-  if (!host_unknown_option(L, 1, session ? SESSION_OPTIONS : REQUEST_OPTIONS))
-    lua_pushnil(L);
+  int which = luaL_checkoption(L, 2, NULL, names);
+  if (!host_unknown_option(L, 1, lists[which])) lua_pushnil(L);
   return 1;
 }
 
@@ -1122,7 +1125,7 @@ static const luaL_Reg core_funcs[] = {
     {"perform", l_perform}, {"stats", l_stats},
     {"read", l_read},       {"read_body", l_read_body},
     {"close_xfer", l_close_xfer},
-    {"fs", l_fs},           {"join", l_join},
+    {"fs", l_fs},           {"getdate", l_getdate},
     {"unknown_option", l_unknown_option},
     {NULL, NULL}};
 
@@ -1149,6 +1152,7 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   lua_newtable(L); /* core */
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, core_funcs, 1);
+  host_http_url_funcs(L);
   host_error_class(L, ERROR_CLASS, NULL);
   lua_setfield(L, -2, "Error");
   host_error_class(L, STATUS_CLASS, ERROR_CLASS);

@@ -190,8 +190,8 @@ describe("asyncio.http", function()
       assert.is_true(dt >= 0.25 and dt < 2 * helper.slow, "took " .. dt)
     end)
 
-    it("protocol: the connection closes without an answer", function()
-      assert.are.equal("protocol", err_of(http.fetch, py.url .. "/drop").kind)
+    it("reset: the connection closes without an answer", function()
+      assert.are.equal("reset", err_of(http.fetch, py.url .. "/drop").kind)
     end)
 
     it("body_too_large: max_body caps a body, known length or not", function()
@@ -517,15 +517,15 @@ describe("asyncio.http", function()
       assert.is_true(os.time() - t0 < 5 * helper.slow)  -- not the keep-alive timeout
     end)
 
-    it("names lua-cjson when json() cannot find it", function()
+    it("names lua-dkjson when json() cannot find it", function()
       local out, err, status = helper.run_script(([[
-        package.preload.cjson = function() error("not installed") end
+        package.preload.dkjson = function() error("not installed") end
         local http = require "asyncio.http"
         local ok, e = pcall(function() return http.fetch(%q):json() end)
         print(ok, e)
       ]]):format(py.url .. "/echo"))
       assert.are.equal(0, status, err)
-      assert.matches("false.*lua%-cjson", out)
+      assert.matches("false.*lua%-dkjson", out)
     end)
   end)
 end)
