@@ -783,8 +783,11 @@ static void read_options(lua_State *L, xfer *x) {
   lua_pop(L, 2);
   static const char *const strings[] = {"cafile", "proxy", NULL};
   for (int i = 0; strings[i]; i++) { /* checked before anything is held */
+    /* the name is formatted first: a string pushed for it would sit at -1 */
+    char what[32];
+    snprintf(what, sizeof what, "option '%s'", strings[i]);
     if (lua_getfield(L, 4, strings[i]) != LUA_TNIL)
-      host_opt_cstring(L, -1, 4, lua_pushfstring(L, "option '%s'", strings[i]));
+      host_opt_cstring(L, -1, 4, what);
     lua_settop(L, X_IDX);
   }
   if (lua_getfield(L, 4, "headers") == LUA_TTABLE) {

@@ -82,8 +82,38 @@ end
 
 -- parse, build and join are libcurl's URL API (bindings/http_url.c), the
 -- parser that also reads the URLs fetch sends; quoting is byte work.
-local url = {parse = core.url_parse, build = core.url_build, join = core.url_join}
+local url = {}
 http.url = url
+
+-- A string argument for curl: a NUL would cut it where C reads it.
+local function checkcstring(s, n, fname)
+  checktype(s, n, fname, "string")
+  if s:find("%z") then argerror(n, fname, "string contains a NUL byte") end
+  return s
+end
+
+-- http.url.parse(s) -> {scheme=, user=, password=, host=, port=, path=,
+-- query=, fragment=}; absent parts are nil (bindings/http_url.c).
+function url.parse(s)
+  return core.url_parse(checkcstring(s, 1, "parse"))
+end
+
+-- http.url.join(base, ref) -> the absolute URL (RFC 3986 5.2).
+function url.join(base, ref)
+  return core.url_join(checkcstring(base, 1, "join"), checkcstring(ref, 2, "join"))
+end
+
+-- http.url.build(t) -> string, t as parse gives it.  Field errors from
+-- the C half are reworded with this function's name.
+function url.build(t)
+  checktype(t, 1, "build", "table")
+  local ok, res = pcall(core.url_build, t)
+  if ok then return res end
+  if type(res) == "string" then
+    argerror(1, "build", (res:match("^bad argument #1 to '[^']*' %((.*)%)$") or res))
+  end
+  error(res, 2)
+end
 
 local find, byte, sub, char = string.find, string.byte, string.sub, string.char
 

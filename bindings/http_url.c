@@ -6,6 +6,7 @@
  * Parts are given and returned as they stand in the URL (percent-encoded,
  * like Python's urllib.parse.urlsplit); an IPv6 host is given and returned
  * without its brackets. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,7 +92,9 @@ static const char *build_field(lua_State *L, const char *name) {
     lua_replace(L, -2);
     return lua_tostring(L, -1);
   }
-  return host_opt_cstring(L, -1, 1, lua_pushfstring(L, "field '%s'", name));
+  char what[32]; /* not pushed: the value must stay at -1 */
+  snprintf(what, sizeof what, "field '%s'", name);
+  return host_opt_cstring(L, -1, 1, what);
 }
 
 /* http.url.build(t) -> string: the parts of t (as parse gives them) put
@@ -138,7 +141,13 @@ static int l_url_join(lua_State *L) {
   char *out = NULL;
   CURLUcode rc = curl_url_set(u, CURLUPART_URL, base, JOIN_FLAGS);
   if (rc) return url_error(L, u, "join", rc, base);
-  rc = curl_url_set(u, CURLUPART_URL, ref, JOIN_FLAGS);
+  /* A reference of a fragment alone (or nothing) keeps the base's path
+   * and query (RFC 3986 5.2.2); curl 7.88 would drop the last segment and
+   * the query, so it gets the fragment as a part. */
+  if (ref[0] == '\0' || ref[0] == '#')
+    rc = curl_url_set(u, CURLUPART_FRAGMENT, ref[0] ? ref + 1 : NULL, 0);
+  else
+    rc = curl_url_set(u, CURLUPART_URL, ref, JOIN_FLAGS);
   if (!rc) rc = curl_url_get(u, CURLUPART_URL, &out, 0);
   if (rc) return url_error(L, u, "join", rc, ref);
   lua_pushstring(L, out);
