@@ -79,8 +79,9 @@ static int l_url_parse(lua_State *L) {
 }
 
 /* The value of field name in the table at 1 as a C string for curl (a
- * port may be an integer), or NULL when absent.  Raises on a wrong type or
- * a NUL byte.  Leaves one value on the stack. */
+ * port may be an integer; an IPv6 host gets its brackets), or NULL when
+ * absent.  Raises on a wrong type or a NUL byte.  Leaves one value on the
+ * stack, which anchors the string. */
 static const char *build_field(lua_State *L, const char *name) {
   int t = lua_getfield(L, 1, name);
   if (t == LUA_TNIL) return NULL;
@@ -94,41 +95,44 @@ static const char *build_field(lua_State *L, const char *name) {
   }
   char what[32]; /* not pushed: the value must stay at -1 */
   snprintf(what, sizeof what, "field '%s'", name);
-  return host_opt_cstring(L, -1, 1, what);
+  const char *v = host_opt_cstring(L, -1, 1, what);
+  if (strcmp(name, "host") == 0 && strchr(v, ':') && v[0] != '[') {
+    lua_pushfstring(L, "[%s]", v);
+    lua_replace(L, -2);
+    v = lua_tostring(L, -1);
+  }
+  return v;
 }
 
 /* http.url.build(t) -> string: the parts of t (as parse gives them) put
- * together by curl, which checks each. */
+ * together by curl, which checks each.  Every Lua check comes before the
+ * curl handle exists, so an error leaks nothing. */
 static int l_url_build(lua_State *L) {
+  const char *v[NPARTS];
   luaL_checktype(L, 1, LUA_TTABLE);
   host_check_options(L, 1, BUILD_KEYS);
   lua_settop(L, 1);
+  luaL_checkstack(L, NPARTS + 2, NULL);
+  for (size_t i = 0; i < NPARTS; i++) v[i] = build_field(L, PARTS[i].name);
   CURLU *u = new_url(L);
-  for (size_t i = 0; i < NPARTS; i++) {
-    const char *v = build_field(L, PARTS[i].name);
-    CURLUcode rc = CURLUE_OK;
-    if (v && PARTS[i].part == CURLUPART_HOST && strchr(v, ':') && v[0] != '[') {
-      lua_pushfstring(L, "[%s]", v); /* an IPv6 address */
-      v = lua_tostring(L, -1);
-    }
-    if (v) rc = curl_url_set(u, PARTS[i].part, v, CURLU_NON_SUPPORT_SCHEME);
-    lua_settop(L, 1);
-    if (rc) {
-      curl_url_cleanup(u);
-      return luaL_argerror(L, 1, lua_pushfstring(L, "field '%s': %s",
-                                                 PARTS[i].name,
-                                                 curl_url_strerror(rc)));
-    }
-  }
+  CURLUcode rc = CURLUE_OK;
+  size_t bad = NPARTS; /* the part curl refused, if one was */
+  for (size_t i = 0; i < NPARTS && !rc; i++)
+    if (v[i] && (rc = curl_url_set(u, PARTS[i].part, v[i],
+                                   CURLU_NON_SUPPORT_SCHEME)))
+      bad = i;
   char *out = NULL;
-  CURLUcode rc = curl_url_get(u, CURLUPART_URL, &out, 0);
+  if (!rc) rc = curl_url_get(u, CURLUPART_URL, &out, 0);
+  curl_url_cleanup(u);
   if (rc) {
-    curl_url_cleanup(u);
+    if (bad < NPARTS)
+      return luaL_argerror(L, 1, lua_pushfstring(L, "field '%s': %s",
+                                                 PARTS[bad].name,
+                                                 curl_url_strerror(rc)));
     return luaL_argerror(L, 1, curl_url_strerror(rc));
   }
   lua_pushstring(L, out);
   curl_free(out);
-  curl_url_cleanup(u);
   return 1;
 }
 
