@@ -479,6 +479,8 @@ describe("asyncio.http", function()
       helper.fails_with("bad argument #1 to 'set_json' %(the codec must be a table", http.set_json, "x")
       helper.fails_with("'encode' must be a function", http.set_json, {encode = 5})
       helper.fails_with("unknown option 'parse' in the codec", http.set_json, {parse = print})
+      local s <close> = http.Session()
+      helper.fails_with("bad argument #1 to 'set_json' %(the codec must be a table", s.set_json, s, 5)
       helper.fails_with("bad argument #2 to 'fetch' %(option 'json_codec' must be a table",
         http.fetch, py.url .. "/echo", {json_codec = true})
       helper.fails_with("bad argument #1 to 'Session' %(unknown option 'x' in option 'json_codec'",

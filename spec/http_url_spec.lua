@@ -238,6 +238,17 @@ describe("http.url", function()
       assert.are.equal("%00", url.quote("\0"))
     end)
 
+    it("quotes and unquotes megabytes in linear time", function()
+      local s = ("a b/\0\255"):rep(400000) -- 2.4 MB
+      local t0 = os.clock()
+      local q = url.quote(s)
+      assert.are.equal(#s + 400000 * 2 * 3, #q) -- " ", NUL and 255 take 3 bytes each
+      assert.are.equal(s, url.unquote(q))
+      local map = url.decode_query(url.encode_query{k = s})
+      assert.are.equal(s, map.k)
+      assert.is_true(os.clock() - t0 < 5 * helper.slow, "took " .. (os.clock() - t0))
+    end)
+
     it("build refuses unknown keys, bad ports and bad parts", function()
       helper.fails_with("unknown option 'hostname'", url.build, {scheme = "http", hostname = "h"})
       helper.fails_with("field 'port' must be an integer in 0..65535", url.build,
