@@ -421,6 +421,20 @@ t.recv(1)
       return err
     end
 
+    it("an address is checked against the certificate's IP entries and not sent as SNI", function()
+      local sni = "unset"
+      local srv <close> = tls_server(function(r, w)
+        sni = w:get_extra_info("ssl_object").server_hostname
+        w:write("ok\n")
+        w:close()
+      end)
+      local r, w = asyncio.open_connection("127.0.0.1", srv.port, {ssl = th.client_ctx()})
+      assert.are.equal("ok\n", r:readline())
+      assert.are.equal("127.0.0.1", w:get_extra_info("ssl_object").server_hostname)
+      w:close()
+      assert.is_nil(sni) -- RFC 6066: no literal addresses in SNI
+    end)
+
     it("an expired certificate", function()
       local err = fails("expired", "localhost")
       assert.are.equal("certificate has expired", err.verify_message)
