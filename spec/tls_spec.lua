@@ -83,6 +83,27 @@ describe("TLS streams", function()
       stop(p)
     end)
 
+    it("trusts a CA directory given as capath", function()
+      local p, port = th.s_server({})
+      local ctx = asyncio.ssl.create_default_context()
+      ctx:load_verify_locations{capath = th.certs().capath}
+      local r, w = asyncio.open_connection("localhost", port, {ssl = ctx})
+      p.stdin:write("via capath\n")
+      assert.are.equal("via capath\n", r:readline())
+      w:close()
+      stop(p)
+    end)
+
+    it("a minimum_version the server does not reach is an SSLError", function()
+      local p, port = th.s_server({"-tls1_2"})
+      local ctx = th.client_ctx()
+      ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+      local err = helper.raises(ssl.SSLError, asyncio.open_connection, "localhost", port,
+        {ssl = ctx})
+      assert.are.equal("TLSV1_ALERT_PROTOCOL_VERSION", err.reason)
+      stop(p)
+    end)
+
     it("with TLS 1.2 as the maximum, the session is TLS 1.2", function()
       local p, port = th.s_server({"-tls1_2"})
       local ctx = th.client_ctx()

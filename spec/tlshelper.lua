@@ -46,7 +46,10 @@ function M.certs()
   sh(("openssl req -x509 %s -keyout %s/self.key -out %s/self.pem -days 30 " ..
       "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1"
      ):format(EC, dir, dir))
-  local c = {dir = dir, ca = dir .. "/ca.pem"}
+  -- a CA directory as capath wants it (hashed names)
+  sh(("mkdir %s/capath && cp %s/ca.pem %s/capath/ && openssl rehash %s/capath"):format(
+    dir, dir, dir, dir))
+  local c = {dir = dir, ca = dir .. "/ca.pem", capath = dir .. "/capath"}
   for _, n in ipairs{"server", "other", "expired", "client", "self"} do
     c[n] = {cert = dir .. "/" .. n .. ".pem", key = dir .. "/" .. n .. ".key"}
   end
