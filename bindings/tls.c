@@ -197,12 +197,8 @@ void tls_on_read(tls_conn *c, ssize_t n) {
     /* the peer went away: in the handshake a reset (as asyncio's
      * "Connection lost"); after it, the end of the stream even without
      * close_notify (as Python's suppress_ragged_eofs) */
-    if (c->state == HS_RUNNING) {
-      fail_handshake(c, n == UV_EOF ? UV_ECONNRESET : (int)n);
-      lstream_deliver(c->s, 0, (int)n);
-    } else {
-      lstream_deliver(c->s, 0, (int)n);
-    }
+    fail_handshake(c, n == UV_EOF ? UV_ECONNRESET : (int)n);
+    lstream_deliver(c->s, 0, (int)n);
     return;
   }
   if (c->state == HS_FAILED) return;
