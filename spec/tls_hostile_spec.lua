@@ -56,6 +56,15 @@ describe("TLS against bad arguments", function()
       {ssl = th.server_ctx(), ssl_handshake_timeout = -3})
   end)
 
+  it("huge handshake timeouts are accepted (the deadline saturates)", function()
+    local srv <close> = asyncio.start_server(function(r, w) w:write("hi\n") w:close() end,
+      "127.0.0.1", 0, {ssl = th.server_ctx(), ssl_handshake_timeout = math.huge})
+    local r, w = asyncio.open_connection("localhost", srv.port,
+      {ssl = th.client_ctx(), ssl_handshake_timeout = 1e308})
+    assert.are.equal("hi\n", r:readline())
+    w:close()
+  end)
+
   it("contexts check their fields and arguments", function()
     fails("bad argument #1 to 'create_default_context' %(asyncio.ssl.Purpose.SERVER_AUTH or CLIENT_AUTH expected, got string%)",
       ssl.create_default_context, "bogus")
