@@ -323,12 +323,14 @@ function Client:__close()
   self:close()
 end
 
--- r:stats() -> {connected=, in_flight=, subscribed=, queued_messages=}
+-- r:stats() -> {connected=, in_flight=, subscribed=, queued_messages=, error=}
+-- (error: why the connection went down, while it is not replaced yet)
 function Client:stats()
   local conn = self._conn
   if not conn then return {connected = false, in_flight = 0, subscribed = false, queued_messages = 0} end
-  local open, n, sub, q = cinfo(conn)
-  return {connected = open, in_flight = n, subscribed = sub, queued_messages = q}
+  local open, n, sub, q, err = cinfo(conn)
+  return {connected = open, in_flight = n, subscribed = sub, queued_messages = q,
+    error = err ~= "" and err or nil}
 end
 
 -- ---- command methods -----------------------------------------------------
