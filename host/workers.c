@@ -52,6 +52,7 @@ typedef struct supervisor {
   int n, alive;
   int stopping;             /* a signal came, or a worker gave up */
   int status;               /* the exit status so far */
+  int gave_up;              /* status is a crashing worker's: keep it */
   char exe[4096];
   char **args;              /* argv for the workers (exe, then the rest) */
   char count[32];
@@ -72,7 +73,7 @@ static void on_proc_closed(uv_handle_t *h) {
   if (!s->stopping && w->status != 0 && w->status != 130) {
     if (start_worker(s, w) == 0) return;
   }
-  if (w->status > s->status) s->status = w->status;
+  if (!s->gave_up && w->status > s->status) s->status = w->status;
   if (--s->alive == 0) {
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
@@ -101,7 +102,7 @@ static void on_exit_(uv_process_t *p, int64_t code, int sig) {
       fprintf(stderr, "lasync: worker %d keeps crashing (status %d, %d "
               "restarts in %g s): stopping\n", w->id, w->status,
               MAX_RESTARTS, RESTART_WINDOW);
-      s->stopping = 1;
+      s->stopping = s->gave_up = 1;
       s->status = w->status;
       stop_all(s, SIGTERM);
     } else {
