@@ -433,25 +433,21 @@ local function check_channels(fname, ...)
   end
 end
 
--- r:subscribe(ch, ...) -> Subscription: the connection becomes a pub/sub
--- connection (normal commands on it raise) until everything is
--- unsubscribed.  Returns once the server confirmed every channel.
-function Client:subscribe(...)
-  check_channels("subscribe", ...)
-  if select("#", ...) == 0 then argerror(1, "subscribe", "channel name expected") end
-  local conn = ensure(self)
-  local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1}, Subscription)
-  sub_command(s, "SUBSCRIBE", ...)
-  return s
-end
-
-function Client:psubscribe(...)
-  check_channels("psubscribe", ...)
-  if select("#", ...) == 0 then argerror(1, "psubscribe", "pattern expected") end
-  local conn = ensure(self)
-  local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1}, Subscription)
-  sub_command(s, "PSUBSCRIBE", ...)
-  return s
+-- r:subscribe(ch, ...) / r:psubscribe(pattern, ...) -> Subscription: the
+-- connection becomes a pub/sub connection (normal commands on it raise)
+-- until everything is unsubscribed.  Returns once the server confirmed
+-- every channel.
+for _, name in ipairs{"subscribe", "psubscribe"} do
+  local upper = name:upper()
+  Client[name] = function(self, ...)
+    check_channels(name, ...)
+    if select("#", ...) == 0 then argerror(1, name, "channel name expected") end
+    local conn = ensure(self)
+    local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1},
+      Subscription)
+    sub_command(s, upper, ...)
+    return s
+  end
 end
 
 for _, name in ipairs{"subscribe", "psubscribe", "unsubscribe", "punsubscribe"} do
@@ -566,18 +562,18 @@ function Pool:call(...)
   return shared(self):call(...)
 end
 
-function Pool:subscribe(...)
-  local c = self:acquire()
-  local ok, s = pcall(c.subscribe, c, ...)
-  if not ok then self:release(c) error(s, 0) end
-  return s
-end
-
-function Pool:psubscribe(...)
-  local c = self:acquire()
-  local ok, s = pcall(c.psubscribe, c, ...)
-  if not ok then self:release(c) error(s, 0) end
-  return s
+-- pool:subscribe(...) / pool:psubscribe(...): on a leased connection,
+-- given back by sub:close()
+for _, name in ipairs{"subscribe", "psubscribe"} do
+  Pool[name] = function(self, ...)
+    local c = self:acquire()
+    local ok, s = pcall(c[name], c, ...)
+    if not ok then
+      self:release(c)
+      error(s, 0)
+    end
+    return s
+  end
 end
 
 function Pool:close()
