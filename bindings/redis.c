@@ -284,13 +284,17 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *b) {
   *b = uv_buf_init(c->rbuf, sizeof c->rbuf);
 }
 
-static int is_last_unsubscribe(const redisReply *r) {
+/* A (p)unsubscribe confirmation: [kind, channel, count]. */
+static int is_unsubscribe(const redisReply *r) {
   return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
          r->element[0]->type == REDIS_REPLY_STRING &&
          (strcasecmp(r->element[0]->str, "unsubscribe") == 0 ||
           strcasecmp(r->element[0]->str, "punsubscribe") == 0) &&
-         r->element[2]->type == REDIS_REPLY_INTEGER &&
-         r->element[2]->integer == 0;
+         r->element[2]->type == REDIS_REPLY_INTEGER;
+}
+
+static int is_last_unsubscribe(const redisReply *r) {
+  return is_unsubscribe(r) && r->element[2]->integer == 0;
 }
 
 /* A pub/sub message (or a (un)subscribe confirmation) for the listener. */
@@ -331,7 +335,9 @@ static void dispatch(rconn *c, redisReply *r) {
     host_wake(q->task, NULL, 0);
     return;
   }
-  if (c->subscribed) {
+  /* a late confirmation of an UNSUBSCRIBE sent when nothing was left
+   * subscribed is the answer to a command too, not garbage */
+  if (c->subscribed || is_unsubscribe(r)) {
     queue_message(c, r);
     return;
   }
