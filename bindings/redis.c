@@ -47,11 +47,12 @@ extern const size_t lasync_redis_lua_len;
 typedef struct rconn rconn;
 
 typedef struct rreq {
-  host_link link;    /* in conn->reqs while its reply is awaited */
+  host_link link;    /* in conn->reqs while its replies are awaited */
   rconn *c;
   host_task *task;   /* NULL once the task let go */
-  redisReply *reply; /* the reply, once it came */
+  int n, got;        /* replies expected (a pipeline sends several), come */
   unsigned char blocking, in_fifo;
+  redisReply *replies[]; /* n of them */
 } rreq;
 
 typedef struct rmsg {
@@ -175,6 +176,20 @@ static void free_msgs(rconn *c) {
   c->nmsgs = 0;
 }
 
+static rreq *new_req(rconn *c, int n) {
+  rreq *q = calloc(1, sizeof *q + (size_t)n * sizeof(redisReply *));
+  if (q) {
+    q->c = c;
+    q->n = n;
+  }
+  return q;
+}
+
+static void free_req(rreq *q) {
+  for (int i = 0; i < q->got; i++) freeReplyObject(q->replies[i]);
+  free(q);
+}
+
 /* Ends every wait on the connection: requests lose their FIFO side and,
  * with `wake`, their tasks resume to raise c->err.  Without `wake` (the
  * host stops, the value is collected) no task is touched: each one's
@@ -185,7 +200,7 @@ static void detach_all(rconn *c, int wake) {
     rreq *q = host_container_of(l, rreq, link);
     host_list_remove(l);
     q->in_fifo = 0;
-    if (!q->task) free(q);
+    if (!q->task) free_req(q);
     else if (wake) host_wake(q->task, NULL, 0);
   }
   if (wake && c->listener) host_wake(c->listener, NULL, 0);
@@ -324,15 +339,12 @@ static void dispatch(rconn *c, redisReply *r) {
   host_link *l = host_list_first(&c->reqs);
   if (l) {
     rreq *q = host_container_of(l, rreq, link);
+    q->replies[q->got++] = r;
+    if (q->got < q->n) return;
     host_list_remove(l);
     q->in_fifo = 0;
-    if (!q->task) { /* its task was cancelled: the reply is dropped */
-      freeReplyObject(r);
-      free(q);
-      return;
-    }
-    q->reply = r;
-    host_wake(q->task, NULL, 0);
+    if (!q->task) free_req(q); /* its task was cancelled: dropped */
+    else host_wake(q->task, NULL, 0);
     return;
   }
   /* a late confirmation of an UNSUBSCRIBE sent when nothing was left
@@ -550,9 +562,8 @@ static int reply_gc(lua_State *L) {
 static int send_cancel(host_task *t, int woken) {
   rreq *q = t->wait_data;
   q->task = NULL;
-  if (woken || !q->in_fifo) { /* woken: the reply (or the failure) is ours */
-    if (q->reply) freeReplyObject(q->reply);
-    free(q);
+  if (woken || !q->in_fifo) { /* woken: the replies (or the failure) are ours */
+    free_req(q);
     return 0;
   }
   /* stays in the FIFO to absorb its reply; a blocking command may never
@@ -564,11 +575,43 @@ static int send_cancel(host_task *t, int woken) {
 
 static int send_k(lua_State *L, lua_KContext ctx) {
   rreq *q = (rreq *)ctx;
-  redisReply *r = q->reply;
   rconn *c = q->c;
+  if (q->got < q->n) {
+    free_req(q);
+    return raise_down(L, c, 1);
+  }
+  redisReply *r = q->replies[0];
   free(q);
-  if (!r) return raise_down(L, c, 1);
   return return_reply(L, r);
+}
+
+static int req_gc(lua_State *L) {
+  rreq **keep = lua_touserdata(L, 1);
+  if (*keep) free_req(*keep);
+  *keep = NULL;
+  return 0;
+}
+
+/* A pipeline's replies as a list (nil is redis.null, an error reply is a
+ * RedisError value). */
+static int many_k(lua_State *L, lua_KContext ctx) {
+  rreq *q = (rreq *)ctx;
+  rconn *c = q->c;
+  if (q->got < q->n) {
+    free_req(q);
+    return raise_down(L, c, 1);
+  }
+  rreq **keep = lua_newuserdatauv(L, sizeof *keep, 0);
+  *keep = q; /* freed by __gc if building the list runs out of memory */
+  luaL_setmetatable(L, "asyncio.redis.core.Request");
+  lua_createtable(L, q->n, 0);
+  for (int i = 0; i < q->n; i++) {
+    push_reply(L, q->replies[i], 0);
+    lua_rawseti(L, -2, i + 1);
+  }
+  *keep = NULL;
+  free_req(q);
+  return 1;
 }
 
 /* Checks that the nargs arguments from idx are strings or numbers (before
@@ -583,7 +626,7 @@ static void check_args(lua_State *L, int idx, int nargs, const char *fname) {
 }
 
 /* Appends the command whose nargs checked arguments start at idx to the
- * output buffer and starts writing.  Returns 0, or -1 out of memory. */
+ * output buffer (flush() sends it).  Returns 0, or -1 out of memory. */
 static int append_command(lua_State *L, rconn *c, int idx, int nargs) {
   const char *argv[64];
   size_t lens[64];
@@ -599,9 +642,13 @@ static int append_command(lua_State *L, rconn *c, int idx, int nargs) {
   if (n < 0) return -1;
   int rc = host_buf_add(&c->out, cmd, (size_t)n);
   free(cmd);
-  if (rc) return -1;
-  if (!c->writing) start_write(c);
-  return 0;
+  return rc ? -1 : 0;
+}
+
+/* Starts writing the output buffer unless a write is in flight (then its
+ * callback writes what gathered meanwhile). */
+static void flush(rconn *c) {
+  if (!c->writing && c->out.len) start_write(c);
 }
 
 static rconn *check_open(lua_State *L, const char *fname) {
@@ -623,19 +670,77 @@ static int l_call(lua_State *L) {
                             "allowed until it unsubscribes from everything");
   check_args(L, 3, nargs, "call");
   if (nargs > 64) lua_checkstack(L, 1); /* append_command's userdata */
-  rreq *q = calloc(1, sizeof *q);
+  rreq *q = new_req(c, 1);
   if (!q) return luaL_error(L, "asyncio.redis: out of memory");
-  q->c = c;
   if (append_command(L, c, 3, nargs)) {
     free(q);
     return luaL_error(L, "asyncio.redis: out of memory");
   }
+  flush(c);
   q->task = t;
   q->blocking = (unsigned char)blocking;
   q->in_fifo = 1;
   host_list_push(&c->reqs, &q->link);
   update_ref(c);
   return host_park(L, t, send_cancel, q, send_k, (lua_KContext)q);
+}
+
+/* core.call_many(conn, {{name, args...}, ...}) -> {reply, ...}: the
+ * commands leave together (nothing of another task comes between them,
+ * which MULTI ... EXEC needs) and one wake-up brings every reply. */
+static int l_call_many(lua_State *L) {
+  rconn *c = check_open(L, "pipeline");
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  host_task *t = host_check_task(L, "pipeline");
+  if (c->subscribed)
+    return host_error_raise(L, ERROR_CLASS, "the connection is subscribed: "
+                            "no pipeline until it unsubscribes from everything");
+  lua_Integer n = luaL_len(L, 2);
+  luaL_argcheck(L, n >= 1 && n <= 100000, 2, "1 to 100000 commands expected");
+  for (lua_Integer i = 1; i <= n; i++) { /* check everything first */
+    if (lua_geti(L, 2, i) != LUA_TTABLE)
+      luaL_error(L, "bad argument #1 to 'pipeline' (command %d: table "
+                 "expected, got %s)", (int)i, luaL_typename(L, -1));
+    lua_Integer k = luaL_len(L, -1);
+    if (k < 1 || k > 1000000)
+      luaL_error(L, "bad argument #1 to 'pipeline' (command %d: a name and "
+                 "its arguments expected)", (int)i);
+    for (lua_Integer j = 1; j <= k; j++) {
+      int ty = lua_geti(L, -1, j);
+      if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+        luaL_error(L, "bad argument #1 to 'pipeline' (command %d, element "
+                   "%d: string or number expected, got %s)", (int)i, (int)j,
+                   luaL_typename(L, -1));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  rreq *q = new_req(c, (int)n);
+  if (!q) return luaL_error(L, "asyncio.redis: out of memory");
+  rreq **keep = lua_newuserdatauv(L, sizeof *keep, 0); /* until queued */
+  *keep = q;
+  luaL_setmetatable(L, "asyncio.redis.core.Request");
+  size_t before = c->out.len;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 2, i);
+    int k = (int)luaL_len(L, -1);
+    luaL_checkstack(L, k + 1, "pipeline");
+    int base = lua_gettop(L) + 1;
+    for (int j = 1; j <= k; j++) lua_geti(L, base - 1, j);
+    if (append_command(L, c, base, k)) {
+      c->out.len = before; /* nothing of it goes out */
+      return luaL_error(L, "asyncio.redis: out of memory");
+    }
+    lua_settop(L, 3);
+  }
+  *keep = NULL;
+  flush(c);
+  q->task = t;
+  q->in_fifo = 1;
+  host_list_push(&c->reqs, &q->link);
+  update_ref(c);
+  return host_park(L, t, send_cancel, q, many_k, (lua_KContext)q);
 }
 
 /* core.publish_cmd(conn, name, args...): sends a (p)subscribe or
@@ -650,6 +755,7 @@ static int l_sub_command(lua_State *L) {
   check_args(L, 2, lua_gettop(L) - 1, "subscribe");
   if (append_command(L, c, 2, lua_gettop(L) - 1))
     return luaL_error(L, "asyncio.redis: out of memory");
+  flush(c);
   if (strcasecmp(name, "subscribe") == 0 || strcasecmp(name, "psubscribe") == 0)
     c->subscribed = 1;
   return 0;
@@ -728,6 +834,7 @@ static int l_unknown_option(lua_State *L) {
 
 static const luaL_Reg core_funcs[] = {
     {"connect", l_connect}, {"call", l_call},   {"sub_command", l_sub_command},
+    {"call_many", l_call_many},
     {"message", l_message}, {"close", l_close}, {"info", l_info},
     {"unknown_option", l_unknown_option},      {NULL, NULL}};
 
@@ -739,6 +846,8 @@ LASYNC_API int luaopen_asyncio_redis(lua_State *L) {
   host_new_type(L, CONN_MT, NULL, conn_meta, 0);
   host_handle_register(L, &CONN_TYPE);
   host_new_type(L, "asyncio.redis.core.Reply", NULL, reply_meta, 0);
+  static const luaL_Reg req_meta[] = {{"__gc", req_gc}, {NULL, NULL}};
+  host_new_type(L, "asyncio.redis.core.Request", NULL, req_meta, 0);
   if (luaL_loadbufferx(L, (const char *)lasync_redis_lua, lasync_redis_lua_len,
                        "=asyncio/redis.lua", "t"))
     return lua_error(L);

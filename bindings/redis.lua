@@ -269,42 +269,103 @@ local function lost(self, conn)
   if self._conn == conn then self._conn = nil end
 end
 
-local function run(self, conn, blocking, ...)
+local function ccall_nb(conn, ...) return ccall(conn, false, ...) end
+local ccall_many = core.call_many
+
+-- Runs fn(conn, ...) under the command timeout (what names it in the
+-- error); blocking commands have none.
+local function run(self, fn, blocking, what, conn, ...)
   local t = self._o.timeout
-  if not t or blocking then return ccall(conn, blocking, ...) end
-  local ok, r = pcall(with_timeout, t, ccall, conn, false, ...)
+  if not t or blocking then return fn(conn, ...) end
+  local ok, r = pcall(with_timeout, t, fn, conn, ...)
   if ok then return r end
   if is(r, asyncio.TimeoutError) then
     -- the server may answer later or never: the connection is dropped
     lost(self, conn)
     cclose(conn)
-    error(asyncio.TimeoutError(("redis command %s: no reply within %gs")
-      :format(tostring((...)), t)), 0)
+    error(asyncio.TimeoutError(("redis %s: no reply within %gs"):format(what, t)), 0)
   end
   error(r, 0)
+end
+
+-- On the client's connection (made again if needed); a command that found
+-- the connection already down was not sent and goes on the new one.
+local function call_on(self, fn, blocking, what, ...)
+  local conn = ensure(self)
+  local ok, r = pcall(run, self, fn, blocking, what, conn, ...)
+  if ok then return r end
+  if is(r, redis.ConnectionError) then
+    lost(self, conn)
+    if r.sent == false then return run(self, fn, blocking, what, ensure(self), ...) end
+  end
+  error(r, 0)
+end
+
+local function check_client(self, fname)
+  if getmetatable(self) ~= Client then
+    argerror(1, fname, ("redis client expected (call it as r:%s(...))"):format(fname))
+  end
 end
 
 -- r:call(name, args...) -> the reply.  Any command; arguments are strings
 -- (binary-safe) or numbers.
 function Client:call(...)
-  if getmetatable(self) ~= Client then
-    argerror(1, "call", "redis client expected (call it as r:call(...))")
-  end
+  check_client(self, "call")
   local name = ...
   if type(name) ~= "string" then
     argerror(1, "call", "command name expected, got " .. (name == nil and "no value" or type(name)))
   end
-  local blocking = is_blocking(...)
-  local conn = ensure(self)
-  local ok, r = pcall(run, self, conn, blocking, ...)
-  if ok then return r end
-  if is(r, redis.ConnectionError) then
-    lost(self, conn)
-    if r.sent == false then -- it died while idle: nothing was sent, try again
-      return run(self, ensure(self), blocking, ...)
+  if is_blocking(...) then
+    return call_on(self, ccall, true, name, true, ...)
+  end
+  return call_on(self, ccall_nb, false, "command " .. name, ...)
+end
+
+-- A list of commands, each {name, args...} of strings and numbers.
+local function check_commands(cmds, fname)
+  checktype(cmds, 1, fname, "table")
+  if #cmds == 0 then argerror(1, fname, "a list of commands expected, got an empty table") end
+  for i = 1, #cmds do
+    local c = cmds[i]
+    if type(c) ~= "table" or type(c[1]) ~= "string" then
+      argerror(1, fname, ("command %d: {name, args...} expected, got %s"):format(i,
+        type(c) == "table" and "no name" or type(c)))
+    end
+    for j = 2, #c do
+      local ty = type(c[j])
+      if ty ~= "string" and ty ~= "number" then
+        argerror(1, fname, ("command %d, element %d: string or number expected, got %s")
+          :format(i, j, ty))
+      end
     end
   end
-  error(r, 0)
+end
+
+-- r:pipeline{{name, args...}, ...} -> {reply, ...}: the commands leave
+-- together and the replies come back as one list (nil as redis.null, an
+-- error reply as a redis.Error value: nothing is raised for them).
+function Client:pipeline(cmds)
+  check_client(self, "pipeline")
+  check_commands(cmds, "pipeline")
+  return call_on(self, ccall_many, false, "pipeline", cmds)
+end
+
+-- r:transaction{{name, args...}, ...} -> EXEC's list of replies: MULTI, the
+-- commands and EXEC leave together, so no other task's command can land
+-- inside the transaction on the shared connection.  Raises redis.Error
+-- when the server discarded it (EXECABORT: a command was refused); returns
+-- nil when a WATCHed key changed.
+function Client:transaction(cmds)
+  check_client(self, "transaction")
+  check_commands(cmds, "transaction")
+  local all = {{"MULTI"}}
+  for i = 1, #cmds do all[i + 1] = cmds[i] end
+  all[#all + 1] = {"EXEC"}
+  local res = call_on(self, ccall_many, false, "transaction", all)
+  local exec = res[#res]
+  if is(exec, redis.Error) then error(exec, 0) end
+  if exec == redis.null then return nil end
+  return exec
 end
 
 function Client:close()
@@ -591,6 +652,8 @@ for name in SIMPLE:gmatch("%a+") do
   Pool[name] = function(self, ...) return self:call(name:upper(), ...) end
 end
 function Pool:hgetall(key) return Client.hgetall(self, key) end
+function Pool:pipeline(cmds) return shared(self):pipeline(cmds) end
+function Pool:transaction(cmds) return shared(self):transaction(cmds) end
 function Pool:set(key, value, opts) return Client.set(self, key, value, opts) end
 
 -- ---- entry points ----------------------------------------------------------

@@ -78,6 +78,28 @@ describe("redis arguments", function()
       assert.are.equal("PONG", r:ping())
     end)
 
+    it("pipeline and transaction refuse what is not a list of commands", function()
+      helper.fails_with("bad argument #1 to 'pipeline' %(table expected, got string%)", r.pipeline, r, "GET")
+      helper.fails_with("bad argument #1 to 'pipeline' %(a list of commands expected, got an empty table%)",
+        r.pipeline, r, {})
+      helper.fails_with("bad argument #1 to 'transaction' %(command 2: {name, args...} expected, got no name%)",
+        r.transaction, r, {{"PING"}, {}})
+      helper.fails_with("bad argument #1 to 'pipeline' %(command 1, element 3: string or number expected, got boolean%)",
+        r.pipeline, r, {{"SET", "k", false}})
+      helper.fails_with("bad argument #1 to 'pipeline' %(redis client expected", r.pipeline, {}, {{"PING"}})
+      assert.are.equal("PONG", r:ping())
+    end)
+
+    it("a cancelled pipeline's replies are absorbed: the connection stays in step", function()
+      local t = asyncio.create_task(function()
+        return r:pipeline{{"ECHO", "1"}, {"ECHO", "2"}, {"ECHO", "3"}}
+      end)
+      asyncio.sleep(0)
+      t:cancel()
+      helper.await_cancelled(t)
+      assert.are.equal("after", r:echo("after"))
+    end)
+
     it("set refuses unknown options; subscribe refuses non-strings", function()
       helper.fails_with("bad argument #3 to 'set' %(unknown option 'nxx'%)", r.set, r, "k", "v", {nxx = true})
       helper.fails_with("bad argument #3 to 'set' %(table expected, got string%)", r.set, r, "k", "v", "EX")

@@ -158,6 +158,50 @@ describe("redis pipelining", function()
     r:del("cnt")
   end)
 
+  it("pipeline sends a list of commands together; errors and nils are values", function()
+    local r <close> = redis.connect(srv.url .. "/2")
+    r:del("pa", "pl")
+    local res = r:pipeline{{"SET", "pa", "1"}, {"INCR", "pa"}, {"GET", "missing"},
+                           {"LPUSH", "pa", "x"}, {"RPUSH", "pl", "a", "b"}}
+    assert.are.equal("OK", res[1])
+    assert.are.equal(2, res[2])
+    assert.are.equal(redis.null, res[3])
+    assert.is_true(asyncio.is(res[4], redis.Error))
+    assert.are.equal("WRONGTYPE", res[4].kind)
+    assert.are.equal(2, res[5])
+    assert.are.equal(5, #res)
+  end)
+
+  it("a transaction on a shared connection is not split by other tasks' commands", function()
+    local r <close> = redis.connect(srv.url .. "/2")
+    r:del("tx", "other")
+    local others = {}
+    for i = 1, 100 do
+      others[i] = asyncio.create_task(function()
+        for _ = 1, 5 do assert(math.type(r:incr("other")) == "integer") end
+      end)
+    end
+    asyncio.sleep(0) -- the others keep sending on the same connection meanwhile
+    local res = r:transaction{{"SET", "tx", "1"}, {"INCRBY", "tx", 41}, {"GET", "tx"}}
+    assert.are.same({"OK", 42, "42"}, res)
+    asyncio.gather(table.unpack(others))
+    assert.are.equal("500", r:get("other"))
+    -- a command the server refuses discards the whole transaction
+    local e = helper.raises(redis.Error, r.transaction, r, {{"SET", "tx"}, {"INCR", "tx"}})
+    assert.are.equal("EXECABORT", e.kind)
+    assert.are.equal("42", r:get("tx"))
+  end)
+
+  it("a transaction whose WATCHed key changed returns nil", function()
+    local c <close> = redis.connect(srv.url .. "/2")
+    local other <close> = redis.connect(srv.url .. "/2")
+    c:set("w", "1")
+    c:watch("w")
+    other:set("w", "2")
+    assert.is_nil(c:transaction{{"SET", "w", "3"}})
+    assert.are.equal("2", c:get("w"))
+  end)
+
   it("a cancelled command leaves the connection in step", function()
     local r <close> = redis.connect(srv.url .. "/2")
     r:set("a", "A")
