@@ -26,7 +26,7 @@ end
 
 local function worker(rurl, file)
   local args = {"scripts/fetcher.lua", "--redis", rurl, "--queue", "q",
-                "--visibility", "1", "-c", "4"}
+                "--visibility", tostring(2 * helper.slow), "-c", "4"}
   if file then args[#args + 1] = file end
   return asyncio.create_subprocess_exec(helper.lasync, args,
     {stdin = "devnull", stdout = "pipe", stderr = "pipe"})
