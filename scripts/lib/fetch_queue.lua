@@ -81,24 +81,30 @@ local function finished(r, k)
   return r:hlen(k.results) >= r:scard(k.seen)
 end
 
--- One entry for this consumer: a new one (waiting up to `block` ms), or
--- one another consumer left pending for longer than `idle` ms.
-local function claim(r, k, consumer, block, idle)
-  local res = r:xreadgroup("GROUP", GROUP, consumer, "COUNT", 1, "BLOCK", block,
+-- Up to n entries for this consumer: new ones (waiting up to `block` ms
+-- for the first), or else ones another consumer left pending for longer
+-- than `idle` ms.  Returns a list of {id, url}.
+local function claim(r, k, consumer, n, block, idle)
+  local got = {}
+  local res = r:xreadgroup("GROUP", GROUP, consumer, "COUNT", n, "BLOCK", block,
                            "STREAMS", k.stream, ">")
-  if res ~= nil and res[1] and res[1][2][1] then
-    local e = res[1][2][1]
-    return e[1], e[2][2]
+  if res ~= nil and res[1] then
+    for _, e in ipairs(res[1][2]) do got[#got + 1] = {e[1], e[2][2]} end
   end
-  local auto = r:xautoclaim(k.stream, GROUP, consumer, idle, "0-0", "COUNT", 1)
-  local e = auto[2][1]
-  if e and e ~= redis.null and type(e[2]) == "table" then return e[1], e[2][2] end
-  return nil
+  if #got > 0 then return got end
+  local auto = r:xautoclaim(k.stream, GROUP, consumer, idle, "0-0", "COUNT", n)
+  for _, e in ipairs(auto[2]) do
+    if e ~= redis.null and type(e[2]) == "table" then got[#got + 1] = {e[1], e[2][2]} end
+  end
+  return got
 end
 
 -- Runs a worker until every URL has a result.  opts: name, consumer,
 -- concurrency, visibility (seconds), fetch(url) -> result string,
 -- on_result(url, result, stored).  Returns fetched, stored counts.
+-- One claiming loop takes as many entries as there are free slots (so a
+-- claim is one round trip per batch, not per URL); each entry is then a
+-- task that fetches, stores and acknowledges.
 function M.work(url, opts)
   local k = keys(opts.name)
   local pool <close> = redis.pool{url = url, size = 2}
@@ -109,23 +115,26 @@ function M.work(url, opts)
   local fetched, stored = 0, 0
   local tg <close> = asyncio.TaskGroup()
   local idle = math.floor(opts.visibility * 1000)
+  local function handle(id, u)
+    local result = opts.fetch(u)
+    fetched = fetched + 1
+    local ok = shared:eval(ACK_STORE, 3, k.stream, k.results, k.stores,
+                           GROUP, id, u, result)
+    if ok == 1 then stored = stored + 1 end
+    if opts.on_result then opts.on_result(u, result, ok == 1) end
+    slots:release()
+  end
   while true do
-    local guard = slots:acquire()
-    local id, u = claim(r, k, opts.consumer, 200, idle)
-    if id then
-      tg:create_task(function()
-        local _ <close> = guard
-        local result = opts.fetch(u)
-        fetched = fetched + 1
-        local ok = shared:eval(ACK_STORE, 3, k.stream, k.results, k.stores,
-                               GROUP, id, u, result)
-        if ok == 1 then stored = stored + 1 end
-        if opts.on_result then opts.on_result(u, result, ok == 1) end
-      end)
-    else
-      slots:release()
-      if finished(shared, k) then break end
+    slots:acquire()
+    local n = 1
+    while n < opts.concurrency and not slots:locked() do
+      slots:acquire()
+      n = n + 1
     end
+    local got = claim(r, k, opts.consumer, n, 200, idle)
+    for i = #got + 1, n do slots:release() end
+    for _, e in ipairs(got) do tg:create_task(handle, e[1], e[2]) end
+    if #got == 0 and finished(shared, k) then break end
   end
   pool:release(r)
   pool:release(shared)
