@@ -651,6 +651,18 @@ static void flush(rconn *c) {
   if (!c->writing && c->out.len) start_write(c);
 }
 
+/* The commands of q are in the output buffer: send them, queue q for its
+ * replies and park t until they come. */
+static int send_and_park(lua_State *L, rconn *c, host_task *t, rreq *q,
+                         host_k_fn k) {
+  flush(c);
+  q->task = t;
+  q->in_fifo = 1;
+  host_list_push(&c->reqs, &q->link);
+  update_ref(c);
+  return host_park(L, t, send_cancel, q, k, (lua_KContext)q);
+}
+
 static rconn *check_open(lua_State *L, const char *fname) {
   rconn *c = check_conn(L, fname);
   if (c->state != C_OPEN) raise_down(L, c, 0);
@@ -676,13 +688,8 @@ static int l_call(lua_State *L) {
     free(q);
     return luaL_error(L, "asyncio.redis: out of memory");
   }
-  flush(c);
-  q->task = t;
   q->blocking = (unsigned char)blocking;
-  q->in_fifo = 1;
-  host_list_push(&c->reqs, &q->link);
-  update_ref(c);
-  return host_park(L, t, send_cancel, q, send_k, (lua_KContext)q);
+  return send_and_park(L, c, t, q, send_k);
 }
 
 /* core.call_many(conn, {{name, args...}, ...}) -> {reply, ...}: the
@@ -735,15 +742,10 @@ static int l_call_many(lua_State *L) {
     lua_settop(L, 3);
   }
   *keep = NULL;
-  flush(c);
-  q->task = t;
-  q->in_fifo = 1;
-  host_list_push(&c->reqs, &q->link);
-  update_ref(c);
-  return host_park(L, t, send_cancel, q, many_k, (lua_KContext)q);
+  return send_and_park(L, c, t, q, many_k);
 }
 
-/* core.publish_cmd(conn, name, args...): sends a (p)subscribe or
+/* core.sub_command(conn, name, args...): sends a (p)subscribe or
  * (p)unsubscribe, whose answers come as messages. */
 static int l_sub_command(lua_State *L) {
   rconn *c = check_open(L, "subscribe");
