@@ -258,7 +258,8 @@ static int lazy_submodule(lua_State *L) {
   lasync_host *h = host_get(L);
   if (!k || !h) return 0;
   if (!((strcmp(k, "fs") == 0 && (h->libs & LASYNC_LIB_FS)) ||
-        (strcmp(k, "http") == 0 && (h->libs & LASYNC_LIB_HTTP))))
+        (strcmp(k, "http") == 0 && (h->libs & LASYNC_LIB_HTTP)) ||
+        (strcmp(k, "redis") == 0 && (h->libs & LASYNC_LIB_NET))))
     return 0;
   lua_getglobal(L, "require");
   lua_pushfstring(L, "asyncio.%s", k);
@@ -288,6 +289,7 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
     preload(L, "asyncio", luaopen_asyncio);
     if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
     if (libs & LASYNC_LIB_FS) preload(L, "asyncio.fs", luaopen_asyncio_fs);
+    if (libs & LASYNC_LIB_NET) preload(L, "asyncio.redis", luaopen_asyncio_redis);
   }
   if (libs & LASYNC_LIB_ASYNCIO) {
     luaL_requiref(L, "asyncio", luaopen_asyncio, 1);

@@ -1,5 +1,7 @@
 /* Scheduling callbacks (call_soon, call_later, call_at and the Handle
  * methods) and the old-style get_event_loop() object. */
+#include <stdlib.h>
+
 #include "init.h"
 
 /* The callback record (host_callback) and its running are the
@@ -131,9 +133,33 @@ static int l_get_event_loop(lua_State *L) {
   return 1;
 }
 
+/* `lasync --workers N` (host/workers.c) numbers its workers 1..N in the
+ * environment; a process run otherwise is worker 0 of 1. */
+static lua_Integer worker_env(const char *name, lua_Integer dflt) {
+  const char *v = getenv(name);
+  char *end;
+  long n = v ? strtol(v, &end, 10) : 0;
+  return v && *v && *end == '\0' && n >= 0 ? (lua_Integer)n : dflt;
+}
+
+/* asyncio.worker_id() -> 1..N under `lasync --workers N`, else 0 */
+static int l_worker_id(lua_State *L) {
+  lua_pushinteger(L, worker_env("LASYNC_WORKER_ID", 0));
+  return 1;
+}
+
+/* asyncio.worker_count() -> N under `lasync --workers N`, else 1 */
+static int l_worker_count(lua_State *L) {
+  lua_Integer n = worker_env("LASYNC_WORKER_COUNT", 1);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {{"call_soon", l_call_soon},
                                  {"call_later", l_call_later},
                                  {"call_at", l_call_at},
+                                 {"worker_id", l_worker_id},
+                                 {"worker_count", l_worker_count},
                                  {NULL, NULL}};
 
 /* Registers into the module table at the top of the stack. */
