@@ -26,6 +26,10 @@ static void open_lua_part(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "TaskMT");
   luaL_getmetatable(L, "asyncio.Lock");
   lua_setfield(L, -2, "LockMT");
+  l_push_future_task(L, h);
+  lua_setfield(L, -2, "future_task");
+  luaL_getmetatable(L, "asyncio.Future");
+  lua_setfield(L, -2, "FutureMT");
   lua_call(L, 2, 0);
 }
 
@@ -210,6 +214,7 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
   l_open_queue(L, h);
   l_open_sync(L, h);
   l_open_wait(L, h);
+  l_open_future(L, h);
   open_lua_part(L, h);
   /* areas a sandbox may leave out (lasync_openlibs_only) */
   if (h->libs & LASYNC_LIB_NET) {

@@ -126,6 +126,10 @@ static int l_get_event_loop(lua_State *L) {
     lua_pushcclosure(L, loop_forward, 2);
     lua_setfield(L, -2, *n);
   }
+  lua_pushlightuserdata(L, HOST(L)); /* loop:create_future() = Future() */
+  lua_getfield(L, lua_upvalueindex(2), "Future");
+  lua_pushcclosure(L, loop_forward, 2);
+  lua_setfield(L, -2, "create_future");
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "lasync.loop");
   return 1;

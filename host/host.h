@@ -301,7 +301,6 @@ struct lasync_host {
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;
   unsigned libs;          /* LASYNC_LIB_* opened */
-  host_link futures;      /* lasync_future records */
   host_link closeables;   /* bindings' resources to close at stop */
   char *last_error;
   unsigned long nreports;
@@ -328,7 +327,6 @@ void host_drain(lasync_host *h, lua_State *L);
 void host_finish_stop(lasync_host *h);
 /* host_finish_stop once a stopping host has nothing left to run. */
 void host_stop_if_idle(lasync_host *h);
-void host_futures_orphan(lasync_host *h);
 
 /* Makes the metatable `tname` once: `methods` becomes its __index table and
  * `meta` its metamethods (either may be NULL); both get the nup values on
