@@ -47,7 +47,7 @@ static int future_gc(lua_State *L) {
   lasync_future *f = box && *box ? (lasync_future *)*box : NULL;
   if (f && f->state == FUT_REJECTED && !f->retrieved && f->hd.h &&
       !f->hd.h->stopped) {
-    host_future_push_error(L, f);
+    lua_getiuservalue(L, 1, 1); /* the weak table forgot the box already */
     const char *msg = luaL_tolstring(L, -1, NULL);
     lua_pushfstring(L, "Future exception was never retrieved\n%s", msg);
     host_report(f->hd.h, lua_tostring(L, -1));
