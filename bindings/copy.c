@@ -128,7 +128,12 @@ static int put_table(enc *e, int idx) {
     }
     if (put_value(e, v)) {
       /* above the segments a failure deeper down pushed: they stay on
-       * top, innermost first */
+       * top, innermost first (each needs room of its own: the room the
+       * deeper levels checked for is used up by the time they unwind) */
+      if (!lua_checkstack(L, 4)) {
+        e->oom = 1;
+        return -1;
+      }
       push_segment(L, k);
       e->nsegs++;
       return -1;
