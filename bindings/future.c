@@ -2,6 +2,8 @@
  * A Lua future bridges a callback API to tasks: whoever holds it settles
  * it once (set_result / set_exception / cancel) and any number of tasks
  * await it; done callbacks run through call_soon, never inline. */
+#include <stdlib.h>
+
 #include "../host/future.h"
 #include "init.h"
 
@@ -173,17 +175,53 @@ static int fut_tostring(lua_State *L) {
   return 1;
 }
 
-/* The body of the task that stands for a future where the API takes tasks
- * (gather, wait, wait_for, shield, as_completed). */
+/* ---- a task standing for a future ---------------------------------------
+ *
+ * Where the API takes tasks (gather, wait, wait_for, shield, as_completed)
+ * a future is represented by a task that awaits it.  Cancelling that task
+ * cancels the future, as asyncio cancels a future it was given: through
+ * the await's cancel hook once the task runs, and through this listener
+ * when it is cancelled before it ever ran (wait_for(fut, 0)). */
+
+typedef struct stand_in {
+  host_listener l;
+  lasync_future *f; /* held: the task's stack may have let go of its box */
+} stand_in;
+
+static void stand_in_done(host_listener *l, host_task *done) {
+  stand_in *s = host_container_of(l, stand_in, l);
+  lasync_future *f = s->f;
+  lasync_host *h = done->h;
+  if (done->outcome == OUTCOME_CANCELLED && f->state == FUT_PENDING &&
+      !h->state_closing) {
+    lua_State *L = h->cbL;
+    int top = lua_gettop(L), msg = 0;
+    if (done->cancel_msg_ref != LUA_NOREF) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, done->cancel_msg_ref);
+      msg = lua_gettop(L);
+    }
+    host_future_cancel(L, f, msg);
+    lua_settop(L, top);
+  }
+  host_handle_drop(&f->hd);
+  free(s);
+}
+
 static int future_task_body(lua_State *L) { return fut_await(L); }
 
 void l_future_task(lua_State *L, int idx) {
   lasync_future *f = host_future_check(L, idx);
   lua_pushcfunction(L, future_task_body);
   lua_pushvalue(L, idx);
-  host_task *t = host_task_spawn(f->hd.h ? f->hd.h : HOST(L), L, 1);
+  host_task *t = host_task_spawn(HOST(L), L, 1);
   /* its failure is the future's, looked at through the future */
   t->flags |= TF_RETRIEVED;
+  stand_in *s = malloc(sizeof *s);
+  if (!s) luaL_error(L, "asyncio: out of memory");
+  s->f = f;
+  host_handle_hold(&f->hd);
+  host_list_init(&s->l.link);
+  host_task_listen(t, &s->l, stand_in_done);
 }
 
 static int l_future_task_lua(lua_State *L) {

@@ -199,8 +199,11 @@ describe("asyncio.to_thread", function()
 
     it("cancelled before it starts (queued behind busy threads): never runs", function()
       local path = helper.tmpname(".mark")
+      -- twice as many blocked calls as the pool has threads: the call
+      -- below waits in libuv's queue however the threads are scheduled
       local busy = {}
-      for i = 1, 4 do busy[i] = a.create_task(a.to_thread, block, 0.3) end
+      local nthreads = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
+      for i = 1, 2 * nthreads do busy[i] = a.create_task(a.to_thread, block, 0.2) end
       a.sleep(0.02)
       local t = a.create_task(a.to_thread, function(p)
         local f = io.open(p, "w") f:write("ran") f:close()
