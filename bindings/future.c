@@ -123,23 +123,8 @@ static int fut_remove_done_callback(lua_State *L) {
   host_future_check(L, 1);
   luaL_checkany(L, 2);
   lua_Integer removed = 0;
-  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
-    int cbs = lua_gettop(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, cbs), j = 1;
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, cbs, i);
-      if (lua_rawequal(L, -1, 2)) {
-        removed++;
-        lua_pop(L, 1);
-      } else {
-        lua_rawseti(L, cbs, j++);
-      }
-    }
-    for (; j <= n; j++) {
-      lua_pushnil(L);
-      lua_rawseti(L, cbs, j);
-    }
-  }
+  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE)
+    removed = host_list_remove_value(L, lua_gettop(L), 2);
   lua_pushinteger(L, removed);
   return 1;
 }
@@ -192,17 +177,8 @@ static void stand_in_done(host_listener *l, host_task *done) {
   stand_in *s = host_container_of(l, stand_in, l);
   lasync_future *f = s->f;
   lasync_host *h = done->h;
-  if (done->outcome == OUTCOME_CANCELLED && f->state == FUT_PENDING &&
-      !h->state_closing) {
-    lua_State *L = h->cbL;
-    int top = lua_gettop(L), msg = 0;
-    if (done->cancel_msg_ref != LUA_NOREF) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, done->cancel_msg_ref);
-      msg = lua_gettop(L);
-    }
-    host_future_cancel(L, f, msg);
-    lua_settop(L, top);
-  }
+  if (done->outcome == OUTCOME_CANCELLED && !h->state_closing)
+    host_future_cancel_for(f, done);
   host_handle_drop(&f->hd);
   free(s);
 }

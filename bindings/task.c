@@ -160,23 +160,8 @@ static int task_remove_done_callback(lua_State *L) {
   host_check_task_arg(L, 1);
   lua_Integer removed = 0;
   host_task_extras(L, 1, 0);
-  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
-    int cbs = lua_gettop(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, cbs), j = 1;
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, cbs, i);
-      if (lua_rawequal(L, -1, 2)) {
-        removed++;
-        lua_pop(L, 1);
-      } else {
-        lua_rawseti(L, cbs, j++);
-      }
-    }
-    for (; j <= n; j++) {
-      lua_pushnil(L);
-      lua_rawseti(L, cbs, j);
-    }
-  }
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE)
+    removed = host_list_remove_value(L, lua_gettop(L), 2);
   lua_pushinteger(L, removed);
   return 1;
 }

@@ -180,6 +180,18 @@ int host_future_cancel(lua_State *L, lasync_future *f, int msgidx) {
   return 1;
 }
 
+void host_future_cancel_for(lasync_future *f, host_task *t) {
+  if (f->state != FUT_PENDING) return;
+  lua_State *L = t->h->cbL;
+  int top = lua_gettop(L), msg = 0;
+  if (t->cancel_msg_ref != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
+    msg = lua_gettop(L);
+  }
+  host_future_cancel(L, f, msg);
+  lua_settop(L, top);
+}
+
 /* ---- outcomes ----------------------------------------------------------- */
 
 void host_future_push_error(lua_State *L, lasync_future *f) {
@@ -223,17 +235,8 @@ static int await_k(lua_State *L, lua_KContext ctx) {
  * future already settled keeps its outcome. */
 static int await_cancel(host_task *t, int woken) {
   lasync_future *f = t->wait_data;
-  lasync_host *h = t->h;
   waitq_remove(t);
-  if (woken || f->state != FUT_PENDING || h->state_closing) return 0;
-  lua_State *L = h->cbL;
-  int top = lua_gettop(L), msg = 0;
-  if (t->cancel_msg_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
-    msg = lua_gettop(L);
-  }
-  host_future_cancel(L, f, msg);
-  lua_settop(L, top);
+  if (!woken && !t->h->state_closing) host_future_cancel_for(f, t);
   return 0;
 }
 

@@ -53,6 +53,10 @@ int host_future_settle(lua_State *L, lasync_future *f, int state, int n);
  * 0 for none; the application's on_cancel runs).  Returns 1 if it was
  * pending.  [-0, +0, m] */
 int host_future_cancel(lua_State *L, lasync_future *f, int msgidx);
+/* Cancels f on behalf of task t, with t's cancel message (asyncio's
+ * Task.cancel cancels the future the task waits on).  Builds the error on
+ * the host's callback thread: call where the batch's protection holds. */
+void host_future_cancel_for(lasync_future *f, host_task *t);
 /* Pushes the results of a done future, or raises its error.  [-0, +n, e] */
 int host_future_results(lua_State *L, lasync_future *f);
 /* Pushes the error value of a failed or cancelled future.  [-0, +1] */

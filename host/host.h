@@ -334,6 +334,10 @@ void host_stop_if_idle(lasync_host *h);
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *meta, int nup);
 
+/* Removes every element of the list (a sequence) at `list` that is raw
+ * equal to the value at `value`, keeping the others' order; returns how
+ * many went.  [-0, +0] */
+lua_Integer host_list_remove_value(lua_State *L, int list, int value);
 /* Is the value at idx a function, or has it a __call metamethod? */
 int host_is_callable(lua_State *L, int idx);
 /* Raises "bad argument #idx to 'f' (function expected, got T)" unless it

@@ -200,46 +200,45 @@ describe("conformance: test_futures", function()
     assert.matches("plain string error", err)
   end)
 
-  it("test_callbacks_remove_first_callback", function()
-    local bag, f = {}, a.Future()
-    local cb1, cb2, cb3 = appender(bag, 42), appender(bag, 17), appender(bag, 100)
-    f:add_done_callback(cb1)
-    f:add_done_callback(cb2)
-    f:add_done_callback(cb3)
-    f:remove_done_callback(cb1)
-    f:remove_done_callback(cb1)
+  -- Python's three callbacks appending 42, 17 and 100, all added to f.
+  local function three(bag)
+    local f = a.Future()
+    local cbs = {appender(bag, 42), appender(bag, 17), appender(bag, 100)}
+    for _, cb in ipairs(cbs) do f:add_done_callback(cb) end
+    return f, cbs
+  end
+
+  local function settle_and_check(f, bag, expected)
     assert.are.same({}, bag)
     f:set_result("foo")
     run_briefly()
-    assert.are.same({17, 100}, bag)
+    assert.are.same(expected, bag)
     assert.are.equal("foo", f:result())
+  end
+
+  it("test_callbacks_remove_first_callback", function()
+    local bag = {}
+    local f, cb = three(bag)
+    f:remove_done_callback(cb[1])
+    f:remove_done_callback(cb[1])
+    settle_and_check(f, bag, {17, 100})
   end)
 
   it("test_callbacks_remove_first_and_second_callback", function()
-    local bag, f = {}, a.Future()
-    local cb1, cb2, cb3 = appender(bag, 42), appender(bag, 17), appender(bag, 100)
-    f:add_done_callback(cb1)
-    f:add_done_callback(cb2)
-    f:add_done_callback(cb3)
-    f:remove_done_callback(cb1)
-    f:remove_done_callback(cb2)
-    f:remove_done_callback(cb1)
-    f:set_result("foo")
-    run_briefly()
-    assert.are.same({100}, bag)
+    local bag = {}
+    local f, cb = three(bag)
+    f:remove_done_callback(cb[1])
+    f:remove_done_callback(cb[2])
+    f:remove_done_callback(cb[1])
+    settle_and_check(f, bag, {100})
   end)
 
   it("test_callbacks_remove_third_callback", function()
-    local bag, f = {}, a.Future()
-    local cb1, cb2, cb3 = appender(bag, 42), appender(bag, 17), appender(bag, 100)
-    f:add_done_callback(cb1)
-    f:add_done_callback(cb2)
-    f:add_done_callback(cb3)
-    f:remove_done_callback(cb3)
-    f:remove_done_callback(cb3)
-    f:set_result("foo")
-    run_briefly()
-    assert.are.same({42, 17}, bag)
+    local bag = {}
+    local f, cb = three(bag)
+    f:remove_done_callback(cb[3])
+    f:remove_done_callback(cb[3])
+    settle_and_check(f, bag, {42, 17})
   end)
 
   it("test_callbacks_invoked_on_set_result", function()
