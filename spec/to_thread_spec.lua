@@ -224,19 +224,23 @@ describe("asyncio.to_thread", function()
   end)
 
   it("a program that ends while work runs waits for the thread, then exits cleanly", function()
-    local t0 = os.time()
-    local out, err, status = helper.run_script([[
-      asyncio.create_task(asyncio.to_thread, function()
-        os.execute("sleep 0.5")
-        return 1
-      end)
+    local mark = helper.tmpname(".mark")
+    local out, err, status = helper.run_script(([[
+      asyncio.create_task(asyncio.to_thread, function(path)
+        os.execute("sleep 0.3")
+        local f = io.open(path, "w") f:write("finished") f:close()
+      end, %q)
       asyncio.sleep(0.05)
       print("main done")
-    ]])
+    ]]):format(mark))
+    local f = io.open(mark)
+    local text = f and f:read("a")
+    if f then f:close() end
+    os.remove(mark)
     assert.are.equal(0, status, err)
     assert.are.equal("main done\n", out)
     assert.are.equal("", err)
-    assert.is_true(os.time() - t0 < 10)
+    assert.are.equal("finished", text) -- the thread ran to its end first
   end)
 
   describe("hostile input", function()

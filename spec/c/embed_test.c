@@ -527,6 +527,35 @@ static void test_teardown_with_live_connection(void) {
         "a live connection's handles are all closed after free + lua_close");
 }
 
+/* to_thread's call is still running in libuv's pool when the application
+ * frees the host and closes its state: the thread finishes, the late
+ * result is dropped, and the pool's record goes with the last call. */
+static void test_to_thread_outlives_host(void) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  lua_State *L = luaL_newstate();
+  lasync_host *h = lasync_new(&loop, L);
+  lasync_openlibs(h);
+  lasync_spawn_string(h,
+    "asyncio.create_task(asyncio.to_thread, function()\n"
+    "  local t = os.clock() + 0.3 repeat until os.clock() >= t\n"
+    "  return ('x'):rep(1000) end)\n"
+    "asyncio.sleep(0.05) started = true\n", "=to_thread");
+  lua_pop(L, 1);
+  for (int i = 0; i < 100; i++) {
+    uv_run(&loop, UV_RUN_ONCE);
+    lua_getglobal(L, "started");
+    int r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (r) break;
+  }
+  lasync_free(h);
+  lua_close(L);
+  uv_run(&loop, UV_RUN_DEFAULT); /* the call comes back to no host */
+  CHECK(uv_loop_close(&loop) == 0,
+        "to_thread: nothing left on the loop after the late call returned");
+}
+
 /* SIGPIPE: an application's own disposition is kept; over the default, a
  * write to a dead pipe raises BrokenPipeError at drain() instead of
  * killing the application. */
@@ -632,6 +661,7 @@ int main(void) {
   test_future_edges();
   test_spawn_never_raises();
   test_teardown_with_live_connection();
+  test_to_thread_outlives_host();
   test_out_of_memory_in_loop();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
