@@ -275,9 +275,9 @@ static int lazy_submodule(lua_State *L) {
   return 1;
 }
 
-LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
-  lua_State *L = h->L;
-  h->libs = libs;
+/* The standard libraries among `libs`: the host's state's, and
+ * to_thread's workers' (a sandbox's worker gets no more than it has). */
+void l_open_std(lua_State *L, unsigned libs) {
   for (size_t i = 0; i < sizeof STD_LIBS / sizeof *STD_LIBS; i++) {
     if (!(libs & STD_LIBS[i].lib)) continue;
     luaL_requiref(L, STD_LIBS[i].name, STD_LIBS[i].open, 1);
@@ -290,6 +290,12 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
     lua_pushnil(L);
     lua_setglobal(L, "loadfile");
   }
+}
+
+LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
+  lua_State *L = h->L;
+  h->libs = libs;
+  l_open_std(L, libs);
   if (libs & LASYNC_LIB_PACKAGE) {
     preload(L, "asyncio", luaopen_asyncio);
     if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);

@@ -16,6 +16,8 @@ void l_open_sync(lua_State *L, lasync_host *h);
 void l_open_wait(lua_State *L, lasync_host *h);
 void l_open_future(lua_State *L, lasync_host *h);
 void l_open_thread(lua_State *L, lasync_host *h);
+/* Opens the standard libraries among libs (LASYNC_LIB_*) in L (init.c). */
+void l_open_std(lua_State *L, unsigned libs);
 /* Pushes a Task standing for the Future at idx (future.c), and the same
  * as a function for the Lua part. */
 void l_future_task(lua_State *L, int idx);

@@ -41,6 +41,7 @@ typedef struct job {
   host_buf in, out;            /* encoded call; encoded results or error */
   char *path, *cpath;          /* the caller's package.path and cpath */
   size_t limit;
+  unsigned libs;               /* the host's standard libraries */
   int failed;                  /* out holds the error value */
   const char *fatal;           /* the worker could not even start */
 } job;
@@ -97,14 +98,25 @@ static int no_asyncio(lua_State *L) {
                        "to the task instead)");
 }
 
-static lua_State *new_worker(void) {
-  lua_State *W = luaL_newstate();
-  if (!W) return NULL;
-  luaL_openlibs(W);
+static int open_worker(lua_State *W) {
+  l_open_std(W, (unsigned)lua_tointeger(W, 1));
   luaL_getsubtable(W, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(W, no_asyncio);
   lua_setfield(W, -2, "asyncio");
-  lua_pop(W, 1);
+  return 0;
+}
+
+/* A worker state with the standard libraries the host's state has (a
+ * sandbox's calls get no io or os it does not have). */
+static lua_State *new_worker(unsigned libs) {
+  lua_State *W = luaL_newstate();
+  if (!W) return NULL;
+  lua_pushcfunction(W, open_worker);
+  lua_pushinteger(W, (lua_Integer)libs);
+  if (lua_pcall(W, 1, 0, 0) != LUA_OK) {
+    lua_close(W);
+    return NULL;
+  }
   return W;
 }
 
@@ -143,7 +155,7 @@ static void encode_outcome(lua_State *W, job *j) {
 
 static void work_cb(uv_work_t *req) {
   job *j = req->data;
-  if (!j->W && !(j->W = new_worker())) {
+  if (!j->W && !(j->W = new_worker(j->libs))) {
     j->fatal = "to_thread: cannot make a worker state (out of memory)";
     return;
   }
@@ -230,6 +242,7 @@ static int l_to_thread(lua_State *L) {
   job *j = calloc(1, sizeof *j);
   if (!j) return luaL_error(L, "to_thread: out of memory");
   j->limit = p->limit;
+  j->libs = h->libs;
   if (copy_encode(L, nargs, &j->in, p->limit, "argument", 1)) {
     job_free(j);
     lua_pushfstring(L, "to_thread: %s", lua_tostring(L, -1));

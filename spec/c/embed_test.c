@@ -330,12 +330,18 @@ static void test_sandbox_and_reporter(void) {
     "  tostring(asyncio.start_server), tostring(asyncio.create_subprocess_exec)}, ',')\n"
     "asyncio.sleep(0)\n"
     "has_asyncio = type(asyncio.create_task) == 'function'\n"
+    "worker_has = asyncio.to_thread(function() return table.concat({\n"
+    "  tostring(io), tostring(os), tostring(require), tostring(dofile),\n"
+    "  tostring(debug), tostring(string.rep('a', 2))}, ',') end)\n"
     "asyncio.create_task(function() error('unseen failure') end)\n"
     "asyncio.sleep(0.01)\n", "=sandbox");
   CHECK(lasync_run_until_done(h) == 0, "sandboxed script ran");
   CHECK(strcmp(global_string(L, "have"), "nil,nil,nil,nil,nil,nil,nil,nil,nil,nil") == 0,
         "no io, os, require, dofile, loadfile, debug, http, fs, net, process: %s",
         global_string(L, "have"));
+  CHECK(strcmp(global_string(L, "worker_has"), "nil,nil,nil,nil,nil,aa") == 0,
+        "a to_thread worker has no more than the sandbox: %s",
+        global_string(L, "worker_has"));
   lua_getglobal(L, "has_asyncio");
   CHECK(lua_toboolean(L, -1), "asyncio is there");
   lua_pop(L, 1);
