@@ -1,6 +1,7 @@
 /* What Lua calls for tasks: run, create_task/spawn, the Task methods
  * (await among them), current_task and all_tasks.  The task record itself
  * (spawning, ending, outcomes) is the host's: host/task.c. */
+#include "../host/future.h"
 #include "init.h"
 
 /* ---- awaiting one task ------------------------------------------------ */
@@ -84,7 +85,9 @@ static int l_run(lua_State *L) {
 /* loop:run_until_complete(task_or_function): like run, without cancelling
  * the other tasks at the end. */
 int l_run_until_complete(lua_State *L, int idx) {
-  if (!host_test_task_arg(L, idx)) {
+  if (host_future_test(L, idx)) {
+    l_future_task(L, idx); /* runs until the future is settled */
+  } else if (!host_test_task_arg(L, idx)) {
     host_check_callable(L, idx);
     lua_pushvalue(L, idx);
     host_task_spawn(HOST(L), L, 0);

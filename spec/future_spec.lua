@@ -161,6 +161,20 @@ describe("asyncio.Future", function()
     assert.are.same({2, 1}, seen)
   end)
 
+  it("loop:run_until_complete(fut) runs until the future is settled", function()
+    local out, err, status = helper.run_script([[
+      local loop = asyncio.get_event_loop()
+      local f = loop:create_future()
+      loop:call_later(0.02, function() f:set_result("settled", 2) end)
+      print(loop:run_until_complete(f))
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("settled\n", out)
+    local f = a.Future()
+    a.call_soon(function() f:set_result(1) end)
+    assert.are.equal(1, a.get_event_loop():run_until_complete(f))
+  end)
+
   it("a done callback that fails is reported and the others still run", function()
     local out, err, status = helper.run_script([[
       local f = asyncio.Future()
