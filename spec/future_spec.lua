@@ -28,6 +28,19 @@ describe("asyncio.Future", function()
     assert.are.same({10, 20}, {f:await()}) -- done: no suspension
   end)
 
+  it("carries many values to many waiters", function()
+    local f, vals = a.Future(), {}
+    for i = 1, 10000 do vals[i] = i end
+    local waiters = {}
+    for i = 1, 500 do waiters[i] = a.create_task(function() return select("#", f:await()) end) end
+    a.sleep(0)
+    f:set_result(table.unpack(vals))
+    local counts = a.gather(waiters)
+    assert.are.equal(500, #counts)
+    for i = 1, 500 do assert.are.equal(10000, counts[i]) end
+    assert.are.equal(10000, select(-1, f:result()))
+  end)
+
   it("set_result(nil) and no values are results too", function()
     local f = a.Future()
     f:set_result()

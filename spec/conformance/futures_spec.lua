@@ -48,6 +48,25 @@ describe("conformance: test_futures", function()
     assert.are.equal(1, f:result())
   end)
 
+  it("test_constructor_use_running_loop (get_running_loop)", function()
+    local loop = a.get_running_loop()
+    assert.are.equal(a.get_event_loop(), loop)
+    local f = loop:create_future()
+    f:cancel()
+    assert.is_true(f:cancelled())
+  end)
+
+  it("test_constructor_without_loop (no running loop: RuntimeError)", function()
+    local out, err, status = helper.lua54([[
+      local asyncio = require "asyncio"
+      local ok, e = pcall(asyncio.get_running_loop)
+      print(ok, asyncio.is(e, asyncio.RuntimeError), e.message)
+      print(asyncio.run(function() return asyncio.isfuture(asyncio.get_running_loop():create_future()) end))
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("false\ttrue\tno running event loop\ntrue\n", out)
+  end)
+
   it("test_constructor_positional", function()
     helper.fails_with("no arguments expected", a.Future, 42)
   end)
