@@ -178,6 +178,7 @@ static void work_cb(uv_work_t *req) {
 /* ---- back on the loop's thread ---------------------------------------- */
 
 static void job_free(job *j) {
+  if (!j) return;
   host_buf_free(&j->in);
   host_buf_free(&j->out);
   free(j->path);
@@ -233,24 +234,37 @@ static char *package_string(lua_State *L, const char *field) {
   return s;
 }
 
+/* Fails a call that could not start: the future (made first, so that
+ * nothing after it raises while the job is unowned) and the job go. */
+static int start_failed(lua_State *L, lasync_future *f, job *j) {
+  lasync_future_release(f);
+  job_free(j);
+  return lua_error(L);
+}
+
 static int l_to_thread(lua_State *L) {
   pool *p = check_pool(L);
   lasync_host *h = HOST(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
   int nargs = lua_gettop(L);
   host_check_task(L, "to_thread");
+  luaL_checkstack(L, nargs + 1, "to_thread arguments");
+  lasync_future *f = lasync_future_new(L, NULL, NULL); /* pushed: not copied */
   job *j = calloc(1, sizeof *j);
-  if (!j) return luaL_error(L, "to_thread: out of memory");
+  if (!j) {
+    lua_pushliteral(L, "to_thread: out of memory");
+    return start_failed(L, f, NULL);
+  }
   j->limit = p->limit;
   j->libs = h->libs;
+  for (int i = 1; i <= nargs; i++) lua_pushvalue(L, i); /* above the box */
   if (copy_encode(L, nargs, &j->in, p->limit, "argument", 1)) {
-    job_free(j);
     lua_pushfstring(L, "to_thread: %s", lua_tostring(L, -1));
-    return lua_error(L);
+    return start_failed(L, f, j);
   }
+  lua_pop(L, nargs);
   j->path = package_string(L, "path");
   j->cpath = package_string(L, "cpath");
-  lasync_future *f = lasync_future_new(L, NULL, NULL); /* may raise: j first */
   j->req.data = j;
   j->p = p;
   j->future = f;
@@ -260,9 +274,9 @@ static int l_to_thread(lua_State *L) {
   int rc = uv_queue_work(h->loop, &j->req, work_cb, after_work);
   if (rc) {
     if (j->W) p->idle[p->nidle++] = j->W;
-    lasync_future_release(f);
-    job_free(j);
-    return host_raise_oserror(L, rc, "to_thread", NULL);
+    f->on_cancel = NULL;
+    host_push_oserror(L, rc, "to_thread", NULL);
+    return start_failed(L, f, j);
   }
   p->busy++;
   host_handle_hold(&p->hd);
