@@ -96,10 +96,11 @@ const char *host_check_cstring(lua_State *L, int idx, size_t *len) {
 
 const char *host_opt_cstring(lua_State *L, int idx, int arg, const char *what) {
   size_t n;
-  const char *s = lua_tolstring(L, idx, &n);
-  if (!s || lua_type(L, idx) != LUA_TSTRING)
+  /* the type first: lua_tolstring would turn a number into a string */
+  if (lua_type(L, idx) != LUA_TSTRING)
     luaL_argerror(L, arg, lua_pushfstring(L, "%s: string expected, got %s",
                                           what, luaL_typename(L, idx)));
+  const char *s = lua_tolstring(L, idx, &n);
   if (strlen(s) != n)
     luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
   return s;
