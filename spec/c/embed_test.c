@@ -506,18 +506,16 @@ static void test_spawn_never_raises(void) {
   lasync_free(h);
 }
 
-/* The application's loop and state; a connection handler blocked in read
- * when the host goes: every handle and record must be released. */
-static void test_teardown_with_live_connection(void) {
+/* On the application's loop and state: runs `code` until it sets the
+ * global `ready`, then frees the host and closes the state while what the
+ * code started is still live; the loop must end with nothing left on it. */
+static void teardown_while_live(const char *code, const char *what) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   lua_State *L = luaL_newstate();
   lasync_host *h = lasync_new(&loop, L);
   lasync_openlibs(h);
-  lasync_spawn_string(h,
-    "srv = asyncio.start_server(function(r, w) r:read() end, '127.0.0.1', 0)\n"
-    "client_r, client_w = asyncio.open_connection('127.0.0.1', srv.port)\n"
-    "asyncio.sleep(0.05) ready = true\n", "=live");
+  lasync_spawn_string(h, code, "=live");
   lua_pop(L, 1);
   for (int i = 0; i < 100; i++) {
     uv_run(&loop, UV_RUN_ONCE);
@@ -529,37 +527,29 @@ static void test_teardown_with_live_connection(void) {
   lasync_free(h);
   lua_close(L);
   uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK(uv_loop_close(&loop) == 0,
-        "a live connection's handles are all closed after free + lua_close");
+  CHECK(uv_loop_close(&loop) == 0, "%s", what);
+}
+
+/* A connection handler blocked in read when the host goes: every handle
+ * and record must be released. */
+static void test_teardown_with_live_connection(void) {
+  teardown_while_live(
+    "srv = asyncio.start_server(function(r, w) r:read() end, '127.0.0.1', 0)\n"
+    "client_r, client_w = asyncio.open_connection('127.0.0.1', srv.port)\n"
+    "asyncio.sleep(0.05) ready = true\n",
+    "a live connection's handles are all closed after free + lua_close");
 }
 
 /* to_thread's call is still running in libuv's pool when the application
  * frees the host and closes its state: the thread finishes, the late
  * result is dropped, and the pool's record goes with the last call. */
 static void test_to_thread_outlives_host(void) {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  lua_State *L = luaL_newstate();
-  lasync_host *h = lasync_new(&loop, L);
-  lasync_openlibs(h);
-  lasync_spawn_string(h,
+  teardown_while_live(
     "asyncio.create_task(asyncio.to_thread, function()\n"
     "  local t = os.clock() + 0.3 repeat until os.clock() >= t\n"
     "  return ('x'):rep(1000) end)\n"
-    "asyncio.sleep(0.05) started = true\n", "=to_thread");
-  lua_pop(L, 1);
-  for (int i = 0; i < 100; i++) {
-    uv_run(&loop, UV_RUN_ONCE);
-    lua_getglobal(L, "started");
-    int r = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (r) break;
-  }
-  lasync_free(h);
-  lua_close(L);
-  uv_run(&loop, UV_RUN_DEFAULT); /* the call comes back to no host */
-  CHECK(uv_loop_close(&loop) == 0,
-        "to_thread: nothing left on the loop after the late call returned");
+    "asyncio.sleep(0.05) ready = true\n",
+    "to_thread: nothing left on the loop after the late call returned");
 }
 
 /* SIGPIPE: an application's own disposition is kept; over the default, a
