@@ -243,6 +243,22 @@ describe("asyncio.to_thread", function()
     assert.are.equal("finished", text) -- the thread ran to its end first
   end)
 
+  it("under a stock lua5.4 (asyncio.so), a call running when the state closes", function()
+    local out, err, status = helper.lua54([[
+      local asyncio = require "asyncio"
+      print(asyncio.run(function() return asyncio.to_thread(function(x) return x * 2 end, 21) end))
+      asyncio.run(function()
+        asyncio.create_task(asyncio.to_thread, function()
+          local t = os.clock() + 0.2 repeat until os.clock() >= t
+        end)
+        asyncio.sleep(0.02)
+      end)
+      print("script done")
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("42\nscript done\n", out)
+  end)
+
   describe("hostile input", function()
     it("wants a Lua function", function()
       fails_with("bad argument #1 to 'to_thread' %(function expected, got number%)",
