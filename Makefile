@@ -119,6 +119,8 @@ bench: build
 	      'BEGIN { printf "  %-20s %6.2f s  %s\n", w, e - s, o }'; \
 	  done; \
 	fi
+	@echo "to_thread: one CPU-bound job in 1 worker, then split over 2 (bench/to_thread.lua):"
+	@$(LASYNC) bench/to_thread.lua
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

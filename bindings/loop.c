@@ -128,6 +128,10 @@ static int l_get_event_loop(lua_State *L) {
     lua_pushcclosure(L, loop_forward, 2);
     lua_setfield(L, -2, *n);
   }
+  lua_pushlightuserdata(L, HOST(L)); /* loop:create_future() = Future() */
+  lua_getfield(L, lua_upvalueindex(2), "Future");
+  lua_pushcclosure(L, loop_forward, 2);
+  lua_setfield(L, -2, "create_future");
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "lasync.loop");
   return 1;
@@ -155,6 +159,16 @@ static int l_worker_count(lua_State *L) {
   return 1;
 }
 
+/* asyncio.get_running_loop(): the loop object, from a task or a callback
+ * (upvalue 2 is get_event_loop); RuntimeError elsewhere, as asyncio. */
+static int l_get_running_loop(lua_State *L) {
+  if (!host_task_of(L) && !HOST(L)->running)
+    return host_error_raise(L, "RuntimeError", "no running event loop");
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_call(L, 0, 1);
+  return 1;
+}
+
 static const luaL_Reg funcs[] = {{"call_soon", l_call_soon},
                                  {"call_later", l_call_later},
                                  {"call_at", l_call_at},
@@ -171,4 +185,8 @@ void l_open_loop(lua_State *L, lasync_host *h) {
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_get_event_loop, 2);
   lua_setfield(L, -2, "get_event_loop");
+  lua_pushlightuserdata(L, h);
+  lua_getfield(L, -2, "get_event_loop");
+  lua_pushcclosure(L, l_get_running_loop, 2);
+  lua_setfield(L, -2, "get_running_loop");
 }
