@@ -105,3 +105,23 @@ const char *host_opt_cstring(lua_State *L, int idx, int arg, const char *what) {
     luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
   return s;
 }
+
+/* Done callbacks (of tasks and futures) are lists: removing one removes
+ * every registration of it, keeping the order of the others. */
+lua_Integer host_list_remove_value(lua_State *L, int list, int value) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, list), j = 1, removed = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    if (lua_rawequal(L, -1, value)) {
+      removed++;
+      lua_pop(L, 1);
+    } else {
+      lua_rawseti(L, list, j++);
+    }
+  }
+  for (; j <= n; j++) {
+    lua_pushnil(L);
+    lua_rawseti(L, list, j);
+  }
+  return removed;
+}
