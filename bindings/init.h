@@ -26,5 +26,6 @@ int l_task_await_woken(host_task *t);
 LASYNC_API int luaopen_asyncio(lua_State *L);
 LASYNC_API int luaopen_asyncio_http(lua_State *L);
 LASYNC_API int luaopen_asyncio_fs(lua_State *L);
+LASYNC_API int luaopen_asyncio_testing(lua_State *L);
 
 #endif
