@@ -155,6 +155,20 @@ static int l_close_handle(lua_State *L) {
   return 1;
 }
 
+/* _handle_id(value) -> the id _handles() gives the handle behind a Lua
+ * value (a stream, a server, an http session's core...), or nil.  The box
+ * is read only if its size is a box's, and the pointer is only compared
+ * with the open handles, never followed. */
+static int l_handle_id(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof(void *))
+    return 0;
+  close_ctx c = {L, *(void **)lua_touserdata(L, 1), NULL};
+  host_handle_each(HOST(L), find_handle, &c);
+  if (!c.found) return 0;
+  lua_pushlightuserdata(L, c.found);
+  return 1;
+}
+
 /* _fds() -> { [fd] = "what it is", ... } from /proc/self/fd (Linux). */
 static int l_fds(lua_State *L) {
   DIR *d = opendir("/proc/self/fd");
@@ -293,6 +307,7 @@ static const luaL_Reg funcs[] = {{"_set_clock", l_set_clock},
                                  {"_task_origin", l_task_origin},
                                  {"_handles", l_handles},
                                  {"_close_handle", l_close_handle},
+                                 {"_handle_id", l_handle_id},
                                  {"_callbacks", l_callbacks},
                                  {"_fds", l_fds},
                                  {"_guard", l_guard},

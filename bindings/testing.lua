@@ -14,6 +14,12 @@ end
 
 -- The options table at argument i of fname: nil or a table whose keys
 -- are all in `known` (a set).
+-- "file:line: " of the frame `level` levels above the caller.
+local function where(level)
+  local info = debug.getinfo(level + 1, "Sl")
+  return info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline .. ": ") or ""
+end
+
 local function check_options(opts, i, fname, known)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
@@ -60,15 +66,27 @@ local function waiting_at(task)
   end
 end
 
--- Anonymous inodes (the loop's epoll, eventfd, signalfd) come and go with
+-- Anonymous inodes (the loop's epoll, eventfd, signalfd) and /dev/null
+-- (libuv's reserve for EMFILE, opened at the first listen) come with
 -- libuv's own lazy set-up; they are never a test's.
 local function interesting_fd(target)
-  return not target:find("^anon_inode:")
+  return not (target:find("^anon_inode:") or target == "/dev/null")
+end
+
+-- The shared session behind http.fetch is made on first use and lives on
+-- (keep-alive): it is nobody's leak.  It is made before a test starts if
+-- asyncio.http is loaded; returns its handle id.
+local function shared_session()
+  local http = package.loaded["asyncio.http"]
+  if not http then return nil end
+  local ok, s = pcall(http.default_session)
+  return ok and type(s) == "table" and M._handle_id(rawget(s, "_core")) or nil
 end
 
 -- What is open now: tasks, handles, timed callbacks, file descriptors.
 function M.snapshot()
-  local s = {tasks = {}, handles = {}, callbacks = {}, fds = M._fds() or {}}
+  local s = {shared = shared_session(), tasks = {}, handles = {}, callbacks = {}}
+  s.fds = M._fds() or {}
   for _, t in ipairs(asyncio.all_tasks()) do s.tasks[t] = true end
   for _, hd in ipairs(M._handles()) do s.handles[hd.id] = hd end
   for _, cb in ipairs(M._callbacks()) do s.callbacks[cb.handle] = cb end
@@ -94,8 +112,9 @@ function M.leaks(before)
       list[#list + 1] = {kind = "task", text = text, task = t}
     end
   end
+  local new_shared = now.shared and now.shared ~= before.shared
   for id, hd in pairs(now.handles) do
-    if not before.handles[id] then
+    if not before.handles[id] and id ~= now.shared then
       list[#list + 1] = {kind = "handle", id = id,
         text = hd.what .. (hd.origin and (", created at " .. hd.origin) or "")}
     end
@@ -109,7 +128,9 @@ function M.leaks(before)
     end
   end
   for fd, target in pairs(now.fds) do
-    if before.fds[fd] ~= target and interesting_fd(target) then
+    -- a shared session made during the test keeps its curl sockets
+    if before.fds[fd] ~= target and interesting_fd(target)
+       and not (new_shared and target:find("^socket:")) then
       list[#list + 1] = {kind = "fd", text = ("file descriptor %d (%s)"):format(fd, target)}
     end
   end
@@ -136,10 +157,32 @@ function M.clean(list)
 end
 
 local function leak_report(list)
+  if #list == 0 then return nil end
   local lines = {("the test left %d thing%s behind:"):format(#list, #list == 1 and "" or "s")}
   for _, item in ipairs(list) do lines[#lines + 1] = "  " .. item.text end
   lines[#lines + 1] = "(if that is intended: testing.allow_leaks() in the test, or {leaks = false})"
   return table.concat(lines, "\n")
+end
+
+-- testing.check_leaks([before]): raises the list of what was opened since
+-- the snapshot `before` (testing.snapshot()) and is still open, after
+-- letting what was let go end its last steps; without `before`, every
+-- task but the running one is a leak.  Cleans up what it lists.
+function M.check_leaks(before)
+  if before ~= nil and (type(before) ~= "table" or type(before.tasks) ~= "table") then
+    argerror(1, "check_leaks", "snapshot expected, got " .. type(before))
+  end
+  if asyncio.current_task() then M.wait_idle() end
+  local tasks_only = before == nil
+  if tasks_only then
+    before = M.snapshot()
+    before.tasks = {}
+  end
+  local list = M.leaks(before)
+  if #list > 0 then
+    M.clean(list)
+    error(where(2) .. leak_report(list), 0)
+  end
 end
 
 -- Tasks and handles made while a check is on say where they were made.
@@ -180,10 +223,11 @@ local function check_run_options(opts, i, fname)
           leaks = leaks ~= false}
 end
 
-local function timeout_error(sec, trace)
-  return asyncio.TimeoutError(("the test did not finish within %g s of real time; it was at:\n%s")
-    :format(sec, trace or "?"))
+local function timeout_error(where, sec, trace)
+  return asyncio.TimeoutError(("%sthe test did not finish within %g s of real time; it was at:\n%s")
+    :format(where, sec, trace or "?"))
 end
+
 
 local function run_in_task(fn, o)
   local saved_mode, saved_thr = M.clock()
@@ -214,9 +258,9 @@ local function run_in_task(fn, o)
   end
   M._set_clock(saved_mode, saved_thr)
   current = outer
-  if fired then error(timeout_error(o.timeout, trace), 0) end
+  if fired then error(timeout_error(o.where, o.timeout, trace), 0) end
   if not res[1] then error(res[2], 0) end
-  if leaked and #leaked > 0 and me.leaks then error(leak_report(leaked), 0) end
+  if leaked and #leaked > 0 and me.leaks then error(o.where .. leak_report(leaked), 0) end
   return table.unpack(res, 2, res.n)
 end
 
@@ -225,6 +269,7 @@ end
 function M.run(fn, opts)
   if not callable(fn) then argerror(1, "run", "function expected, got " .. type(fn)) end
   local o = check_run_options(opts, 2, "run")
+  o.where = where(2)
   if not asyncio.current_task() then
     return asyncio.run(function() return run_in_task(fn, o) end)
   end
@@ -237,7 +282,7 @@ function M.run_with_timeout(fn, sec)
   if not callable(fn) then argerror(1, "run_with_timeout", "function expected, got " .. type(fn)) end
   check_seconds(sec, 2, "run_with_timeout", "seconds")
   local mode, thr = M.clock()
-  local o = {clock = mode, autojump_threshold = thr, timeout = sec, leaks = false}
+  local o = {clock = mode, autojump_threshold = thr, timeout = sec, leaks = false, where = where(2)}
   if not asyncio.current_task() then
     return asyncio.run(function() return run_in_task(fn, o) end)
   end
@@ -540,24 +585,33 @@ end
 -- ---- busted ----------------------------------------------------------------------
 
 -- Options set with testing.configure in a file or describe block, innermost
--- last; the defaults come from the helper's arguments (-Xhelper).
+-- last, over the defaults: the helper's arguments (-Xhelper) for every
+-- file, or testing.busted's for the file that called it.
 local scopes = {}
-local busted_defaults
+local helper_defaults, file_defaults = nil, {}
 local installed = false
+
+local function defaults_for(element)
+  local at = element.trace
+  local file = at and at.short_src
+  return file_defaults[file] or helper_defaults, file
+end
 
 -- testing.configure{clock =, autojump_threshold =, timeout =, leaks =}:
 -- options for the tests of the describe block (or file) it is called in.
 function M.configure(opts)
-  if not installed then error("configure(): asyncio.testing is not installed in busted (--helper=asyncio.testing)", 2) end
+  if not installed then
+    error("configure(): asyncio.testing is not driving busted (--helper=asyncio.testing, or testing.busted() in the spec file)", 2)
+  end
   check_run_options(opts, 1, "configure")
   local top = scopes[#scopes]
   if not top then error("configure(): call it in a file or describe block", 2) end
   for k, v in pairs(opts) do top.opts[k] = v end
 end
 
-local function merged()
+local function merged(defaults)
   local o = {}
-  for k, v in pairs(busted_defaults) do o[k] = v end
+  for k, v in pairs(defaults) do o[k] = v end
   for _, s in ipairs(scopes) do
     for k, v in pairs(s.opts) do o[k] = v end
   end
@@ -580,15 +634,14 @@ local function helper_args(args)
   return o
 end
 
--- testing.busted([defaults]): every `it` from now on runs through
--- testing.run with the merged options (per-test leak check, time limit).
-function M.busted(defaults)
-  if installed then return M end
-  local busted = require "busted"
-  busted_defaults = check_options(defaults or {clock = "virtual", timeout = 60}, 1, "busted", RUN_OPTIONS)
-  check_run_options(busted_defaults, 1, "busted")
+local function install()
+  if installed then return end
   installed = true
-  local function push(element) scopes[#scopes + 1] = {element = element, opts = {}} return nil, true end
+  local busted = require "busted"
+  local function push(element)
+    scopes[#scopes + 1] = {element = element, opts = {}}
+    return nil, true
+  end
   local function pop(element)
     if scopes[#scopes] and scopes[#scopes].element == element then scopes[#scopes] = nil end
     return nil, true
@@ -597,22 +650,42 @@ function M.busted(defaults)
   busted.subscribe({"file", "end"}, pop)
   busted.subscribe({"describe", "start"}, push)
   busted.subscribe({"describe", "end"}, pop)
+  -- busted runs element.run right after publishing the start of the test:
+  -- the body is swapped for one that runs it through testing.run.
   local originals = setmetatable({}, {__mode = "k"})
   busted.subscribe({"test", "start"}, function(element)
+    local defaults, file = defaults_for(element)
+    if not defaults then return nil, true end
     local body = originals[element] or element.run
     originals[element] = body
-    local o = merged()
+    local o = merged(defaults)
+    o.where = file and (file .. ":" .. element.trace.currentline .. ": ") or ""
     element.run = function(...)
       local args = table.pack(...)
       return run_in_task(function() return body(table.unpack(args, 1, args.n)) end, o)
     end
     return nil, true
   end)
+end
+
+-- testing.busted([defaults]): the tests of the calling spec file (every
+-- file, when loaded as busted's helper) run through testing.run: each in
+-- a task of its own, under a virtual clock, with a leak check and a time
+-- limit of real time.  defaults: {clock =, autojump_threshold =,
+-- timeout =, leaks =} (defaults: "virtual", 0, 60, true).
+function M.busted(defaults)
+  defaults = check_options(defaults, 1, "busted", RUN_OPTIONS)
+  local o = {clock = "virtual", timeout = 60, leaks = true}
+  for k, v in pairs(defaults) do o[k] = v end
+  check_run_options(o, 1, "busted")
+  local info = debug.getinfo(2, "S")
+  file_defaults[info and info.short_src or "?"] = o
+  install()
   return M
 end
 
--- Loaded by busted's --helper=asyncio.testing: install, with the helper's
--- arguments (--Xhelper=clock=real,timeout=30) as defaults.
+-- Loaded by busted's --helper=asyncio.testing: every file, with the
+-- helper's arguments (--Xhelper=clock=real,timeout=30) as defaults.
 local function loaded_as_helper()
   for level = 3, 12 do
     local info = debug.getinfo(level, "S")
@@ -622,7 +695,9 @@ local function loaded_as_helper()
   return false
 end
 if package.loaded["busted"] and loaded_as_helper() then
-  M.busted(helper_args(_G.arg))
+  helper_defaults = helper_args(_G.arg)
+  check_run_options(helper_defaults, 1, "busted")
+  install()
 end
 
 return M
