@@ -17,6 +17,8 @@
 extern const unsigned char lasync_testing_lua[];
 extern const size_t lasync_testing_lua_len;
 
+#define HOST_MAX_ADVANCE 1e9
+
 static const char *const CLOCKS[] = {"real", "virtual", "manual", NULL};
 
 /* _set_clock(mode, autojump_threshold): the Lua half has checked both. */
@@ -45,6 +47,9 @@ static int l_advance(lua_State *L) {
   double sec = host_check_seconds(L, 1, "seconds");
   luaL_argcheck(L, sec >= 0, 1, "seconds must not be negative");
   luaL_argcheck(L, isfinite(sec), 1, "seconds must be finite");
+  /* the clock never goes back: a jump of centuries would stay */
+  luaL_argcheck(L, sec <= HOST_MAX_ADVANCE, 1,
+                "seconds too large (at most 1e9, about 31 years)");
   if (h->clock_mode == HOST_CLOCK_REAL)
     return luaL_error(L, "advance(): the clock is real (run the code with "
                          "testing.run(fn, {clock = \"manual\"}) or "
@@ -65,6 +70,13 @@ static int l_wait_idle(lua_State *L) {
   host_task *t = host_check_task(L, "wait_idle");
   lua_settop(L, 0);
   return host_wait_idle(L, t);
+}
+
+/* real_time(): seconds of the real monotonic clock, which a virtual clock
+ * does not move (for measuring how long a test really took). */
+static int l_real_time(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
 }
 
 /* _track(on): record where tasks and handles are made from now on. */
@@ -303,6 +315,7 @@ static const luaL_Reg funcs[] = {{"_set_clock", l_set_clock},
                                  {"clock", l_clock},
                                  {"advance", l_advance},
                                  {"wait_idle", l_wait_idle},
+                                 {"real_time", l_real_time},
                                  {"_track", l_track},
                                  {"_task_origin", l_task_origin},
                                  {"_handles", l_handles},

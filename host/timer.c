@@ -242,6 +242,8 @@ void host_clock_before_batch(lasync_host *h) {
     return;
   }
   quiet_end(h);
+  /* a saturated deadline (sleep(1e300)) is "never", as on the real clock */
+  if (h->heap[0]->due >= UINT64_MAX / 2) return;
   if (h->heap[0]->due > h->vnow) h->vnow = h->heap[0]->due;
   fire_due(h, h->vnow);
 }
@@ -249,6 +251,7 @@ void host_clock_before_batch(lasync_host *h) {
 void host_clock_after_batch(lasync_host *h) {
   if (h->clock_mode != HOST_CLOCK_VIRTUAL || h->quiet) return;
   if (h->ready_head || h->heap_len == 0 || h->stopped) return;
+  if (h->heap[0]->due >= UINT64_MAX / 2) return; /* never: nothing to jump to */
   h->quiet = 1;
   h->quiet_since = uv_hrtime();
   quiet_wait(h, h->autojump_ns);
