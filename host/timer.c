@@ -261,7 +261,9 @@ void host_clock_set(lasync_host *h, int mode, uint64_t autojump_ns) {
   if (h->stopped) return;
   quiet_end(h);
   if (h->clock_mode == HOST_CLOCK_REAL && mode != HOST_CLOCK_REAL) {
-    h->vnow = host_now(h);
+    /* from the next whole second: asyncio.time() then reads whole numbers
+     * and differences of whole seconds are exact in a double */
+    h->vnow = (host_now(h) / 1000000000u + 1) * 1000000000u;
     uv_timer_stop(&h->timer);
     h->timer_armed_due = 0;
   } else if (h->clock_mode != HOST_CLOCK_REAL && mode == HOST_CLOCK_REAL) {
