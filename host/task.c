@@ -91,11 +91,16 @@ void host_task_set_report(lua_State *L, host_task *t) {
   lua_pop(L, 3);
 }
 
-void host_task_push_report(lua_State *L, int idx) {
+/* Pushes field `name` of the extras of the Task at idx, or nil. */
+static void push_extra(lua_State *L, int idx, const char *name) {
   host_task_extras(L, idx, 0);
-  if (lua_istable(L, -1)) lua_getfield(L, -1, "report");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, name);
   else lua_pushnil(L);
   lua_remove(L, -2);
+}
+
+void host_task_push_report(lua_State *L, int idx) {
+  push_extra(L, idx, "report");
 }
 
 int host_origin(lua_State *L, char *buf, size_t size) {
@@ -121,10 +126,7 @@ static void record_origin(lua_State *L) {
 }
 
 void host_task_push_origin(lua_State *L, int idx) {
-  host_task_extras(L, idx, 0);
-  if (lua_istable(L, -1)) lua_getfield(L, -1, "origin");
-  else lua_pushnil(L);
-  lua_remove(L, -2);
+  push_extra(L, idx, "origin");
 }
 
 void host_task_push_name(lua_State *L, int idx) {

@@ -203,8 +203,9 @@ void host_timers_close(lasync_host *h) {
  * autojump_ns of real time is seen before the clock moves.  While a libuv
  * request is in flight (a file operation on the thread pool, a DNS lookup,
  * a connect, a write the kernel has not taken) it waits at least
- * HOST_REQUEST_GRACE_NS: such work ends by itself, usually at once. */
-#define HOST_REQUEST_GRACE_NS 50000000u
+ * HOST_REQUEST_GRACE_NS (250 ms, which a loaded machine needs for a
+ * thread-pool job): such work ends by itself, usually at once. */
+#define HOST_REQUEST_GRACE_NS 250000000u
 
 static void on_grace(uv_timer_t *handle) {
   lasync_host *h = handle->data;
@@ -224,6 +225,7 @@ static void quiet_wait(lasync_host *h, uint64_t ns) {
 
 static uint64_t quiet_needed(lasync_host *h) {
   uint64_t need = h->autojump_ns;
+  /* active_reqs is uv_loop_t's own count, what uv_loop_alive() reads */
   if (h->loop->active_reqs.count && need < HOST_REQUEST_GRACE_NS)
     need = HOST_REQUEST_GRACE_NS;
   return need;
