@@ -328,7 +328,13 @@ static const luaL_Reg funcs[] = {{"_set_clock", l_set_clock},
 
 LASYNC_API int luaopen_asyncio_testing(lua_State *L) {
   lasync_host *h = host_get(L);
-  if (!h) return luaL_error(L, "asyncio.testing: require \"asyncio\" first");
+  if (!h) { /* a stock lua5.4 that has not loaded asyncio yet */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "asyncio");
+    lua_call(L, 1, 0);
+    h = host_get(L);
+  }
+  if (!h) return luaL_error(L, "asyncio.testing: the event loop is closed");
   static const luaL_Reg guard_methods[] = {{"fired", guard_fired},
                                            {"cancel", guard_cancel},
                                            {NULL, NULL}};

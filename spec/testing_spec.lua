@@ -115,6 +115,29 @@ describe("testing.run with the virtual clock", function()
     os.remove(path)
   end)
 
+  it("jumps after a short real grace when a write never completes (a peer that never reads)", function()
+    local took, elapsed = real_duration(function()
+      return testing.run(function()
+        local hold = a.Event()
+        local srv <close> = a.start_server(function() hold:wait() end, "127.0.0.1", 0)
+        local _, w = a.open_connection("127.0.0.1", srv.port)
+        local t0 = a.time()
+        local ok = pcall(a.wait_for, function()
+          local chunk = string.rep("x", 1024 * 1024)
+          for _ = 1, 64 do w:write(chunk) w:drain() end
+        end, 5)
+        assert.is_false(ok)
+        local dt = a.time() - t0
+        w:close()
+        hold:set()
+        srv:close_clients()
+        return dt
+      end)
+    end)
+    assert.are.equal(5, elapsed)
+    assert.is_true(took < 3 * helper.slow, "took " .. took)
+  end)
+
   it("jumps over a slow child at threshold 0, and waits for it with autojump_threshold", function()
     local function read_child()
       local p = a.create_subprocess_shell("sleep 0.2; echo late", {stdout = "pipe"})
@@ -192,6 +215,13 @@ describe("testing.run with the manual clock", function()
       helper.fails_with("seconds must be finite", testing.advance, math.huge)
     end, {clock = "manual"})
     helper.fails_with("advance%(%): the clock is real", testing.advance, 1)
+    helper.fails_with("wait_idle%(%) called from a callback", function()
+      local err
+      a.call_soon(function() err = select(2, pcall(testing.wait_idle)) end)
+      a.sleep(0)
+      error(err, 0)
+    end)
+    assert.are.same({"real", 0}, {testing.clock()})
   end)
 end)
 
@@ -222,8 +252,8 @@ describe("testing.run", function()
 
   it("works from a stock lua5.4 too (outside any task)", function()
     local out, err, status = helper.lua54([[
+      local testing = require "asyncio.testing" -- loads asyncio itself
       local asyncio = require "asyncio"
-      local testing = require "asyncio.testing"
       print(testing.run(function() local t = asyncio.time() asyncio.sleep(86400) return asyncio.time() - t end))
     ]])
     assert.are.equal(0, status, err)
@@ -260,6 +290,20 @@ describe("leak checks", function()
     assert.matches("file descriptor %d+ %(/etc/hostname%)", err)
     assert.matches("file descriptor %d+ %(socket:", err)
     assert.matches("the test left 4 things behind", err)
+  end)
+
+  it("list child processes and signal handlers", function()
+    local err = helper.error_of(testing.run, function()
+      local p = a.create_subprocess_exec("sleep", {"5"})
+      a.add_signal_handler("SIGUSR2", function() end)
+      _G.kept_process = p
+    end)
+    assert.matches("process, created at [^,]*spec/testing_spec.lua:%d+", err)
+    assert.matches("signal[%w ]*, created at [^,]*spec/testing_spec.lua:%d+", err)
+    _G.kept_process:kill()
+    _G.kept_process:wait()
+    _G.kept_process = nil
+    a.remove_signal_handler("SIGUSR2")
   end)
 
   it("can be turned off per test: allow_leaks() or {leaks = false}", function()
