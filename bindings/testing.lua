@@ -109,6 +109,9 @@ end
 -- The list of what was opened since snapshot `before` and is still open
 -- (the running task excepted): each item {kind=, text=, task= | handle=}.
 function M.leaks(before)
+  if type(before) ~= "table" or type(before.tasks) ~= "table" then
+    argerror(1, "leaks", "snapshot expected, got " .. type(before))
+  end
   local list, me = {}, asyncio.current_task()
   local now = M.snapshot()
   for _, t in ipairs(asyncio.all_tasks()) do
