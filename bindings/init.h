@@ -34,6 +34,7 @@ int l_task_await_woken(host_task *t);
 LASYNC_API int luaopen_asyncio(lua_State *L);
 LASYNC_API int luaopen_asyncio_http(lua_State *L);
 LASYNC_API int luaopen_asyncio_fs(lua_State *L);
+LASYNC_API int luaopen_asyncio_testing(lua_State *L);
 LASYNC_API int luaopen_asyncio_redis(lua_State *L);
 
 #endif

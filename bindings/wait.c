@@ -22,7 +22,7 @@ typedef struct tmo {
   host_timer timer;
   lasync_host *h;
   host_task *task;
-  uint64_t when;  /* uv_hrtime() deadline; meaningful if has_when */
+  uint64_t when;  /* host_now() deadline; meaningful if has_when */
   double when_s;  /* the deadline as given, in loop seconds (when()) */
   int cancelling; /* the task's cancel count on entry */
   int state;
@@ -67,14 +67,14 @@ static int tmo_expire_soon(lua_State *L) {
 }
 
 /* The loop clock (asyncio.time()). */
-static double loop_now(void) { return (double)uv_hrtime() / 1e9; }
+static double loop_now(lasync_host *h) { return (double)host_now(h) / 1e9; }
 
 /* Arms the tmo at idx for its deadline. */
 static void tmo_arm(lua_State *L, int idx) {
   tmo *o = lua_touserdata(L, idx);
   host_timer_stop(o->h, &o->timer);
   if (!o->has_when) return;
-  if (o->when_s <= loop_now()) {
+  if (o->when_s <= loop_now(o->h)) {
     lua_pushcfunction(L, tmo_expire_soon);
     lua_pushvalue(L, idx);
     host_call_soon(o->h, L, 1);
@@ -87,7 +87,7 @@ static void tmo_arm(lua_State *L, int idx) {
 static void tmo_set_when(tmo *o, double when) {
   o->has_when = 1;
   o->when_s = when;
-  o->when = host_deadline(o->h, when - loop_now());
+  o->when = host_deadline(o->h, when - loop_now(o->h));
 }
 
 static int new_timeout(lua_State *L, int absolute, const char *fname) {
@@ -102,7 +102,7 @@ static int new_timeout(lua_State *L, int absolute, const char *fname) {
   o->task = t;
   o->cancelling = t->ncancels;
   o->state = TM_ACTIVE;
-  if (has) tmo_set_when(o, absolute ? v : loop_now() + v);
+  if (has) tmo_set_when(o, absolute ? v : loop_now(h) + v);
   luaL_setmetatable(L, TIMEOUT_MT);
   host_task_push(L, t); /* the timeout keeps its task alive */
   lua_setiuservalue(L, -2, 1);

@@ -47,6 +47,8 @@ struct host_handle {
   int holds;                    /* the handle, the box, other holders */
   unsigned char closing;        /* the handle is closing (or closed) */
   unsigned char closed;         /* the handle's close callback has run */
+  char *origin;                 /* "file:line" that made it, when the host
+                                   records origins (asyncio.testing) */
 };
 
 /* Makes the metatable type->tname (made already) known to the checks
@@ -64,6 +66,10 @@ host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv);
  * the record it holds.  [-0, +1, m] / [-0, +0] */
 host_handle **host_handle_newbox(lua_State *L, const char *tname, int nuv);
 void host_handle_attach(host_handle **box, host_handle *hd);
+/* Calls fn for every handle of h that is not closing yet (asyncio.testing
+ * lists what a test left open). */
+void host_handle_each(lasync_host *h, void (*fn)(host_handle *hd, void *ud),
+                      void *ud);
 /* The idempotent close; L may be NULL (no Lua may run). */
 void host_handle_close(host_handle *hd, lua_State *L);
 /* Call from the handle's close callback: the handle's hold goes (which may
