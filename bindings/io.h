@@ -96,6 +96,34 @@ struct addrinfo *io_resolved(lua_State *L, lua_KContext ctx, char *where,
 void io_resolve_done(lua_KContext ctx);
 void io_open_net(lua_State *L, lasync_host *h);
 
+/* ---- Unix sockets (unix.c) over the server of server.c ------------------ */
+
+struct server;
+/* A new Server value, not yet listening, from a function registered with
+ * start_server's upvalues (the host, the methods).  [-0, +1, m] */
+struct server *io_server_push(lua_State *L, lasync_host *h, int backlog,
+                              size_t limit);
+/* Listens on the bound Unix socket fd, which the server takes over; its
+ * file `path` (NULL: none, an abstract name) is removed when the server
+ * closes.  0, or a libuv error (the server is then closed). */
+int io_server_listen_unix(lua_State *L, struct server *srv, int fd,
+                          const char *path);
+/* The Server at boxidx serves: handler at hidx, and it stays alive while
+ * open.  [-0, +0] */
+void io_server_arm(lua_State *L, struct server *srv, int boxidx, int hidx);
+/* The `backlog` option of the options table at idx (511 when absent). */
+int io_opt_backlog(lua_State *L, int idx, const char *fname);
+int l_start_unix_server(lua_State *L);
+/* server.port / server.sockets of a Unix socket server (p NULL: closed). */
+int io_unix_server_index(lua_State *L, uv_pipe_t *p, const char *key);
+/* Removes a server's socket file at close (if it still is a socket). */
+void io_unix_unlink(const char *path);
+/* Pushes the Unix socket name of the handle's own end (or of the peer's),
+ * as Python gives it: the path, "" when unnamed, an abstract name with its
+ * leading NUL.  0 (nothing pushed) when it is not a Unix socket. */
+int io_unix_push_name(lua_State *L, uv_handle_t *hd, int peer);
+void io_open_unix(lua_State *L, lasync_host *h);
+
 /* ---- areas ------------------------------------------------------------ */
 
 /* Signal number of the name ("SIGTERM", "TERM") or number at idx. */

@@ -902,6 +902,10 @@ static int writer_get_extra_info(lua_State *L) {
   const char *what = host_check_cstring(L, 2, NULL);
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
+  if (s->kind == LSTREAM_PIPE && !s->closing &&
+      (strcmp(what, "peername") == 0 || strcmp(what, "sockname") == 0) &&
+      io_unix_push_name(L, &s->u.handle, what[0] == 'p'))
+    return 1; /* a Unix socket (unix.c) */
   if (s->kind != LSTREAM_TCP || s->closing) {
     lua_settop(L, 3);
     return 1; /* the default */
