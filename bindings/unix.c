@@ -133,7 +133,7 @@ static int opt_mode(lua_State *L, int idx, const unix_addr *a) {
   }
   int isint;
   lua_Integer m = lua_tointegerx(L, -1, &isint);
-  if (!isint || m < 0 || m > 07777)
+  if (!isint || lua_type(L, -1) != LUA_TNUMBER || m < 0 || m > 07777)
     luaL_argerror(L, idx, "option 'mode': permission bits expected (an "
                           "integer from 0 to 0xFFF, e.g. tonumber('600', 8))");
   if (a->abstract)
