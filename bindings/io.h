@@ -52,13 +52,16 @@ typedef struct lstream lstream;
 
 /* LSTREAM_MEM: a reader with no handle, fed from Lua (asyncio.StreamReader()
  * with feed_data/feed_eof), for parsers and tests. */
-enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1, LSTREAM_MEM = 2 };
+enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1, LSTREAM_MEM = 2, LSTREAM_FILE = 3 };
 
 /* A new stream whose handle is initialised (uv_tcp_init / uv_pipe_init)
  * on h's loop; NULL on failure (*err set).  The caller holds one
  * reference (drop it with lstream_unref). */
 lstream *lstream_new(lasync_host *h, int kind, int *err);
 uv_stream_t *lstream_handle(lstream *s);
+/* A stream over a regular file or a character device such as /dev/null
+ * (LSTREAM_FILE: what epoll cannot watch), owning fd.  [pipe.c] */
+lstream *lstream_new_file(lasync_host *h, int fd, int *err);
 void lstream_ref(lstream *s);
 void lstream_unref(lstream *s);
 /* Closes the handle (after queued writes are flushed unless `now`). */
@@ -123,6 +126,22 @@ void io_unix_unlink(const char *path);
  * leading NUL.  0 (nothing pushed) when it is not a Unix socket. */
 int io_unix_push_name(lua_State *L, uv_handle_t *hd, int peer);
 void io_open_unix(lua_State *L, lasync_host *h);
+
+/* ---- descriptors as streams (pipe.c) ---------------------------------- */
+
+/* The fd of the argument at idx, an fd number or an io file (flushed);
+ * errors are on argument arg, described as `what`.  [-0, +0, v] */
+int io_check_fd(lua_State *L, int idx, int arg, const char *what);
+/* A subprocess's stdio option `name` (at the top: an fd, an io file, or a
+ * StreamReader/StreamWriter handed over), checked for child_fd's
+ * direction: the fd the child inherits.  [-0, +0, v] */
+int io_stdio_fd(lua_State *L, int opts, const char *name, int child_fd);
+/* The fd of the StreamReader/StreamWriter at idx, to hand to a child
+ * (-1 when it is not one); refused when bytes are buffered or queued in
+ * it or a task reads it, which the child would not see.  Reading stops;
+ * the caller closes the wrapper once the child has its copy. [stream.c] */
+int lstream_handoff_fd(lua_State *L, int idx, const char *what);
+void io_open_pipe(lua_State *L, lasync_host *h);
 
 /* ---- areas ------------------------------------------------------------ */
 
