@@ -190,9 +190,9 @@ w:wait_closed()
     assert.are.equal(0, p:wait())
   end)
 
-  it("a writer whose reader went away raises BrokenPipeError from drain", function()
+  it("a writer on fd 3 whose reader went away raises BrokenPipeError from drain", function()
     local p = spawn([[
-local w = asyncio.stdout()
+local w = asyncio.connect_write_pipe(3)
 local ok, e
 for i = 1, 200 do
   w:write(("y"):rep(65536))
@@ -200,11 +200,27 @@ for i = 1, 200 do
   if not ok then break end
 end
 io.stderr:write(tostring(asyncio.is(e, asyncio.BrokenPipeError)) .. "\n")
-]], {stdout = "pipe", stderr = "pipe"})
+]], {stdout = "pipe", stderr = "pipe"}, "3>&1 >/dev/null")
     p.stdout:read(10)
     do local r <close> = p.stdout end -- the pipe's read end is gone
     assert.are.equal("true\n", p.stderr:read())
     assert.are.equal(0, p:wait())
+  end)
+
+  it("stdout() whose reader went away ends the program as lua.c's print would (SIGPIPE)", function()
+    local p = spawn([[
+local w = asyncio.stdout()
+for i = 1, 200 do
+  w:write(("y"):rep(65536))
+  w:drain()
+end
+io.stderr:write("not reached\n")
+]], {stdout = "pipe", stderr = "pipe"})
+    p.stdout:read(10)
+    do local r <close> = p.stdout end
+    assert.are.equal("", p.stderr:read())
+    local rc = p:wait()
+    assert.is_true(rc == -13 or rc == 141, "returncode " .. tostring(rc))
   end)
 end)
 
