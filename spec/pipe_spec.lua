@@ -224,6 +224,41 @@ io.stderr:write("not reached\n")
   end)
 end)
 
+describe("scripts/chat_client.lua", function()
+  after_each(helper.no_leaks)
+
+  local function script(name, args, opts)
+    return asyncio.create_subprocess_shell(helper.cmd .. " scripts/" .. name
+      .. " " .. args, opts)
+  end
+
+  it("talks through scripts/chat_server.lua while its stdin stays open", function()
+    local srv = script("chat_server.lua", "--port 0 --seconds 30", {stdout = "pipe"})
+    local port = srv.stdout:readline():match(":(%d+)")
+    assert.is_not_nil(port)
+    local bob = script("chat_client.lua", "--port " .. port, {stdin = "pipe", stdout = "pipe"})
+    local alice = script("chat_client.lua", "--port " .. port, {stdin = "pipe", stdout = "pipe"})
+    assert.are.equal("your name? ", bob.stdout:readexactly(11))
+    bob.stdin:write("bob\n")
+    assert.are.equal("your name? ", alice.stdout:readexactly(11))
+    alice.stdin:write("alice\n")
+    assert.are.equal("* alice joined\n", bob.stdout:readline())
+    -- both clients are waiting on their keyboard: messages still arrive
+    alice.stdin:write("hello bob\n")
+    assert.are.equal("alice: hello bob\n", bob.stdout:readline())
+    bob.stdin:write("hi alice\n")
+    assert.are.equal("bob: hi alice\n", alice.stdout:readline())
+    bob.stdin:close() -- Ctrl-D
+    assert.are.equal("", bob.stdout:read())
+    assert.are.equal(0, bob:wait())
+    assert.are.equal("* bob left\n", alice.stdout:readline())
+    alice.stdin:close()
+    assert.are.equal(0, alice:wait())
+    srv:kill()
+    srv:wait()
+  end)
+end)
+
 describe("connect_read_pipe / connect_write_pipe in this process", function()
   after_each(helper.no_leaks)
 
