@@ -218,6 +218,7 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
     io_open_server(L, h);
     io_open_unix(L, h);
     io_open_pipe(L, h);
+    io_open_udp(L, h);
   }
   if (h->libs & LASYNC_LIB_PROCESS) {
     io_open_process(L, h);

@@ -142,6 +142,8 @@ int io_stdio_fd(lua_State *L, int opts, const char *name, int child_fd);
  * the caller closes the wrapper once the child has its copy. [stream.c] */
 int lstream_handoff_fd(lua_State *L, int idx, const char *what);
 void io_open_pipe(lua_State *L, lasync_host *h);
+/* asyncio.create_datagram_endpoint (udp.c) */
+void io_open_udp(lua_State *L, lasync_host *h);
 
 /* ---- areas ------------------------------------------------------------ */
 
