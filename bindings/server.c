@@ -272,6 +272,14 @@ static int server_index(lua_State *L) {
   return 1;
 }
 
+/* A listener whose handle is initialised becomes the server's. */
+static void add_listener(server *srv, listener *ls) {
+  ls->srv = srv;
+  ls->tcp.data = ls; /* the same field for a pipe: the handle comes first */
+  srv->socks[srv->nsocks++] = ls;
+  srv->open_socks++;
+}
+
 /* Binds and listens on one address; 0 or a libuv error. */
 static int listen_on(server *srv, const struct sockaddr *sa, int reuse_port) {
   listener *ls = malloc(sizeof *ls);
@@ -281,10 +289,7 @@ static int listen_on(server *srv, const struct sockaddr *sa, int reuse_port) {
     free(ls);
     return rc;
   }
-  ls->srv = srv;
-  ls->tcp.data = ls;
-  srv->socks[srv->nsocks++] = ls;
-  srv->open_socks++;
+  add_listener(srv, ls);
   if (reuse_port) {
 #ifdef SO_REUSEPORT
     uv_os_fd_t fd;
@@ -384,10 +389,7 @@ int io_server_listen_unix(lua_State *L, server *srv, int fd,
     close(fd);
     return rc;
   }
-  ls->srv = srv;
-  ls->pipe.data = ls;
-  srv->socks[srv->nsocks++] = ls;
-  srv->open_socks++;
+  add_listener(srv, ls);
   if (path && !(srv->path = strdup(path))) rc = UV_ENOMEM;
   int r2 = uv_pipe_open(&ls->pipe, fd);
   if (r2) close(fd);

@@ -20,15 +20,7 @@ local function mode_of(path)
   return m
 end
 
-local function upper_echo(reader, writer)
-  while true do
-    local data = reader:read(65536)
-    if data == "" then break end
-    writer:write(data:upper())
-    writer:drain()
-  end
-  writer:close()
-end
+local upper_echo = io_helper.upper_echo
 
 -- A Python AF_UNIX client: n connections in threads, each sending
 -- `rounds` lines and checking the upper-cased echo.
@@ -54,27 +46,10 @@ print("ok", len(ok), flush=True)
 ]]
 
 -- A Python AF_UNIX server answering each connection with `body` (c is
--- the accepted socket); prints "ready" once listening.
+-- the accepted socket).  stderr: the stale-file probe connects and
+-- leaves at once.
 local function py_unix_server(path, body)
-  local code = [[
-import socket, sys, os, threading
-path = sys.argv[1]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(path)
-s.listen(16)
-print("ready", flush=True)
-def handle(c):
-    try:
-]] .. body:gsub("[^\n]+", "        %0") .. [[
-
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=handle, args=(c,), daemon=True).start()
-]]
-  -- stderr: the stale-file probe connects and leaves at once
-  return io_helper.python(code, {path}, {stderr = "devnull"})
+  return io_helper.py_server(body, path, {stderr = "devnull"})
 end
 
 describe("Unix domain sockets", function()
