@@ -204,7 +204,8 @@ static int numeric_addr(const char *host, int port,
   return uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss);
 }
 
-/* {host, port} at idx (argument arg) into ss; raises a clear error. */
+/* {host, port} at idx (argument arg) into ss; raises a clear error.
+ * (Creation resolves names first; send wants numbers.) */
 static void check_addr(lua_State *L, int idx, int arg, const char *what,
                        struct sockaddr_storage *ss) {
   idx = lua_absindex(L, idx);
@@ -434,17 +435,97 @@ static int setup(udp_ep *ep, int fam, const struct sockaddr_storage *local,
   return uv_udp_recv_start(&ep->udp, on_alloc, on_recv);
 }
 
+/* ---- names ----------------------------------------------------------------
+ * An address option whose host is a name, not a number, is resolved with
+ * asyncio.getaddrinfo (which suspends) into a copy of the options, and the
+ * creation starts again with the copy: the continuation of that call. */
+
+static int create(lua_State *L);
+
+/* The option at key of opts (at 1) names a host to resolve? */
+static int needs_name(lua_State *L, const char *key) {
+  struct sockaddr_storage ss;
+  int named = 0;
+  if (lua_getfield(L, 1, key) == LUA_TTABLE &&
+      lua_rawgeti(L, -1, 1) == LUA_TSTRING) {
+    size_t n;
+    const char *host = lua_tolstring(L, -1, &n);
+    named = strlen(host) == n && numeric_addr(host, 0, &ss) != 0;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return named;
+}
+
+/* The first address of the list at the top in the family the options ask
+ * for (any: the first), as {address, port} into the copy at 1 under the
+ * key at 2; then creation goes on. */
+static int resolved_k(lua_State *L, int status, lua_KContext ctx) {
+  int fam = opt_family(L, 1);
+  (void)status;
+  (void)ctx;
+  for (lua_Integer i = 1; lua_rawgeti(L, 3, i) == LUA_TTABLE; i++) {
+    lua_getfield(L, -1, "family");
+    int f = strcmp(lua_tostring(L, -1), "inet6") == 0 ? AF_INET6 : AF_INET;
+    lua_pop(L, 1);
+    if (fam == AF_UNSPEC || f == fam) {
+      lua_createtable(L, 2, 0);
+      lua_getfield(L, -2, "address");
+      lua_rawseti(L, -2, 1);
+      lua_getfield(L, -2, "port");
+      lua_rawseti(L, -2, 2);
+      lua_pushvalue(L, 2);
+      lua_insert(L, -2);
+      lua_rawset(L, 1);
+      lua_settop(L, 1);
+      return create(L);
+    }
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, 1, lua_tostring(L, 2));
+  lua_rawgeti(L, -1, 1);
+  return host_raise_oserror(L, UV_EAI_NONAME, "getaddrinfo",
+                            lua_tostring(L, -1));
+}
+
+static int resolve(lua_State *L, const char *key) {
+  lua_createtable(L, 0, 8); /* the copy */
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_replace(L, 1);
+  lua_settop(L, 1);
+  lua_pushstring(L, key);
+  lua_getfield(L, lua_upvalueindex(2), "getaddrinfo");
+  lua_getfield(L, 1, key);
+  lua_rawgeti(L, -1, 1);
+  lua_rawgeti(L, -2, 2);
+  lua_remove(L, -3);
+  lua_callk(L, 2, 1, 0, resolved_k);
+  return resolved_k(L, LUA_OK, 0);
+}
+
 /* asyncio.create_datagram_endpoint{local_addr =, remote_addr =, family =,
  * allow_broadcast =, reuse_port =, max_queue =, max_queue_bytes =} */
 static int l_create_datagram_endpoint(lua_State *L) {
   static const char *const known[] = {"local_addr", "remote_addr", "family",
                                       "allow_broadcast", "reuse_port",
                                       "max_queue", "max_queue_bytes", NULL};
-  struct sockaddr_storage local, remote;
-  lasync_host *h = io_live_host(L, "create_datagram_endpoint");
   if (lua_isnoneornil(L, 1)) lua_newtable(L), lua_replace(L, 1);
   luaL_checktype(L, 1, LUA_TTABLE);
   host_check_options(L, 1, known);
+  lua_settop(L, 1);
+  return create(L);
+}
+
+static int create(lua_State *L) {
+  struct sockaddr_storage local, remote;
+  lasync_host *h = io_live_host(L, "create_datagram_endpoint");
+  if (needs_name(L, "local_addr")) return resolve(L, "local_addr");
+  if (needs_name(L, "remote_addr")) return resolve(L, "remote_addr");
   int fam = opt_family(L, 1);
   int has_local = opt_addr(L, 1, "local_addr", &local);
   int has_remote = opt_addr(L, 1, "remote_addr", &remote);
@@ -502,6 +583,7 @@ void io_open_udp(lua_State *L, lasync_host *h) {
   host_new_type(L, UDP_MT, methods, meta, 0);
   host_handle_register(L, &UDP_TYPE);
   lua_pushlightuserdata(L, h);
-  lua_pushcclosure(L, l_create_datagram_endpoint, 1);
+  lua_pushvalue(L, -2); /* the module: its getaddrinfo */
+  lua_pushcclosure(L, l_create_datagram_endpoint, 2);
   lua_setfield(L, -2, "create_datagram_endpoint");
 }

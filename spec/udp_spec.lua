@@ -208,6 +208,21 @@ print("done", flush=True)
     assert.are.equal("bind", e.op)
   end)
 
+  it("resolves host names with getaddrinfo, leaving the options table alone", function()
+    local a <close> = asyncio.create_datagram_endpoint{local_addr = {"localhost", 0}}
+    assert.are.equal("127.0.0.1", a:get_extra_info("sockname").address)
+    local opts = {remote_addr = {"localhost", port_of(a)}, family = "inet"}
+    local b <close> = asyncio.create_datagram_endpoint(opts)
+    assert.are.same({"localhost", port_of(a)}, opts.remote_addr)
+    b:send("by name")
+    assert.are.equal("by name", (a:recv()))
+    local ok, e = pcall(asyncio.create_datagram_endpoint,
+      {local_addr = {"no-such-host.invalid", 0}})
+    assert.is_false(ok)
+    assert.is_true(asyncio.is(e, asyncio.OSError))
+    assert.are.equal("getaddrinfo", e.op)
+  end)
+
   it("an endpoint nobody waits on does not keep the program alive", function()
     local out, err, status = helper.run_script([[
       local ep = asyncio.create_datagram_endpoint{local_addr = {"127.0.0.1", 0}}
@@ -232,7 +247,6 @@ describe("create_datagram_endpoint against bad input", function()
     fails({ssl = true}, "unknown option 'ssl'")
     fails("127.0.0.1", "table expected")
     fails({local_addr = "127.0.0.1:0"}, "option 'local_addr': {host, port} expected, got string")
-    fails({local_addr = {"localhost", 0}}, "'localhost' is not a numeric IPv4 or IPv6 address")
     fails({local_addr = {"127.0.0.1\0evil", 0}}, "NUL")
     fails({local_addr = {"127.0.0.1", 70000}}, "port must be an integer from 0 to 65535")
     fails({local_addr = {"127.0.0.1", "80"}}, "port must be an integer")
