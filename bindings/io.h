@@ -62,6 +62,9 @@ uv_stream_t *lstream_handle(lstream *s);
 /* A stream over a regular file or a character device such as /dev/null
  * (LSTREAM_FILE: what epoll cannot watch), owning fd.  [pipe.c] */
 lstream *lstream_new_file(lasync_host *h, int fd, int *err);
+/* The stream's handle keeps the loop alive only while a task reads it
+ * (a reader of stdin or of a descriptor it was given).  [pipe.c] */
+void lstream_set_idle_unref(lstream *s);
 void lstream_ref(lstream *s);
 void lstream_unref(lstream *s);
 /* Closes the handle (after queued writes are flushed unless `now`). */

@@ -106,6 +106,7 @@ static lstream *stream_over(lasync_host *h, int fd, int dir, int *err) {
     lstream_unref(s);
     return NULL;
   }
+  if (dir == DIR_READ) lstream_set_idle_unref(s);
   return s;
 }
 

@@ -62,6 +62,7 @@ struct lstream {
   host_link closers;
   unsigned char started, reading, eof, closing, close_pending,
       eof_sent,
+      idle_unref, /* the handle holds the loop only while a task reads */
       wlost; /* bytes were dropped: written after close, or cancelled */
 };
 
@@ -140,9 +141,24 @@ static void on_closed(uv_handle_t *handle) {
   host_handle_after_close(&s->hd);
 }
 
+/* A reader of stdin or of a pipe the program was given (pipe.c) keeps
+ * the program alive only while a task waits on it, as a timer does: a
+ * script that read what it wanted from a terminal can end. */
+static void hold_loop(lstream *s, int hold) {
+  if (!s->idle_unref || s->kind == LSTREAM_FILE) return;
+  if (hold) uv_ref(&s->u.handle);
+  else uv_unref(&s->u.handle);
+}
+
+void lstream_set_idle_unref(lstream *s) {
+  s->idle_unref = 1;
+  hold_loop(s, 0);
+}
+
 static void wake_reader(lstream *s) {
   host_task *t = s->reader;
   if (t) {
+    hold_loop(s, 0);
     s->reader = NULL;
     host_wake(t, NULL, 0);
   }
@@ -429,7 +445,10 @@ static int match_sep(lua_State *L, lstream *s, size_t *mstart, size_t *mend) {
 static int read_cancel(host_task *t, int woken) {
   lstream *s = t->wait_data;
   (void)woken;
-  if (s->reader == t) s->reader = NULL;
+  if (s->reader == t) {
+    s->reader = NULL;
+    hold_loop(s, 0);
+  }
   s->want = 0;
   return 0;
 }
@@ -500,6 +519,7 @@ static int read_step(lua_State *L, int mode, const char *fname) {
                             "waiting for data on this stream",
                             fname ? fname : "read");
   s->reader = t;
+  hold_loop(s, 1);
   maybe_resume(s);
   return host_park(L, t, read_cancel, s, read_k, mode);
 }

@@ -66,6 +66,18 @@ w:write("eof\n")
     assert.are.equal(0, p:wait())
   end)
 
+  it("a stdin reader nobody waits on lets the program end (its writer still open)", function()
+    local p = spawn([[
+local line = asyncio.stdin():readline()
+print("got " .. line:gsub("\n", ""))
+]], {stdin = "pipe", stdout = "pipe"})
+    p.stdin:write("one\n")
+    assert.are.equal("got one\n", p.stdout:readline())
+    -- stdin is not closed: the program ends all the same
+    assert.are.equal(0, asyncio.wait_for(function() return p:wait() end, 5 * helper.slow))
+    p.stdin:close()
+  end)
+
   it("read stdin from a FIFO to EOF and leave fd 0 blocking", function()
     -- `cat |` makes the binary's stdin a real pipe (libuv's own pipes
     -- are socket pairs, which can only be dup'ed: see the next spec)
