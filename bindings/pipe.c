@@ -133,9 +133,10 @@ int io_stdio_fd(lua_State *L, int opts, const char *name, int child_fd) {
 }
 
 static int open_fd(lua_State *L, int dir, const char *fname) {
-  static const char *const known[] = {"limit", NULL};
+  static const char *const reader_opts[] = {"limit", NULL};
+  static const char *const writer_opts[] = {NULL};
   int fd = io_check_fd(L, 1, 1, "argument");
-  host_check_options(L, 2, known);
+  host_check_options(L, 2, dir == DIR_READ ? reader_opts : writer_opts);
   size_t limit = lua_istable(L, 2) ? io_opt_limit(L, 2) : 0;
   lasync_host *h = io_live_host(L, fname);
   int err;
@@ -156,7 +157,6 @@ static int l_connect_read_pipe(lua_State *L) {
 
 /* asyncio.connect_write_pipe(fd_or_file) -> StreamWriter */
 static int l_connect_write_pipe(lua_State *L) {
-  lua_settop(L, 1); /* a writer has no options yet */
   return open_fd(L, DIR_WRITE, "connect_write_pipe");
 }
 
