@@ -904,7 +904,7 @@ int lstream_handoff_fd(lua_State *L, int idx, const char *what) {
   if (s->kind == LSTREAM_MEM)
     luaL_error(L, "bad %s (a StreamReader fed from Lua has no descriptor)",
                what);
-  if (s->len || s->reader || s->wqueued)
+  if (s->len || s->reader || s->wqueued || (s->file && s->file->busy))
     luaL_error(L, "bad %s (the stream has %s: the process would not see "
                   "them)", what, s->reader ? "a task reading it"
                                            : "bytes buffered");
