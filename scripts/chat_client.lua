@@ -1,4 +1,5 @@
--- An interactive chat client: what you type goes to the server, what the
+-- Lecture 001 (Углубленный Python, лекция 9), after the echo server: an
+-- interactive chat client.  What you type goes to the server, what the
 -- server sends is printed, both at once.  The keyboard is read with
 -- asyncio.stdin(), a StreamReader, so waiting for your next line blocks
 -- nothing: messages from the others show up while you type.  Ctrl-D (end

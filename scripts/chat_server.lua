@@ -1,4 +1,5 @@
--- A chat server: every line a client sends goes to all the others, as
+-- Lecture 001 (Углубленный Python, лекция 9), after the echo server: a
+-- chat server.  Every line a client sends goes to all the others, as
 -- "name: line".  The first line a client sends is its name.  Talk to it
 -- with scripts/chat_client.lua (or `nc 127.0.0.1 15000`).
 --
