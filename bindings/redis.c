@@ -703,7 +703,7 @@ static int l_call_many(lua_State *L) {
   if (c->subscribed)
     return host_error_raise(L, ERROR_CLASS, "the connection is subscribed: "
                             "no pipeline until it unsubscribes from everything");
-  lua_Integer n = luaL_len(L, 2);
+  lua_Integer n = luaL_len(L, 2), maxk = 0;
   luaL_argcheck(L, n >= 1 && n <= 100000, 2, "1 to 100000 commands expected");
   for (lua_Integer i = 1; i <= n; i++) { /* check everything first */
     if (lua_geti(L, 2, i) != LUA_TTABLE)
@@ -713,6 +713,7 @@ static int l_call_many(lua_State *L) {
     if (k < 1 || k > 1000000)
       luaL_error(L, "bad argument #1 to 'pipeline' (command %d: a name and "
                  "its arguments expected)", (int)i);
+    if (k > maxk) maxk = k;
     for (lua_Integer j = 1; j <= k; j++) {
       int ty = lua_geti(L, -1, j);
       if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
@@ -723,6 +724,11 @@ static int l_call_many(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  /* room for the longest command (and append_command's scratch) now: a
+   * failure between two appends would leave the first commands in the
+   * output buffer, to be sent with no request awaiting their replies (the
+   * next commands would get them) */
+  luaL_checkstack(L, (int)maxk + 2, "pipeline");
   rreq *q = new_req(c, (int)n);
   if (!q) return luaL_error(L, "asyncio.redis: out of memory");
   rreq **keep = lua_newuserdatauv(L, sizeof *keep, 0); /* until queued */

@@ -90,6 +90,19 @@ describe("redis arguments", function()
       assert.are.equal("PONG", r:ping())
     end)
 
+    it("a pipeline refused midway sends none of its commands: the connection stays in step", function()
+      -- the second command has more elements than a Lua stack can hold
+      -- (refused while the commands are encoded, after the first one)
+      local huge = {"RPUSH", "k"}
+      for i = 3, 1000000 do huge[i] = "x" end
+      local ok, e = pcall(r.pipeline, r, {{"ECHO", "stale"}, huge})
+      assert.is_false(ok)
+      assert.matches("stack overflow", tostring(e))
+      huge = nil
+      assert.are.equal("fresh", r:echo("fresh"))
+      assert.are.equal(0, r:exists("k"))
+    end)
+
     it("a cancelled pipeline's replies are absorbed: the connection stays in step", function()
       local t = asyncio.create_task(function()
         return r:pipeline{{"ECHO", "1"}, {"ECHO", "2"}, {"ECHO", "3"}}
