@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include <hiredis.h>
 
@@ -450,6 +451,10 @@ static int l_connect(lua_State *L) {
   if (!unix_ && uv_ip4_addr(where, (int)port, (struct sockaddr_in *)&sa) &&
       uv_ip6_addr(where, (int)port, (struct sockaddr_in6 *)&sa))
     return luaL_argerror(L, 2, "not a numeric IP address");
+  /* libuv (1.44) cuts a longer path to fit sun_path, silently: that would
+   * connect to another socket than the one named */
+  if (unix_ && strlen(where) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return host_raise_oserror(L, UV_ENAMETOOLONG, "connect", where);
   lua_settop(L, 3);
   host_handle **box = host_handle_newbox(L, CONN_MT, 0);
   rconn *c = calloc(1, sizeof *c);

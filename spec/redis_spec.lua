@@ -449,6 +449,22 @@ describe("redis connections", function()
     assert.are.equal("unix", t:get("u"))
   end)
 
+  it("a Unix socket path too long for sun_path is refused, not cut to another socket's", function()
+    -- a server on a path of exactly 107 bytes (the most sun_path holds)
+    local dir = helper.tmpname("-long")
+    os.execute("mkdir -p " .. helper.quote(dir))
+    local path = dir .. "/" .. string.rep("s", 107 - #dir - 1)
+    assert.are.equal(107, #path)
+    local own = servers.start{args = {"--unixsocket", path}}
+    local ok <close> = redis.connect("unix:" .. path)
+    assert.are.equal("PONG", ok:ping())
+    -- one byte more: libuv 1.44 would cut it to the path above
+    local e = helper.raises(redis.ConnectionError, redis.connect, "unix:" .. path .. "x")
+    assert.are.equal("ENAMETOOLONG", e.code)
+    own.cleanup()
+    os.execute("rm -rf " .. helper.quote(dir))
+  end)
+
   it("authenticates with the URL's password", function()
     local own = servers.start{args = {"--requirepass", "s3cr:t"}}
     local r <close> = redis.connect("redis://:s3cr%3At@127.0.0.1:" .. own.port)
