@@ -53,6 +53,7 @@ typedef struct rreq {
   host_task *task;   /* NULL once the task let go */
   int n, got;        /* replies expected (a pipeline sends several), come */
   unsigned char blocking, in_fifo;
+  unsigned char barrier; /* a PING after a (p)unsubscribe: see add_barrier */
   redisReply *replies[]; /* n of them */
 } rreq;
 
@@ -84,6 +85,7 @@ struct rconn {
   size_t max_reply, acct;
   int status;           /* connect's libuv error, or 0 */
   unsigned char state, writing, paused, subscribed, too_big, active;
+  unsigned char unsub_sent; /* a (p)unsubscribe went out since the last barrier */
   char err[256];        /* why the connection is down */
   char rbuf[READ_CHUNK];
 };
@@ -336,10 +338,23 @@ static void queue_message(rconn *c, redisReply *r) {
   }
 }
 
+/* The barrier PING's reply: +PONG, or ["pong", ""] on a connection the
+ * server still counts as subscribed. */
+static int is_pong(const redisReply *r) {
+  if (r->type == REDIS_REPLY_STATUS) return strcasecmp(r->str, "PONG") == 0;
+  return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+         r->element[0]->type == REDIS_REPLY_STRING &&
+         strcasecmp(r->element[0]->str, "pong") == 0;
+}
+
 static void dispatch(rconn *c, redisReply *r) {
   host_link *l = host_list_first(&c->reqs);
   if (l) {
     rreq *q = host_container_of(l, rreq, link);
+    if (q->barrier && !is_pong(r)) { /* pub/sub traffic before the PING */
+      queue_message(c, r);
+      return;
+    }
     q->replies[q->got++] = r;
     if (q->got < q->n) return;
     host_list_remove(l);
@@ -650,6 +665,27 @@ static int append_command(lua_State *L, rconn *c, int idx, int nargs) {
   return rc ? -1 : 0;
 }
 
+/* After a (p)unsubscribe, confirmations may still be on their way once one
+ * said "count 0" and commands are allowed again (the second of two
+ * UNSUBSCRIBEs is answered even with nothing left subscribed).  So the
+ * next command is preceded by a PING whose reply marks their end: what
+ * comes before it is queued as messages, never taken for the command's
+ * reply.  Returns 0, or -1 out of memory.  */
+static int add_barrier(rconn *c) {
+  static const char PING[] = "*1\r\n$4\r\nPING\r\n";
+  if (!c->unsub_sent) return 0;
+  rreq *q = new_req(c, 1);
+  if (!q) return -1;
+  if (host_buf_add(&c->out, PING, sizeof PING - 1)) {
+    free(q);
+    return -1;
+  }
+  q->barrier = q->in_fifo = 1;
+  host_list_push(&c->reqs, &q->link);
+  c->unsub_sent = 0;
+  return 0;
+}
+
 /* Starts writing the output buffer unless a write is in flight (then its
  * callback writes what gathered meanwhile). */
 static void flush(rconn *c) {
@@ -689,7 +725,7 @@ static int l_call(lua_State *L) {
   if (nargs > 64) lua_checkstack(L, 1); /* append_command's userdata */
   rreq *q = new_req(c, 1);
   if (!q) return luaL_error(L, "asyncio.redis: out of memory");
-  if (append_command(L, c, 3, nargs)) {
+  if (add_barrier(c) || append_command(L, c, 3, nargs)) {
     free(q);
     return luaL_error(L, "asyncio.redis: out of memory");
   }
@@ -735,7 +771,10 @@ static int l_call_many(lua_State *L) {
    * next commands would get them) */
   luaL_checkstack(L, (int)maxk + 2, "pipeline");
   rreq *q = new_req(c, (int)n);
-  if (!q) return luaL_error(L, "asyncio.redis: out of memory");
+  if (!q || add_barrier(c)) {
+    free(q);
+    return luaL_error(L, "asyncio.redis: out of memory");
+  }
   rreq **keep = lua_newuserdatauv(L, sizeof *keep, 0); /* until queued */
   *keep = q;
   luaL_setmetatable(L, "asyncio.redis.core.Request");
@@ -771,6 +810,8 @@ static int l_sub_command(lua_State *L) {
   flush(c);
   if (strcasecmp(name, "subscribe") == 0 || strcasecmp(name, "psubscribe") == 0)
     c->subscribed = 1;
+  else
+    c->unsub_sent = 1;
   return 0;
 }
 

@@ -206,6 +206,44 @@ describe("redis against a hostile server", function()
     srv:close()
   end)
 
+  it("a late UNSUBSCRIBE confirmation is not taken for the next command's reply", function()
+    -- a real server, slow network: the second UNSUBSCRIBE's confirmation
+    -- (nothing was left subscribed) comes after the client saw count 0
+    -- and sent its next command
+    local srv = asyncio.start_server(function(r, w)
+      local buf, step = "", 0
+      while true do
+        local ok, d = pcall(r.read, r, 65536)
+        if not ok or not d or d == "" then break end
+        buf = buf .. d
+        if step == 0 and buf:find("$9\r\nSUBSCRIBE", 1, true) then
+          step = 1
+          w:write("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
+        end
+        if step == 1 and buf:find("$11\r\nUNSUBSCRIBE", 1, true) then
+          step = 2
+          w:write("*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n")
+        end
+        if step == 2 and buf:find("ECHO", 1, true) then
+          step = 3
+          w:write("*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n")
+          -- the answers to what the client sent after it, in order
+          local _, pings = buf:gsub("PING", "")
+          w:write(string.rep("+PONG\r\n", pings) .. "$5\r\nafter\r\n")
+        end
+      end
+      w:close()
+    end, "127.0.0.1", 0)
+    local r <close> = redis.connect("redis://127.0.0.1:" .. srv.port, {retries = 0})
+    local sub = r:subscribe("a")
+    sub:unsubscribe()
+    sub:unsubscribe()
+    assert.is_nil(sub:next())
+    assert.are.equal("after", r:echo("after"))
+    assert.is_true(r:stats().connected)
+    srv:close()
+  end)
+
   it("a reset mid-command raises redis.ConnectionError (sent = true)", function()
     local url, srv = fake(function() return "close" end)
     local r <close> = redis.connect(url, {retries = 0})
