@@ -506,7 +506,15 @@ for _, name in ipairs{"subscribe", "psubscribe"} do
     local conn = ensure(self)
     local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1},
       Subscription)
-    sub_command(s, upper, ...)
+    local ok, e = pcall(sub_command, s, upper, ...)
+    if not ok then
+      -- cancelled or refused before the confirmations: the connection is
+      -- subscribed (or half) with no Subscription to end it, so it goes
+      -- (the client's next command reconnects)
+      lost(self, conn)
+      cclose(conn)
+      error(e, 0)
+    end
     return s
   end
 end

@@ -270,6 +270,23 @@ describe("redis pub/sub", function()
     assert.is_true(s:stats().connected)
   end)
 
+  it("a subscribe cancelled before its confirmation leaves the client usable", function()
+    local r <close> = redis.connect(srv.url)
+    local t = asyncio.create_task(function() return r:subscribe("c1") end)
+    asyncio.sleep(0) -- t sent SUBSCRIBE and waits for the confirmation
+    t:cancel()
+    helper.await_cancelled(t)
+    -- the half-made subscription's connection went: a new one serves
+    assert.are.equal("PONG", r:ping())
+    -- the same through a pool: the client it gives back is usable
+    local pool <close> = redis.pool{url = srv.url, size = 1}
+    t = asyncio.create_task(function() return pool:subscribe("c2") end)
+    asyncio.sleep(0)
+    t:cancel()
+    helper.await_cancelled(t)
+    assert.are.equal("PONG", pool:ping())
+  end)
+
   it("psubscribe gets the pattern and the channel", function()
     local pub <close> = redis.connect(srv.url)
     local s <close> = redis.connect(srv.url)
