@@ -480,7 +480,10 @@ local function sub_command(self, name, ...)
       self._count = m.count
       if m.count == 0 then self._done = true end
     else
-      self._pending[#self._pending + 1] = m
+      -- at _tail, not #_pending + 1: next() empties the slots it took
+      -- (from _head), and # of a table with holes in front may be 0
+      self._pending[self._tail] = m
+      self._tail = self._tail + 1
     end
   end
 end
@@ -504,7 +507,8 @@ for _, name in ipairs{"subscribe", "psubscribe"} do
     check_channels(name, ...)
     if select("#", ...) == 0 then argerror(1, name, "channel name expected") end
     local conn = ensure(self)
-    local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1},
+    local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1,
+      _tail = 1},
       Subscription)
     local ok, e = pcall(sub_command, s, upper, ...)
     if not ok then

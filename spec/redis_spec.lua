@@ -287,6 +287,23 @@ describe("redis pub/sub", function()
     assert.are.equal("PONG", pool:ping())
   end)
 
+  it("messages kept while subscribing to more channels come out in order, none lost", function()
+    local pub <close> = redis.connect(srv.url)
+    local s <close> = redis.connect(srv.url)
+    local sub = s:subscribe("a")
+    for i = 1, 5 do pub:publish("a", tostring(i)) end
+    sub:subscribe("b") -- 1 to 5 come before b's confirmation: kept
+    for i = 1, 4 do assert.are.equal(tostring(i), sub:next().data) end
+    for i = 6, 7 do pub:publish("a", tostring(i)) end
+    sub:subscribe("c") -- 6 and 7 kept behind 5
+    local got = {}
+    pcall(asyncio.wait_for, function()
+      for _ = 1, 3 do got[#got + 1] = sub:next().data end
+    end, 2 * helper.slow)
+    assert.are.same({"5", "6", "7"}, got)
+    sub:close()
+  end)
+
   it("psubscribe gets the pattern and the channel", function()
     local pub <close> = redis.connect(srv.url)
     local s <close> = redis.connect(srv.url)
