@@ -462,8 +462,15 @@ local function to_message(m)
   return {kind = kind, channel = m[2], data = m[3], count = mtype(m[3]) == "integer" and m[3] or nil}
 end
 
+-- Messages kept while waiting for confirmations: as many as the C side
+-- queues before it pauses reading, so that a flood ahead of the
+-- confirmations (or a server that never confirms) cannot fill memory.
+local PENDING_MAX = 1024
+
 -- Sends a (p)subscribe / (p)unsubscribe and waits for its confirmations,
--- keeping the messages that arrive meanwhile for next().
+-- keeping the messages that arrive meanwhile for next().  With
+-- PENDING_MAX messages kept it returns without the rest: next() takes
+-- the late confirmations as they come.
 local function sub_command(self, name, ...)
   local conn = self._conn
   core.sub_command(conn, name, ...)
@@ -473,7 +480,7 @@ local function sub_command(self, name, ...)
     if kind == "unsubscribe" or kind == "punsubscribe" then return end
   end
   local seen = 0
-  while seen < want do
+  while seen < want and self._tail - self._head < PENDING_MAX do
     local m = to_message(core.message(conn))
     if m.kind == kind then
       seen = seen + 1

@@ -244,6 +244,28 @@ describe("redis against a hostile server", function()
     srv:close()
   end)
 
+  it("messages flooding in before a SUBSCRIBE's confirmation stay bounded", function()
+    -- the confirmation never comes; 200000 messages do
+    local srv = asyncio.start_server(function(r, w)
+      r:read(65536)
+      local one = "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nx\r\n"
+      local chunk = one:rep(1000)
+      for _ = 1, 200 do
+        if not pcall(w.write, w, chunk) or not pcall(w.drain, w) then break end
+      end
+      pcall(r.read, r, 1)
+      w:close()
+    end, "127.0.0.1", 0)
+    local c <close> = redis.connect("redis://127.0.0.1:" .. srv.port)
+    local ok, sub = pcall(asyncio.wait_for, function() return c:subscribe("a") end, 5 * helper.slow)
+    assert.is_true(ok, tostring(sub))
+    assert.is_true(sub._tail - sub._head <= 1024, "kept " .. (sub._tail - sub._head))
+    assert.is_true(c:stats().queued_messages <= 2048)
+    assert.are.equal("x", sub:next().data)
+    sub:close()
+    srv:close()
+  end)
+
   it("a reset mid-command raises redis.ConnectionError (sent = true)", function()
     local url, srv = fake(function() return "close" end)
     local r <close> = redis.connect(url, {retries = 0})
