@@ -86,6 +86,7 @@ struct rconn {
   int status;           /* connect's libuv error, or 0 */
   unsigned char state, writing, paused, subscribed, too_big, active;
   unsigned char unsub_sent; /* a (p)unsubscribe went out since the last barrier */
+  size_t sub_owed;          /* (p)subscribe confirmations still to come */
   char err[256];        /* why the connection is down */
   char rbuf[READ_CHUNK];
 };
@@ -315,6 +316,14 @@ static int is_last_unsubscribe(const redisReply *r) {
   return is_unsubscribe(r) && r->element[2]->integer == 0;
 }
 
+/* A (p)subscribe confirmation: [kind, channel, count]. */
+static int is_subscribe(const redisReply *r) {
+  return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+         r->element[0]->type == REDIS_REPLY_STRING &&
+         (strcasecmp(r->element[0]->str, "subscribe") == 0 ||
+          strcasecmp(r->element[0]->str, "psubscribe") == 0);
+}
+
 /* A pub/sub message (or a (un)subscribe confirmation) for the listener. */
 static void queue_message(rconn *c, redisReply *r) {
   rmsg *m = malloc(sizeof *m);
@@ -327,7 +336,11 @@ static void queue_message(rconn *c, redisReply *r) {
   m->next = NULL;
   *c->msgs_tail = m;
   c->msgs_tail = &m->next;
-  if (is_last_unsubscribe(r)) c->subscribed = 0;
+  if (is_subscribe(r) && c->sub_owed > 0) c->sub_owed--;
+  if (r->type == REDIS_REPLY_ERROR) c->sub_owed = 0; /* a refused command */
+  /* count 0 ends pub/sub mode unless a (p)subscribe sent after this
+   * unsubscribe is still to be confirmed (replies come in order) */
+  if (is_last_unsubscribe(r) && c->sub_owed == 0) c->subscribed = 0;
   if (++c->nmsgs >= MSG_HIGH && !c->paused) {
     c->paused = 1; /* the server buffers (and drops a client too slow) */
     uv_read_stop(&c->u.stream);
@@ -801,6 +814,7 @@ static int l_sub_command(lua_State *L) {
   rconn *c = check_open(L, "subscribe");
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
+  int nchannels = lua_gettop(L) - 2; /* before append_command's scratch */
   if (!c->subscribed && !host_list_empty(&c->reqs))
     return host_error_raise(L, ERROR_CLASS, "subscribe: the connection has "
                             "commands in flight (use a connection of its own)");
@@ -808,9 +822,10 @@ static int l_sub_command(lua_State *L) {
   if (append_command(L, c, 2, lua_gettop(L) - 1))
     return luaL_error(L, "asyncio.redis: out of memory");
   flush(c);
-  if (strcasecmp(name, "subscribe") == 0 || strcasecmp(name, "psubscribe") == 0)
+  if (strcasecmp(name, "subscribe") == 0 || strcasecmp(name, "psubscribe") == 0) {
     c->subscribed = 1;
-  else
+    c->sub_owed += (size_t)nchannels; /* one confirmation per channel */
+  } else
     c->unsub_sent = 1;
   return 0;
 }

@@ -270,6 +270,20 @@ describe("redis pub/sub", function()
     assert.is_true(s:stats().connected)
   end)
 
+  it("subscribing again right after unsubscribe() keeps the connection", function()
+    local pub <close> = redis.connect(srv.url)
+    local s <close> = redis.connect(srv.url)
+    local sub = s:subscribe("a")
+    sub:unsubscribe() -- returns at once: its confirmation (count 0) is on its way
+    sub:subscribe("b") -- sent before that confirmation came
+    pub:publish("b", "hi")
+    local ok, m = pcall(asyncio.wait_for, function() return sub:next() end, 2 * helper.slow)
+    assert.is_true(ok, tostring(m))
+    assert.are.equal("hi", m.data)
+    assert.is_true(s:stats().connected)
+    sub:close()
+  end)
+
   it("a subscribe cancelled before its confirmation leaves the client usable", function()
     local r <close> = redis.connect(srv.url)
     local t = asyncio.create_task(function() return r:subscribe("c1") end)
