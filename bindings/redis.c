@@ -365,7 +365,8 @@ static void dispatch(rconn *c, redisReply *r) {
   if (l) {
     rreq *q = host_container_of(l, rreq, link);
     if (q->barrier && !is_pong(r)) { /* pub/sub traffic before the PING */
-      queue_message(c, r);
+      if (c->subscribed) queue_message(c, r);
+      else freeReplyObject(r); /* a late confirmation, as below */
       return;
     }
     q->replies[q->got++] = r;
@@ -376,14 +377,17 @@ static void dispatch(rconn *c, redisReply *r) {
     else host_wake(q->task, NULL, 0);
     return;
   }
-  /* a late confirmation of an UNSUBSCRIBE sent when nothing was left
-   * subscribed is the answer to a command too, not garbage */
-  if (c->subscribed || is_unsubscribe(r)) {
+  if (c->subscribed) {
     queue_message(c, r);
     return;
   }
+  /* a late confirmation of an UNSUBSCRIBE sent when nothing was left
+   * subscribed is the answer to a command too, not garbage; nobody reads
+   * it (a Subscription stops at count 0), so it goes: queued, such
+   * leftovers would pile up until reading pauses */
+  int late = is_unsubscribe(r);
   freeReplyObject(r);
-  conn_down(c, "protocol error: a reply no command asked for");
+  if (!late) conn_down(c, "protocol error: a reply no command asked for");
 }
 
 static void parse(rconn *c) {

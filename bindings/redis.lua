@@ -485,7 +485,12 @@ local function sub_command(self, name, ...)
     if m.kind == kind then
       seen = seen + 1
       self._count = m.count
-      if m.count == 0 then self._done = true end
+      -- count 0: out of pub/sub mode, the rest of the confirmations
+      -- (channels that were not subscribed) are not kept for anyone
+      if m.count == 0 then
+        self._done = true
+        break
+      end
     else
       -- at _tail, not #_pending + 1: next() empties the slots it took
       -- (from _head), and # of a table with holes in front may be 0
