@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include <hiredis.h>
 
@@ -52,6 +53,7 @@ typedef struct rreq {
   host_task *task;   /* NULL once the task let go */
   int n, got;        /* replies expected (a pipeline sends several), come */
   unsigned char blocking, in_fifo;
+  unsigned char barrier; /* a PING after a (p)unsubscribe: see add_barrier */
   redisReply *replies[]; /* n of them */
 } rreq;
 
@@ -83,6 +85,8 @@ struct rconn {
   size_t max_reply, acct;
   int status;           /* connect's libuv error, or 0 */
   unsigned char state, writing, paused, subscribed, too_big, active;
+  unsigned char unsub_sent; /* a (p)unsubscribe went out since the last barrier */
+  size_t sub_owed;          /* (p)subscribe confirmations still to come */
   char err[256];        /* why the connection is down */
   char rbuf[READ_CHUNK];
 };
@@ -312,6 +316,14 @@ static int is_last_unsubscribe(const redisReply *r) {
   return is_unsubscribe(r) && r->element[2]->integer == 0;
 }
 
+/* A (p)subscribe confirmation: [kind, channel, count]. */
+static int is_subscribe(const redisReply *r) {
+  return r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+         r->element[0]->type == REDIS_REPLY_STRING &&
+         (strcasecmp(r->element[0]->str, "subscribe") == 0 ||
+          strcasecmp(r->element[0]->str, "psubscribe") == 0);
+}
+
 /* A pub/sub message (or a (un)subscribe confirmation) for the listener. */
 static void queue_message(rconn *c, redisReply *r) {
   rmsg *m = malloc(sizeof *m);
@@ -324,7 +336,11 @@ static void queue_message(rconn *c, redisReply *r) {
   m->next = NULL;
   *c->msgs_tail = m;
   c->msgs_tail = &m->next;
-  if (is_last_unsubscribe(r)) c->subscribed = 0;
+  if (is_subscribe(r) && c->sub_owed > 0) c->sub_owed--;
+  if (r->type == REDIS_REPLY_ERROR) c->sub_owed = 0; /* a refused command */
+  /* count 0 ends pub/sub mode unless a (p)subscribe sent after this
+   * unsubscribe is still to be confirmed (replies come in order) */
+  if (is_last_unsubscribe(r) && c->sub_owed == 0) c->subscribed = 0;
   if (++c->nmsgs >= MSG_HIGH && !c->paused) {
     c->paused = 1; /* the server buffers (and drops a client too slow) */
     uv_read_stop(&c->u.stream);
@@ -335,10 +351,24 @@ static void queue_message(rconn *c, redisReply *r) {
   }
 }
 
+/* The barrier PING's reply: +PONG, or ["pong", ""] on a connection the
+ * server still counts as subscribed. */
+static int is_pong(const redisReply *r) {
+  if (r->type == REDIS_REPLY_STATUS) return strcasecmp(r->str, "PONG") == 0;
+  return r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+         r->element[0]->type == REDIS_REPLY_STRING &&
+         strcasecmp(r->element[0]->str, "pong") == 0;
+}
+
 static void dispatch(rconn *c, redisReply *r) {
   host_link *l = host_list_first(&c->reqs);
   if (l) {
     rreq *q = host_container_of(l, rreq, link);
+    if (q->barrier && !is_pong(r)) { /* pub/sub traffic before the PING */
+      if (c->subscribed) queue_message(c, r);
+      else freeReplyObject(r); /* a late confirmation, as below */
+      return;
+    }
     q->replies[q->got++] = r;
     if (q->got < q->n) return;
     host_list_remove(l);
@@ -347,14 +377,17 @@ static void dispatch(rconn *c, redisReply *r) {
     else host_wake(q->task, NULL, 0);
     return;
   }
-  /* a late confirmation of an UNSUBSCRIBE sent when nothing was left
-   * subscribed is the answer to a command too, not garbage */
-  if (c->subscribed || is_unsubscribe(r)) {
+  if (c->subscribed) {
     queue_message(c, r);
     return;
   }
+  /* a late confirmation of an UNSUBSCRIBE sent when nothing was left
+   * subscribed is the answer to a command too, not garbage; nobody reads
+   * it (a Subscription stops at count 0), so it goes: queued, such
+   * leftovers would pile up until reading pauses */
+  int late = is_unsubscribe(r);
   freeReplyObject(r);
-  conn_down(c, "protocol error: a reply no command asked for");
+  if (!late) conn_down(c, "protocol error: a reply no command asked for");
 }
 
 static void parse(rconn *c) {
@@ -450,6 +483,10 @@ static int l_connect(lua_State *L) {
   if (!unix_ && uv_ip4_addr(where, (int)port, (struct sockaddr_in *)&sa) &&
       uv_ip6_addr(where, (int)port, (struct sockaddr_in6 *)&sa))
     return luaL_argerror(L, 2, "not a numeric IP address");
+  /* libuv (1.44) cuts a longer path to fit sun_path, silently: that would
+   * connect to another socket than the one named */
+  if (unix_ && strlen(where) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return host_raise_oserror(L, UV_ENAMETOOLONG, "connect", where);
   lua_settop(L, 3);
   host_handle **box = host_handle_newbox(L, CONN_MT, 0);
   rconn *c = calloc(1, sizeof *c);
@@ -645,6 +682,27 @@ static int append_command(lua_State *L, rconn *c, int idx, int nargs) {
   return rc ? -1 : 0;
 }
 
+/* After a (p)unsubscribe, confirmations may still be on their way once one
+ * said "count 0" and commands are allowed again (the second of two
+ * UNSUBSCRIBEs is answered even with nothing left subscribed).  So the
+ * next command is preceded by a PING whose reply marks their end: what
+ * comes before it is queued as messages, never taken for the command's
+ * reply.  Returns 0, or -1 out of memory.  */
+static int add_barrier(rconn *c) {
+  static const char PING[] = "*1\r\n$4\r\nPING\r\n";
+  if (!c->unsub_sent) return 0;
+  rreq *q = new_req(c, 1);
+  if (!q) return -1;
+  if (host_buf_add(&c->out, PING, sizeof PING - 1)) {
+    free(q);
+    return -1;
+  }
+  q->barrier = q->in_fifo = 1;
+  host_list_push(&c->reqs, &q->link);
+  c->unsub_sent = 0;
+  return 0;
+}
+
 /* Starts writing the output buffer unless a write is in flight (then its
  * callback writes what gathered meanwhile). */
 static void flush(rconn *c) {
@@ -684,7 +742,7 @@ static int l_call(lua_State *L) {
   if (nargs > 64) lua_checkstack(L, 1); /* append_command's userdata */
   rreq *q = new_req(c, 1);
   if (!q) return luaL_error(L, "asyncio.redis: out of memory");
-  if (append_command(L, c, 3, nargs)) {
+  if (add_barrier(c) || append_command(L, c, 3, nargs)) {
     free(q);
     return luaL_error(L, "asyncio.redis: out of memory");
   }
@@ -703,7 +761,7 @@ static int l_call_many(lua_State *L) {
   if (c->subscribed)
     return host_error_raise(L, ERROR_CLASS, "the connection is subscribed: "
                             "no pipeline until it unsubscribes from everything");
-  lua_Integer n = luaL_len(L, 2);
+  lua_Integer n = luaL_len(L, 2), maxk = 0;
   luaL_argcheck(L, n >= 1 && n <= 100000, 2, "1 to 100000 commands expected");
   for (lua_Integer i = 1; i <= n; i++) { /* check everything first */
     if (lua_geti(L, 2, i) != LUA_TTABLE)
@@ -713,6 +771,7 @@ static int l_call_many(lua_State *L) {
     if (k < 1 || k > 1000000)
       luaL_error(L, "bad argument #1 to 'pipeline' (command %d: a name and "
                  "its arguments expected)", (int)i);
+    if (k > maxk) maxk = k;
     for (lua_Integer j = 1; j <= k; j++) {
       int ty = lua_geti(L, -1, j);
       if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
@@ -723,8 +782,16 @@ static int l_call_many(lua_State *L) {
     }
     lua_pop(L, 1);
   }
+  /* room for the longest command (and append_command's scratch) now: a
+   * failure between two appends would leave the first commands in the
+   * output buffer, to be sent with no request awaiting their replies (the
+   * next commands would get them) */
+  luaL_checkstack(L, (int)maxk + 2, "pipeline");
   rreq *q = new_req(c, (int)n);
-  if (!q) return luaL_error(L, "asyncio.redis: out of memory");
+  if (!q || add_barrier(c)) {
+    free(q);
+    return luaL_error(L, "asyncio.redis: out of memory");
+  }
   rreq **keep = lua_newuserdatauv(L, sizeof *keep, 0); /* until queued */
   *keep = q;
   luaL_setmetatable(L, "asyncio.redis.core.Request");
@@ -751,6 +818,7 @@ static int l_sub_command(lua_State *L) {
   rconn *c = check_open(L, "subscribe");
   size_t n;
   const char *name = luaL_checklstring(L, 2, &n);
+  int nchannels = lua_gettop(L) - 2; /* before append_command's scratch */
   if (!c->subscribed && !host_list_empty(&c->reqs))
     return host_error_raise(L, ERROR_CLASS, "subscribe: the connection has "
                             "commands in flight (use a connection of its own)");
@@ -758,8 +826,11 @@ static int l_sub_command(lua_State *L) {
   if (append_command(L, c, 2, lua_gettop(L) - 1))
     return luaL_error(L, "asyncio.redis: out of memory");
   flush(c);
-  if (strcasecmp(name, "subscribe") == 0 || strcasecmp(name, "psubscribe") == 0)
+  if (strcasecmp(name, "subscribe") == 0 || strcasecmp(name, "psubscribe") == 0) {
     c->subscribed = 1;
+    c->sub_owed += (size_t)nchannels; /* one confirmation per channel */
+  } else
+    c->unsub_sent = 1;
   return 0;
 }
 

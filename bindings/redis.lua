@@ -462,8 +462,15 @@ local function to_message(m)
   return {kind = kind, channel = m[2], data = m[3], count = mtype(m[3]) == "integer" and m[3] or nil}
 end
 
+-- Messages kept while waiting for confirmations: as many as the C side
+-- queues before it pauses reading, so that a flood ahead of the
+-- confirmations (or a server that never confirms) cannot fill memory.
+local PENDING_MAX = 1024
+
 -- Sends a (p)subscribe / (p)unsubscribe and waits for its confirmations,
--- keeping the messages that arrive meanwhile for next().
+-- keeping the messages that arrive meanwhile for next().  With
+-- PENDING_MAX messages kept it returns without the rest: next() takes
+-- the late confirmations as they come.
 local function sub_command(self, name, ...)
   local conn = self._conn
   core.sub_command(conn, name, ...)
@@ -473,14 +480,22 @@ local function sub_command(self, name, ...)
     if kind == "unsubscribe" or kind == "punsubscribe" then return end
   end
   local seen = 0
-  while seen < want do
+  while seen < want and self._tail - self._head < PENDING_MAX do
     local m = to_message(core.message(conn))
     if m.kind == kind then
       seen = seen + 1
       self._count = m.count
-      if m.count == 0 then self._done = true end
+      -- count 0: out of pub/sub mode, the rest of the confirmations
+      -- (channels that were not subscribed) are not kept for anyone
+      if m.count == 0 then
+        self._done = true
+        break
+      end
     else
-      self._pending[#self._pending + 1] = m
+      -- at _tail, not #_pending + 1: next() empties the slots it took
+      -- (from _head), and # of a table with holes in front may be 0
+      self._pending[self._tail] = m
+      self._tail = self._tail + 1
     end
   end
 end
@@ -504,9 +519,18 @@ for _, name in ipairs{"subscribe", "psubscribe"} do
     check_channels(name, ...)
     if select("#", ...) == 0 then argerror(1, name, "channel name expected") end
     local conn = ensure(self)
-    local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1},
+    local s = setmetatable({_client = self, _conn = conn, _pending = {}, _head = 1,
+      _tail = 1},
       Subscription)
-    sub_command(s, upper, ...)
+    local ok, e = pcall(sub_command, s, upper, ...)
+    if not ok then
+      -- cancelled or refused before the confirmations: the connection is
+      -- subscribed (or half) with no Subscription to end it, so it goes
+      -- (the client's next command reconnects)
+      lost(self, conn)
+      cclose(conn)
+      error(e, 0)
+    end
     return s
   end
 end

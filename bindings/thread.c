@@ -224,12 +224,17 @@ static void job_cancel(lasync_future *f, void *ud) {
   uv_cancel((uv_req_t *)&j->req);
 }
 
+/* Raw reads: the job is held in C here, so no metamethod may run (and
+ * raise: a strict-mode _G without package would leak the job). */
 static char *package_string(lua_State *L, const char *field) {
   char *s = NULL;
   int top = lua_gettop(L);
-  if (lua_getglobal(L, "package") == LUA_TTABLE &&
-      lua_getfield(L, -1, field) == LUA_TSTRING)
-    s = strdup(lua_tostring(L, -1));
+  lua_pushglobaltable(L);
+  lua_pushliteral(L, "package");
+  if (lua_rawget(L, -2) == LUA_TTABLE) {
+    lua_pushstring(L, field);
+    if (lua_rawget(L, -2) == LUA_TSTRING) s = strdup(lua_tostring(L, -1));
+  }
   lua_settop(L, top);
   return s;
 }

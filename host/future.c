@@ -40,20 +40,36 @@ static void future_free(host_handle *hd) {
 static const host_handle_type FUTURE_TYPE = {HOST_FUTURE_MT, "future",
                                              future_close, future_free};
 
+static int describe_p(lua_State *L) {
+  luaL_tolstring(L, 1, NULL);
+  return 1;
+}
+
 /* A failure nobody looked at is reported when its future is collected,
- * as asyncio's "Future exception was never retrieved". */
+ * as asyncio's "Future exception was never retrieved".  The record goes
+ * first and the error value's __tostring runs protected: an error raised
+ * there would end this finalizer, the record leaked and nothing said. */
 static int future_gc(lua_State *L) {
   host_handle **box = lua_touserdata(L, 1);
   lasync_future *f = box && *box ? (lasync_future *)*box : NULL;
+  lasync_host *h = NULL;
   if (f && f->state == FUT_REJECTED && !f->retrieved && f->hd.h &&
-      !f->hd.h->stopped) {
+      !f->hd.h->stopped)
+    h = f->hd.h;
+  host_handle_gc(L);
+  if (h) {
+    lua_pushcfunction(L, describe_p);
     lua_getiuservalue(L, 1, 1); /* the weak table forgot the box already */
-    const char *msg = luaL_tolstring(L, -1, NULL);
-    lua_pushfstring(L, "Future exception was never retrieved\n%s", msg);
-    host_report(f->hd.h, lua_tostring(L, -1));
-    lua_pop(L, 3);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lua_pop(L, 1);
+      lua_pushliteral(L, "(an error object whose __tostring failed)");
+    }
+    lua_pushfstring(L, "Future exception was never retrieved\n%s",
+                    lua_tostring(L, -1));
+    host_report(h, lua_tostring(L, -1));
+    lua_pop(L, 2);
   }
-  return host_handle_gc(L);
+  return 0;
 }
 
 /* The metatable (and its place in handle.h's checks), made once. */

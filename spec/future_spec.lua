@@ -229,6 +229,21 @@ describe("asyncio.Future", function()
       a.sleep(0)
     end)
 
+    it("a lost failure whose __tostring raises is still reported (and the future freed)", function()
+      local out, err, status = helper.run_script([[
+        do
+          local f = asyncio.Future()
+          f:set_exception(setmetatable({}, {__tostring = function() error("bad tostring") end}))
+        end
+        collectgarbage()
+        collectgarbage()
+        print("main ok")
+      ]])
+      assert.are.equal(0, status, err)
+      assert.are.equal("main ok\n", out)
+      assert.matches("Future exception was never retrieved", err)
+    end)
+
     it("set_exception needs an error value", function()
       local f = a.Future()
       fails_with("'set_exception' %(error value expected, got no value",

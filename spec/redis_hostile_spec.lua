@@ -90,6 +90,19 @@ describe("redis arguments", function()
       assert.are.equal("PONG", r:ping())
     end)
 
+    it("a pipeline refused midway sends none of its commands: the connection stays in step", function()
+      -- the second command has more elements than a Lua stack can hold
+      -- (refused while the commands are encoded, after the first one)
+      local huge = {"RPUSH", "k"}
+      for i = 3, 1000000 do huge[i] = "x" end
+      local ok, e = pcall(r.pipeline, r, {{"ECHO", "stale"}, huge})
+      assert.is_false(ok)
+      assert.matches("stack overflow", tostring(e))
+      huge = nil
+      assert.are.equal("fresh", r:echo("fresh"))
+      assert.are.equal(0, r:exists("k"))
+    end)
+
     it("a cancelled pipeline's replies are absorbed: the connection stays in step", function()
       local t = asyncio.create_task(function()
         return r:pipeline{{"ECHO", "1"}, {"ECHO", "2"}, {"ECHO", "3"}}
@@ -190,6 +203,66 @@ describe("redis against a hostile server", function()
     local st = r:stats()
     assert.is_false(st.connected)
     assert.matches("a reply no command asked for", st.error)
+    srv:close()
+  end)
+
+  it("a late UNSUBSCRIBE confirmation is not taken for the next command's reply", function()
+    -- a real server, slow network: the second UNSUBSCRIBE's confirmation
+    -- (nothing was left subscribed) comes after the client saw count 0
+    -- and sent its next command
+    local srv = asyncio.start_server(function(r, w)
+      local buf, step = "", 0
+      while true do
+        local ok, d = pcall(r.read, r, 65536)
+        if not ok or not d or d == "" then break end
+        buf = buf .. d
+        if step == 0 and buf:find("$9\r\nSUBSCRIBE", 1, true) then
+          step = 1
+          w:write("*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
+        end
+        if step == 1 and buf:find("$11\r\nUNSUBSCRIBE", 1, true) then
+          step = 2
+          w:write("*3\r\n$11\r\nunsubscribe\r\n$1\r\na\r\n:0\r\n")
+        end
+        if step == 2 and buf:find("ECHO", 1, true) then
+          step = 3
+          w:write("*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n")
+          -- the answers to what the client sent after it, in order
+          local _, pings = buf:gsub("PING", "")
+          w:write(string.rep("+PONG\r\n", pings) .. "$5\r\nafter\r\n")
+        end
+      end
+      w:close()
+    end, "127.0.0.1", 0)
+    local r <close> = redis.connect("redis://127.0.0.1:" .. srv.port, {retries = 0})
+    local sub = r:subscribe("a")
+    sub:unsubscribe()
+    sub:unsubscribe()
+    assert.is_nil(sub:next())
+    assert.are.equal("after", r:echo("after"))
+    assert.is_true(r:stats().connected)
+    srv:close()
+  end)
+
+  it("messages flooding in before a SUBSCRIBE's confirmation stay bounded", function()
+    -- the confirmation never comes; 200000 messages do
+    local srv = asyncio.start_server(function(r, w)
+      r:read(65536)
+      local one = "*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nx\r\n"
+      local chunk = one:rep(1000)
+      for _ = 1, 200 do
+        if not pcall(w.write, w, chunk) or not pcall(w.drain, w) then break end
+      end
+      pcall(r.read, r, 1)
+      w:close()
+    end, "127.0.0.1", 0)
+    local c <close> = redis.connect("redis://127.0.0.1:" .. srv.port)
+    local ok, sub = pcall(asyncio.wait_for, function() return c:subscribe("a") end, 5 * helper.slow)
+    assert.is_true(ok, tostring(sub))
+    assert.is_true(sub._tail - sub._head <= 1024, "kept " .. (sub._tail - sub._head))
+    assert.is_true(c:stats().queued_messages <= 2048)
+    assert.are.equal("x", sub:next().data)
+    sub:close()
     srv:close()
   end)
 

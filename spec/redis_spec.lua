@@ -270,6 +270,79 @@ describe("redis pub/sub", function()
     assert.is_true(s:stats().connected)
   end)
 
+  it("subscribing again right after unsubscribe() keeps the connection", function()
+    local pub <close> = redis.connect(srv.url)
+    local s <close> = redis.connect(srv.url)
+    local sub = s:subscribe("a")
+    sub:unsubscribe() -- returns at once: its confirmation (count 0) is on its way
+    sub:subscribe("b") -- sent before that confirmation came
+    pub:publish("b", "hi")
+    local ok, m = pcall(asyncio.wait_for, function() return sub:next() end, 2 * helper.slow)
+    assert.is_true(ok, tostring(m))
+    assert.are.equal("hi", m.data)
+    assert.is_true(s:stats().connected)
+    sub:close()
+  end)
+
+  it("late confirmations nobody reads do not pile up (reading would pause at 1024)", function()
+    local s <close> = redis.connect(srv.url)
+    local ok, e = pcall(asyncio.wait_for, function()
+      for _ = 1, 1100 do
+        local sub = s:subscribe("a")
+        sub:unsubscribe()
+        sub:unsubscribe()
+        assert.is_nil(sub:next())
+      end
+      return s:ping()
+    end, 20 * helper.slow)
+    assert.is_true(ok, tostring(e))
+    assert.are.equal("PONG", e)
+    assert.are.equal(0, s:stats().queued_messages)
+  end)
+
+  it("unsubscribing from more channels than are left returns at count 0", function()
+    local s <close> = redis.connect(srv.url)
+    local sub = s:subscribe("a")
+    local ok, e = pcall(asyncio.wait_for, function() return sub:unsubscribe("a", "b") end, 2 * helper.slow)
+    assert.is_true(ok, tostring(e))
+    assert.is_nil(sub:next())
+    assert.are.equal("PONG", s:ping())
+  end)
+
+  it("a subscribe cancelled before its confirmation leaves the client usable", function()
+    local r <close> = redis.connect(srv.url)
+    local t = asyncio.create_task(function() return r:subscribe("c1") end)
+    asyncio.sleep(0) -- t sent SUBSCRIBE and waits for the confirmation
+    t:cancel()
+    helper.await_cancelled(t)
+    -- the half-made subscription's connection went: a new one serves
+    assert.are.equal("PONG", r:ping())
+    -- the same through a pool: the client it gives back is usable
+    local pool <close> = redis.pool{url = srv.url, size = 1}
+    t = asyncio.create_task(function() return pool:subscribe("c2") end)
+    asyncio.sleep(0)
+    t:cancel()
+    helper.await_cancelled(t)
+    assert.are.equal("PONG", pool:ping())
+  end)
+
+  it("messages kept while subscribing to more channels come out in order, none lost", function()
+    local pub <close> = redis.connect(srv.url)
+    local s <close> = redis.connect(srv.url)
+    local sub = s:subscribe("a")
+    for i = 1, 5 do pub:publish("a", tostring(i)) end
+    sub:subscribe("b") -- 1 to 5 come before b's confirmation: kept
+    for i = 1, 4 do assert.are.equal(tostring(i), sub:next().data) end
+    for i = 6, 7 do pub:publish("a", tostring(i)) end
+    sub:subscribe("c") -- 6 and 7 kept behind 5
+    local got = {}
+    pcall(asyncio.wait_for, function()
+      for _ = 1, 3 do got[#got + 1] = sub:next().data end
+    end, 2 * helper.slow)
+    assert.are.same({"5", "6", "7"}, got)
+    sub:close()
+  end)
+
   it("psubscribe gets the pattern and the channel", function()
     local pub <close> = redis.connect(srv.url)
     local s <close> = redis.connect(srv.url)
@@ -447,6 +520,22 @@ describe("redis connections", function()
     r:set("u", "unix")
     local t <close> = redis.connect(srv.url .. "/5")
     assert.are.equal("unix", t:get("u"))
+  end)
+
+  it("a Unix socket path too long for sun_path is refused, not cut to another socket's", function()
+    -- a server on a path of exactly 107 bytes (the most sun_path holds)
+    local dir = helper.tmpname("-long")
+    os.execute("mkdir -p " .. helper.quote(dir))
+    local path = dir .. "/" .. string.rep("s", 107 - #dir - 1)
+    assert.are.equal(107, #path)
+    local own = servers.start{args = {"--unixsocket", path}}
+    local ok <close> = redis.connect("unix:" .. path)
+    assert.are.equal("PONG", ok:ping())
+    -- one byte more: libuv 1.44 would cut it to the path above
+    local e = helper.raises(redis.ConnectionError, redis.connect, "unix:" .. path .. "x")
+    assert.are.equal("ENAMETOOLONG", e.code)
+    own.cleanup()
+    os.execute("rm -rf " .. helper.quote(dir))
   end)
 
   it("authenticates with the URL's password", function()

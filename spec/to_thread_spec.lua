@@ -151,6 +151,20 @@ describe("asyncio.to_thread", function()
       assert.are.equal("003.1", s)
     end)
 
+    it("a caller without package, whose globals raise on unknown names (strict mode), still runs", function()
+      -- to_thread reads package.path while it holds its job: no metamethod
+      -- of the caller's globals may run there
+      local G = _G
+      local saved, mt = G.package, getmetatable(G)
+      G.package = nil
+      setmetatable(G, {__index = function(_, k) error("undefined global " .. tostring(k), 2) end})
+      local ok, r = pcall(a.to_thread, function(x) return x + 1 end, 41)
+      setmetatable(G, mt)
+      G.package = saved
+      assert.is_true(ok, tostring(r))
+      assert.are.equal(42, r)
+    end)
+
     it("asyncio is not available, and says so", function()
       local g = a.to_thread(function() return type(asyncio) end)
       assert.are.equal("nil", g)
