@@ -289,6 +289,8 @@ struct lasync_host {
   uint64_t timer_armed_due; /* what the uv timer is set for, 0 if stopped */
   int tasks_ref;          /* registry ref of the pending table: each
                              pending Task anchored at its own slot */
+  int task_mt_ref;        /* registry ref of the Task metatable (spawn sets
+                             it without hashing its name) */
   lua_Integer next_task_id;
   size_t npending;
   int open_handles;       /* internal handles not yet closed */

@@ -33,12 +33,21 @@ host_task *host_check_task_fail(lua_State *L, const char *fname) {
   return t;
 }
 
+/* luaL_testudata finds the metatable by name, hashing the name each time
+ * (about 350 instructions of every task argument, each of gather's
+ * included).  A full userdata of a Task's size whose step function is the
+ * task step is a Task (a light userdata has length 0): two API calls. */
 host_task *host_test_task_arg(lua_State *L, int idx) {
-  return luaL_testudata(L, idx, HOST_TASK_MT);
+  host_task *t = lua_touserdata(L, idx);
+  if (t && lua_rawlen(L, idx) == sizeof *t && t->ready.run == host_task_step)
+    return t;
+  return NULL;
 }
 
 host_task *host_check_task_arg(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, HOST_TASK_MT);
+  host_task *t = host_test_task_arg(L, idx);
+  if (!t) luaL_typeerror(L, idx, HOST_TASK_MT);
+  return t;
 }
 
 void host_push_pending(lua_State *L, lasync_host *h) {
@@ -191,7 +200,8 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   t->co = co;
   t->id = (uint32_t)++h->next_task_id;
   t->cancel_msg_ref = LUA_NOREF;
-  luaL_setmetatable(L, HOST_TASK_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->task_mt_ref); /* not by name */
+  lua_setmetatable(L, -2);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
   *(host_task **)lua_getextraspace(co) = t;

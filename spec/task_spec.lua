@@ -214,6 +214,18 @@ describe("tasks", function()
       t:await()
     end)
 
+    it("await and gather refuse every other userdata (the Task check reads the record)", function()
+      local t = asyncio.create_task(function() return 1 end)
+      for _, v in ipairs{io.stdout, asyncio.Queue(), asyncio.Lock(), asyncio.Event()} do
+        local ok, err = pcall(function() local r = t.await(v); return r end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to 'await' %(asyncio.Task expected, got ", err)
+        assert.has_error(function() asyncio.gather(t, v) end)
+      end
+      assert.are.equal(1, t:await())
+      assert.are.same({1, 1}, asyncio.gather(t, t))
+    end)
+
     it("suspending functions name themselves in a callback and suggest create_task", function()
       local msg
       asyncio.call_soon(function()
