@@ -54,6 +54,36 @@ void host_push_pending(lua_State *L, lasync_host *h) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->tasks_ref);
 }
 
+/* The pending table's free slots are chained through the table (each holds
+ * the number of the next, 0 ends the chain), the chain's head in the host.
+ * luaL_ref and luaL_unref keep the head in the table's hash part and take
+ * the table's length on every ref: 500 instructions of every task; these
+ * cost 170. */
+static int pending_anchor(lua_State *L, lasync_host *h) {
+  host_push_pending(L, h);
+  int ref = h->pending_free;
+  if (ref) {
+    lua_rawgeti(L, -1, ref);
+    h->pending_free = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  } else {
+    ref = ++h->pending_size;
+  }
+  lua_pushvalue(L, -2); /* the Task */
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  return ref;
+}
+
+static void pending_release(lua_State *L, lasync_host *h, int ref) {
+  if (ref <= 0) return; /* not anchored (LUA_NOREF), as luaL_unref allows */
+  host_push_pending(L, h);
+  lua_pushinteger(L, h->pending_free);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  h->pending_free = ref;
+}
+
 void host_task_push(lua_State *L, host_task *t) {
   host_push_pending(L, t->h);
   lua_rawgeti(L, -1, t->ref);
@@ -210,10 +240,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   lua_pushcfunction(co, body);
   lua_xmove(L, co, nargs + 1);
   lua_remove(L, -2); /* the thread; the Task stays */
-  host_push_pending(L, h);
-  lua_pushvalue(L, -2);
-  t->ref = luaL_ref(L, -2);
-  lua_pop(L, 1);
+  t->ref = pending_anchor(L, h);
   t->nargs = nargs + 1;
   h->npending++;
   t->flags |= TF_QUEUED;
@@ -250,9 +277,7 @@ void host_task_finish(lasync_host *h, host_task *t) {
   }
   task_end(h, t);
   if (t->flags & TF_HAS_CALLBACKS) schedule_callbacks(h, t);
-  host_push_pending(cb, h);
-  luaL_unref(cb, -1, t->ref);
-  lua_pop(cb, 1);
+  pending_release(cb, h, t->ref);
   t->ref = LUA_NOREF;
   if (t->cancel_msg_ref != LUA_NOREF) {
     luaL_unref(cb, LUA_REGISTRYINDEX, t->cancel_msg_ref);
