@@ -417,6 +417,7 @@ static int l_gather(lua_State *L) {
   lua_createtable(L, nargs, 0); /* the children, as tasks */
   int children = lua_gettop(L);
   uint32_t pending = 0;
+  host_task *failed = NULL; /* the first child already failed, in order */
   for (int i = 1; i <= nargs; i++) {
     int item;
     if (list) {
@@ -439,15 +440,18 @@ static int l_gather(lua_State *L) {
     } else {
       lua_pushvalue(L, item);
     }
-    if (c->state != TASK_DONE) pending++;
+    if (c->state != TASK_DONE)
+      pending++;
+    else if (c->outcome != OUTCOME_OK && !failed)
+      failed = c;
     lua_rawseti(L, children, i);
     if (list) lua_pop(L, 1);
   }
   lua_replace(L, 1);
   lua_settop(L, 1);
-  /* an already failed child fails it now */
-  host_task *failed = return_exceptions ? NULL : first_failed(L, nargs);
-  if (failed) return host_task_results(L, failed);
+  /* an already failed child fails it now (seen while listing them: no
+   * second pass over the children) */
+  if (failed && !return_exceptions) return host_task_results(L, failed);
   if (pending == 0) return gather_collect(L, return_exceptions);
   gather_state *g =
       malloc(sizeof *g + (size_t)nargs * sizeof(gather_child));
