@@ -345,23 +345,12 @@ static int gather_cancel(host_task *t, int woken) {
   return 0;
 }
 
-/* Stack: [children]; the first of the n children, in argument order,
- * that has ended other than with results, or NULL. */
-static host_task *first_failed(lua_State *L, lua_Integer n) {
-  for (lua_Integer i = 1; i <= n; i++) {
-    lua_rawgeti(L, 1, i);
-    host_task *c = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    if (c->state == TASK_DONE && c->outcome != OUTCOME_OK) return c;
-  }
-  return NULL;
-}
-
-/* Stack: [children]; builds the list of first results (or raises). */
-static int gather_collect(lua_State *L, int return_exceptions) {
+/* Stack: [children], all done; builds the list of first results (a
+ * failure's error value in its place).  Without return_exceptions none of
+ * them failed: l_gather raised for one that had failed before, and a
+ * child that fails later wakes gather_k with g->failed set. */
+static int gather_collect(lua_State *L) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
-  host_task *failed = return_exceptions ? NULL : first_failed(L, n);
-  if (failed) return host_task_results(L, failed);
   lua_createtable(L, (int)n, 0);
   for (lua_Integer i = 1; i <= n; i++) {
     int failed;
@@ -390,7 +379,7 @@ static int gather_raise_cancelled(lua_State *L) {
 
 static int gather_k(lua_State *L, lua_KContext ctx) {
   gather_state *g = (gather_state *)ctx;
-  int cancelled = g->cancelled, return_exceptions = g->return_exceptions;
+  int cancelled = g->cancelled;
   int64_t failed = g->failed;
   gather_release(g);
   lua_settop(L, 1);
@@ -399,7 +388,7 @@ static int gather_k(lua_State *L, lua_KContext ctx) {
     lua_rawgeti(L, 1, failed + 1);
     return host_task_results(L, lua_touserdata(L, -1));
   }
-  return gather_collect(L, return_exceptions);
+  return gather_collect(L);
 }
 
 /* gather(a, b, ...) or gather{a, b, ..., return_exceptions = true}: a, b
@@ -418,6 +407,7 @@ static int l_gather(lua_State *L) {
   lua_createtable(L, nargs, 0); /* the children, as tasks */
   int children = lua_gettop(L);
   uint32_t pending = 0;
+  host_task *failed = NULL; /* the first child already failed, in order */
   for (int i = 1; i <= nargs; i++) {
     int item;
     if (list) {
@@ -443,16 +433,19 @@ static int l_gather(lua_State *L) {
     } else {
       lua_pushvalue(L, item);
     }
-    if (c->state != TASK_DONE) pending++;
+    if (c->state != TASK_DONE)
+      pending++;
+    else if (c->outcome != OUTCOME_OK && !failed)
+      failed = c;
     lua_rawseti(L, children, i);
     if (list) lua_pop(L, 1);
   }
   lua_replace(L, 1);
   lua_settop(L, 1);
-  /* an already failed child fails it now */
-  host_task *failed = return_exceptions ? NULL : first_failed(L, nargs);
-  if (failed) return host_task_results(L, failed);
-  if (pending == 0) return gather_collect(L, return_exceptions);
+  /* an already failed child fails it now (seen while listing them: no
+   * second pass over the children) */
+  if (failed && !return_exceptions) return host_task_results(L, failed);
+  if (pending == 0) return gather_collect(L);
   gather_state *g =
       malloc(sizeof *g + (size_t)nargs * sizeof(gather_child));
   if (!g) return luaL_error(L, "asyncio: gather(): out of memory");

@@ -152,6 +152,8 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   h->cbL = lua_newthread(L);
   h->cbL_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   host_task_types(L);
+  luaL_getmetatable(L, HOST_TASK_MT);
+  h->task_mt_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   host_callback_type(L);
   lasync_host **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = h;

@@ -329,6 +329,10 @@ struct lasync_host {
   host_link idle_waiters; /* tasks in asyncio.testing.wait_idle() */
   int tasks_ref;          /* registry ref of the pending table: each
                              pending Task anchored at its own slot */
+  int task_mt_ref;        /* registry ref of the Task metatable (spawn sets
+                             it without hashing its name) */
+  int pending_free;       /* first free slot of the pending table, 0: none */
+  int pending_size;       /* slots of the pending table ever used */
   lua_Integer next_task_id;
   size_t npending;
   int open_handles;       /* internal handles not yet closed */

@@ -325,8 +325,8 @@ static int park_k(lua_State *L, int status, lua_KContext base) {
   }
   host_k_fn k = (host_k_fn)(uintptr_t)lua_touserdata(L, b - 1);
   lua_KContext ctx = (lua_KContext)(uintptr_t)lua_touserdata(L, b);
-  lua_rotate(L, b - 1, -2);
-  lua_pop(L, 2);
+  if (lua_gettop(L) > b) lua_rotate(L, b - 1, -2); /* values came: under */
+  lua_pop(L, 2); /* most wakes bring none: then no rotate (57 Ir a park) */
   if (k) return k(L, ctx);
   return lua_gettop(L) - (b - 2);
 }

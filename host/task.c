@@ -34,16 +34,55 @@ host_task *host_check_task_fail(lua_State *L, const char *fname) {
   return t;
 }
 
+/* luaL_testudata finds the metatable by name, hashing the name each time
+ * (about 350 instructions of every task argument, each of gather's
+ * included).  A full userdata of a Task's size whose step function is the
+ * task step is a Task (a light userdata has length 0): two API calls. */
 host_task *host_test_task_arg(lua_State *L, int idx) {
-  return luaL_testudata(L, idx, HOST_TASK_MT);
+  host_task *t = lua_touserdata(L, idx);
+  if (t && lua_rawlen(L, idx) == sizeof *t && t->ready.run == host_task_step)
+    return t;
+  return NULL;
 }
 
 host_task *host_check_task_arg(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, HOST_TASK_MT);
+  host_task *t = host_test_task_arg(L, idx);
+  if (!t) luaL_typeerror(L, idx, HOST_TASK_MT);
+  return t;
 }
 
 void host_push_pending(lua_State *L, lasync_host *h) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->tasks_ref);
+}
+
+/* The pending table's free slots are chained through the table (each holds
+ * the number of the next, 0 ends the chain), the chain's head in the host.
+ * luaL_ref and luaL_unref keep the head in the table's hash part and take
+ * the table's length on every ref: 500 instructions of every task; these
+ * cost 170. */
+static int pending_anchor(lua_State *L, lasync_host *h) {
+  host_push_pending(L, h);
+  int ref = h->pending_free;
+  if (ref) {
+    lua_rawgeti(L, -1, ref);
+    h->pending_free = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  } else {
+    ref = ++h->pending_size;
+  }
+  lua_pushvalue(L, -2); /* the Task */
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  return ref;
+}
+
+static void pending_release(lua_State *L, lasync_host *h, int ref) {
+  if (ref <= 0) return; /* not anchored (LUA_NOREF), as luaL_unref allows */
+  host_push_pending(L, h);
+  lua_pushinteger(L, h->pending_free);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 1);
+  h->pending_free = ref;
 }
 
 void host_task_push(lua_State *L, host_task *t) {
@@ -223,7 +262,8 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   t->co = co;
   t->id = (uint32_t)++h->next_task_id;
   t->cancel_msg_ref = LUA_NOREF;
-  luaL_setmetatable(L, HOST_TASK_MT);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->task_mt_ref); /* not by name */
+  lua_setmetatable(L, -2);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
   *(host_task **)lua_getextraspace(co) = t;
@@ -232,10 +272,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   lua_pushcfunction(co, body);
   lua_xmove(L, co, nargs + 1);
   lua_remove(L, -2); /* the thread; the Task stays */
-  host_push_pending(L, h);
-  lua_pushvalue(L, -2);
-  t->ref = luaL_ref(L, -2);
-  lua_pop(L, 1);
+  t->ref = pending_anchor(L, h);
   t->nargs = nargs + 1;
   h->npending++;
   t->flags |= TF_QUEUED;
@@ -273,9 +310,7 @@ void host_task_finish(lasync_host *h, host_task *t) {
   }
   task_end(h, t);
   if (t->flags & TF_HAS_CALLBACKS) schedule_callbacks(h, t);
-  host_push_pending(cb, h);
-  luaL_unref(cb, -1, t->ref);
-  lua_pop(cb, 1);
+  pending_release(cb, h, t->ref);
   t->ref = LUA_NOREF;
   if (t->cancel_msg_ref != LUA_NOREF) {
     luaL_unref(cb, LUA_REGISTRYINDEX, t->cancel_msg_ref);

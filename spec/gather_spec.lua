@@ -12,6 +12,24 @@ describe("gather", function()
     assert.are.same({"a", "b", "c"}, r)
   end)
 
+  it("raises at once the failure of the first child, in argument order, that already failed", function()
+    local a = asyncio.create_task(function() error("A", 0) end)
+    local b = asyncio.create_task(function() error("B", 0) end)
+    local ok_child = asyncio.create_task(function() return "ok" end)
+    asyncio.sleep(0) -- a, then b, fail; ok_child finishes
+    local p = asyncio.create_task(function() asyncio.sleep(10) end)
+    local t0 = asyncio.time()
+    local ok, err = pcall(asyncio.gather, ok_child, p, b, a)
+    assert.are.same({false, "B"}, {ok, err})
+    ok, err = pcall(asyncio.gather, {a, ok_child, b})
+    assert.are.same({false, "A"}, {ok, err})
+    assert.is_true(asyncio.time() - t0 < 1, "did not wait for p")
+    assert.is_false(p:done())
+    p:cancel()
+    local r = asyncio.gather{ok_child, b, a, return_exceptions = true}
+    assert.are.same({"ok", "B", "A"}, r)
+  end)
+
   it("runs its children concurrently", function()
     local t0 = asyncio.time()
     asyncio.gather(function() asyncio.sleep(0.1) end, function() asyncio.sleep(0.1) end,

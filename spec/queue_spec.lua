@@ -110,6 +110,19 @@ describe("Queue", function()
       "bad argument #1 to 'put' (asyncio.Queue expected, got table)")
     assert.has_error(function() q:put() end,
       "bad argument #1 to 'put' (value expected)")
+    -- the queue check reads a tag in the C struct: any other value, a full
+    -- userdata of another type included, is refused before it is read
+    for _, v in ipairs{io.stdout, a.Lock(), coroutine.create(print), "q", 1} do
+      local ok, err = pcall(function() local r = q.get_nowait(v); return r end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'get_nowait' %(asyncio.Queue expected, got ", err)
+    end
+    assert.has_error(function() q.put() end,
+      "bad argument #1 to 'put' (asyncio.Queue expected, got no value)")
+    -- a method is the queue's kind's behaviour, not the one it was fetched from
+    local l = a.LifoQueue()
+    l:put(1); l:put(2)
+    assert.are.equal(2, q.get_nowait(l))
     assert.has_error(function() a.Queue("x") end)
   end)
 

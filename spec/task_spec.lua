@@ -113,6 +113,31 @@ describe("tasks", function()
     a:await()
   end)
 
+  it("all_tasks() stays exact while finished tasks' anchor slots are reused", function()
+    local base = #asyncio.all_tasks()
+    local ev = asyncio.Event()
+    local waiting, quick = {}, {}
+    for round = 1, 3 do
+      for i = 1, 40 do
+        waiting[#waiting + 1] = asyncio.create_task(function() ev:wait(); return round * 100 + i end)
+        quick[#quick + 1] = asyncio.create_task(function() return -i end)
+      end
+      asyncio.sleep(0) -- the quick ones end: their slots are free for the next round
+      local seen, n = {}, 0
+      for _, t in ipairs(asyncio.all_tasks()) do seen[t] = true; n = n + 1 end
+      assert.are.equal(base + #waiting, n)
+      for _, t in ipairs(waiting) do assert.is_true(seen[t]) end
+      for _, t in ipairs(quick) do assert.is_nil(seen[t]) end
+    end
+    ev:set()
+    local res = asyncio.gather(waiting)
+    for k, v in ipairs(res) do
+      assert.are.equal(((k - 1) // 40 + 1) * 100 + (k - 1) % 40 + 1, v)
+    end
+    assert.are.equal(base, #asyncio.all_tasks())
+    for i, t in ipairs(quick) do assert.are.equal(-((i - 1) % 40 + 1), t:result()) end
+  end)
+
   it("runs done callbacks with the task, soon after it ends, in order", function()
     local log = helper.log()
     local t = asyncio.create_task(function() return 1 end)
@@ -215,6 +240,18 @@ describe("tasks", function()
       assert.is_false(ok)
       assert.matches("bad argument #1 to 'await' %(asyncio.Task expected, got table%)", err)
       t:await()
+    end)
+
+    it("await and gather refuse every other userdata (the Task check reads the record)", function()
+      local t = asyncio.create_task(function() return 1 end)
+      for _, v in ipairs{io.stdout, asyncio.Queue(), asyncio.Lock(), asyncio.Event()} do
+        local ok, err = pcall(function() local r = t.await(v); return r end)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to 'await' %(asyncio.Task expected, got ", err)
+        assert.has_error(function() asyncio.gather(t, v) end)
+      end
+      assert.are.equal(1, t:await())
+      assert.are.same({1, 1}, asyncio.gather(t, t))
     end)
 
     it("suspending functions name themselves in a callback and suggest create_task", function()
