@@ -11,6 +11,7 @@
  * inter-thread pipe is in the same epoll set, so the poll fires). */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -131,6 +132,24 @@ static int declared_too_big(web_server *s, struct MHD_Connection *c) {
   return cl && strtoull(cl, NULL, 10) > s->max_body;
 }
 
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value) {
+  int *n = cls;
+  (void)kind, (void)value;
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) n[0]++;
+  if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) n[1]++;
+  return MHD_YES;
+}
+
+/* Two Content-Length fields, or one beside Transfer-Encoding, frame the
+ * body two ways (request smuggling through a proxy that picks the other
+ * one): refused, as RFC 9112 section 6.3 allows. */
+static int ambiguous_framing(struct MHD_Connection *c) {
+  int n[2] = {0, 0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, n);
+  return n[0] > 1 || n[1] > 1 || (n[0] && n[1]);
+}
+
 static int body_append(web_request *rq, const char *data, size_t n) {
   if (rq->body_len + n > rq->srv->max_body) return -1;
   if (rq->body_len + n > rq->body_cap) {
@@ -162,6 +181,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   if (!rq) { /* the headers are in */
     web_conn *wc = conn_of(c);
     if (wc) wc->in_request = 1;
+    if (ambiguous_framing(c))
+      return queue_plain(c, MHD_HTTP_BAD_REQUEST, "ambiguous body length\n", 1);
     if (declared_too_big(s, c))
       return queue_plain(c, 413,
                          "request body too large\n", 1);

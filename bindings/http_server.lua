@@ -144,7 +144,9 @@ local function run_handler(srv, rq)
     ok, res = pcall(answer, rq, res, srv.closing)
   end
   if not ok then
-    if asyncio.is(res, asyncio.CancelledError) then
+    if asyncio.is(res, asyncio.ConnectionError) then
+      -- the client left: nobody to answer, nothing to report
+    elseif asyncio.is(res, asyncio.CancelledError) then
       pcall(rq.respond, rq, 503, {"Connection", "close"}, "shutting down\n")
     else
       report(res)
@@ -174,7 +176,8 @@ function Server:close()
   self.closing = true
   pcall(self.daemon.quiesce, self.daemon)
   asyncio.create_task(function()
-    pcall(asyncio.wait_for, self.idle:wait(), self.opts.shutdown_timeout)
+    pcall(asyncio.wait_for, function() self.idle:wait() end,
+          self.opts.shutdown_timeout)
     for _, t in pairs(self.tasks) do t:cancel() end
     while self.inflight > 0 do asyncio.sleep(0) end
     self.daemon:close()
