@@ -9,6 +9,7 @@
  * request queued for the Lua dispatcher (next()), which runs the handler
  * as a task.  The response resumes the connection (libmicrohttpd's
  * inter-thread pipe is in the same epoll set, so the poll fires). */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -150,6 +151,41 @@ static int ambiguous_framing(struct MHD_Connection *c) {
   return n[0] > 1 || n[1] > 1 || (n[0] && n[1]);
 }
 
+static int is_token(const char *s) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if (!*s) return 0;
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && !strchr(extra, *s)) return 0;
+  return 1;
+}
+
+static enum MHD_Result check_field(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, size_t klen,
+                                   const char *value, size_t vlen) {
+  int *st = cls; /* [0] bad, [1] Host fields */
+  (void)kind;
+  if (!is_token(key) || strlen(key) != klen) st[0] = 1;
+  for (size_t i = 0; value && i < vlen; i++) { /* NUL included */
+    unsigned char b = (unsigned char)value[i];
+    if ((b < 32 && b != '\t') || b == 127) st[0] = 1;
+  }
+  if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) st[1]++;
+  return MHD_YES;
+}
+
+/* What libmicrohttpd 0.9.75 lets through and RFC 9112 refuses: a method
+ * or field name that is not a token (a blank before the colon is how
+ * requests are smuggled), control bytes in a value, an HTTP/1.1 request
+ * without exactly one Host. */
+static int malformed(struct MHD_Connection *c, const char *method,
+                     const char *version) {
+  int st[2] = {0, 0};
+  if (!is_token(method)) return 1;
+  MHD_get_connection_values_n(c, MHD_HEADER_KIND, check_field, st);
+  if (st[0]) return 1;
+  return strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && st[1] != 1;
+}
+
 static int body_append(web_request *rq, const char *data, size_t n) {
   if (rq->body_len + n > rq->srv->max_body) return -1;
   if (rq->body_len + n > rq->body_cap) {
@@ -181,6 +217,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   if (!rq) { /* the headers are in */
     web_conn *wc = conn_of(c);
     if (wc) wc->in_request = 1;
+    if (malformed(c, method, version))
+      return queue_plain(c, MHD_HTTP_BAD_REQUEST, "malformed request\n", 1);
     if (ambiguous_framing(c))
       return queue_plain(c, MHD_HTTP_BAD_REQUEST, "ambiguous body length\n", 1);
     if (declared_too_big(s, c))
