@@ -302,6 +302,15 @@ static int l_listen(lua_State *L) {
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                    MHD_USE_ERROR_LOG;
   if (v6) flags |= MHD_USE_IPv6;
+  /* TLS by libmicrohttpd's own GnuTLS: PEM key and certificate chain */
+  struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+  const char *cert = luaL_optstring(L, 10, NULL);
+  const char *key = luaL_optstring(L, 11, NULL);
+  if (cert && key) {
+    flags |= MHD_USE_TLS;
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert};
+    tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key};
+  }
   s->d = MHD_start_daemon(
       flags, (uint16_t)port, NULL, NULL, on_access, s,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -312,9 +321,13 @@ static int l_listen(lua_State *L) {
       MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)luaL_checkinteger(L, 9),
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-      MHD_OPTION_EXTERNAL_LOGGER, on_log, s, MHD_OPTION_END);
+      MHD_OPTION_EXTERNAL_LOGGER, on_log, s, MHD_OPTION_ARRAY, tls,
+      MHD_OPTION_END);
   if (!s->d) {
     free(s);
+    if (cert && key) /* the address may be the cause too: say both */
+      return luaL_error(L, "serve(): cannot listen with this TLS "
+                           "certificate and key (or the port is in use)");
     return host_raise_oserror(L, UV_EADDRINUSE, "serve", NULL);
   }
   const union MHD_DaemonInfo *di =
@@ -427,7 +440,7 @@ static int l_unknown_option(lua_State *L) {
   static const char *const known[] = {
       "max_body", "max_header_bytes", "max_connections",
       "max_connections_per_ip", "idle_timeout", "header_timeout",
-      "shutdown_timeout", "backlog", NULL};
+      "shutdown_timeout", "backlog", "tls", NULL};
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!host_unknown_option(L, 1, known)) lua_pushnil(L);
   return 1;

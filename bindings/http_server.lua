@@ -28,6 +28,18 @@ local function check_opts(opts)
   local bad = core.unknown_option(opts)
   if bad then error(("serve(): unknown option '%s'"):format(bad), 3) end
   local o = {}
+  if opts.tls ~= nil then
+    local t = opts.tls
+    if type(t) ~= "table" or type(t.cert) ~= "string" or type(t.key) ~= "string"
+       or t.cert:find("\0", 1, true) or t.key:find("\0", 1, true) then
+      error("serve(): option tls must be {cert = PEM string, key = PEM string}", 3)
+    end
+    for k in pairs(t) do
+      if k ~= "cert" and k ~= "key" then
+        error(("serve(): unknown option 'tls.%s'"):format(tostring(k)), 3)
+      end
+    end
+  end
   for k, v in pairs(M.defaults) do
     local x = opts[k]
     if x == nil then x = v end
@@ -37,6 +49,7 @@ local function check_opts(opts)
     end
     o[k] = x
   end
+  o.tls = opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
   for _, k in ipairs {"max_body", "max_header_bytes", "max_connections",
                       "max_connections_per_ip", "idle_timeout", "backlog"} do
     if math.type(o[k]) ~= "integer" and o[k] ~= math.floor(o[k]) then
@@ -203,7 +216,7 @@ function M.serve(handler, host, port, opts)
   local o = check_opts(opts)
   local daemon = core.listen(host, port, o.max_body, o.max_connections,
     o.max_connections_per_ip, o.idle_timeout, o.header_timeout,
-    o.max_header_bytes, o.backlog)
+    o.max_header_bytes, o.backlog, o.tls and o.tls.cert, o.tls and o.tls.key)
   local srv = setmetatable({
     handler = handler, daemon = daemon, opts = o, inflight = 0, tasks = {},
     idle = asyncio.Event(), closed = asyncio.Event(), host = host,
