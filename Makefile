@@ -22,7 +22,7 @@ PREFIX     ?= /usr/local
 PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson lua-dkjson valgrind \
             python3 nginx openssl luarocks groff-base \
-            libmicrohttpd-dev libwslay-dev wrk
+            libmicrohttpd-dev libwslay-dev libssl-dev wrk
 
 .PHONY: all deps build run test check spec asan valgrind bench install clean
 

@@ -289,6 +289,8 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
     if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
     if (libs & LASYNC_LIB_HTTP)
       preload(L, "asyncio.http.server", luaopen_asyncio_http_server);
+    if (libs & LASYNC_LIB_HTTP)
+      preload(L, "asyncio.websocket", luaopen_asyncio_websocket);
     if (libs & LASYNC_LIB_FS) preload(L, "asyncio.fs", luaopen_asyncio_fs);
   }
   if (libs & LASYNC_LIB_ASYNCIO) {
