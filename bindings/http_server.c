@@ -112,6 +112,7 @@ static web_request *request_new(web_server *s, struct MHD_Connection *c,
   web_request *rq = calloc(1, sizeof *rq);
   if (!rq) return NULL;
   host_list_init(&rq->link);
+  rq->up_fd = -1;
   rq->srv = s;
   rq->c = c;
   rq->method = strdup(method);
@@ -300,7 +301,7 @@ static int l_listen(lua_State *L) {
   s->max_body = (size_t)luaL_checkinteger(L, 3);
   s->header_timeout = luaL_checknumber(L, 7);
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-                   MHD_USE_ERROR_LOG;
+                   MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
   if (v6) flags |= MHD_USE_IPv6;
   /* TLS by libmicrohttpd's own GnuTLS: PEM key and certificate chain */
   struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};

@@ -55,6 +55,12 @@ struct web_request {
   char *out;
   size_t out_len, out_cap;
   host_task *writer;        /* parked in write() (back-pressure) */
+  /* upgrade(): the socket libmicrohttpd hands over after a 101 */
+  host_task *upgrader;      /* parked in upgrade() */
+  struct MHD_UpgradeResponseHandle *urh;
+  int up_fd;                /* our dup of the socket, -1 before */
+  char *up_extra;           /* bytes read past the request, for the reader */
+  size_t up_extra_len;
   unsigned lua : 1;         /* a Lua value points here */
   unsigned gone : 1;        /* the connection ended */
   unsigned queued : 1;      /* a response was given */

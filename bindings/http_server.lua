@@ -90,6 +90,29 @@ Request.__index = Request
 
 function Request:body() return self._rq:body() end
 
+-- req:websocket([opts]) -> ws: answers 101 to a WebSocket handshake and
+-- returns the connection (send/receive/ping/close as asyncio.websocket's
+-- client).  opts.max_message: bytes (default 1 MiB).  A request that is
+-- not a version-13 WebSocket handshake raises (the handler's 500).
+function Request:websocket(opts)
+  opts = opts or {}
+  local h = self.headers
+  local key = h["sec-websocket-key"]
+  if not (h.upgrade or ""):lower():find("websocket", 1, true) or not key
+     or h["sec-websocket-version"] ~= "13" or self.method ~= "GET" then
+    error("websocket(): not a WebSocket (version 13) handshake", 2)
+  end
+  local max = opts.max_message or 1024 * 1024
+  if math.type(max) ~= "integer" or max < 1 then
+    error("websocket(): max_message must be a positive integer", 2)
+  end
+  local ws = require "asyncio.websocket"
+  self.upgraded = true
+  local reader, writer, early = self._rq:upgrade({"Upgrade", "websocket",
+    "Sec-WebSocket-Accept", ws.accept_key(key)})
+  return ws.wrap(reader, writer, false, max, early)
+end
+
 local function new_request(rq)
   local method, path, version, ip, port = rq:meta()
   return setmetatable({
@@ -152,8 +175,11 @@ local Server = {}
 Server.__index = Server
 
 local function run_handler(srv, rq)
-  local ok, res = xpcall(srv.handler, debug.traceback, new_request(rq))
-  if ok then
+  local req = new_request(rq)
+  local ok, res = xpcall(srv.handler, debug.traceback, req)
+  if req.upgraded then
+    ok = true -- answered with 101: what follows is the handler's own
+  elseif ok then
     ok, res = pcall(answer, rq, res, srv.closing)
   end
   if not ok then

@@ -9,14 +9,19 @@
  * the connection while the buffer is empty. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http_server.h"
+#include "io.h"
 
 #define OUT_HIGH (64 * 1024)
 #define OUT_LOW (16 * 1024)
 
 void web_request_free(web_request *rq) {
   if (rq->resp) MHD_destroy_response(rq->resp);
+  if (rq->up_fd >= 0) close(rq->up_fd);
+  if (rq->urh) MHD_upgrade_action(rq->urh, MHD_UPGRADE_ACTION_CLOSE);
+  free(rq->up_extra);
   free(rq->method);
   free(rq->path);
   free(rq->version);
@@ -45,6 +50,13 @@ static void wake_writer(web_request *rq) {
   host_wake(t, NULL, 0);
 }
 
+static void wake_upgrader(web_request *rq) {
+  host_task *t = rq->upgrader;
+  if (!t) return;
+  rq->upgrader = NULL;
+  host_wake(t, NULL, 0);
+}
+
 void web_request_completed(web_request *rq) {
   host_list_remove(&rq->link);
   host_list_init(&rq->link);
@@ -53,6 +65,7 @@ void web_request_completed(web_request *rq) {
   rq->srv = NULL;
   rq->c = NULL;
   wake_writer(rq);
+  wake_upgrader(rq);
   if (!rq->lua) web_request_free(rq);
 }
 
@@ -296,11 +309,75 @@ static int l_gc(lua_State *L) {
   return 0;
 }
 
+/* ---- upgrade: the socket after a 101 ------------------------------------ */
+
+/* libmicrohttpd hands the socket over: we keep a duplicate (a lasync
+ * stream owns it from now on) and the bytes already read past the
+ * request head, and let libmicrohttpd close and forget its own. */
+static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
+                       const char *extra, size_t extra_len, MHD_socket sock,
+                       struct MHD_UpgradeResponseHandle *urh) {
+  web_request *rq = cls;
+  (void)c, (void)con_cls;
+  rq->up_fd = dup(sock);
+  if (extra_len && (rq->up_extra = malloc(extra_len))) {
+    memcpy(rq->up_extra, extra, extra_len);
+    rq->up_extra_len = extra_len;
+  }
+  MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+  wake_upgrader(rq);
+}
+
+static int upgrade_cancel(host_task *t, int woken) {
+  web_request *rq = t->wait_data;
+  if (!woken && rq->upgrader == t) rq->upgrader = NULL;
+  return 0;
+}
+
+/* -> reader, writer, bytes already received */
+static int upgrade_k(lua_State *L, lua_KContext ctx) {
+  web_request *rq = (web_request *)ctx;
+  int err = 0;
+  if (rq->up_fd < 0) return gone_error(L);
+  lstream *s = lstream_new(host_get(L), LSTREAM_TCP, &err);
+  if (!s) return host_raise_oserror(L, err, "upgrade", NULL);
+  err = uv_tcp_open((uv_tcp_t *)lstream_handle(s), rq->up_fd);
+  if (!err) rq->up_fd = -1; /* the stream owns it */
+  if (!err) err = lstream_start(s);
+  if (err) {
+    lstream_close(s, 1);
+    lstream_unref(s);
+    return host_raise_oserror(L, err, "upgrade", NULL);
+  }
+  lstream_push_reader(L, s);
+  lstream_push_writer(L, s);
+  lstream_unref(s);
+  lua_pushlstring(L, rq->up_extra ? rq->up_extra : "", rq->up_extra_len);
+  return 3;
+}
+
+/* upgrade(headers) -> reader, writer, early bytes: answers 101 Switching
+ * Protocols with the headers and waits for the socket. */
+static int l_upgrade(lua_State *L) {
+  web_request *rq = check_request(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  host_task *t = host_check_task(L, "upgrade");
+  if (rq->queued) return luaL_error(L, "upgrade(): already answered");
+  if (rq->gone) return gone_error(L);
+  struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, rq);
+  if (!r) return luaL_error(L, "not enough memory");
+  add_headers(L, 2, r);
+  give(L, rq, r, MHD_HTTP_SWITCHING_PROTOCOLS);
+  lua_pop(L, 1);
+  rq->upgrader = t;
+  return host_park(L, t, upgrade_cancel, rq, upgrade_k, (lua_KContext)rq);
+}
+
 void web_request_types(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"meta", l_meta},   {"pairs", l_pairs},   {"body", l_body},
       {"respond", l_respond}, {"start", l_start}, {"write", l_write},
-      {"finish", l_finish}, {NULL, NULL}};
+      {"finish", l_finish}, {"upgrade", l_upgrade}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
   host_new_type(L, WEB_REQUEST_MT, methods, meta, 0);
 }

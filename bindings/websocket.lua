@@ -75,8 +75,18 @@ function M.connect(url, opts)
     error(asyncio.ConnectionError(("websocket(): handshake refused by %s: %s")
       :format(url, ok and (head:match("^[^\r]*") or "") or tostring(head))), 2)
   end
-  return setmetatable({reader = reader, writer = writer,
-    codec = core.new(true, max), inbox = {}, closed = false}, WS)
+  return M.wrap(reader, writer, true, max, "")
+end
+
+-- A WebSocket over an open stream pair (after the handshake): the client
+-- side masks its frames; `early` is what was read past the handshake.
+function M.wrap(reader, writer, client, max, early)
+  local ws = setmetatable({reader = reader, writer = writer,
+    codec = core.new(client, max), inbox = {}, closed = false}, WS)
+  if early ~= "" then
+    for _, m in ipairs(ws.codec:feed(early)) do ws.inbox[#ws.inbox + 1] = m end
+  end
+  return ws
 end
 
 -- send(data [, "binary"]): a text (default) or binary message.

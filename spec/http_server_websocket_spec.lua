@@ -66,6 +66,71 @@ describe("asyncio.websocket", function()
     srv:wait_closed()
   end)
 
+  describe("in a server handler (req:websocket())", function()
+    local function echo_server(seen)
+      return web.serve(function(req)
+        if req.path == "/plain" then
+          local ok, e = pcall(req.websocket, req)
+          seen.err = e
+          return {status = ok and 200 or 426, body = "websocket only"}
+        end
+        local ws = req:websocket()
+        while true do
+          local m, kind_or_code, reason = ws:receive()
+          if not m then seen.code, seen.reason = kind_or_code, reason return end
+          ws:send("srv:" .. m, kind_or_code)
+        end
+      end, "127.0.0.1", 0)
+    end
+
+    local function client(port, mode)
+      local p = asyncio.create_subprocess_exec("python3",
+        {"spec/fixtures/ws_client.py", tostring(port), mode}, {stdout = "pipe"})
+      local out = asyncio.wait_for(function() return p.stdout:read() end, 10)
+      p:wait()
+      return out
+    end
+
+    it("answers a Python RFC 6455 client: 101, accept key, echo, pong, close 1000", function()
+      local seen = {}
+      local srv = echo_server(seen)
+      local out = client(srv.port, "ok")
+      assert.are.equal("HTTP/1.1 101 Switching Protocols\naccept ok\n1 b'srv:abc'\n"
+        .. "2 b'srv:\\x00\\xff'\n10 b'pp'\n8 1000 bye\n", out)
+      asyncio.sleep(0.1)
+      assert.are.equal(1000, seen.code)
+      assert.are.equal("bye", seen.reason)
+      srv:close()
+      srv:wait_closed()
+    end)
+
+    it("fails an unmasked client frame with 1002", function()
+      local seen = {}
+      local srv = echo_server(seen)
+      assert.are.equal("HTTP/1.1 101 Switching Protocols\naccept ok\n8 1002\n", client(srv.port, "unmasked"))
+      asyncio.sleep(0.1)
+      assert.are.equal(1002, seen.code)
+      srv:close()
+      srv:wait_closed()
+    end)
+
+    it("lasync client to lasync server, and a plain request refused", function()
+      local seen = {}
+      local srv = echo_server(seen)
+      local ws = websocket.connect(("ws://127.0.0.1:%d/x"):format(srv.port))
+      ws:send(("b"):rep(100000), "binary")
+      assert.are.same({"srv:" .. ("b"):rep(100000), "binary"}, {ws:receive()})
+      ws:close(4001, "done")
+      asyncio.sleep(0.1)
+      assert.are.equal(4001, seen.code)
+      local res = require("asyncio.http").fetch(("http://127.0.0.1:%d/plain"):format(srv.port))
+      assert.are.equal(426, res.status)
+      assert.matches("not a WebSocket", tostring(seen.err))
+      srv:close()
+      srv:wait_closed()
+    end)
+  end)
+
   it("refuses bad urls and options", function()
     helper.fails_with("bad argument #1 to 'websocket'", websocket.connect, 42)
     helper.fails_with("bad argument #1 to 'websocket'", websocket.connect, "ws://a b/")
