@@ -1,8 +1,9 @@
 #!/bin/sh
 # W8: wrk -c 50 -d 5 against a hello-world handler, each server pinned to
 # one core (taskset -c 0), wrk on the other.  Peers: lasync
-# (asyncio.http.server), Node's http, nginx (the ceiling); aiohttp and
-# lua-http are used when installed.  usage: bench/w8/run.sh [build/lasync]
+# (asyncio.http.server), Node's http, nginx (the ceiling), aiohttp on
+# uvloop (python3-aiohttp, python3-uvloop) and lua-http (lua-http, on
+# lua5.1) when installed.  usage: bench/w8/run.sh [build/lasync]
 set -u
 LASYNC=${1:-build/lasync}
 DIR=$(dirname "$0")
@@ -23,6 +24,10 @@ run_one lasync "$LASYNC" "$DIR/../w8_hello.lua" "$PORT"
 run_one node node "$DIR/node_hello.js" "$PORT"
 conf=$(mktemp); sed "s/PORT/$PORT/" "$DIR/nginx.conf" > "$conf"
 run_one nginx nginx -c "$conf"; rm -f "$conf"
-if python3 -c "import aiohttp" 2>/dev/null; then
-  run_one aiohttp python3 "$DIR/aiohttp_hello.py" "$PORT"
+# Debian's python3-aiohttp/-uvloop are for /usr/bin/python3
+if /usr/bin/python3 -c "import aiohttp" 2>/dev/null; then
+  run_one aiohttp /usr/bin/python3 "$DIR/aiohttp_hello.py" "$PORT"
+fi
+if lua5.1 -e 'require "http.server"' 2>/dev/null; then
+  run_one lua-http lua5.1 "$DIR/luahttp_hello.lua" "$PORT"
 fi
