@@ -23,7 +23,9 @@ PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson lua-dkjson valgrind \
             python3 nginx openssl luarocks groff-base \
             libhiredis-dev redis-server \
-            libssl-dev
+            libssl-dev \
+            libmicrohttpd-dev libwslay-dev wrk \
+            python3-aiohttp python3-uvloop lua-http
 
 .PHONY: all deps build run test check spec asan valgrind bench install clean
 

@@ -305,6 +305,10 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
   if (libs & LASYNC_LIB_PACKAGE) {
     preload(L, "asyncio", luaopen_asyncio);
     if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
+    if (libs & LASYNC_LIB_HTTP)
+      preload(L, "asyncio.http.server", luaopen_asyncio_http_server);
+    if (libs & LASYNC_LIB_HTTP)
+      preload(L, "asyncio.websocket", luaopen_asyncio_websocket);
     if (libs & LASYNC_LIB_FS) preload(L, "asyncio.fs", luaopen_asyncio_fs);
     preload(L, "asyncio.testing", luaopen_asyncio_testing);
     if (libs & LASYNC_LIB_NET) preload(L, "asyncio.redis", luaopen_asyncio_redis);

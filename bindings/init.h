@@ -33,6 +33,8 @@ int l_task_await_woken(host_task *t);
 
 LASYNC_API int luaopen_asyncio(lua_State *L);
 LASYNC_API int luaopen_asyncio_http(lua_State *L);
+LASYNC_API int luaopen_asyncio_http_server(lua_State *L);
+LASYNC_API int luaopen_asyncio_websocket(lua_State *L);
 LASYNC_API int luaopen_asyncio_fs(lua_State *L);
 LASYNC_API int luaopen_asyncio_testing(lua_State *L);
 LASYNC_API int luaopen_asyncio_redis(lua_State *L);

@@ -1,0 +1,479 @@
+/* asyncio.http.server's daemon: libmicrohttpd without threads, driven by
+ * the host's loop.
+ *
+ * libmicrohttpd (MHD_USE_EPOLL, no internal thread) keeps every socket in
+ * one epoll descriptor; a uv_poll on that descriptor runs MHD_run when
+ * anything is ready and a uv_timer runs it when libmicrohttpd's next
+ * timeout is due.  MHD_run calls back on_access for each request; once a
+ * request's headers and body are in, its connection is suspended and the
+ * request queued for the Lua dispatcher (next()), which runs the handler
+ * as a task.  The response resumes the connection (libmicrohttpd's
+ * inter-thread pipe is in the same epoll set, so the poll fires). */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http_server.h"
+#include "waitq.h"
+
+#define SERVER_MT "asyncio.http.server.Daemon"
+
+static int server_close_hook(host_handle *hd, lua_State *L);
+static void server_free(host_handle *hd) { free(hd); }
+static const host_handle_type SERVER_TYPE = {SERVER_MT, "server",
+                                             server_close_hook, server_free};
+
+static void on_timer(uv_timer_t *t);
+
+static void server_run(web_server *s) {
+  MHD_UNSIGNED_LONG_LONG ms;
+  if (s->stopped) return;
+  MHD_run(s->d);
+  if (s->stopped) return;
+  if (MHD_get_timeout(s->d, &ms) == MHD_YES) {
+    uv_timer_stop(&s->timer);
+    uv_timer_start(&s->timer, on_timer, ms, 0);
+  }
+}
+
+static void on_poll(uv_poll_t *p, int status, int events) {
+  (void)status, (void)events;
+  server_run(p->data);
+}
+
+static void on_timer(uv_timer_t *t) { server_run(t->data); }
+
+/* A resumed connection is processed by the next MHD_run: run it on the
+ * loop's next turn (not here, inside a Lua call). */
+void web_server_kick(web_server *s) {
+  if (s && !s->stopped) uv_timer_start(&s->timer, on_timer, 0, 0);
+}
+
+/* ---- requests and connections ------------------------------------------- */
+
+static web_conn *conn_of(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+  web_server *s = cls;
+  web_conn *wc = *socket_context;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+    wc = calloc(1, sizeof *wc);
+    if (!wc) return;
+    wc->c = c;
+    wc->since = uv_now(s->hd.h->loop);
+    host_list_push(&s->conns, &wc->link);
+    *socket_context = wc;
+  } else if (wc) {
+    host_list_remove(&wc->link);
+    free(wc);
+    *socket_context = NULL;
+  }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  web_server *s = cls;
+  web_request *rq = *con_cls;
+  web_conn *wc = conn_of(c);
+  (void)toe;
+  if (wc) { /* keep-alive: the header deadline starts again */
+    wc->in_request = 0;
+    wc->since = uv_now(s->hd.h->loop);
+  }
+  if (rq) web_request_completed(rq);
+  *con_cls = NULL;
+}
+
+static enum MHD_Result queue_plain(struct MHD_Connection *c, unsigned status,
+                                   const char *text, int close) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+  enum MHD_Result ret;
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "text/plain");
+  if (close) MHD_add_response_header(r, "Connection", "close");
+  ret = MHD_queue_response(c, status, r);
+  MHD_destroy_response(r);
+  return ret;
+}
+
+static web_request *request_new(web_server *s, struct MHD_Connection *c,
+                                const char *url, const char *method,
+                                const char *version) {
+  web_request *rq = calloc(1, sizeof *rq);
+  if (!rq) return NULL;
+  host_list_init(&rq->link);
+  rq->up_fd = -1;
+  rq->srv = s;
+  rq->c = c;
+  rq->method = strdup(method);
+  rq->path = strdup(url);
+  rq->version = strdup(version);
+  if (!rq->method || !rq->path || !rq->version) {
+    web_request_free(rq);
+    return NULL;
+  }
+  return rq;
+}
+
+/* A body larger than max_body: refused with 413 before it is read when
+ * its length is declared; a chunked body that grows past it closes the
+ * connection (libmicrohttpd cannot answer in the middle of a body). */
+static int declared_too_big(web_server *s, struct MHD_Connection *c) {
+  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+  return cl && strtoull(cl, NULL, 10) > s->max_body;
+}
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value) {
+  int *n = cls;
+  (void)kind, (void)value;
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) n[0]++;
+  if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) n[1]++;
+  return MHD_YES;
+}
+
+/* Two Content-Length fields, or one beside Transfer-Encoding, frame the
+ * body two ways (request smuggling through a proxy that picks the other
+ * one): refused, as RFC 9112 section 6.3 allows. */
+static int ambiguous_framing(struct MHD_Connection *c) {
+  int n[2] = {0, 0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, n);
+  return n[0] > 1 || n[1] > 1 || (n[0] && n[1]);
+}
+
+static int is_token(const char *s) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  if (!*s) return 0;
+  for (; *s; s++)
+    if (!isalnum((unsigned char)*s) && !strchr(extra, *s)) return 0;
+  return 1;
+}
+
+static enum MHD_Result check_field(void *cls, enum MHD_ValueKind kind,
+                                   const char *key, size_t klen,
+                                   const char *value, size_t vlen) {
+  int *st = cls; /* [0] bad, [1] Host fields */
+  (void)kind;
+  if (!is_token(key) || strlen(key) != klen) st[0] = 1;
+  for (size_t i = 0; value && i < vlen; i++) { /* NUL included */
+    unsigned char b = (unsigned char)value[i];
+    if ((b < 32 && b != '\t') || b == 127) st[0] = 1;
+  }
+  if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) st[1]++;
+  return MHD_YES;
+}
+
+/* What libmicrohttpd 0.9.75 lets through and RFC 9112 refuses: a method
+ * or field name that is not a token (a blank before the colon is how
+ * requests are smuggled), control bytes in a value, an HTTP/1.1 request
+ * without exactly one Host. */
+static int malformed(struct MHD_Connection *c, const char *method,
+                     const char *version) {
+  int st[2] = {0, 0};
+  if (!is_token(method)) return 1;
+  MHD_get_connection_values_n(c, MHD_HEADER_KIND, check_field, st);
+  if (st[0]) return 1;
+  return strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && st[1] != 1;
+}
+
+static int body_append(web_request *rq, const char *data, size_t n) {
+  if (rq->body_len + n > rq->srv->max_body) return -1;
+  if (rq->body_len + n > rq->body_cap) {
+    size_t cap = rq->body_cap ? rq->body_cap : 1024;
+    while (cap < rq->body_len + n) cap *= 2;
+    char *b = realloc(rq->body, cap);
+    if (!b) return -1;
+    rq->body = b;
+    rq->body_cap = cap;
+  }
+  memcpy(rq->body + rq->body_len, data, n);
+  rq->body_len += n;
+  return 0;
+}
+
+static void dispatch(web_server *s, web_request *rq) {
+  host_task *t;
+  host_list_push(&s->ready, &rq->link);
+  web_request_suspend(rq);
+  if ((t = waitq_pop(&s->waiters))) host_wake(t, NULL, 0);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls) {
+  web_server *s = cls;
+  web_request *rq = *con_cls;
+  if (!rq) { /* the headers are in */
+    web_conn *wc = conn_of(c);
+    if (wc) wc->in_request = 1;
+    if (malformed(c, method, version))
+      return queue_plain(c, MHD_HTTP_BAD_REQUEST, "malformed request\n", 1);
+    if (ambiguous_framing(c))
+      return queue_plain(c, MHD_HTTP_BAD_REQUEST, "ambiguous body length\n", 1);
+    if (declared_too_big(s, c))
+      return queue_plain(c, 413,
+                         "request body too large\n", 1);
+    if (!(rq = request_new(s, c, url, method, version))) return MHD_NO;
+    *con_cls = rq;
+    return MHD_YES; /* libmicrohttpd sends 100 Continue if asked */
+  }
+  if (*upload_size) {
+    if (body_append(rq, upload, *upload_size)) return MHD_NO;
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (rq->resp) { /* resumed with the handler's response */
+    enum MHD_Result ret = MHD_queue_response(c, rq->status, rq->resp);
+    MHD_destroy_response(rq->resp);
+    rq->resp = NULL;
+    return ret;
+  }
+  if (!rq->queued && !host_list_linked(&rq->link) && !rq->lua)
+    dispatch(s, rq);
+  return MHD_YES;
+}
+
+static void on_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls, (void)fmt, (void)ap; /* errors reach clients as statuses */
+}
+
+/* ---- the header deadline ------------------------------------------------ */
+
+static void on_sweep(uv_timer_t *t) {
+  web_server *s = t->data;
+  uint64_t now = uv_now(s->hd.h->loop);
+  uint64_t limit = (uint64_t)(s->header_timeout * 1000);
+  for (host_link *l = s->conns.next; l != &s->conns; l = l->next) {
+    web_conn *wc = host_container_of(l, web_conn, link);
+    if (wc->in_request || now - wc->since < limit) continue;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(wc->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    /* libmicrohttpd has no "close this connection": shutting the socket
+     * down makes its next read fail, and it closes and forgets it */
+    if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
+    wc->since = now; /* once */
+  }
+}
+
+/* ---- Lua: listen, next, port, close -------------------------------------- */
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
+  if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 1;
+  return -1;
+}
+
+static web_server *check_server(lua_State *L, const char *fname, int open) {
+  return (web_server *)host_handle_check(L, 1, &SERVER_TYPE, fname, open);
+}
+
+/* listen(host, port, max_body, conn_limit, per_ip, idle_timeout,
+ *        header_timeout, memory_limit, backlog) -> daemon.  The Lua layer
+ * checked every argument. */
+static int l_listen(lua_State *L) {
+  lasync_host *h = host_get(L);
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2);
+  struct sockaddr_storage ss;
+  int v6 = parse_addr(host, port, &ss);
+  if (v6 < 0)
+    return luaL_error(L, "serve(): host must be a numeric IP address or "
+                         "'localhost', got '%s'", host);
+  web_server *s = calloc(1, sizeof *s);
+  if (!s) return luaL_error(L, "not enough memory");
+  host_handle **box = host_handle_newbox(L, SERVER_MT, 0);
+  host_list_init(&s->ready);
+  host_list_init(&s->conns);
+  host_list_init(&s->waiters);
+  s->max_body = (size_t)luaL_checkinteger(L, 3);
+  s->header_timeout = luaL_checknumber(L, 7);
+  unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+                   MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
+  if (v6) flags |= MHD_USE_IPv6;
+  /* TLS by libmicrohttpd's own GnuTLS: PEM key and certificate chain */
+  struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+  const char *cert = luaL_optstring(L, 10, NULL);
+  const char *key = luaL_optstring(L, 11, NULL);
+  if (cert && key) {
+    flags |= MHD_USE_TLS;
+    tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert};
+    tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key};
+  }
+  s->d = MHD_start_daemon(
+      flags, (uint16_t)port, NULL, NULL, on_access, s,
+      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)luaL_checkinteger(L, 4),
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)luaL_checkinteger(L, 5),
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)luaL_checkinteger(L, 6),
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)luaL_checkinteger(L, 8),
+      MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)luaL_checkinteger(L, 9),
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+      MHD_OPTION_EXTERNAL_LOGGER, on_log, s, MHD_OPTION_ARRAY, tls,
+      MHD_OPTION_END);
+  if (!s->d) {
+    free(s);
+    if (cert && key) /* the address may be the cause too: say both */
+      return luaL_error(L, "serve(): cannot listen with this TLS "
+                           "certificate and key (or the port is in use)");
+    return host_raise_oserror(L, UV_EADDRINUSE, "serve", NULL);
+  }
+  const union MHD_DaemonInfo *di =
+      MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_EPOLL_FD);
+  uv_poll_init(h->loop, &s->poll, di->epoll_fd);
+  uv_timer_init(h->loop, &s->timer);
+  uv_timer_init(h->loop, &s->sweep);
+  s->poll.data = s->timer.data = s->sweep.data = s;
+  host_handle_init(&s->hd, &SERVER_TYPE, h);
+  host_handle_hold(&s->hd); /* three libuv handles, three holds */
+  host_handle_hold(&s->hd);
+  host_handle_attach(box, &s->hd);
+  uv_poll_start(&s->poll, UV_READABLE, on_poll);
+  uint64_t every = (uint64_t)(s->header_timeout * 250) + 1;
+  uv_timer_start(&s->sweep, on_sweep, every, every);
+  server_run(s);
+  return 1;
+}
+
+static void on_handle_closed(uv_handle_t *u) {
+  web_server *s = u->data;
+  host_handle_after_close(&s->hd);
+}
+
+static int server_close_hook(host_handle *hd, lua_State *L) {
+  web_server *s = (web_server *)hd;
+  host_task *t;
+  (void)L;
+  uv_poll_stop(&s->poll);
+  uv_close((uv_handle_t *)&s->poll, on_handle_closed);
+  uv_close((uv_handle_t *)&s->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&s->sweep, on_handle_closed);
+  /* libmicrohttpd closes suspended connections too only once resumed */
+  while (!host_list_empty(&s->ready))
+    host_list_remove(host_list_first(&s->ready));
+  s->stopped = 1;
+  MHD_stop_daemon(s->d); /* every request completes (on_completed) */
+  s->d = NULL;
+  while ((t = waitq_pop(&s->waiters))) host_wake(t, NULL, 0);
+  return 1;
+}
+
+static int next_cancel(host_task *t, int woken) {
+  web_server *s = t->wait_data;
+  if (!woken) {
+    waitq_remove(t);
+  } else if (!host_list_empty(&s->ready)) { /* pass the request on */
+    host_task *o = waitq_pop(&s->waiters);
+    if (o) host_wake(o, NULL, 0);
+  }
+  return 0;
+}
+
+static int next_k(lua_State *L, lua_KContext ctx) {
+  web_server *s = (web_server *)ctx;
+  host_link *l;
+  if (s->hd.closing) return 0;
+  if (!(l = host_list_first(&s->ready))) { /* it went away: wait again */
+    host_task *t = host_check_task(L, "next");
+    waitq_push(&s->waiters, t);
+    return host_park(L, t, next_cancel, s, next_k, ctx);
+  }
+  host_list_remove(l);
+  web_request_push(L, host_container_of(l, web_request, link));
+  return 1;
+}
+
+/* daemon:next() -> the next complete request, or nothing once closed. */
+static int l_next(lua_State *L) {
+  web_server *s = check_server(L, "next", 0);
+  host_task *t = host_check_task(L, "next");
+  if (s->hd.closing) return 0;
+  if (!host_list_empty(&s->ready)) return next_k(L, (lua_KContext)s);
+  waitq_push(&s->waiters, t);
+  return host_park(L, t, next_cancel, s, next_k, (lua_KContext)s);
+}
+
+static int l_port(lua_State *L) {
+  web_server *s = check_server(L, "port", 1);
+  const union MHD_DaemonInfo *di =
+      MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+  lua_pushinteger(L, di ? di->port : 0);
+  return 1;
+}
+
+/* Stops accepting (graceful shutdown): open connections go on. */
+static int l_quiesce(lua_State *L) {
+  web_server *s = check_server(L, "quiesce", 1);
+  MHD_socket fd = MHD_quiesce_daemon(s->d);
+  if (fd != MHD_INVALID_SOCKET) close(fd);
+  return 0;
+}
+
+static int l_close(lua_State *L) {
+  host_handle *hd = host_handle_test(L, 1, &SERVER_TYPE);
+  if (hd) host_handle_close(hd, L);
+  return 0;
+}
+
+static int l_connections(lua_State *L) {
+  web_server *s = check_server(L, "connections", 0);
+  lua_Integer n = 0;
+  for (host_link *l = s->conns.next; l != &s->conns; l = l->next) n++;
+  lua_pushinteger(L, n);
+  return 1;
+}
+
+/* unknown_option(opts) -> the first key serve() does not know, or nil */
+static int l_unknown_option(lua_State *L) {
+  static const char *const known[] = {
+      "max_body", "max_header_bytes", "max_connections",
+      "max_connections_per_ip", "idle_timeout", "header_timeout",
+      "shutdown_timeout", "backlog", "tls", NULL};
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!host_unknown_option(L, 1, known)) lua_pushnil(L);
+  return 1;
+}
+
+extern const unsigned char lasync_http_server_lua[];
+extern const size_t lasync_http_server_lua_len;
+
+LASYNC_API int luaopen_asyncio_http_server(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"next", l_next},   {"port", l_port},
+      {"quiesce", l_quiesce}, {"close", l_close},
+      {"connections", l_connections}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", host_handle_gc}, {"__close", l_close}, {NULL, NULL}};
+  host_new_type(L, SERVER_MT, methods, meta, 0);
+  host_handle_register(L, &SERVER_TYPE);
+  web_request_types(L);
+  if (luaL_loadbufferx(L, (const char *)lasync_http_server_lua,
+                       lasync_http_server_lua_len, "=asyncio/http_server.lua",
+                       "t"))
+    return lua_error(L);
+  lua_newtable(L); /* core */
+  lua_pushcfunction(L, l_listen);
+  lua_setfield(L, -2, "listen");
+  lua_pushcfunction(L, l_unknown_option);
+  lua_setfield(L, -2, "unknown_option");
+  lua_pushstring(L, MHD_get_version());
+  lua_setfield(L, -2, "mhd_version");
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "asyncio");
+  lua_call(L, 1, 1);
+  lua_call(L, 2, 1);
+  return 1;
+}

@@ -1,0 +1,259 @@
+-- asyncio.http.server: serve(handler, host, port, opts) -> server.
+--
+-- libmicrohttpd (bindings/http_server.c) parses and answers HTTP/1.1; this
+-- file turns each complete request into a task running handler(request)
+-- and its return value into the response.  One dispatcher task per server
+-- takes requests from the daemon (daemon:next()) and spawns the handlers.
+local core, asyncio = ...
+
+local M = {mhd_version = core.mhd_version}
+
+-- Defaults: every one can be overridden in opts (docs/http_server.md).
+M.defaults = {
+  max_body = 1024 * 1024,        -- bytes of a request body (413 beyond)
+  max_header_bytes = 32 * 1024,  -- request line + headers (431/414 beyond)
+  max_connections = 1000,        -- open connections per server
+  max_connections_per_ip = 0,    -- 0: no per-address limit
+  idle_timeout = 30,             -- seconds without a byte from the client
+  header_timeout = 10,           -- seconds to send a whole request head
+  shutdown_timeout = 10,         -- close(): seconds in-flight handlers get
+  backlog = 511,
+}
+
+local function check_opts(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then
+    error("bad argument #4 to 'serve' (table expected, got " .. type(opts) .. ")", 3)
+  end
+  local bad = core.unknown_option(opts)
+  if bad then error(("serve(): unknown option '%s'"):format(bad), 3) end
+  local o = {}
+  if opts.tls ~= nil then
+    local t = opts.tls
+    if type(t) ~= "table" or type(t.cert) ~= "string" or type(t.key) ~= "string"
+       or t.cert:find("\0", 1, true) or t.key:find("\0", 1, true) then
+      error("serve(): option tls must be {cert = PEM string, key = PEM string}", 3)
+    end
+    for k in pairs(t) do
+      if k ~= "cert" and k ~= "key" then
+        error(("serve(): unknown option 'tls.%s'"):format(tostring(k)), 3)
+      end
+    end
+  end
+  for k, v in pairs(M.defaults) do
+    local x = opts[k]
+    if x == nil then x = v end
+    if math.type(x) == nil or x < 0 or x ~= x or x == math.huge then
+      error(("serve(): option %s must be a finite number >= 0, got %s")
+        :format(k, tostring(x)), 3)
+    end
+    o[k] = x
+  end
+  o.tls = opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
+  for _, k in ipairs {"max_body", "max_header_bytes", "max_connections",
+                      "max_connections_per_ip", "idle_timeout", "backlog"} do
+    if math.type(o[k]) ~= "integer" and o[k] ~= math.floor(o[k]) then
+      error(("serve(): option %s must be an integer, got %s"):format(k, o[k]), 3)
+    end
+    o[k] = math.tointeger(o[k])
+  end
+  if o.max_header_bytes < 1024 then
+    error("serve(): option max_header_bytes must be at least 1024", 3)
+  end
+  if o.header_timeout <= 0 then
+    error("serve(): option header_timeout must be > 0", 3)
+  end
+  return o
+end
+
+-- Header names are case-insensitive: the table stores them in lower case
+-- and looks any spelling up; repeated fields are joined with ", ".
+local headers_mt = {
+  __index = function(t, k)
+    if type(k) == "string" then return rawget(t, k:lower()) end
+  end,
+}
+
+local function to_map(flat, mt)
+  local t = setmetatable({}, mt)
+  for i = 1, #flat, 2 do
+    local k, v = flat[i], flat[i + 1]
+    if mt then k = k:lower() end
+    local old = rawget(t, k)
+    t[k] = old and (old .. ", " .. v) or v
+  end
+  return t
+end
+
+local Request = {}
+Request.__index = Request
+
+function Request:body() return self._rq:body() end
+
+-- req:websocket([opts]) -> ws: answers 101 to a WebSocket handshake and
+-- returns the connection (send/receive/ping/close as asyncio.websocket's
+-- client).  opts.max_message: bytes (default 1 MiB).  A request that is
+-- not a version-13 WebSocket handshake raises (the handler's 500).
+function Request:websocket(opts)
+  opts = opts or {}
+  local h = self.headers
+  local key = h["sec-websocket-key"]
+  if not (h.upgrade or ""):lower():find("websocket", 1, true) or not key
+     or h["sec-websocket-version"] ~= "13" or self.method ~= "GET" then
+    error("websocket(): not a WebSocket (version 13) handshake", 2)
+  end
+  local max = opts.max_message or 1024 * 1024
+  if math.type(max) ~= "integer" or max < 1 then
+    error("websocket(): max_message must be a positive integer", 2)
+  end
+  local ws = require "asyncio.websocket"
+  self.upgraded = true
+  local reader, writer, early = self._rq:upgrade({"Upgrade", "websocket",
+    "Sec-WebSocket-Accept", ws.accept_key(key)})
+  return ws.wrap(reader, writer, false, max, early)
+end
+
+local function new_request(rq)
+  local method, path, version, ip, port = rq:meta()
+  return setmetatable({
+    _rq = rq, method = method, path = path, version = version,
+    headers = to_map(rq:pairs("header"), headers_mt),
+    query = to_map(rq:pairs("query")),
+    remote = {ip, port},
+  }, Request)
+end
+
+-- The response's headers as the flat list the core takes.
+local function flat_headers(h, closing)
+  local out = {}
+  if h ~= nil and type(h) ~= "table" then
+    error("handler: response headers must be a table, got " .. type(h), 0)
+  end
+  for k, v in pairs(h or {}) do
+    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
+      error("handler: response header names and values must be strings", 0)
+    end
+    out[#out + 1] = k
+    out[#out + 1] = tostring(v)
+  end
+  if closing then
+    out[#out + 1] = "Connection"
+    out[#out + 1] = "close"
+  end
+  return out
+end
+
+local function report(err)
+  io.stderr:write("asyncio.http.server: handler failed: ", tostring(err), "\n")
+end
+
+local function answer(rq, res, closing)
+  if type(res) == "string" then res = {body = res} end
+  if type(res) ~= "table" then
+    error("handler must return a table {status=, headers=, body=} or a string, got "
+          .. type(res), 0)
+  end
+  local status = res.status or 200
+  if math.type(status) ~= "integer" or status < 100 or status > 999 then
+    error("handler: status must be an integer from 100 to 999", 0)
+  end
+  local headers = flat_headers(res.headers, closing)
+  local body = res.body
+  if body == nil or type(body) == "string" then
+    return rq:respond(status, headers, body or "")
+  end
+  if type(body) ~= "function" then
+    error("handler: body must be a string or a function(write), got " .. type(body), 0)
+  end
+  if not rq:start(status, headers) then return end
+  local ok, err = pcall(body, function(s) return rq:write(s) end)
+  rq:finish()
+  if not ok then error(err, 0) end
+end
+
+local Server = {}
+Server.__index = Server
+
+local function run_handler(srv, rq)
+  local req = new_request(rq)
+  local ok, res = xpcall(srv.handler, debug.traceback, req)
+  if req.upgraded then
+    ok = true -- answered with 101: what follows is the handler's own
+  elseif ok then
+    ok, res = pcall(answer, rq, res, srv.closing)
+  end
+  if not ok then
+    if asyncio.is(res, asyncio.ConnectionError) then
+      -- the client left: nobody to answer, nothing to report
+    elseif asyncio.is(res, asyncio.CancelledError) then
+      pcall(rq.respond, rq, 503, {"Connection", "close"}, "shutting down\n")
+    else
+      report(res)
+      pcall(rq.respond, rq, 500, {"Connection", "close"}, "internal server error\n")
+    end
+  end
+  srv.inflight = srv.inflight - 1
+  srv.tasks[rq] = nil
+  if srv.inflight == 0 then srv.idle:set() end
+end
+
+local function dispatcher(srv)
+  while true do
+    local rq = srv.daemon:next()
+    if not rq then return end
+    srv.inflight = srv.inflight + 1
+    srv.idle:clear()
+    srv.tasks[rq] = asyncio.create_task(run_handler, srv, rq)
+  end
+end
+
+-- close(): stop accepting at once; in-flight handlers get shutdown_timeout
+-- seconds to finish (then they are cancelled); then every connection
+-- closes.  Idempotent; wait_closed() waits for the end.
+function Server:close()
+  if self.closing then return end
+  self.closing = true
+  pcall(self.daemon.quiesce, self.daemon)
+  asyncio.create_task(function()
+    pcall(asyncio.wait_for, function() self.idle:wait() end,
+          self.opts.shutdown_timeout)
+    for _, t in pairs(self.tasks) do t:cancel() end
+    while self.inflight > 0 do asyncio.sleep(0) end
+    self.daemon:close()
+    self.closed:set()
+  end)
+end
+
+function Server:wait_closed() self.closed:wait() end
+Server.__close = Server.close
+
+function M.serve(handler, host, port, opts)
+  if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
+    error("bad argument #1 to 'serve' (function expected, got " .. type(handler) .. ")", 2)
+  end
+  if host == nil then host = "127.0.0.1" end
+  if type(host) ~= "string" or host:find("\0", 1, true) then
+    error("bad argument #2 to 'serve' (string without NUL expected)", 2)
+  end
+  if math.type(port) ~= "integer" or port < 0 or port > 65535 then
+    error("bad argument #3 to 'serve' (integer port 0..65535 expected, got "
+          .. tostring(port) .. ")", 2)
+  end
+  local o = check_opts(opts)
+  local daemon = core.listen(host, port, o.max_body, o.max_connections,
+    o.max_connections_per_ip, o.idle_timeout, o.header_timeout,
+    o.max_header_bytes, o.backlog, o.tls and o.tls.cert, o.tls and o.tls.key)
+  local srv = setmetatable({
+    handler = handler, daemon = daemon, opts = o, inflight = 0, tasks = {},
+    idle = asyncio.Event(), closed = asyncio.Event(), host = host,
+  }, Server)
+  srv.idle:set()
+  srv.port = daemon:port()
+  srv.dispatcher = asyncio.create_task(dispatcher, srv)
+  return srv
+end
+
+-- The number of open client connections (for tests and monitoring).
+function Server:connections() return self.daemon:connections() end
+
+return M

@@ -1,0 +1,383 @@
+/* The request records of asyncio.http.server, as Lua sees them.
+ *
+ * A record has two owners: libmicrohttpd (until on_completed) and the Lua
+ * value (until __gc).  The last to let go frees it.  A request dropped by
+ * Lua without an answer gets a 500, so a connection is never left
+ * suspended forever.  A streamed response is a byte buffer between the
+ * handler's write() and libmicrohttpd's content reader: write() parks the
+ * task while the buffer is over the high-water mark; the reader suspends
+ * the connection while the buffer is empty. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http_server.h"
+#include "io.h"
+
+#define OUT_HIGH (64 * 1024)
+#define OUT_LOW (16 * 1024)
+
+void web_request_free(web_request *rq) {
+  if (rq->resp) MHD_destroy_response(rq->resp);
+  if (rq->up_fd >= 0) close(rq->up_fd);
+  if (rq->urh) MHD_upgrade_action(rq->urh, MHD_UPGRADE_ACTION_CLOSE);
+  free(rq->up_extra);
+  free(rq->method);
+  free(rq->path);
+  free(rq->version);
+  free(rq->body);
+  free(rq->out);
+  free(rq);
+}
+
+void web_request_suspend(web_request *rq) {
+  if (rq->suspended || rq->gone) return;
+  MHD_suspend_connection(rq->c);
+  rq->suspended = 1;
+}
+
+void web_request_resume(web_request *rq) {
+  if (!rq->suspended || rq->gone) return;
+  rq->suspended = 0;
+  MHD_resume_connection(rq->c);
+  web_server_kick(rq->srv);
+}
+
+static void wake_writer(web_request *rq) {
+  host_task *t = rq->writer;
+  if (!t) return;
+  rq->writer = NULL;
+  host_wake(t, NULL, 0);
+}
+
+static void wake_upgrader(web_request *rq) {
+  host_task *t = rq->upgrader;
+  if (!t) return;
+  rq->upgrader = NULL;
+  host_wake(t, NULL, 0);
+}
+
+void web_request_completed(web_request *rq) {
+  host_list_remove(&rq->link);
+  host_list_init(&rq->link);
+  rq->gone = 1;
+  rq->suspended = 0;
+  rq->srv = NULL;
+  rq->c = NULL;
+  wake_writer(rq);
+  wake_upgrader(rq);
+  if (!rq->lua) web_request_free(rq);
+}
+
+static web_request *check_request(lua_State *L) {
+  web_request **box = luaL_checkudata(L, 1, WEB_REQUEST_MT);
+  if (!*box) luaL_error(L, "the request is finalized");
+  return *box;
+}
+
+void web_request_push(lua_State *L, web_request *rq) {
+  web_request **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = rq;
+  rq->lua = 1;
+  luaL_setmetatable(L, WEB_REQUEST_MT);
+}
+
+/* ---- what was asked ------------------------------------------------------ */
+
+/* meta() -> method, path, version, remote ip, remote port */
+static int l_meta(lua_State *L) {
+  web_request *rq = check_request(L);
+  char ip[64] = "";
+  int port = 0;
+  lua_pushstring(L, rq->method);
+  lua_pushstring(L, rq->path);
+  lua_pushstring(L, rq->version);
+  if (!rq->gone) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(rq->c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET6) {
+      const struct sockaddr_in6 *a = (const void *)sa;
+      uv_ip6_name(a, ip, sizeof ip);
+      port = ntohs(a->sin6_port);
+    } else if (sa && sa->sa_family == AF_INET) {
+      const struct sockaddr_in *a = (const void *)sa;
+      uv_ip4_name(a, ip, sizeof ip);
+      port = ntohs(a->sin_port);
+    }
+  }
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 5;
+}
+
+static enum MHD_Result add_pair(void *cls, enum MHD_ValueKind kind,
+                                const char *key, size_t klen, const char *value,
+                                size_t vlen) {
+  lua_State *L = cls;
+  lua_Integer n = (lua_Integer)luaL_len(L, -1);
+  (void)kind;
+  lua_pushlstring(L, key, klen);
+  lua_rawseti(L, -2, n + 1);
+  lua_pushlstring(L, value ? value : "", value ? vlen : 0);
+  lua_rawseti(L, -2, n + 2);
+  return MHD_YES;
+}
+
+/* pairs(kind) -> {name1, value1, name2, value2...} in arrival order;
+ * kind "header" or "query" (decoded by libmicrohttpd). */
+static int l_pairs(lua_State *L) {
+  web_request *rq = check_request(L);
+  const char *k = luaL_checkstring(L, 2);
+  enum MHD_ValueKind kind =
+      strcmp(k, "query") == 0 ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND;
+  lua_newtable(L);
+  if (!rq->gone) MHD_get_connection_values_n(rq->c, kind, add_pair, L);
+  return 1;
+}
+
+static int l_body(lua_State *L) {
+  web_request *rq = check_request(L);
+  lua_pushlstring(L, rq->body ? rq->body : "", rq->body_len);
+  return 1;
+}
+
+/* ---- the answer ---------------------------------------------------------- */
+
+static int valid_header_text(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 0;
+  return 1;
+}
+
+/* Adds the pairs of the flat list at idx; raises on CR, LF or NUL. */
+static void add_headers(lua_State *L, int idx, struct MHD_Response *r) {
+  lua_Integer n = (lua_Integer)luaL_len(L, idx);
+  for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+    size_t kl, vl;
+    lua_rawgeti(L, idx, i);
+    lua_rawgeti(L, idx, i + 1);
+    const char *k = lua_tolstring(L, -2, &kl);
+    const char *v = lua_tolstring(L, -1, &vl);
+    if (!k || !v || kl == 0 || !valid_header_text(k, kl) ||
+        !valid_header_text(v, vl) || strchr(k, ':') || strchr(k, ' ')) {
+      MHD_destroy_response(r);
+      luaL_error(L, "respond(): bad response header %s",
+                 k ? lua_pushfstring(L, "'%s'", k) : "name");
+    }
+    MHD_add_response_header(r, k, v);
+    lua_pop(L, 2);
+  }
+}
+
+static int check_status(lua_State *L, int idx) {
+  lua_Integer st = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, st >= 100 && st <= 999, idx,
+                "status must be an integer from 100 to 999");
+  return (int)st;
+}
+
+static int give(lua_State *L, web_request *rq, struct MHD_Response *r,
+                int status) {
+  rq->resp = r;
+  rq->status = (unsigned)status;
+  rq->queued = 1;
+  web_request_resume(rq);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* respond(status, headers, body) -> true, or false when the client left */
+static int l_respond(lua_State *L) {
+  web_request *rq = check_request(L);
+  int status = check_status(L, 2);
+  size_t len;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  const char *body = luaL_optlstring(L, 4, "", &len);
+  if (rq->queued) return luaL_error(L, "respond(): already answered");
+  if (rq->gone) return lua_pushboolean(L, 0), 1;
+  struct MHD_Response *r = MHD_create_response_from_buffer(
+      len, (void *)body, MHD_RESPMEM_MUST_COPY);
+  if (!r) return luaL_error(L, "not enough memory");
+  add_headers(L, 3, r);
+  return give(L, rq, r, status);
+}
+
+static ssize_t read_out(void *cls, uint64_t pos, char *buf, size_t max) {
+  web_request *rq = cls;
+  (void)pos;
+  if (rq->out_len) {
+    size_t n = rq->out_len < max ? rq->out_len : max;
+    memcpy(buf, rq->out, n);
+    memmove(rq->out, rq->out + n, rq->out_len - n);
+    rq->out_len -= n;
+    if (rq->out_len <= OUT_LOW) wake_writer(rq);
+    return (ssize_t)n;
+  }
+  if (rq->out_done) return MHD_CONTENT_READER_END_OF_STREAM;
+  web_request_suspend(rq); /* until write() or finish() */
+  return 0;
+}
+
+/* start(status, headers): a chunked response written with write(). */
+static int l_start(lua_State *L) {
+  web_request *rq = check_request(L);
+  int status = check_status(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  if (rq->queued) return luaL_error(L, "start(): already answered");
+  if (rq->gone) return lua_pushboolean(L, 0), 1;
+  struct MHD_Response *r = MHD_create_response_from_callback(
+      MHD_SIZE_UNKNOWN, 16 * 1024, read_out, rq, NULL);
+  if (!r) return luaL_error(L, "not enough memory");
+  add_headers(L, 3, r);
+  return give(L, rq, r, status);
+}
+
+static int gone_error(lua_State *L) {
+  return host_raise_oserror(L, UV_ECONNRESET, "write", NULL);
+}
+
+static int write_cancel(host_task *t, int woken) {
+  web_request *rq = t->wait_data;
+  if (!woken && rq->writer == t) rq->writer = NULL;
+  return 0;
+}
+
+static int write_k(lua_State *L, lua_KContext ctx) {
+  web_request *rq = (web_request *)ctx;
+  if (rq->gone) return gone_error(L);
+  return 0;
+}
+
+/* write(data): waits while more than 64 KiB are unsent (back-pressure);
+ * raises ConnectionResetError once the client is gone. */
+static int l_write(lua_State *L) {
+  web_request *rq = check_request(L);
+  size_t n;
+  const char *data = luaL_checklstring(L, 2, &n);
+  host_task *t = host_check_task(L, "write");
+  if (!rq->queued || rq->out_done)
+    return luaL_error(L, "write(): no stream started, or it is finished");
+  if (rq->gone) return gone_error(L);
+  if (rq->out_len + n > rq->out_cap) {
+    size_t cap = rq->out_cap ? rq->out_cap : 4096;
+    while (cap < rq->out_len + n) cap *= 2;
+    char *b = realloc(rq->out, cap);
+    if (!b) return luaL_error(L, "not enough memory");
+    rq->out = b;
+    rq->out_cap = cap;
+  }
+  memcpy(rq->out + rq->out_len, data, n);
+  rq->out_len += n;
+  web_request_resume(rq);
+  if (rq->out_len <= OUT_HIGH) return 0;
+  rq->writer = t;
+  return host_park(L, t, write_cancel, rq, write_k, (lua_KContext)rq);
+}
+
+static int l_finish(lua_State *L) {
+  web_request *rq = check_request(L);
+  rq->out_done = 1;
+  web_request_resume(rq);
+  return 0;
+}
+
+/* A request Lua lets go of unanswered gets a 500: its connection would
+ * otherwise stay suspended. */
+static int l_gc(lua_State *L) {
+  web_request **box = luaL_checkudata(L, 1, WEB_REQUEST_MT);
+  web_request *rq = *box;
+  if (!rq) return 0;
+  *box = NULL;
+  rq->lua = 0;
+  if (rq->gone) {
+    web_request_free(rq);
+    return 0;
+  }
+  if (!rq->queued) {
+    static const char msg[] = "internal server error\n";
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+    if (r) {
+      rq->resp = r;
+      rq->status = 500;
+      rq->queued = 1;
+    }
+  }
+  rq->out_done = 1;
+  web_request_resume(rq);
+  return 0;
+}
+
+/* ---- upgrade: the socket after a 101 ------------------------------------ */
+
+/* libmicrohttpd hands the socket over: we keep a duplicate (a lasync
+ * stream owns it from now on) and the bytes already read past the
+ * request head, and let libmicrohttpd close and forget its own. */
+static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
+                       const char *extra, size_t extra_len, MHD_socket sock,
+                       struct MHD_UpgradeResponseHandle *urh) {
+  web_request *rq = cls;
+  (void)c, (void)con_cls;
+  rq->up_fd = dup(sock);
+  if (extra_len && (rq->up_extra = malloc(extra_len))) {
+    memcpy(rq->up_extra, extra, extra_len);
+    rq->up_extra_len = extra_len;
+  }
+  MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+  wake_upgrader(rq);
+}
+
+static int upgrade_cancel(host_task *t, int woken) {
+  web_request *rq = t->wait_data;
+  if (!woken && rq->upgrader == t) rq->upgrader = NULL;
+  return 0;
+}
+
+/* -> reader, writer, bytes already received */
+static int upgrade_k(lua_State *L, lua_KContext ctx) {
+  web_request *rq = (web_request *)ctx;
+  int err = 0;
+  if (rq->up_fd < 0) return gone_error(L);
+  lstream *s = lstream_new(host_get(L), LSTREAM_TCP, &err);
+  if (!s) return host_raise_oserror(L, err, "upgrade", NULL);
+  err = uv_tcp_open((uv_tcp_t *)lstream_handle(s), rq->up_fd);
+  if (!err) rq->up_fd = -1; /* the stream owns it */
+  if (!err) err = lstream_start(s);
+  if (err) {
+    lstream_close(s, 1);
+    lstream_unref(s);
+    return host_raise_oserror(L, err, "upgrade", NULL);
+  }
+  lstream_push_reader(L, s);
+  lstream_push_writer(L, s);
+  lstream_unref(s);
+  lua_pushlstring(L, rq->up_extra ? rq->up_extra : "", rq->up_extra_len);
+  return 3;
+}
+
+/* upgrade(headers) -> reader, writer, early bytes: answers 101 Switching
+ * Protocols with the headers and waits for the socket. */
+static int l_upgrade(lua_State *L) {
+  web_request *rq = check_request(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  host_task *t = host_check_task(L, "upgrade");
+  if (rq->queued) return luaL_error(L, "upgrade(): already answered");
+  if (rq->gone) return gone_error(L);
+  struct MHD_Response *r = MHD_create_response_for_upgrade(on_upgrade, rq);
+  if (!r) return luaL_error(L, "not enough memory");
+  add_headers(L, 2, r);
+  give(L, rq, r, MHD_HTTP_SWITCHING_PROTOCOLS);
+  lua_pop(L, 1);
+  rq->upgrader = t;
+  return host_park(L, t, upgrade_cancel, rq, upgrade_k, (lua_KContext)rq);
+}
+
+void web_request_types(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"meta", l_meta},   {"pairs", l_pairs},   {"body", l_body},
+      {"respond", l_respond}, {"start", l_start}, {"write", l_write},
+      {"finish", l_finish}, {"upgrade", l_upgrade}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
+  host_new_type(L, WEB_REQUEST_MT, methods, meta, 0);
+}

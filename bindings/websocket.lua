@@ -1,0 +1,169 @@
+-- asyncio.websocket: a WebSocket client (RFC 6455) over lasync streams.
+-- The handshake is a small HTTP/1.1 Upgrade exchange; the framing
+-- (masking, fragmentation, ping/pong, close codes, size limit) is wslay's,
+-- through the codec of bindings/websocket.c.
+local core, asyncio = ...
+
+local M = {accept_key = core.accept_key}
+
+local TEXT, BINARY, CLOSE, PING = 1, 2, 8, 9
+
+local WS = {}
+WS.__index = WS
+
+-- Sends what the codec has queued (data, pong replies, close frames).
+local function flush(self)
+  local out = self.codec:output()
+  if out ~= "" then
+    self.writer:write(out)
+    self.writer:drain()
+  end
+end
+
+local function parse_url(url)
+  local scheme, host, port, path = url:match("^(wss?)://([^/:]+):?(%d*)(/?.*)$")
+  if not scheme then
+    error("websocket(): url must be ws://host[:port]/path, got " .. tostring(url), 3)
+  end
+  if scheme == "wss" then
+    error("websocket(): wss:// needs TLS streams (not available yet)", 3)
+  end
+  return host, tonumber(port) or 80, path ~= "" and path or "/"
+end
+
+local KNOWN = {max_message = true, headers = true, timeout = true}
+
+-- websocket(url [, opts]) -> ws.  opts: max_message (bytes, default 1 MiB),
+-- headers (extra handshake headers), timeout (handshake seconds, 10).
+function M.connect(url, opts)
+  if type(url) ~= "string" or url:find("[%z\r\n ]") then
+    error("bad argument #1 to 'websocket' (url string without blanks, CR, LF, NUL expected)", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #2 to 'websocket' (table expected)", 2) end
+  for k in pairs(opts) do
+    if not KNOWN[k] then error(("websocket(): unknown option '%s'"):format(tostring(k)), 2) end
+  end
+  local host, port, path = parse_url(url)
+  local max = opts.max_message or 1024 * 1024
+  if math.type(max) ~= "integer" or max < 1 then
+    error("websocket(): max_message must be a positive integer", 2)
+  end
+  local reader, writer = asyncio.open_connection(host, port)
+  local key = core.new_key()
+  local lines = {("GET %s HTTP/1.1"):format(path), ("Host: %s:%d"):format(host, port),
+    "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " .. key,
+    "Sec-WebSocket-Version: 13"}
+  for k, v in pairs(opts.headers or {}) do
+    if tostring(k):find("[%c:]") or tostring(v):find("%c") then
+      writer:close()
+      error("websocket(): bad handshake header " .. tostring(k), 2)
+    end
+    lines[#lines + 1] = k .. ": " .. v
+  end
+  writer:write(table.concat(lines, "\r\n") .. "\r\n\r\n")
+  local ok, head = pcall(asyncio.wait_for, function()
+    return reader:readuntil("\r\n\r\n")
+  end, opts.timeout or 10)
+  local accept
+  for line in (ok and head or ""):gmatch("[^\r\n]+") do
+    local n, v = line:match("^([^:]+):%s*(.-)%s*$")
+    if n and n:lower() == "sec-websocket-accept" then accept = v end
+  end
+  if not ok or not head:match("^HTTP/1.1 101") or accept ~= core.accept_key(key) then
+    writer:close()
+    error(asyncio.ConnectionError(("websocket(): handshake refused by %s: %s")
+      :format(url, ok and (head:match("^[^\r]*") or "") or tostring(head))), 2)
+  end
+  return M.wrap(reader, writer, true, max, "")
+end
+
+-- A WebSocket over an open stream pair (after the handshake): the client
+-- side masks its frames; `early` is what was read past the handshake.
+function M.wrap(reader, writer, client, max, early)
+  local ws = setmetatable({reader = reader, writer = writer,
+    codec = core.new(client, max), inbox = {}, closed = false}, WS)
+  if early ~= "" then
+    for _, m in ipairs(ws.codec:feed(early)) do ws.inbox[#ws.inbox + 1] = m end
+  end
+  return ws
+end
+
+-- send(data [, "binary"]): a text (default) or binary message.
+function WS:send(data, kind)
+  if type(data) ~= "string" then error("bad argument #1 to 'send' (string expected)", 2) end
+  if self.closed then error(asyncio.ConnectionError("websocket: closed"), 2) end
+  local op = kind == "binary" and BINARY or TEXT
+  if kind ~= nil and kind ~= "binary" and kind ~= "text" then
+    error("bad argument #2 to 'send' ('text' or 'binary' expected)", 2)
+  end
+  self.codec:queue(op, data)
+  flush(self)
+end
+
+function WS:ping(data)
+  self.codec:queue(PING, data or "")
+  flush(self)
+end
+
+-- receive() -> data, kind ("text"/"binary"); nil, code, reason once the
+-- peer closed.  Pings are answered, pongs dropped, on the way.
+function WS:receive()
+  while true do
+    local m = table.remove(self.inbox, 1)
+    if m then
+      if m[1] == TEXT then return m[2], "text" end
+      if m[1] == BINARY then return m[2], "binary" end
+      if m[1] == CLOSE then
+        self.closed = true
+        self.close_code, self.close_reason = m[3], m[2]
+        pcall(flush, self) -- wslay queued the close reply
+        self.writer:close()
+        return nil, m[3], m[2]
+      end
+    else
+      if self.closed then return nil, self.close_code, self.close_reason end
+      local data = self.reader:read(65536)
+      if data == "" then
+        self.closed = true
+        self.writer:close()
+        return nil, 1006, "connection lost"
+      end
+      local ok, msgs = pcall(self.codec.feed, self.codec, data)
+      if not ok then -- a protocol error or a message over max_message
+        self.closed = true
+        pcall(flush, self)
+        self.writer:close()
+        local _, _, _, code = self.codec:state()
+        return nil, code ~= 0 and code or 1002, tostring(msgs)
+      end
+      for _, m2 in ipairs(msgs) do self.inbox[#self.inbox + 1] = m2 end
+      pcall(flush, self) -- pongs
+      local _, sent, _, sent_code = self.codec:state()
+      if sent and not self.closing and #self.inbox == 0 then
+        -- wslay failed the connection (1009 too big, 1002 protocol error)
+        self.closed = true
+        self.close_code, self.close_reason = sent_code, "failed by this side"
+        self.writer:close()
+        return nil, sent_code, self.close_reason
+      end
+    end
+  end
+end
+
+-- close([code [, reason]]): the close handshake; waits up to 5 s for the
+-- peer's close frame.
+function WS:close(code, reason)
+  if self.closed then return end
+  self.closing = true
+  self.codec:queue_close(code or 1000, reason or "")
+  pcall(flush, self)
+  pcall(asyncio.wait_for, function()
+    while not self.closed do self:receive() end
+  end, 5)
+  self.closed = true
+  self.writer:close()
+end
+WS.__close = WS.close
+
+return M

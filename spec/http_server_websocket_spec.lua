@@ -1,0 +1,142 @@
+-- asyncio.websocket: the client (wslay framing) against a Python peer
+-- written from RFC 6455 with the standard library (spec/fixtures/ws_peer.py),
+-- the RFC's own handshake vector, and refusals.
+local helper = require "spec.helper"
+local websocket = require "asyncio.websocket"
+local web = require "asyncio.http.server"
+
+-- Starts the Python peer; returns its process and port.
+local function peer()
+  local p = asyncio.create_subprocess_exec("python3", {"spec/fixtures/ws_peer.py"}, {stdout = "pipe"})
+  local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+  return p, port
+end
+
+local function peer_log(p)
+  local out = asyncio.wait_for(function() return p.stdout:read() end, 10)
+  p:wait()
+  return out
+end
+
+describe("asyncio.websocket", function()
+  after_each(function() helper.no_leaks() end)
+
+  it("computes Sec-WebSocket-Accept as RFC 6455 section 1.3 shows", function()
+    assert.are.equal("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", websocket.accept_key("dGhlIHNhbXBsZSBub25jZQ=="))
+  end)
+
+  it("talks to an RFC 6455 peer: text, binary, fragments, ping/pong, close with a code", function()
+    local p, port = peer()
+    local ws = websocket.connect(("ws://127.0.0.1:%d/chat"):format(port))
+    ws:send("hello")
+    assert.are.same({"echo:hello", "text"}, {ws:receive()})
+    ws:send("\0\1\2\255", "binary")
+    assert.are.same({"echo:\0\1\2\255", "binary"}, {ws:receive()})
+    ws:send("frag")
+    assert.are.same({"hello", "text"}, {ws:receive()}) -- two frames, one message
+    ws:send("ping")
+    assert.are.same({"pong:p1", "text"}, {ws:receive()}) -- our pong came back
+    local long = ("L"):rep(70000) -- a 64-bit length
+    ws:send(long)
+    assert.are.equal("echo:" .. long, (ws:receive()))
+    ws:close(4000, "bye")
+    assert.are.equal("pong p1\nclose 4000 bye\n", peer_log(p)) -- and never UNMASKED
+  end)
+
+  it("ends a message over max_message with 1009", function()
+    local p, port = peer()
+    local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port), {max_message = 1000})
+    ws:send("big")
+    local data, code = ws:receive()
+    assert.is_nil(data)
+    assert.are.equal(1009, code)
+    ws:close()
+    -- the peer reads our 1009 close frame, unless the reset of the socket
+    -- (closed with its 200 KB unread) overtakes it
+    local log = peer_log(p)
+    assert.is_truthy(log:match("close 1009") or log:match("^reset"), log)
+  end)
+
+  it("raises ConnectionError when the server does not switch protocols", function()
+    local srv = web.serve(function() return "no websocket here" end, "127.0.0.1", 0)
+    local err = helper.raises(asyncio.ConnectionError, websocket.connect,
+      ("ws://127.0.0.1:%d/"):format(srv.port))
+    assert.matches("handshake refused .*HTTP/1.1 200", tostring(err))
+    srv:close()
+    srv:wait_closed()
+  end)
+
+  describe("in a server handler (req:websocket())", function()
+    local function echo_server(seen)
+      return web.serve(function(req)
+        if req.path == "/plain" then
+          local ok, e = pcall(req.websocket, req)
+          seen.err = e
+          return {status = ok and 200 or 426, body = "websocket only"}
+        end
+        local ws = req:websocket()
+        while true do
+          local m, kind_or_code, reason = ws:receive()
+          if not m then seen.code, seen.reason = kind_or_code, reason return end
+          ws:send("srv:" .. m, kind_or_code)
+        end
+      end, "127.0.0.1", 0)
+    end
+
+    local function client(port, mode)
+      local p = asyncio.create_subprocess_exec("python3",
+        {"spec/fixtures/ws_client.py", tostring(port), mode}, {stdout = "pipe"})
+      local out = asyncio.wait_for(function() return p.stdout:read() end, 10)
+      p:wait()
+      return out
+    end
+
+    it("answers a Python RFC 6455 client: 101, accept key, echo, pong, close 1000", function()
+      local seen = {}
+      local srv = echo_server(seen)
+      local out = client(srv.port, "ok")
+      assert.are.equal("HTTP/1.1 101 Switching Protocols\naccept ok\n1 b'srv:abc'\n"
+        .. "2 b'srv:\\x00\\xff'\n10 b'pp'\n8 1000 bye\n", out)
+      asyncio.sleep(0.1)
+      assert.are.equal(1000, seen.code)
+      assert.are.equal("bye", seen.reason)
+      srv:close()
+      srv:wait_closed()
+    end)
+
+    it("fails an unmasked client frame with 1002", function()
+      local seen = {}
+      local srv = echo_server(seen)
+      assert.are.equal("HTTP/1.1 101 Switching Protocols\naccept ok\n8 1002\n", client(srv.port, "unmasked"))
+      asyncio.sleep(0.1)
+      assert.are.equal(1002, seen.code)
+      srv:close()
+      srv:wait_closed()
+    end)
+
+    it("lasync client to lasync server, and a plain request refused", function()
+      local seen = {}
+      local srv = echo_server(seen)
+      local ws = websocket.connect(("ws://127.0.0.1:%d/x"):format(srv.port))
+      ws:send(("b"):rep(100000), "binary")
+      assert.are.same({"srv:" .. ("b"):rep(100000), "binary"}, {ws:receive()})
+      ws:close(4001, "done")
+      asyncio.sleep(0.1)
+      assert.are.equal(4001, seen.code)
+      local res = require("asyncio.http").fetch(("http://127.0.0.1:%d/plain"):format(srv.port))
+      assert.are.equal(426, res.status)
+      assert.matches("not a WebSocket", tostring(seen.err))
+      srv:close()
+      srv:wait_closed()
+    end)
+  end)
+
+  it("refuses bad urls and options", function()
+    helper.fails_with("bad argument #1 to 'websocket'", websocket.connect, 42)
+    helper.fails_with("bad argument #1 to 'websocket'", websocket.connect, "ws://a b/")
+    helper.fails_with("url must be ws://", websocket.connect, "http://127.0.0.1/")
+    helper.fails_with("wss:// needs TLS", websocket.connect, "wss://127.0.0.1/")
+    helper.fails_with("unknown option 'max_msg'", websocket.connect, "ws://127.0.0.1:1/", {max_msg = 1})
+    helper.fails_with("max_message must be", websocket.connect, "ws://127.0.0.1:1/", {max_message = 0})
+  end)
+end)
