@@ -60,13 +60,23 @@ describe("fetcher.lua --redis", function()
       assert.is_true(asyncio.time() < deadline, "no progress")
       asyncio.sleep(0.01)
     end
-    local pending = r:xpending("q:stream", "workers")
+    -- what b holds, from the group's pending list (entries a dead worker
+    -- held stay there until another worker claims them)
+    local function held_by_b()
+      local pending = r:xpending("q:stream", "workers")
+      for _, consumer in ipairs(pending[4] ~= redis.null and pending[4] or {}) do
+        if consumer[1]:match("%-" .. b.pid .. "$") then return tonumber(consumer[2]) end
+      end
+      return 0
+    end
+    -- a loaded machine may find b between two URLs: wait until it holds one
+    while held_by_b() == 0 do
+      assert.is_true(asyncio.time() < deadline, "b never held a URL")
+      asyncio.sleep(0.001)
+    end
     b:kill()
     b:wait()
-    local held = 0
-    for _, consumer in ipairs(pending[4] ~= redis.null and pending[4] or {}) do
-      if consumer[1]:match("%-" .. b.pid .. "$") then held = tonumber(consumer[2]) end
-    end
+    local held = held_by_b()
     local out_a, err_a = a.stdout:read(), a.stderr:read()
     assert.are.equal(0, a:wait(), err_a)
     local out_c, err_c = c.stdout:read(), c.stderr:read()

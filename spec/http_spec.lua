@@ -228,7 +228,7 @@ describe("asyncio.http", function()
   end)
 
   describe("concurrency", function()
-    it("100 concurrent fetches of a 100 ms endpoint finish well under a second", function()
+    it("100 concurrent fetches of a 100 ms endpoint overlap (serially they take 10 s)", function()
       local t0 = asyncio.time()
       local fns = {}
       for i = 1, 100 do
@@ -238,7 +238,9 @@ describe("asyncio.http", function()
       local dt = asyncio.time() - t0
       assert.are.equal(100, #res)
       for i = 1, 100 do assert.are.equal(200, res[i]) end
-      assert.is_true(dt >= 0.1 and dt < 0.8 * helper.slow, "took " .. dt)
+      -- the bound proves overlap, not speed (a loaded machine slows the
+      -- Python server itself): one at a time would be 10 s
+      assert.is_true(dt >= 0.1 and dt < 2 * helper.slow, "took " .. dt)
     end)
 
     it("a Session with limit=5 never has more than 5 requests at the server", function()
