@@ -275,7 +275,8 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
     rc = LASYNC_ECANCELLED;
   }
   if (deadlock) {
-    set_last_error(h, HOST_DEADLOCK("the task"));
+    set_last_error(h, host_push_deadlock(L, h, "the task"));
+    lua_pop(L, 1);
     rc = LASYNC_ERROR;
   }
   lua_pop(L, 1);

@@ -25,6 +25,35 @@
 
 typedef struct host_task host_task;
 
+/* ---- where, in the user's code (where.c) -------------------------------- */
+
+/* A place in the user's Lua code; src is kept alive by the state (and
+ * never freed while it lives), so a record may keep it. */
+typedef struct host_where {
+  const char *src; /* the chunk's short source, or NULL: unknown */
+  int line;
+} host_where;
+
+/* The first frame at or above `level` of L's stack that is the user's Lua
+ * code (not C, not asyncio's own Lua parts); its level, or -1.  ar holds
+ * "Sl" of that frame. */
+int host_where_frame(lua_State *L, int level, lua_Debug *ar);
+/* Records where L's running code is (its first user frame) in w: cheap
+ * enough for every task spawn.  The one "created at" record: tasks keep
+ * theirs in host_task.created; other records may keep one too. */
+void host_where_note(lasync_host *h, lua_State *L, host_where *w);
+/* Pushes "src:line" (or "?"); [-0, +1] */
+const char *host_push_where(lua_State *L, const host_where *w);
+/* Pushes "src:line" of the first user frame of the suspended thread co. */
+const char *host_push_where_of(lua_State *L, lua_State *co);
+/* Writes "in 'get' at x.lua:3" for the suspended thread co (the function
+ * it waits in and the user's line that called it) into buf; allocates
+ * nothing, so it may run in a libuv callback. */
+void host_where_waiting(lua_State *co, char *buf, size_t size);
+/* Pushes "in 'get' at x.lua:3" for the suspended thread co: the function
+ * it waits in and the user's line that called it. */
+const char *host_push_waiting_in(lua_State *L, lua_State *co);
+
 /* ---- ready queue ------------------------------------------------------ */
 
 /* Anything the scheduler runs on its turn: a task step or a call_soon
@@ -131,6 +160,8 @@ struct host_task {
   int nargs;               /* values pushed on co for the next resume */
   int ncancels;            /* Python's cancelling() */
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
+  int report_ref;          /* registry ref of its failure's report (origin.c) */
+  host_where created;      /* where create_task was called (where.c) */
   uint32_t id;
   unsigned char state;
   unsigned char outcome;
@@ -198,11 +229,25 @@ void host_task_first(lua_State *L, host_task *t, int *failed);
 void host_task_listen(host_task *t, host_listener *l,
                       void (*fn)(host_listener *, host_task *));
 void host_task_unlisten(host_listener *l);
-/* Records the report text (message + traceback) at the top of L for the
- * failure of pending task t, and pops it. */
-void host_task_set_report(lua_State *L, host_task *t);
-/* Pushes the report of the Task object at idx, or nil. */
+/* ---- error origins (origin.c) ---- */
+/* Records the report of pending task t's failure with the error at err:
+ * message and traceback of thread `where` from `level`, continued by the
+ * origin noted for that error (host_task_note_origin); sets the error's
+ * field `traceback` when it is a table.  [-0, +0] */
+void host_task_record_failure(lua_State *L, host_task *t, lua_State *where,
+                              int level, int err);
+/* Running task `me` (L's) re-raises the failure of `from` (error value at
+ * err), at the place `level` of its stack: if `me` fails with it, its
+ * report continues from's, and a table error's `traceback` says so now. */
+void host_task_note_origin(lua_State *L, host_task *me, int err,
+                           host_task *from, int level);
+/* Pushes the report (message + traceback) of the Task at idx, or nil. */
 void host_task_push_report(lua_State *L, int idx);
+void host_task_push_report_of(lua_State *L, host_task *t);
+/* Pushes the traceback part of t's report (no message), or nil. */
+void host_task_push_traceback_of(lua_State *L, host_task *t);
+/* Lets go of t's report (task_gc). */
+void host_task_drop_report(lua_State *L, host_task *t);
 /* ---- call_soon -------------------------------------------------------- */
 
 #define HOST_HANDLE_MT "asyncio.Handle"
@@ -304,6 +349,13 @@ struct lasync_host {
   host_link futures;      /* lasync_future records */
   host_link closeables;   /* bindings' resources to close at stop */
   char *last_error;
+  const char *where_last; /* where.c: the last interned source */
+  /* The task t awaits (task:await(), asyncio.run inside a task), or NULL;
+   * set by the task bindings, for the places that follow a chain of
+   * awaits (deadlock messages, the call graph). */
+  host_task *(*awaiting)(host_task *t);
+  char deadlock_where[128]; /* where the task host_run_task gave up on
+                               waited ("in 'get' at x.lua:3") */
   unsigned long nreports;
   host_pool *pool;         /* the owned state's allocator, or NULL */
   lasync_report_fn report;
@@ -388,6 +440,10 @@ lasync_host *host_for_module(lua_State *L);
 /* The host of a binding's C function: upvalue 1, which every registrar
  * sets (lua_pushlightuserdata(L, h) before luaL_setfuncs). */
 #define HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* Pushes HOST_DEADLOCK(who) followed by where the task waited, as
+ * host_run_task found it (who is e.g. "the main task").  [-0, +1] */
+const char *host_push_deadlock(lua_State *L, lasync_host *h, const char *who);
 
 /* The one message for a wait nothing can end; who is e.g. "the task". */
 #define HOST_DEADLOCK(who)                                                    \

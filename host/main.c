@@ -197,7 +197,7 @@ static int docall(cli *c, int narg, int nres) {
   int status = LUA_ERRRUN;
   if (deadlock) {
     c->main->flags |= TF_RETRIEVED;
-    lua_pushliteral(L, HOST_DEADLOCK("the main task"));
+    host_push_deadlock(L, h, "the main task");
   } else if (c->main->outcome != OUTCOME_OK) {
     int failed;
     host_task_first(L, c->main, &failed);

@@ -160,21 +160,6 @@ void host_sched_close(lasync_host *h) {
   h->ready_tail = &h->ready_head;
 }
 
-/* ---- errors and reports ----------------------------------------------- */
-
-void host_push_report(lua_State *L, lua_State *where, int idx) {
-  const char *msg;
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
-    msg = lua_tostring(L, idx);
-  else if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-    msg = lua_tostring(L, -1);
-  else
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, idx));
-  luaL_traceback(L, where, msg, 1);
-}
-
 /* ---- the one resume site ---------------------------------------------- */
 
 /* Values for a task's thread are built on the callback thread and moved:
@@ -378,6 +363,23 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   return 1;
 }
 
+/* Where t waits, and where the task it awaits waits, down the chain:
+ * "in 'run' at x.lua:1, which waits in 'get' at x.lua:3". */
+static void deadlock_where(lasync_host *h, host_task *t) {
+  char *buf = h->deadlock_where;
+  size_t size = sizeof h->deadlock_where, len;
+  host_where_waiting(t->co, buf, size);
+  for (int depth = 0; h->awaiting && depth < 8; depth++) {
+    host_task *next = h->awaiting(t);
+    if (!next || next == t || next->state == TASK_DONE) break;
+    t = next;
+    len = strlen(buf);
+    if (len + 20 >= size) break;
+    memcpy(buf + len, ", which waits ", 15);
+    host_where_waiting(t->co, buf + len + 14, size - len - 14);
+  }
+}
+
 int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
   int deadlock = 0;
   while (t->state != TASK_DONE) {
@@ -385,10 +387,16 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
         !h->ready_head) {
       if (deadlock) break; /* cancelled, and still nothing can move */
       deadlock = 1;
+      deadlock_where(h, t);
       host_task_cancel(t, L, 0);
     }
   }
   return deadlock;
+}
+
+const char *host_push_deadlock(lua_State *L, lasync_host *h, const char *who) {
+  return lua_pushfstring(L, "%s%s (it waits %s)", who,
+                         HOST_DEADLOCK(""), h->deadlock_where);
 }
 
 void host_drain(lasync_host *h, lua_State *L) {

@@ -82,29 +82,17 @@ void host_task_extras(lua_State *L, int task_idx, int create) {
   lua_remove(L, -2);
 }
 
-void host_task_set_report(lua_State *L, host_task *t) {
-  host_task_push(L, t);
-  host_task_extras(L, -1, 1);
-  lua_pushvalue(L, -3);
-  lua_setfield(L, -2, "report");
-  lua_pop(L, 3);
-}
-
-void host_task_push_report(lua_State *L, int idx) {
-  host_task_extras(L, idx, 0);
-  if (lua_istable(L, -1)) lua_getfield(L, -1, "report");
-  else lua_pushnil(L);
-  lua_remove(L, -2);
-}
-
 void host_task_push_name(lua_State *L, int idx) {
   host_task *t = lua_touserdata(L, idx);
+  int top = lua_gettop(L);
   host_task_extras(L, idx, 0);
-  if (!lua_istable(L, -1) || lua_getfield(L, -1, "name") == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "name") != LUA_TNIL) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return;
   }
-  lua_remove(L, -2);
+  lua_settop(L, top);
+  lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
 }
 
 /* Done callbacks run through call_soon, after the task has ended, in the
@@ -144,10 +132,8 @@ void host_task_push_cancelled(lua_State *L, host_task *t) {
  * records the report text while the failing frames are still there. */
 static int body_msgh(lua_State *L) {
   host_task *t = host_task_of(L);
-  if (t && !host_is_cancelled_error(L, 1)) {
-    host_push_report(L, L, 1);
-    host_task_set_report(L, t);
-  }
+  if (t && !host_is_cancelled_error(L, 1))
+    host_task_record_failure(L, t, L, 1, 1);
   lua_settop(L, 1);
   return 1;
 }
@@ -191,6 +177,8 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   t->co = co;
   t->id = (uint32_t)++h->next_task_id;
   t->cancel_msg_ref = LUA_NOREF;
+  t->report_ref = LUA_NOREF;
+  host_where_note(h, L, &t->created);
   luaL_setmetatable(L, HOST_TASK_MT);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
@@ -257,9 +245,8 @@ void host_task_fail(lasync_host *h, host_task *t, lua_State *L) {
   if (!lua_checkstack(cb, 8)) luaL_error(cb, "not enough memory");
   if (L != cb) lua_xmove(L, cb, 1);
   int err = lua_gettop(cb);
-  host_push_report(cb, co, err);
-  host_task_set_report(cb, t);
-  lua_settop(cb, err);
+  if (!host_is_cancelled_error(cb, err))
+    host_task_record_failure(cb, t, co, 1, err);
   t->outcome = host_is_cancelled_error(cb, err) ? OUTCOME_CANCELLED
                                                  : OUTCOME_FAILED;
   lua_settop(co, 0);
@@ -276,6 +263,8 @@ int host_task_results(lua_State *L, host_task *t) {
     t->flags |= TF_RETRIEVED;
     lua_pushvalue(co, 1);
     lua_xmove(co, L, 1);
+    host_task *me = host_task_of(L);
+    if (me && t->outcome == OUTCOME_FAILED) host_task_note_origin(L, me, -1, t, 0);
     return lua_error(L);
   }
   luaL_checkstack(L, n, "too many results");
@@ -350,6 +339,7 @@ static int task_gc(lua_State *L) {
                     lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
     host_report(h, lua_tostring(L, -1));
   }
+  host_task_drop_report(L, t);
   return 0;
 }
 
