@@ -14,6 +14,7 @@ void l_open_loop(lua_State *L, lasync_host *h);
 void l_open_queue(lua_State *L, lasync_host *h);
 void l_open_sync(lua_State *L, lasync_host *h);
 void l_open_wait(lua_State *L, lasync_host *h);
+void l_open_diag(lua_State *L, lasync_host *h);
 /* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
 void l_push_wait_internals(lua_State *L, lasync_host *h);
 

@@ -428,6 +428,21 @@ int host_sched_init(lasync_host *h);
 void host_sched_close(lasync_host *h);
 void host_handle_closed(uv_handle_t *handle);
 
+/* ---- the exception handler (exception.c) ---- */
+/* Pushes asyncio's context table {message = message, exception = the value
+ * at err}; the caller adds task, handle, traceback...  [-0, +1] */
+void host_push_context(lua_State *L, const char *message, int err);
+/* Gives the context table at ctx to the handler set by
+ * asyncio.set_exception_handler, or prints it (the default handler).
+ * Runs Lua: call it where a Lua error cannot escape (protected, or a
+ * finalizer).  [-0, +0] */
+void host_call_exception_handler(lasync_host *h, lua_State *L, int ctx);
+/* The default handler's text for the context at ctx.  [-0, +1] */
+const char *host_push_exception_text(lua_State *L, int ctx);
+/* Sets (the value at idx; nil: the default) or pushes the handler. */
+void host_set_exception_handler(lua_State *L, int idx);
+void host_push_exception_handler(lua_State *L);
+
 /* Pushes the traceback-carrying report text for an error at idx. */
 void host_push_report(lua_State *L, lua_State *where, int idx);
 

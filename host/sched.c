@@ -435,9 +435,33 @@ static void callback_release(host_callback *c) {
   }
 }
 
+/* Keeps the error and its report: {err, report}. */
 static int callback_msgh(lua_State *L) {
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
   host_push_report(L, L, 1);
+  lua_rawseti(L, -2, 2);
   return 1;
+}
+
+/* asyncio's "Exception in callback", through the exception handler; the
+ * message handler's {err, report} (or a bare error: out of memory) on top. */
+static void callback_failed(lasync_host *h, lua_State *L, host_callback *c) {
+  int got = lua_gettop(L);
+  if (lua_istable(L, got)) {
+    lua_rawgeti(L, got, 1);
+    lua_rawgeti(L, got, 2);
+  } else {
+    lua_pushvalue(L, got);
+    lua_pushnil(L);
+  }
+  host_push_context(L, "Exception in callback", got + 1);
+  lua_pushvalue(L, got + 2);
+  lua_setfield(L, -2, "traceback");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+  lua_setfield(L, -2, "handle");
+  host_call_exception_handler(h, L, -1);
 }
 
 /* Runs inside the batch's protection (on_check); the callback itself runs
@@ -461,10 +485,7 @@ static void callback_run(lasync_host *h, host_posted *p) {
     h->current = L;
     int status = lua_pcall(L, (int)n - 1, 0, top + 1);
     h->current = outer;
-    if (status != LUA_OK) {
-      lua_pushfstring(L, "Exception in callback: %s", lua_tostring(L, -1));
-      host_report(h, lua_tostring(L, -1));
-    }
+    if (status != LUA_OK) callback_failed(h, L, c);
     lua_settop(L, top);
   }
   callback_release(c);

@@ -316,6 +316,27 @@ static int task_tostring(lua_State *L) {
   return 1;
 }
 
+/* asyncio's "Task exception was never retrieved", through the exception
+ * handler: the Task at 1 is being finalized (its thread and error are
+ * still there). */
+static void never_retrieved(lasync_host *h, lua_State *L, host_task *t) {
+  luaL_checkstack(L, 6, "exception context");
+  int top = lua_gettop(L);
+  lua_pushvalue(t->co, 1);
+  lua_xmove(t->co, L, 1);
+  lua_pushfstring(L, "Task exception was never retrieved (Task-%I)",
+                  (lua_Integer)t->id);
+  host_push_context(L, lua_tostring(L, -1), top + 1);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "task");
+  host_task_push_report_of(L, t);
+  lua_setfield(L, -2, "traceback");
+  host_push_where(L, &t->created);
+  lua_setfield(L, -2, "source");
+  host_call_exception_handler(h, L, -1);
+  lua_settop(L, top);
+}
+
 /* A task is collected only once it is done and unreferenced, or when the
  * state closes.  A failure nobody looked at is reported here, like
  * asyncio's "Task exception was never retrieved". */
@@ -333,11 +354,7 @@ static int task_gc(lua_State *L) {
     task_end(h, t);
   } else if (t->outcome == OUTCOME_FAILED && !(t->flags & TF_RETRIEVED)) {
     /* weak-keyed entries of an object being finalized are still there */
-    host_task_push_report(L, 1);
-    lua_pushfstring(L, "Task exception was never retrieved (Task-%I)\n%s",
-                    (lua_Integer)t->id,
-                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-    host_report(h, lua_tostring(L, -1));
+    never_retrieved(h, L, t);
   }
   host_task_drop_report(L, t);
   return 0;
