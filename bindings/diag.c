@@ -2,6 +2,9 @@
  * the loop methods of asyncio), and a task's stack (get_stack,
  * print_stack).  The records behind them are the host's: host/exception.c
  * (the handler), host/origin.c (failure reports), host/where.c (places). */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "init.h"
 
 /* ---- the exception handler ---------------------------------------------- */
@@ -43,7 +46,385 @@ static int l_default_exception_handler(lua_State *L) {
   return 0;
 }
 
+/* ---- stacks ------------------------------------------------------------- */
+
+/* Pushes {source, line, name, what} for the frame in ar (of thread co). */
+static void push_frame(lua_State *L, lua_State *co, lua_Debug *ar) {
+  lua_getinfo(co, "Sln", ar);
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, ar->short_src);
+  lua_setfield(L, -2, "source");
+  if (ar->currentline > 0) {
+    lua_pushinteger(L, ar->currentline);
+    lua_setfield(L, -2, "line");
+  }
+  if (ar->name)
+    lua_pushstring(L, ar->name);
+  else if (*ar->what == 'm')
+    lua_pushliteral(L, "main chunk");
+  else if (*ar->what == 'C')
+    lua_pushliteral(L, "?");
+  else
+    lua_pushfstring(L, "function <%s:%d>", ar->short_src, ar->linedefined);
+  lua_setfield(L, -2, "name");
+  lua_pushstring(L, ar->what);
+  lua_setfield(L, -2, "what");
+}
+
+/* The levels of t's stack worth showing: [*first, end).  The running
+ * task's own stack starts above the caller (level 1 + skip); a task
+ * thread's last frame is its C body, which says nothing. */
+static int stack_levels(lua_State *L, host_task *t, int skip, int *first) {
+  lua_Debug ar;
+  lua_State *co = t->co;
+  int n = 0;
+  *first = (co == L ? 1 : 0) + skip;
+  while (lua_getstack(co, n, &ar)) n++;
+  if (n > 0 && lua_getstack(co, n - 1, &ar)) {
+    lua_getinfo(co, "S", &ar);
+    if (*ar.what == 'C') n--;
+  }
+  return n;
+}
+
+/* Pushes the list of t's frames, newest first (or oldest first), at most
+ * limit (< 0: all) of them.  A finished task has none. */
+static void push_stack(lua_State *L, host_task *t, int skip, int limit,
+                       int oldest_first) {
+  lua_Debug ar;
+  int first, end = 0;
+  if (t->state != TASK_DONE) end = stack_levels(L, t, skip, &first);
+  else first = 0;
+  int n = end > first ? end - first : 0;
+  if (limit >= 0 && n > limit) n = limit;
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    /* the newest n frames, in the order asked */
+    int level = oldest_first ? first + n - 1 - i : first + i;
+    if (!lua_getstack(t->co, level, &ar)) break;
+    luaL_checkstack(L, 4, "stack");
+    push_frame(L, t->co, &ar);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+/* opts {limit =} at idx: limit, or -1 for none. */
+static int opt_limit(lua_State *L, int idx, const char *const known[]) {
+  host_check_options(L, idx, known);
+  if (lua_isnoneornil(L, idx)) return -1;
+  lua_getfield(L, idx, "limit");
+  int limit = -1;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0)
+      luaL_argerror(L, idx, "limit: non-negative integer expected");
+    limit = lua_tointeger(L, -1) > 1000000 ? 1000000
+                                            : (int)lua_tointeger(L, -1);
+  }
+  lua_pop(L, 1);
+  return limit;
+}
+
+/* task:get_stack([{limit = n}]): the frames of a pending task, oldest
+ * first (asyncio's order), each {source, line, name, what}. */
+static int task_get_stack(lua_State *L) {
+  static const char *const known[] = {"limit", NULL};
+  host_task *t = host_check_task_arg(L, 1);
+  int limit = opt_limit(L, 2, known);
+  push_stack(L, t, 0, limit, 1);
+  return 1;
+}
+
+/* Appends a formatted line to the list of lines at `lines`. */
+static void add_line(lua_State *L, int lines, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  lua_rawseti(L, lines, (lua_Integer)lua_rawlen(L, lines) + 1);
+}
+
+/* Appends "File 'x.lua', line 4, in fetch" for the frame table at frame. */
+static void add_frame_line(lua_State *L, int lines, const char *indent,
+                           int frame) {
+  lua_getfield(L, frame, "what");
+  lua_getfield(L, frame, "source");
+  lua_getfield(L, frame, "line");
+  lua_getfield(L, frame, "name");
+  if (*lua_tostring(L, -4) == 'C')
+    add_line(L, lines, "%s[C] in '%s'", indent, lua_tostring(L, -1));
+  else
+    add_line(L, lines, "%sFile '%s', line %d, in %s", indent,
+             lua_tostring(L, -3), (int)lua_tointeger(L, -2),
+             lua_tostring(L, -1));
+  lua_pop(L, 4);
+}
+
+/* Writes the lines at idx, each ending in "\n", to file (or stdout). */
+static void write_lines(lua_State *L, int lines, int file) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, lines);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, lines, i);
+    if (file) {
+      lua_getfield(L, file, "write");
+      lua_pushvalue(L, file);
+      lua_pushvalue(L, -3);
+      lua_pushliteral(L, "\n");
+      lua_call(L, 3, 0);
+    } else {
+      fputs(lua_tostring(L, -1), stdout);
+      fputc('\n', stdout);
+    }
+    lua_pop(L, 1);
+  }
+  if (!file) fflush(stdout);
+}
+
+static void push_task_repr(lua_State *L, int task) {
+  host_task *t = lua_touserdata(L, task);
+  host_task_push_name(L, task);
+  lua_pushfstring(L, "Task(name='%s', id=%d)", lua_tostring(L, -1),
+                  (int)t->id);
+  lua_remove(L, -2);
+}
+
+/* task:print_stack([{limit =, file =}]): asyncio's print_stack. */
+static int task_print_stack(lua_State *L) {
+  static const char *const known[] = {"limit", "file", NULL};
+  host_task *t = host_check_task_arg(L, 1);
+  int limit = opt_limit(L, 2, known);
+  int file = 0;
+  if (lua_istable(L, 2) && lua_getfield(L, 2, "file") != LUA_TNIL) {
+    file = lua_gettop(L);
+    if (luaL_getmetafield(L, file, "__index") == LUA_TNIL &&
+        !lua_istable(L, file))
+      luaL_argerror(L, 2, "file: a file (with a write method) expected");
+    lua_settop(L, file);
+  }
+  lua_newtable(L);
+  int lines = lua_gettop(L);
+  push_task_repr(L, 1);
+  if (t->state == TASK_DONE && t->outcome == OUTCOME_FAILED) {
+    add_line(L, lines, "Traceback for %s (most recent call last):",
+             lua_tostring(L, -1));
+    host_task_push_report_of(L, t);
+    if (lua_isstring(L, -1)) add_line(L, lines, "%s", lua_tostring(L, -1));
+    lua_pop(L, 1);
+  } else {
+    push_stack(L, t, 0, limit, 1);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    if (n == 0)
+      add_line(L, lines, "No stack for %s", lua_tostring(L, -2));
+    else
+      add_line(L, lines, "Stack for %s (most recent call last):",
+               lua_tostring(L, -2));
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      add_frame_line(L, lines, "  ", lua_gettop(L));
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  write_lines(L, lines, file);
+  return 0;
+}
+
+/* ---- the call graph (Python 3.14's capture_call_graph) -------------------- */
+
+#define GRAPH_DEPTH 64 /* awaiting tasks followed, at most, per path */
+
+static void push_graph(lua_State *L, int task, int skip, int limit, int seen,
+                       int depth);
+
+/* Adds the graph of the awaiting task `owner` to the list on top, once. */
+static void add_awaiter(lua_State *L, host_task *owner, int limit, int seen,
+                        int depth) {
+  if (!owner || owner->state == TASK_DONE) return;
+  host_task_push(L, owner);
+  int task = lua_gettop(L);
+  lua_pushvalue(L, task);
+  if (lua_rawget(L, seen) != LUA_TNIL || depth >= GRAPH_DEPTH) {
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pop(L, 1);
+  push_graph(L, task, 0, limit, seen, depth + 1);
+  lua_rawseti(L, task - 1, (lua_Integer)lua_rawlen(L, task - 1) + 1);
+  lua_pop(L, 1);
+}
+
+/* Pushes {task, call_stack, awaited_by} for the Task at `task`. */
+static void push_graph(lua_State *L, int task, int skip, int limit, int seen,
+                       int depth) {
+  host_task *t = lua_touserdata(L, task);
+  luaL_checkstack(L, 8, "call graph");
+  lua_pushvalue(L, task);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, seen);
+  lua_createtable(L, 0, 3);
+  lua_pushvalue(L, task);
+  lua_setfield(L, -2, "task");
+  push_stack(L, t, skip, limit, 0);
+  lua_setfield(L, -2, "call_stack");
+  lua_newtable(L); /* awaited_by */
+  for (host_link *k = t->awaiters.next; k != &t->awaiters; k = k->next) {
+    host_listener *l = host_container_of(k, host_listener, link);
+    host_task *owner = l_task_listener_owner(l);
+    if (!owner) owner = l_wait_listener_owner(l);
+    add_awaiter(L, owner, limit, seen, depth);
+  }
+  lua_getfield(L, LUA_REGISTRYINDEX, L_GROUP_PARENTS);
+  if (lua_istable(L, -1)) {
+    lua_pushvalue(L, task);
+    lua_rawget(L, -2);
+    host_task *parent = host_test_task_arg(L, -1);
+    lua_pop(L, 2);
+    add_awaiter(L, parent, limit, seen, depth);
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_setfield(L, -2, "awaited_by");
+}
+
+/* The task argument at idx, or the current task; 0 when there is none. */
+static int task_or_current(lua_State *L, int idx) {
+  if (!lua_isnoneornil(L, idx)) {
+    host_check_task_arg(L, idx);
+    return lua_absindex(L, idx);
+  }
+  host_task *t = host_task_of(L);
+  if (!t) return 0;
+  host_task_push(L, t);
+  return lua_gettop(L);
+}
+
+static int graph_opts(lua_State *L, int idx, int *depth) {
+  static const char *const known[] = {"depth", "limit", "file", NULL};
+  int limit = opt_limit(L, idx, known);
+  *depth = 1;
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, "depth");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 ||
+          lua_tointeger(L, -1) > 1000000)
+        luaL_argerror(L, idx, "depth: non-negative integer expected");
+      *depth = (int)lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  return limit;
+}
+
+/* capture_call_graph([task [, {depth =, limit =}]]) -> {task, call_stack,
+ * awaited_by = {graph...}}, or nil outside a task with no task given.
+ * depth: frames of the current task to skip (1: capture_call_graph's
+ * caller is the first); call_stack is newest first, as Python's. */
+static int l_capture_call_graph(lua_State *L) {
+  int depth;
+  int limit = graph_opts(L, 2, &depth);
+  int task = task_or_current(L, 1);
+  if (!task) {
+    lua_pushnil(L);
+    return 1;
+  }
+  host_task *t = lua_touserdata(L, task);
+  lua_newtable(L);
+  push_graph(L, task, t->co == L ? depth - 1 : 0, limit, lua_gettop(L), 0);
+  return 1;
+}
+
+/* Python's layout: a task's lines under its "* Task(...)" line are indented
+ * by 3 more spaces, except at the top. */
+static void format_graph(lua_State *L, int graph, int lines,
+                         const char *indent, int level) {
+  luaL_checkstack(L, 8, "call graph");
+  lua_getfield(L, graph, "task");
+  push_task_repr(L, lua_gettop(L));
+  add_line(L, lines, "%s* %s", indent, lua_tostring(L, -1));
+  lua_pop(L, 2);
+  lua_pushfstring(L, "%s%s", indent, level > 0 ? "   " : "");
+  const char *inner = lua_tostring(L, -1);
+  lua_getfield(L, graph, "call_stack");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  if (n > 0) add_line(L, lines, "%s+ Call stack:", inner);
+  lua_pushfstring(L, "%s|   ", inner);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -2, i);
+    add_frame_line(L, lines, lua_tostring(L, -2), lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  lua_getfield(L, graph, "awaited_by");
+  n = (lua_Integer)lua_rawlen(L, -1);
+  if (n > 0 && level < GRAPH_DEPTH) {
+    add_line(L, lines, "%s+ Awaited by:", inner);
+    lua_pushfstring(L, "%s   ", inner);
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, -2, i);
+      format_graph(L, lua_gettop(L), lines, lua_tostring(L, -2), level + 1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+/* Pushes the lines of the graph of the task at 1 (or the current one). */
+static int graph_lines(lua_State *L) {
+  int depth;
+  int limit = graph_opts(L, 2, &depth);
+  int task = task_or_current(L, 1);
+  lua_newtable(L);
+  int lines = lua_gettop(L);
+  if (!task) return lines;
+  host_task *t = lua_touserdata(L, task);
+  lua_newtable(L);
+  push_graph(L, task, t->co == L ? depth - 1 : 0, limit, lua_gettop(L), 0);
+  format_graph(L, lua_gettop(L), lines, "", 0);
+  lua_settop(L, lines);
+  return lines;
+}
+
+/* format_call_graph([task [, opts]]) -> the text print_call_graph prints. */
+static int l_format_call_graph(lua_State *L) {
+  int lines = graph_lines(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, lines);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\n');
+    lua_rawgeti(L, lines, i);
+    luaL_addvalue(&b);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* print_call_graph([task [, {depth =, limit =, file =}]]): to stdout or
+ * file. */
+static int l_print_call_graph(lua_State *L) {
+  int file = 0;
+  if (lua_istable(L, 2) && lua_getfield(L, 2, "file") != LUA_TNIL) {
+    file = lua_gettop(L);
+    if (luaL_getmetafield(L, file, "__index") == LUA_TNIL &&
+        !lua_istable(L, file))
+      luaL_argerror(L, 2, "file: a file (with a write method) expected");
+    lua_settop(L, file);
+  } else {
+    lua_settop(L, 2);
+  }
+  int lines = graph_lines(L);
+  write_lines(L, lines, file);
+  return 0;
+}
+
+static const luaL_Reg task_methods[] = {{"get_stack", task_get_stack},
+                                        {"print_stack", task_print_stack},
+                                        {NULL, NULL}};
+
 static const luaL_Reg funcs[] = {
+    {"capture_call_graph", l_capture_call_graph},
+    {"format_call_graph", l_format_call_graph},
+    {"print_call_graph", l_print_call_graph},
     {"set_exception_handler", l_set_exception_handler},
     {"get_exception_handler", l_get_exception_handler},
     {"call_exception_handler", l_call_exception_handler},
@@ -56,4 +437,9 @@ void l_open_diag(lua_State *L, lasync_host *h) {
   lua_pushlightuserdata(L, h);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, funcs, 2);
+  /* the Task methods: added to the type task.c made */
+  luaL_getmetatable(L, HOST_TASK_MT);
+  lua_getfield(L, -1, "__index");
+  luaL_setfuncs(L, task_methods, 0);
+  lua_pop(L, 2);
 }

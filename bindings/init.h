@@ -24,6 +24,13 @@ int l_run_until_complete(lua_State *L, int idx);
  * its results are a wake-up no cancel hook can give back (task.c). */
 int l_task_await_woken(host_task *t);
 
+/* The task that a done-listener belongs to (await: task.c; gather and
+ * wait: wait.c), or NULL: the call graph's "awaited by". */
+host_task *l_task_listener_owner(host_listener *l);
+host_task *l_wait_listener_owner(host_listener *l);
+/* Registry key of the table child Task -> its TaskGroup's task. */
+#define L_GROUP_PARENTS "lasync.group_parents"
+
 LASYNC_API int luaopen_asyncio(lua_State *L);
 LASYNC_API int luaopen_asyncio_http(lua_State *L);
 LASYNC_API int luaopen_asyncio_fs(lua_State *L);

@@ -6,7 +6,7 @@ local M, C = ...
 
 local create_task, current_task = M.create_task, M.current_task
 local wait_any, TaskMT, LockMT = C.wait_any, C.TaskMT, C.LockMT
-local note_origin = C.note_origin
+local note_origin, group_parents = C.note_origin, C.group_parents
 local time, is = M.time, M.is
 local getmetatable, setmetatable, error, pcall, type, tostring, pairs =
   getmetatable, setmetatable, error, pcall, type, tostring, pairs
@@ -247,6 +247,7 @@ function TaskGroup:create_task(fn, ...)
   self._seq = self._seq + 1
   self._tasks[t] = self._seq
   self._n = self._n + 1
+  group_parents[t] = self._parent -- the call graph: awaited by the parent
   t:add_done_callback(function(d) self:_on_done(d) end)
   return t
 end

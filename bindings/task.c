@@ -27,6 +27,11 @@ int l_task_await_woken(host_task *t) {
          t->wait_cancel == await_cancel;
 }
 
+host_task *l_task_listener_owner(host_listener *l) {
+  return l->fn == await_done ? host_container_of(l, host_task, await_node)
+                             : NULL;
+}
+
 /* The task t awaits, if it waits in task:await() (host->awaiting). */
 static host_task *awaiting(host_task *t) {
   if (t->state == TASK_DONE || !(t->flags & TF_PARKED) ||

@@ -475,6 +475,12 @@ static int l_gather(lua_State *L) {
   return host_park(L, parent, gather_cancel, g, gather_k, (lua_KContext)g);
 }
 
+host_task *l_wait_listener_owner(host_listener *l) {
+  if (l->fn == gather_child_done) return state_of((gather_child *)l)->parent;
+  if (l->fn == any_child_done) return ((any_child *)l)->w->parent;
+  return NULL;
+}
+
 static const luaL_Reg tmo_methods[] = {{"reschedule", tmo_reschedule},
                                        {"when", tmo_when},
                                        {"expired", tmo_expired},
@@ -518,4 +524,13 @@ void l_push_wait_internals(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "wait_any");
   lua_pushcfunction(L, l_note_origin);
   lua_setfield(L, -2, "note_origin");
+  /* child Task -> the task of its TaskGroup (weak keys), for the graph */
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, L_GROUP_PARENTS);
+  lua_setfield(L, -2, "group_parents");
 }
