@@ -421,7 +421,42 @@ static const luaL_Reg task_methods[] = {{"get_stack", task_get_stack},
                                         {"print_stack", task_print_stack},
                                         {NULL, NULL}};
 
+/* ---- debug mode ------------------------------------------------------------ */
+
+/* set_debug(enabled [, {slow_callback_duration = s}]) */
+static int l_set_debug(lua_State *L) {
+  static const char *const known[] = {"slow_callback_duration", NULL};
+  luaL_checkany(L, 1);
+  host_check_options(L, 2, known);
+  double slow = 0;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "slow_callback_duration");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isnumber(L, -1))
+        luaL_argerror(L, 2, "slow_callback_duration: number expected");
+      slow = lua_tonumber(L, -1);
+      if (!(slow > 0 && slow < 1e6))
+        luaL_argerror(L, 2, "slow_callback_duration: a positive number of "
+                            "seconds expected");
+    }
+    lua_pop(L, 1);
+  }
+  int rc = host_debug_set(HOST(L), lua_toboolean(L, 1), slow);
+  if (rc) return host_raise_oserror(L, rc, "set_debug", NULL);
+  return 0;
+}
+
+/* get_debug() -> enabled, slow_callback_duration */
+static int l_get_debug(lua_State *L) {
+  lasync_host *h = HOST(L);
+  lua_pushboolean(L, h->debug != NULL);
+  lua_pushnumber(L, host_debug_slow(h));
+  return 2;
+}
+
 static const luaL_Reg funcs[] = {
+    {"set_debug", l_set_debug},
+    {"get_debug", l_get_debug},
     {"capture_call_graph", l_capture_call_graph},
     {"format_call_graph", l_format_call_graph},
     {"print_call_graph", l_print_call_graph},

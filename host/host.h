@@ -309,6 +309,23 @@ int host_raise_oserror(lua_State *L, int code, const char *op,
 
 /* ---- the host --------------------------------------------------------- */
 
+/* ---- debug mode (debug.c) ---- */
+typedef struct host_debug host_debug;
+/* Turns debug mode on or off; slow > 0 sets slow_callback_duration (0.1 s
+ * by default).  Starts or stops the watchdog thread.  0 or a UV_ code. */
+int host_debug_set(lasync_host *h, int on, double slow);
+double host_debug_slow(lasync_host *h);
+void host_debug_free(lasync_host *h);
+/* Around each task step and callback, in debug mode (h->debug). */
+void host_debug_step_begin(host_debug *d, lua_State *L);
+void host_debug_step_end(host_debug *d, lua_State *L);
+/* Reports the tasks still pending (host_drain, in debug mode). */
+void host_debug_report_pending(lasync_host *h, lua_State *L);
+/* Reports the handles still open (lasync_stop, in debug mode). */
+void host_debug_report_open(lasync_host *h);
+/* A warning through the reporter (not an error: no last error). */
+void host_warn(lasync_host *h, const char *text);
+
 typedef struct host_pool host_pool;
 /* A new state with the host's allocator (*pool is what to free after
  * lua_close, possibly NULL), panic and warning functions. */
@@ -354,7 +371,8 @@ struct lasync_host {
    * set by the task bindings, for the places that follow a chain of
    * awaits (deadlock messages, the call graph). */
   host_task *(*awaiting)(host_task *t);
-  char deadlock_where[128]; /* where the task host_run_task gave up on
+  char deadlock_where[128];
+  host_debug *debug;      /* debug mode's watchdog, or NULL (debug.c) */ /* where the task host_run_task gave up on
                                waited ("in 'get' at x.lua:3") */
   unsigned long nreports;
   host_pool *pool;         /* the owned state's allocator, or NULL */

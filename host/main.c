@@ -108,7 +108,7 @@ static void on_wake(uv_async_t *a) {
 
 static void print_usage(const char *badoption) {
   fprintf(stderr, "%s: ", progname);
-  if (badoption[1] == 'e' || badoption[1] == 'l')
+  if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'X')
     fprintf(stderr, "'%s' needs argument\n", badoption);
   else
     fprintf(stderr, "unrecognized option '%s'\n", badoption);
@@ -122,6 +122,7 @@ static void print_usage(const char *badoption) {
           "  -v        show version information\n"
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
+          "  -X debug  debug mode (asyncio's: slow steps, where stuck)\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
@@ -306,6 +307,7 @@ static int collectargs(char **argv, int *first) {
       break;
     case 'e':
       args |= has_e; /* FALLTHROUGH */
+    case 'X': /* lasync's: -X debug */
     case 'l':
       if (argv[i][2] == '\0') {
         i++;
@@ -337,6 +339,16 @@ static int runargs(cli *c, char **argv, int n) {
     case 'W':
       lua_warning(c->h->L, "@on", 0);
       break;
+    case 'X': {
+      const char *opt = argv[i][2] ? argv[i] + 2 : argv[++i];
+      if (strcmp(opt, "debug") != 0) {
+        fprintf(stderr, "%s: unknown -X option '%s' (known: debug)\n",
+                progname, opt);
+        return 0;
+      }
+      host_debug_set(c->h, 1, 0);
+      break;
+    }
     }
   }
   return 1;

@@ -218,7 +218,9 @@ static inline void task_ready_flags(host_task *t) {
 static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
   h->current = t->co;
+  if (h->debug) host_debug_step_begin(h->debug, t->co);
   int status = lua_resume(t->co, h->cbL, t->nargs, nres);
+  if (h->debug) host_debug_step_end(h->debug, t->co);
   h->current = outer;
   t->nargs = 0;
   return status;
@@ -401,6 +403,7 @@ const char *host_push_deadlock(lua_State *L, lasync_host *h, const char *who) {
 
 void host_drain(lasync_host *h, lua_State *L) {
   if (!h->npending && !(h->stopping && h->ready_head)) return;
+  host_debug_report_pending(h, L);
   host_cancel_all(h, L);
   /* when stopping, also until the done callbacks have run */
   for (int turns = 0;
@@ -483,7 +486,9 @@ static void callback_run(lasync_host *h, host_posted *p) {
     lua_remove(L, top + 2);
     lua_State *outer = h->current;
     h->current = L;
+    if (h->debug) host_debug_step_begin(h->debug, L);
     int status = lua_pcall(L, (int)n - 1, 0, top + 1);
+    if (h->debug) host_debug_step_end(h->debug, L);
     h->current = outer;
     if (status != LUA_OK) callback_failed(h, L, c);
     lua_settop(L, top);

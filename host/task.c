@@ -324,8 +324,13 @@ static void never_retrieved(lasync_host *h, lua_State *L, host_task *t) {
   int top = lua_gettop(L);
   lua_pushvalue(t->co, 1);
   lua_xmove(t->co, L, 1);
-  lua_pushfstring(L, "Task exception was never retrieved (Task-%I)",
-                  (lua_Integer)t->id);
+  if (h->debug && t->created.src) /* debug mode: where it was made */
+    lua_pushfstring(L, "Task exception was never retrieved (Task-%I, "
+                       "created at %s:%d)", (lua_Integer)t->id,
+                    t->created.src, t->created.line);
+  else
+    lua_pushfstring(L, "Task exception was never retrieved (Task-%I)",
+                    (lua_Integer)t->id);
   host_push_context(L, lua_tostring(L, -1), top + 1);
   lua_pushvalue(L, 1);
   lua_setfield(L, -2, "task");
