@@ -128,6 +128,18 @@ typedef int (*host_cancel_fn)(host_task *t, int woken);
 /* Continuation run when a parked task resumes (after the cancel check). */
 typedef int (*host_k_fn)(lua_State *L, lua_KContext ctx);
 
+/* Per-task statistics, kept always (about one uv_hrtime() per wake and
+ * two per step): uv_hrtime() nanoseconds. */
+typedef struct host_task_stats {
+  uint64_t created;    /* when it was spawned */
+  uint64_t queued;     /* when it last became ready (woken or spawned) */
+  uint64_t last_wake;  /* when it was last woken */
+  uint64_t busy;       /* time spent running its steps */
+  uint64_t scheduled;  /* time spent ready but not yet running */
+  uint64_t ended;      /* when it ended, 0 while pending */
+  uint32_t steps, wakes;
+} host_task_stats;
+
 enum { TASK_PENDING = 0, TASK_DONE = 1 };
 enum { OUTCOME_NONE = 0, OUTCOME_OK, OUTCOME_FAILED, OUTCOME_CANCELLED };
 
@@ -162,6 +174,7 @@ struct host_task {
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
   int report_ref;          /* registry ref of its failure's report (origin.c) */
   host_where created;      /* where create_task was called (where.c) */
+  host_task_stats stats;   /* tokio-console's per-task figures (stats.c) */
   uint32_t id;
   unsigned char state;
   unsigned char outcome;

@@ -214,13 +214,17 @@ static inline void task_ready_flags(host_task *t) {
   t->wait_data = NULL;
 }
 
-/* The one lua_resume. */
+/* The one lua_resume; it counts the step's time (stats). */
 static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
   h->current = t->co;
+  uint64_t t0 = uv_hrtime();
+  t->stats.steps++;
+  t->stats.scheduled += t0 - t->stats.queued;
   if (h->debug) host_debug_step_begin(h->debug, t->co);
   int status = lua_resume(t->co, h->cbL, t->nargs, nres);
   if (h->debug) host_debug_step_end(h->debug, t->co);
+  t->stats.busy += uv_hrtime() - t0;
   h->current = outer;
   t->nargs = 0;
   return status;
@@ -299,6 +303,7 @@ int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
       t->wait_cancel = NULL;
       if (!woken) {
         t->flags |= TF_QUEUED;
+        t->stats.queued = uv_hrtime();
         host_ready_push(t->h, &t->ready);
       }
     }
@@ -321,6 +326,8 @@ void host_wake(host_task *t, lua_State *from, int n) {
   }
   t->nargs = n;
   t->flags |= TF_QUEUED;
+  t->stats.wakes++;
+  t->stats.queued = t->stats.last_wake = uv_hrtime();
   host_ready_push(t->h, &t->ready);
 }
 
@@ -361,6 +368,7 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   t->wait_cancel = NULL;
   t->flags |= TF_MUST_CANCEL | TF_QUEUED;
   t->nargs = 0;
+  t->stats.queued = uv_hrtime();
   host_ready_push(t->h, &t->ready);
   return 1;
 }

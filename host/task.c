@@ -179,6 +179,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   t->cancel_msg_ref = LUA_NOREF;
   t->report_ref = LUA_NOREF;
   host_where_note(h, L, &t->created);
+  t->stats.created = t->stats.queued = uv_hrtime();
   luaL_setmetatable(L, HOST_TASK_MT);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
@@ -206,6 +207,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
  * which are told now, each unlinked before it runs. */
 static void task_end(lasync_host *h, host_task *t) {
   t->state = TASK_DONE;
+  t->stats.ended = uv_hrtime();
   t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
   t->wait_cancel = NULL;
   h->npending--;
