@@ -36,6 +36,14 @@ struct host_debug {
   uint64_t hooked_seq;    /* the step the watchdog hooked */
   int hooked_reported;    /* its hook has run */
   int quit;
+  int slow_on;            /* debug mode (else only step tracking, for
+                             the inspector) */
+  int inspect_on;         /* host_inspect runs */
+  /* the inspector's question to a blocked step (inspect.c): the hook
+   * writes who and where into `probe`, then sets probe_done */
+  uint64_t probe_seq;
+  int probe_done;
+  char probe[4096];
 };
 
 /* Text for debug reports: through the reporter, but they are warnings:
@@ -89,6 +97,67 @@ static void stuck_hook(lua_State *L, lua_Debug *ar) {
   lua_pop(L, 3);
 }
 
+/* The inspector's probe: on the loop's thread, inside the blocked step. */
+static void probe_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  lasync_host *h = host_get(L);
+  host_debug *d = h ? h->debug : NULL;
+  if (!d || !lua_checkstack(L, 6)) return;
+  push_who(L, host_task_of(L));
+  luaL_traceback(L, L, NULL, 0);
+  pthread_mutex_lock(&d->mu);
+  snprintf(d->probe, sizeof d->probe, "%s\n%s", lua_tostring(L, -2),
+           lua_tostring(L, -1));
+  d->probe_done = 1;
+  pthread_cond_broadcast(&d->cond);
+  pthread_mutex_unlock(&d->mu);
+  lua_pop(L, 2);
+}
+
+int host_debug_blocked(lasync_host *h, char *buf, size_t size,
+                       double wait) {
+  host_debug *d = h->debug;
+  if (!d) return 0;
+  pthread_mutex_lock(&d->mu);
+  if (!d->step_start || !d->step_L) {
+    pthread_mutex_unlock(&d->mu);
+    return 0;
+  }
+  uint64_t seq = d->step_seq;
+  double secs = (double)(uv_hrtime() - d->step_start) / 1e9;
+  host_task *t = host_task_of(d->step_L);
+  if (d->probe_seq != seq) { /* one probe per step */
+    d->probe_seq = seq;
+    d->probe_done = 0;
+    lua_sethook(d->step_L, probe_hook,
+                LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)(wait * 1e9);
+  ts.tv_sec += (time_t)(ns / 1000000000u);
+  ts.tv_nsec = (long)(ns % 1000000000u);
+  while (!d->probe_done && d->step_seq == seq &&
+         pthread_cond_timedwait(&d->cond, &d->mu, &ts) == 0) {
+  }
+  if (d->probe_done && d->probe_seq == seq)
+    snprintf(buf, size, "the loop is blocked for %.3f seconds by %s", secs,
+             d->probe);
+  else if (t && d->step_seq == seq)
+    snprintf(buf, size, "the loop is blocked for %.3f seconds by Task-%u "
+             "(created at %s:%d), in C code (no Lua traceback yet)", secs,
+             (unsigned)t->id, t->created.src ? t->created.src : "?",
+             t->created.line);
+  else if (d->step_seq == seq)
+    snprintf(buf, size, "the loop is blocked for %.3f seconds by a "
+             "callback, in C code", secs);
+  else
+    buf[0] = '\0'; /* it moved on meanwhile */
+  pthread_mutex_unlock(&d->mu);
+  return buf[0] != '\0';
+}
+
 /* ---- the watchdog thread -------------------------------------------------- */
 
 static void *watchdog(void *arg) {
@@ -103,7 +172,8 @@ static void *watchdog(void *arg) {
     ts.tv_nsec = (long)(ns % 1000000000u);
     pthread_cond_timedwait(&d->cond, &d->mu, &ts);
     if (d->quit) break;
-    if (d->step_start && d->step_L && d->hooked_seq != d->step_seq &&
+    if (d->slow_on && d->step_start && d->step_L &&
+        d->hooked_seq != d->step_seq &&
         uv_hrtime() - d->step_start > d->slow_ns) {
       d->hooked_seq = d->step_seq;
       d->hooked_reported = 0;
@@ -137,7 +207,7 @@ void host_debug_step_end(host_debug *d, lua_State *L) {
   d->step_L = NULL;
   pthread_mutex_unlock(&d->mu);
   lua_State *cb = d->h->cbL;
-  if (took <= d->slow_ns || !lua_checkstack(cb, 4)) return;
+  if (!d->slow_on || took <= d->slow_ns || !lua_checkstack(cb, 4)) return;
   /* Python's message, once the step is over (built on cbL, as every value
    * the scheduler makes) */
   push_who(cb, L == cb ? NULL : host_task_of(L));
@@ -151,36 +221,56 @@ void host_debug_step_end(host_debug *d, lua_State *L) {
 
 /* ---- on and off ------------------------------------------------------------ */
 
-int host_debug_set(lasync_host *h, int on, double slow) {
+/* The record behind debug mode and the inspector, made on first use. */
+static host_debug *debug_get(lasync_host *h) {
   host_debug *d = h->debug;
-  if (d && slow > 0) {
-    pthread_mutex_lock(&d->mu);
-    d->slow_ns = (uint64_t)(slow * 1e9);
-    pthread_mutex_unlock(&d->mu);
-  }
-  if (!on == !d) return 0;
-  if (!on) {
-    host_debug_free(h);
-    return 0;
-  }
+  if (d) return d;
   d = calloc(1, sizeof *d);
-  if (!d) return UV_ENOMEM;
+  if (!d) return NULL;
   d->h = h;
-  d->slow_ns = (uint64_t)((slow > 0 ? slow : 0.1) * 1e9);
+  d->slow_ns = 100000000u;
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->cond, NULL);
   if (pthread_create(&d->thread, NULL, watchdog, d)) {
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cond);
     free(d);
-    return UV_EAGAIN;
+    return NULL;
   }
   h->debug = d;
+  return d;
+}
+
+static void debug_maybe_free(lasync_host *h) {
+  if (h->debug && !h->debug->slow_on && !h->debug->inspect_on)
+    host_debug_free(h);
+}
+
+int host_debug_set(lasync_host *h, int on, double slow) {
+  host_debug *d = h->debug;
+  if (!on && !d) return 0;
+  if (!(d = debug_get(h))) return UV_ENOMEM;
+  pthread_mutex_lock(&d->mu);
+  if (slow > 0) d->slow_ns = (uint64_t)(slow * 1e9);
+  d->slow_on = on;
+  pthread_mutex_unlock(&d->mu);
+  debug_maybe_free(h);
+  return 0;
+}
+
+int host_debug_on(lasync_host *h) { return h->debug && h->debug->slow_on; }
+
+int host_debug_inspect(lasync_host *h, int on) {
+  host_debug *d = h->debug;
+  if (!on && !d) return 0;
+  if (!(d = debug_get(h))) return UV_ENOMEM;
+  d->inspect_on = on;
+  debug_maybe_free(h);
   return 0;
 }
 
 double host_debug_slow(lasync_host *h) {
-  return h->debug ? (double)h->debug->slow_ns / 1e9 : 0.1;
+  return host_debug_on(h) ? (double)h->debug->slow_ns / 1e9 : 0.1;
 }
 
 void host_debug_free(lasync_host *h) {
@@ -200,7 +290,7 @@ void host_debug_free(lasync_host *h) {
 /* ---- at exit ---------------------------------------------------------------- */
 
 void host_debug_report_pending(lasync_host *h, lua_State *L) {
-  if (!h->debug || !lua_checkstack(L, 6)) return;
+  if (!host_debug_on(h) || !lua_checkstack(L, 6)) return;
   host_push_pending(L, h);
   lua_pushnil(L);
   while (lua_next(L, -2)) {
@@ -222,7 +312,7 @@ void host_debug_report_pending(lasync_host *h, lua_State *L) {
 
 void host_debug_report_open(lasync_host *h) {
   char text[256];
-  if (!h->debug) return;
+  if (!host_debug_on(h)) return;
   for (host_link *l = h->closeables.next; l != &h->closeables; l = l->next) {
     host_closeable *c = host_container_of(l, host_closeable, link);
     host_handle *hd = host_handle_of_closeable(c);

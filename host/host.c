@@ -118,13 +118,17 @@ static int state_gc(lua_State *L) {
   return 0;
 }
 
-/* LASYNC_DEBUG=1 turns debug mode on (as PYTHONASYNCIODEBUG), unless the
- * state ignores the environment (lua -E). */
+/* LASYNC_DEBUG=1 turns debug mode on (as PYTHONASYNCIODEBUG) and
+ * LASYNC_INSPECT=1 the inspector, unless the state ignores the environment
+ * (lua -E). */
 static void debug_from_env(lasync_host *h, lua_State *L) {
   int noenv = lua_getfield(L, LUA_REGISTRYINDEX, "LUA_NOENV") != LUA_TNIL;
   lua_pop(L, 1);
   const char *e = noenv ? NULL : getenv("LASYNC_DEBUG");
   if (e && *e && strcmp(e, "0") != 0) host_debug_set(h, 1, 0);
+  e = noenv ? NULL : getenv("LASYNC_INSPECT");
+  if (e && *e && strcmp(e, "0") != 0 && host_inspect_start(h))
+    host_warn(h, "lasync: LASYNC_INSPECT: cannot listen for lasync ps");
 }
 
 static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
@@ -301,6 +305,7 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
 void host_finish_stop(lasync_host *h) {
   if (h->stopped || h->npending) return;
   h->stopped = 1;
+  host_inspect_stop(h);
   host_debug_free(h);
   close_resources(h);
   host_futures_orphan(h);

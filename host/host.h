@@ -328,6 +328,14 @@ typedef struct host_debug host_debug;
  * by default).  Starts or stops the watchdog thread.  0 or a UV_ code. */
 int host_debug_set(lasync_host *h, int on, double slow);
 double host_debug_slow(lasync_host *h);
+/* Is debug mode on? */
+int host_debug_on(lasync_host *h);
+/* Step tracking for the inspector (inspect.c), without debug reports. */
+int host_debug_inspect(lasync_host *h, int on);
+/* From another thread: when a step is running, writes "the loop is
+ * blocked for N seconds by <task>" and where (a hook takes the traceback;
+ * waits up to `wait` seconds for it) into buf and returns 1; else 0. */
+int host_debug_blocked(lasync_host *h, char *buf, size_t size, double wait);
 void host_debug_free(lasync_host *h);
 /* Around each task step and callback, in debug mode (h->debug). */
 void host_debug_step_begin(host_debug *d, lua_State *L);
@@ -338,6 +346,18 @@ void host_debug_report_pending(lasync_host *h, lua_State *L);
 void host_debug_report_open(lasync_host *h);
 /* A warning through the reporter (not an error: no last error). */
 void host_warn(lasync_host *h, const char *text);
+
+/* ---- the inspector (inspect.c) ---- */
+typedef struct host_inspect host_inspect;
+/* Listens for `lasync ps/pstree` on the per-user socket.  0 or a UV_ code. */
+int host_inspect_start(lasync_host *h);
+void host_inspect_stop(lasync_host *h);
+/* The socket path of process pid (the directory is made, 0700, if it is
+ * /tmp/lasync-UID).  0 or a UV_ code. */
+int host_inspect_path(long pid, char *buf, size_t size);
+/* lasync ps/pstree/trace-view: the command-line tools (tools.c); returns
+ * the exit status, or -1 when argv is not a tool's command line. */
+int host_tools_main(int argc, char **argv);
 
 typedef struct host_pool host_pool;
 /* A new state with the host's allocator (*pool is what to free after
@@ -385,7 +405,11 @@ struct lasync_host {
    * awaits (deadlock messages, the call graph). */
   host_task *(*awaiting)(host_task *t);
   char deadlock_where[128];
-  host_debug *debug;      /* debug mode's watchdog, or NULL (debug.c) */ /* where the task host_run_task gave up on
+  host_debug *debug;      /* debug mode's watchdog, or NULL (debug.c) */
+  host_inspect *inspect;  /* the ps/pstree socket, or NULL (inspect.c) */
+  /* Pushes the answer to an inspector's command ("ps", "pstree"); set by
+   * the bindings (the tables need the call graph's knowledge). */
+  void (*inspect_answer)(lasync_host *h, lua_State *L, const char *cmd); /* where the task host_run_task gave up on
                                waited ("in 'get' at x.lua:3") */
   unsigned long nreports;
   host_pool *pool;         /* the owned state's allocator, or NULL */

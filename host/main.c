@@ -123,6 +123,7 @@ static void print_usage(const char *badoption) {
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
           "  -X debug  debug mode (asyncio's: slow steps, where stuck)\n"
+          "  -X inspect  answer 'lasync ps/pstree PID' (a user-only socket)\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
@@ -341,12 +342,18 @@ static int runargs(cli *c, char **argv, int n) {
       break;
     case 'X': {
       const char *opt = argv[i][2] ? argv[i] + 2 : argv[++i];
-      if (strcmp(opt, "debug") != 0) {
-        fprintf(stderr, "%s: unknown -X option '%s' (known: debug)\n",
-                progname, opt);
+      if (strcmp(opt, "debug") == 0) {
+        host_debug_set(c->h, 1, 0);
+      } else if (strcmp(opt, "inspect") == 0) {
+        if (host_inspect_start(c->h)) {
+          l_message(progname, "-X inspect: cannot listen for lasync ps");
+          return 0;
+        }
+      } else {
+        fprintf(stderr, "%s: unknown -X option '%s' (known: debug, "
+                "inspect)\n", progname, opt);
         return 0;
       }
-      host_debug_set(c->h, 1, 0);
       break;
     }
     }
@@ -574,6 +581,8 @@ int main(int argc, char **argv) {
   c.thread = pthread_self();
   the_cli = &c;
   if (argv[0] && argv[0][0]) progname = argv[0];
+  int tool = host_tools_main(argc, argv); /* lasync ps PID, trace-view... */
+  if (tool >= 0) return tool;
   int args = collectargs(argv, &script);
   if (args == has_error) {
     print_usage(argv[script]);

@@ -326,7 +326,7 @@ static void never_retrieved(lasync_host *h, lua_State *L, host_task *t) {
   int top = lua_gettop(L);
   lua_pushvalue(t->co, 1);
   lua_xmove(t->co, L, 1);
-  if (h->debug && t->created.src) /* debug mode: where it was made */
+  if (host_debug_on(h) && t->created.src) /* where it was made */
     lua_pushfstring(L, "Task exception was never retrieved (Task-%I, "
                        "created at %s:%d)", (lua_Integer)t->id,
                     t->created.src, t->created.line);
