@@ -126,6 +126,9 @@ static void debug_from_env(lasync_host *h, lua_State *L) {
   lua_pop(L, 1);
   const char *e = noenv ? NULL : getenv("LASYNC_DEBUG");
   if (e && *e && strcmp(e, "0") != 0) host_debug_set(h, 1, 0);
+  e = noenv ? NULL : getenv("LASYNC_TRACE");
+  if (e && *e && host_trace_start(h, e))
+    host_warn(h, "lasync: LASYNC_TRACE: out of memory");
   e = noenv ? NULL : getenv("LASYNC_INSPECT");
   if (e && *e && strcmp(e, "0") != 0 && host_inspect_start(h))
     host_warn(h, "lasync: LASYNC_INSPECT: cannot listen for lasync ps");
@@ -305,6 +308,7 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
 void host_finish_stop(lasync_host *h) {
   if (h->stopped || h->npending) return;
   h->stopped = 1;
+  host_trace_finish(h);
   host_inspect_stop(h);
   host_debug_free(h);
   close_resources(h);

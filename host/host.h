@@ -174,7 +174,8 @@ struct host_task {
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
   int report_ref;          /* registry ref of its failure's report (origin.c) */
   host_where created;      /* where create_task was called (where.c) */
-  host_task_stats stats;   /* tokio-console's per-task figures (stats.c) */
+  host_task_stats stats;   /* tokio-console's per-task figures */
+  uint32_t trace_flow;     /* the wake flow its next step ends (trace.c) */
   uint32_t id;
   unsigned char state;
   unsigned char outcome;
@@ -347,6 +348,19 @@ void host_debug_report_open(lasync_host *h);
 /* A warning through the reporter (not an error: no last error). */
 void host_warn(lasync_host *h, const char *text);
 
+/* ---- the trace timeline (trace.c) ---- */
+typedef struct host_trace host_trace;
+/* Starts recording for `path` (written by host_trace_finish).  0 or UV_. */
+int host_trace_start(lasync_host *h, const char *path);
+/* Events, recorded only when h->trace is set. */
+void host_trace_step(lasync_host *h, host_task *t, uint64_t start,
+                     uint64_t end);
+void host_trace_wake(lasync_host *h, host_task *t);
+void host_trace_cancel(lasync_host *h, host_task *t);
+void host_trace_name(lasync_host *h, host_task *t, const char *name);
+/* Writes the file and stops recording (the host stops). */
+void host_trace_finish(lasync_host *h);
+
 /* ---- the inspector (inspect.c) ---- */
 typedef struct host_inspect host_inspect;
 /* Listens for `lasync ps/pstree` on the per-user socket.  0 or a UV_ code. */
@@ -407,6 +421,7 @@ struct lasync_host {
   char deadlock_where[128];
   host_debug *debug;      /* debug mode's watchdog, or NULL (debug.c) */
   host_inspect *inspect;  /* the ps/pstree socket, or NULL (inspect.c) */
+  host_trace *trace;      /* LASYNC_TRACE's recorder, or NULL (trace.c) */
   /* Pushes the answer to an inspector's command ("ps", "pstree"); set by
    * the bindings (the tables need the call graph's knowledge). */
   void (*inspect_answer)(lasync_host *h, lua_State *L, const char *cmd); /* where the task host_run_task gave up on

@@ -224,7 +224,9 @@ static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   if (h->debug) host_debug_step_begin(h->debug, t->co);
   int status = lua_resume(t->co, h->cbL, t->nargs, nres);
   if (h->debug) host_debug_step_end(h->debug, t->co);
-  t->stats.busy += uv_hrtime() - t0;
+  uint64_t t1 = uv_hrtime();
+  t->stats.busy += t1 - t0;
+  if (h->trace) host_trace_step(h, t, t0, t1);
   h->current = outer;
   t->nargs = 0;
   return status;
@@ -328,6 +330,7 @@ void host_wake(host_task *t, lua_State *from, int n) {
   t->flags |= TF_QUEUED;
   t->stats.wakes++;
   t->stats.queued = t->stats.last_wake = uv_hrtime();
+  if (t->h->trace) host_trace_wake(t->h, t);
   host_ready_push(t->h, &t->ready);
 }
 
@@ -338,6 +341,7 @@ void host_wake_error(host_task *t, lua_State *from) {
 
 int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   if (t->state == TASK_DONE) return 0;
+  if (t->h->trace) host_trace_cancel(t->h, t);
   t->ncancels++;
   if (msgidx && !lua_isnoneornil(L, msgidx)) {
     lua_pushvalue(L, msgidx);

@@ -180,6 +180,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   t->report_ref = LUA_NOREF;
   host_where_note(h, L, &t->created);
   t->stats.created = t->stats.queued = uv_hrtime();
+  if (h->trace) host_trace_wake(h, t);
   luaL_setmetatable(L, HOST_TASK_MT);
   lua_pushvalue(L, -2);
   lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
@@ -205,7 +206,19 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
 /* The one place a task ends: it no longer waits, counts as pending, or
  * keeps its C listeners (await, gather, a server's connection record),
  * which are told now, each unlinked before it runs. */
+/* The trace names each task's track with its name, known at its end. */
+static void trace_name(lasync_host *h, host_task *t) {
+  lua_State *L = h->cbL;
+  if (h->state_closing || !L || t->ref == LUA_NOREF || !lua_checkstack(L, 3))
+    return;
+  host_task_push(L, t);
+  host_task_push_name(L, -1);
+  host_trace_name(h, t, lua_tostring(L, -1));
+  lua_pop(L, 2);
+}
+
 static void task_end(lasync_host *h, host_task *t) {
+  if (h->trace) trace_name(h, t);
   t->state = TASK_DONE;
   t->stats.ended = uv_hrtime();
   t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
