@@ -180,6 +180,29 @@ static void write_lines(lua_State *L, int lines, int file) {
   if (!file) fflush(stdout);
 }
 
+/* The `file` option of the options at idx (a file, or any value with a
+ * write method), pushed; its index, or 0 (stdout) without one. */
+static int opt_file(lua_State *L, int idx) {
+  if (!lua_istable(L, idx) || lua_getfield(L, idx, "file") == LUA_TNIL) {
+    if (lua_istable(L, idx)) lua_pop(L, 1);
+    return 0;
+  }
+  int file = lua_gettop(L), ok = 0;
+  if (lua_istable(L, file)) { /* a table's field */
+    lua_getfield(L, file, "write");
+    ok = lua_isfunction(L, -1);
+  } else { /* a file's method */
+    int type = luaL_getmetafield(L, file, "__index");
+    if (type == LUA_TTABLE) {
+      lua_getfield(L, -1, "write");
+      ok = lua_isfunction(L, -1);
+    }
+  }
+  if (!ok) luaL_argerror(L, idx, "file: a file (with a write method) expected");
+  lua_settop(L, file);
+  return file;
+}
+
 static void push_task_repr(lua_State *L, int task) {
   host_task *t = lua_touserdata(L, task);
   host_task_push_name(L, task);
@@ -193,14 +216,7 @@ static int task_print_stack(lua_State *L) {
   static const char *const known[] = {"limit", "file", NULL};
   host_task *t = host_check_task_arg(L, 1);
   int limit = opt_limit(L, 2, known);
-  int file = 0;
-  if (lua_istable(L, 2) && lua_getfield(L, 2, "file") != LUA_TNIL) {
-    file = lua_gettop(L);
-    if (luaL_getmetafield(L, file, "__index") == LUA_TNIL &&
-        !lua_istable(L, file))
-      luaL_argerror(L, 2, "file: a file (with a write method) expected");
-    lua_settop(L, file);
-  }
+  int file = opt_file(L, 2);
   lua_newtable(L);
   int lines = lua_gettop(L);
   push_task_repr(L, 1);
@@ -403,16 +419,8 @@ static int l_format_call_graph(lua_State *L) {
 /* print_call_graph([task [, {depth =, limit =, file =}]]): to stdout or
  * file. */
 static int l_print_call_graph(lua_State *L) {
-  int file = 0;
-  if (lua_istable(L, 2) && lua_getfield(L, 2, "file") != LUA_TNIL) {
-    file = lua_gettop(L);
-    if (luaL_getmetafield(L, file, "__index") == LUA_TNIL &&
-        !lua_istable(L, file))
-      luaL_argerror(L, 2, "file: a file (with a write method) expected");
-    lua_settop(L, file);
-  } else {
-    lua_settop(L, 2);
-  }
+  lua_settop(L, 2);
+  int file = opt_file(L, 2);
   int lines = graph_lines(L);
   write_lines(L, lines, file);
   return 0;

@@ -525,12 +525,6 @@ void l_push_wait_internals(lua_State *L, lasync_host *h) {
   lua_pushcfunction(L, l_note_origin);
   lua_setfield(L, -2, "note_origin");
   /* child Task -> the task of its TaskGroup (weak keys), for the graph */
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, L_GROUP_PARENTS);
+  host_new_weak_registry(L, L_GROUP_PARENTS);
   lua_setfield(L, -2, "group_parents");
 }

@@ -288,6 +288,8 @@ void host_cancel_all(lasync_host *h, lua_State *L);
 /* Pushes the table of pending tasks (values are Tasks; other values are
  * luaL_ref's free list). */
 void host_push_pending(lua_State *L, lasync_host *h);
+/* Pushes a new weak-keyed table, also stored in the registry at key. */
+void host_new_weak_registry(lua_State *L, const char *key);
 /* Pushes the task's extras table (name, done callbacks, the report of its
  * failure), made on demand when `create`; pushes nil otherwise. */
 void host_task_extras(lua_State *L, int task_idx, int create);

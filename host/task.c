@@ -53,6 +53,16 @@ void host_task_push(lua_State *L, host_task *t) {
 
 /* ---- the extras: name, done callbacks, report -------------------------- */
 
+void host_new_weak_registry(lua_State *L, const char *key) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
 /* Names and done callbacks are rare: they live in a weak-keyed side
  * table, not in every task. */
 void host_task_extras(lua_State *L, int task_idx, int create) {
@@ -63,13 +73,7 @@ void host_task_extras(lua_State *L, int task_idx, int create) {
       lua_pushnil(L);
       return;
     }
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "lasync.task_extras");
+    host_new_weak_registry(L, "lasync.task_extras");
   }
   lua_pushvalue(L, task_idx);
   if (lua_rawget(L, -2) != LUA_TTABLE && create) {

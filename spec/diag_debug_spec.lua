@@ -17,7 +17,7 @@ end
 
 describe("debug mode", function()
   it("reports a step that blocks the loop, with where it is stuck, while it is stuck", function()
-    local out, err, status = helper.run_script(BUSY .. [[
+    local script = BUSY .. [[
 local t = asyncio.create_task(function()
   asyncio.sleep(0)
   busy(0.6)
@@ -26,23 +26,15 @@ end)
 t:set_name("cruncher")
 t:await()
 print("ok")
-]], nil, "")
+]]
+    local out, err, status = helper.run_script(script)
     assert.are.equal("ok\n", out)
     assert.are.equal(0, status)
     -- not in debug mode: nothing is said
     assert.are.equal("busy-done\n", err)
     -- the same under -X debug (run_script puts the path last: use sh)
     local path = helper.tmpname(".lua")
-    helper.write_file(path, BUSY .. [[
-local t = asyncio.create_task(function()
-  asyncio.sleep(0)
-  busy(0.6)
-  io.stderr:write("busy-done\n")
-end)
-t:set_name("cruncher")
-t:await()
-print("ok")
-]])
+    helper.write_file(path, script)
     out, err, status = helper.sh(helper.cmd .. " -X debug " .. helper.quote(path))
     os.remove(path)
     assert.are.equal("ok\n", out)
