@@ -34,10 +34,10 @@ describe("the call graph", function()
   after_each(helper.no_leaks)
 
   it("follows await, gather and a TaskGroup up to the caller, with each task's line", function()
-    local release = asyncio.Event()
+    local release, started = asyncio.Event(), asyncio.Event()
     local leaf
     local function mid()
-      leaf = asyncio.create_task(function() release:wait() end) -- LEAF-WAIT
+      leaf = asyncio.create_task(function() started:set() release:wait() end) -- LEAF-WAIT
       leaf:set_name("leaf")
       leaf:await() -- MID-AWAIT
     end
@@ -49,7 +49,7 @@ describe("the call graph", function()
       end)
     end)
     outer:set_name("outer")
-    asyncio.sleep(0.01)
+    started:wait() -- every task of the chain is parked by now
     local g = asyncio.capture_call_graph(leaf)
     assert.are.equal(leaf, g.task)
     -- leaf <- mid's task (await) <- in-group (gather) <- outer (TaskGroup)
@@ -109,7 +109,7 @@ io.write("[", asyncio.format_call_graph(), "]\n")
     local a, b
     a = asyncio.create_task(function() asyncio.sleep(0); b:await() end)
     b = asyncio.create_task(function() asyncio.sleep(0); a:await() end)
-    asyncio.sleep(0.01)
+    for _ = 1, 5 do asyncio.sleep(0) end
     local text = asyncio.format_call_graph(a)
     local _, stars = text:gsub("%* Task", "")
     assert.are.equal(2, stars)

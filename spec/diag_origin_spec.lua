@@ -90,7 +90,7 @@ m:await()
     assert.is_false(ok)
     assert.matches(here .. ":" .. line_of("ORIGIN-WAITFOR") .. ":", err.traceback, 1, true)
     local t = asyncio.create_task(fails_here, "r")
-    asyncio.sleep(0.01)
+    while not t:done() do asyncio.sleep(0) end
     local ok2, err2 = pcall(t.result, t)
     assert.is_false(ok2)
     assert.matches(here .. ":" .. line_of("ORIGIN-TABLE") .. ":", err2.traceback, 1, true)
