@@ -122,8 +122,7 @@ static void print_usage(const char *badoption) {
           "  -v        show version information\n"
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
-          "  -X debug  debug mode (asyncio's: slow steps, where stuck)\n"
-          "  -X inspect  answer 'lasync ps/pstree PID' (a user-only socket)\n"
+
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
@@ -308,7 +307,8 @@ static int collectargs(char **argv, int *first) {
       break;
     case 'e':
       args |= has_e; /* FALLTHROUGH */
-    case 'X': /* lasync's: -X debug */
+    case 'X': /* lasync's -X debug / -X inspect (in the man page; the
+               * usage message stays lua.c's) */
     case 'l':
       if (argv[i][2] == '\0') {
         i++;
