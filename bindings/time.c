@@ -35,9 +35,10 @@ static int l_sleep(lua_State *L) {
   return host_park(L, t, sleep_cancel, NULL, sleep_k, 0);
 }
 
-/* The loop clock, in seconds (asyncio.time(), loop:time()). */
+/* The loop clock, in seconds (asyncio.time(), loop:time()): the host's
+ * one clock, which asyncio.testing may make virtual. */
 static int l_time(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  lua_pushnumber(L, (lua_Number)host_now(HOST(L)) / 1e9);
   return 1;
 }
 

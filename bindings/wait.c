@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../host/future.h"
 #include "../host/waitq.h"
 #include "init.h"
 
@@ -21,7 +22,7 @@ typedef struct tmo {
   host_timer timer;
   lasync_host *h;
   host_task *task;
-  uint64_t when;  /* uv_hrtime() deadline; meaningful if has_when */
+  uint64_t when;  /* host_now() deadline; meaningful if has_when */
   double when_s;  /* the deadline as given, in loop seconds (when()) */
   int cancelling; /* the task's cancel count on entry */
   int state;
@@ -69,14 +70,14 @@ static int tmo_expire_soon(lua_State *L) {
 }
 
 /* The loop clock (asyncio.time()). */
-static double loop_now(void) { return (double)uv_hrtime() / 1e9; }
+static double loop_now(lasync_host *h) { return (double)host_now(h) / 1e9; }
 
 /* Arms the tmo at idx for its deadline. */
 static void tmo_arm(lua_State *L, int idx) {
   tmo *o = lua_touserdata(L, idx);
   host_timer_stop(o->h, &o->timer);
   if (!o->has_when) return;
-  if (o->when_s <= loop_now()) {
+  if (o->when_s <= loop_now(o->h)) {
     lua_pushcfunction(L, tmo_expire_soon);
     lua_pushvalue(L, idx);
     host_call_soon(o->h, L, 1);
@@ -89,7 +90,7 @@ static void tmo_arm(lua_State *L, int idx) {
 static void tmo_set_when(tmo *o, double when) {
   o->has_when = 1;
   o->when_s = when;
-  o->when = host_deadline(o->h, when - loop_now());
+  o->when = host_deadline(o->h, when - loop_now(o->h));
 }
 
 static int new_timeout(lua_State *L, int absolute, const char *fname) {
@@ -104,7 +105,7 @@ static int new_timeout(lua_State *L, int absolute, const char *fname) {
   o->task = t;
   o->cancelling = t->ncancels;
   o->state = TM_ACTIVE;
-  if (has) tmo_set_when(o, absolute ? v : loop_now() + v);
+  if (has) tmo_set_when(o, absolute ? v : loop_now(h) + v);
   luaL_setmetatable(L, TIMEOUT_MT);
   host_task_push(L, t); /* the timeout keeps its task alive */
   lua_setiuservalue(L, -2, 1);
@@ -431,7 +432,10 @@ static int l_gather(lua_State *L) {
       item = i;
     }
     host_task *c = host_test_task_arg(L, item);
-    if (!c) {
+    if (!c && host_future_test(L, item)) {
+      l_future_task(L, item); /* a task that ends as the future does */
+      c = lua_touserdata(L, -1);
+    } else if (!c) {
       if (!host_is_callable(L, item)) {
         if (list)
           return luaL_error(L, "bad argument #1 to 'gather' (item %d: task "

@@ -1,9 +1,17 @@
 /* The handle lifetime protocol (handle.h): holds, one idempotent close,
  * one "is it still usable?" check. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "handle.h"
 
+/* The host stops: the record detaches from it first (hd->h = NULL), so a
+ * record that outlives the host (a C future the application completes
+ * after lasync_free) can tell, and touches no freed memory. */
 static void closer_close(host_closeable *c) {
-  host_handle_close(host_container_of(c, host_handle, closer), NULL);
+  host_handle *hd = host_container_of(c, host_handle, closer);
+  hd->h = NULL;
+  host_handle_close(hd, NULL);
 }
 
 void host_handle_init(host_handle *hd, const host_handle_type *type,
@@ -13,6 +21,11 @@ void host_handle_init(host_handle *hd, const host_handle_type *type,
   hd->box = NULL;
   hd->holds = 1;
   hd->closing = hd->closed = 0;
+  hd->origin = NULL;
+  if (h->track_origins) {
+    char where[LUA_IDSIZE + 16];
+    if (host_origin(h->current, where, sizeof where)) hd->origin = strdup(where);
+  }
   host_list_init(&hd->closer.link);
   hd->closer.close = closer_close;
   host_closeable_add(h, &hd->closer);
@@ -48,7 +61,21 @@ host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv) {
 void host_handle_hold(host_handle *hd) { hd->holds++; }
 
 void host_handle_drop(host_handle *hd) {
-  if (--hd->holds == 0) hd->type->free(hd);
+  if (--hd->holds == 0) {
+    free(hd->origin);
+    hd->origin = NULL;
+    hd->type->free(hd);
+  }
+}
+
+void host_handle_each(lasync_host *h, void (*fn)(host_handle *hd, void *ud),
+                      void *ud) {
+  host_link *l;
+  for (l = h->closeables.next; l != &h->closeables; l = l->next) {
+    host_closeable *c = host_container_of(l, host_closeable, link);
+    if (c->close == closer_close)
+      fn(host_container_of(c, host_handle, closer), ud);
+  }
 }
 
 void host_handle_close(host_handle *hd, lua_State *L) {

@@ -43,10 +43,12 @@ struct host_handle {
   host_closeable closer;        /* lasync_stop closes it */
   const host_handle_type *type;
   host_handle **box;            /* the Lua value's slot, NULL once it let go */
-  lasync_host *h;
+  lasync_host *h;               /* NULL once the host stopped (detached) */
   int holds;                    /* the handle, the box, other holders */
   unsigned char closing;        /* the handle is closing (or closed) */
   unsigned char closed;         /* the handle's close callback has run */
+  char *origin;                 /* "file:line" that made it, when the host
+                                   records origins (asyncio.testing) */
   host_where created;           /* where the Lua code opened it */
 };
 
@@ -68,6 +70,10 @@ host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv);
  * the record it holds.  [-0, +1, m] / [-0, +0] */
 host_handle **host_handle_newbox(lua_State *L, const char *tname, int nuv);
 void host_handle_attach(host_handle **box, host_handle *hd);
+/* Calls fn for every handle of h that is not closing yet (asyncio.testing
+ * lists what a test left open). */
+void host_handle_each(lasync_host *h, void (*fn)(host_handle *hd, void *ud),
+                      void *ud);
 /* The idempotent close; L may be NULL (no Lua may run). */
 void host_handle_close(host_handle *hd, lua_State *L);
 /* Call from the handle's close callback: the handle's hold goes (which may

@@ -64,6 +64,11 @@ typedef struct host_ready {
 } host_ready;
 
 void host_ready_push(lasync_host *h, host_ready *r);
+/* Keeps the loop's poll from blocking until the next check callback. */
+void host_keep_turning(lasync_host *h);
+/* Parks t until no other task or callback is ready after a poll
+ * (asyncio.testing.wait_idle). */
+int host_wait_idle(lua_State *L, host_task *t);
 
 /* A ready-queue entry that coalesces wake-ups (a server's accepted
  * connections, a signal's deliveries, a callback): posting it while it is
@@ -84,7 +89,7 @@ void host_post(lasync_host *h, host_posted *p);
 
 /* A deadline in the host's heap; all of them share one uv_timer. */
 typedef struct host_timer {
-  uint64_t due;  /* uv_hrtime() nanoseconds */
+  uint64_t due;  /* host_now() nanoseconds */
   uint64_t seq;  /* equal deadlines fire first-in, first-out */
   uint32_t slot; /* index in the heap, HOST_TIMER_DUE|i in the due list,
                     HOST_TIMER_IDLE when not armed */
@@ -108,6 +113,21 @@ void host_timer_stop(lasync_host *h, host_timer *tm);
  * order of call_later(-2) before call_later(-1), as asyncio does). */
 uint64_t host_deadline(lasync_host *h, double seconds);
 int host_timers_init(lasync_host *h);
+/* The one clock every deadline is on (asyncio.time(), sleep, call_at,
+ * timeouts), in nanoseconds.  On the real clock it is uv_hrtime() shifted
+ * by what virtual time added before, so it never goes back; on a virtual
+ * or manual clock it moves only when the host jumps it (asyncio.testing). */
+enum { HOST_CLOCK_REAL = 0, HOST_CLOCK_VIRTUAL, HOST_CLOCK_MANUAL };
+static inline uint64_t host_now(const lasync_host *h);
+/* Switches the clock; the time goes on from where it is.  autojump_ns is
+ * the real quiet time a virtual clock waits before it jumps. */
+void host_clock_set(lasync_host *h, int mode, uint64_t autojump_ns);
+/* Moves a virtual or manual clock forward by ns and fires what is due. */
+void host_clock_advance(lasync_host *h, uint64_t ns);
+/* The scheduler's check callback tells the clock where the turn is:
+ * before the batch (after the poll) and after it. */
+void host_clock_before_batch(lasync_host *h);
+void host_clock_after_batch(lasync_host *h);
 void host_timers_close(lasync_host *h);
 
 /* ---- tasks ------------------------------------------------------------ */
@@ -214,6 +234,13 @@ void host_task_finish(lasync_host *h, host_task *t);
 void host_task_fail(lasync_host *h, host_task *t, lua_State *L);
 /* Pushes a CancelledError carrying t's cancel message. */
 void host_task_push_cancelled(lua_State *L, host_task *t);
+/* Writes "file:line" of the innermost Lua frame of L that is not in the
+ * compiled-in asyncio parts (where user code made a task or handle) into
+ * buf; returns 0 and writes "" when there is none.  Allocates nothing. */
+int host_origin(lua_State *L, char *buf, size_t size);
+/* Pushes the origin recorded for the Task at idx (asyncio.testing turns
+ * the recording on: h->track_origins), or nil. */
+void host_task_push_origin(lua_State *L, int idx);
 /* Pushes the name of the Task at idx (set_name's, or "Task-<id>"). */
 void host_task_push_name(lua_State *L, int idx);
 /* Cancels target on behalf of `from`, passing from's cancel message on
@@ -279,6 +306,8 @@ typedef struct host_callback {
  * timer). */
 host_callback *host_callback_new(lasync_host *h, lua_State *L, int nargs);
 void host_callback_cancel(host_callback *c);
+/* The callback whose call_later/call_at deadline tm is, or NULL. */
+host_callback *host_callback_of(host_timer *tm);
 /* call_soon for C: pops fn and nargs arguments from L. */
 void host_call_soon(lasync_host *h, lua_State *L, int nargs);
 /* Makes the Handle metatable (__gc); asyncio adds the methods. */
@@ -398,6 +427,17 @@ struct lasync_host {
   uint32_t due_len, due_cap;
   uint64_t timer_seq;
   uint64_t timer_armed_due; /* what the uv timer is set for, 0 if stopped */
+  /* the clock (timer.c): host time is uv_hrtime() + clock_offset on the
+   * real clock, vnow on a virtual or manual one */
+  int64_t clock_offset;
+  uint64_t vnow;
+  uint64_t autojump_ns;   /* real quiet time before a virtual jump */
+  uint64_t quiet_since;   /* uv_hrtime() when the loop went quiet */
+  unsigned char clock_mode;
+  unsigned char quiet;      /* virtual: nothing ready since quiet_since */
+  unsigned char grace_over; /* virtual: the quiet time has passed */
+  unsigned char track_origins; /* record where tasks and handles are made */
+  host_link idle_waiters; /* tasks in asyncio.testing.wait_idle() */
   int tasks_ref;          /* registry ref of the pending table: each
                              pending Task anchored at its own slot */
   lua_Integer next_task_id;
@@ -412,7 +452,6 @@ struct lasync_host {
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;
   unsigned libs;          /* LASYNC_LIB_* opened */
-  host_link futures;      /* lasync_future records */
   host_link closeables;   /* bindings' resources to close at stop */
   char *last_error;
   const char *where_last; /* where.c: the last interned source */
@@ -452,7 +491,6 @@ void host_drain(lasync_host *h, lua_State *L);
 void host_finish_stop(lasync_host *h);
 /* host_finish_stop once a stopping host has nothing left to run. */
 void host_stop_if_idle(lasync_host *h);
-void host_futures_orphan(lasync_host *h);
 
 /* Makes the metatable `tname` once: `methods` becomes its __index table and
  * `meta` its metamethods (either may be NULL); both get the nup values on
@@ -460,6 +498,10 @@ void host_futures_orphan(lasync_host *h);
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *meta, int nup);
 
+/* Removes every element of the list (a sequence) at `list` that is raw
+ * equal to the value at `value`, keeping the others' order; returns how
+ * many went.  [-0, +0] */
+lua_Integer host_list_remove_value(lua_State *L, int list, int value);
 /* Is the value at idx a function, or has it a __call metamethod? */
 int host_is_callable(lua_State *L, int idx);
 /* Raises "bad argument #idx to 'f' (function expected, got T)" unless it
@@ -523,6 +565,12 @@ void host_push_report(lua_State *L, lua_State *where, int idx);
 lasync_host *host_new_owning(lua_State *L, host_pool *pool);
 /* The host of L, created (and owned by the state) if L has none yet. */
 lasync_host *host_for_module(lua_State *L);
+
+static inline uint64_t host_now(const lasync_host *h) {
+  return h->clock_mode == HOST_CLOCK_REAL
+             ? uv_hrtime() + (uint64_t)h->clock_offset
+             : h->vnow;
+}
 
 /* The host of a binding's C function: upvalue 1, which every registrar
  * sets (lua_pushlightuserdata(L, h) before luaL_setfuncs). */

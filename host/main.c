@@ -20,6 +20,7 @@
 #include <lualib.h>
 
 #include "host.h"
+#include "workers.h"
 
 #define LUA_INIT_VAR "LUA_INIT"
 #define LUA_INITVARVERSION LUA_INIT_VAR LUA_VERSUFFIX
@@ -581,6 +582,9 @@ int main(int argc, char **argv) {
   c.thread = pthread_self();
   the_cli = &c;
   if (argv[0] && argv[0][0]) progname = argv[0];
+  if (argc > 1 && strncmp(argv[1], "--workers", 9) == 0)
+    return host_workers_main(argc, argv);
+  host_workers_child();
   int tool = host_tools_main(argc, argv); /* lasync ps PID, trace-view... */
   if (tool >= 0) return tool;
   int args = collectargs(argv, &script);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "host.h"
+#include "waitq.h"
 
 /* ---- ready queue ------------------------------------------------------ */
 
@@ -17,12 +18,16 @@
  * blocking while something is ready. */
 static void on_idle(uv_idle_t *handle) { (void)handle; }
 
+void host_keep_turning(lasync_host *h) {
+  if (!uv_is_active((uv_handle_t *)&h->idle)) uv_idle_start(&h->idle, on_idle);
+}
+
 void host_ready_push(lasync_host *h, host_ready *r) {
   if (h->stopped || h->state_closing) return; /* nothing runs any more */
   r->next = NULL;
   *h->ready_tail = r;
   h->ready_tail = &r->next;
-  if (!uv_is_active((uv_handle_t *)&h->idle)) uv_idle_start(&h->idle, on_idle);
+  host_keep_turning(h);
 }
 
 /* Coalesced entries: posting one that is already queued does nothing;
@@ -83,6 +88,28 @@ static int run_batch(lua_State *L) {
   return 0;
 }
 
+/* ---- waiting for the loop to go quiet ------------------------------------ */
+
+/* Tasks in wait_idle() wake at a check that finds nothing ready after the
+ * poll: every other task is blocked.  They wake before a virtual clock
+ * would jump (Trio's wait_all_tasks_blocked has priority over autojump). */
+static void wake_idle_waiters(lasync_host *h) {
+  host_task *t;
+  while ((t = waitq_pop(&h->idle_waiters))) host_wake(t, NULL, 0);
+}
+
+static int idle_cancel(host_task *t, int woken) {
+  (void)woken;
+  waitq_remove(t);
+  return 0;
+}
+
+int host_wait_idle(lua_State *L, host_task *t) {
+  waitq_push(&t->h->idle_waiters, t);
+  host_keep_turning(t->h);
+  return host_park(L, t, idle_cancel, NULL, NULL, 0);
+}
+
 /* A task step that only resumes the task until it parks again builds no
  * value outside lua_resume (which protects itself): the hot paths (a lock
  * passed on, a queue item handed over) run it without a lua_pcall.  The
@@ -90,8 +117,13 @@ static int run_batch(lua_State *L) {
  * run_batch's protection. */
 static void on_check(uv_check_t *handle) {
   lasync_host *h = handle->data;
+  if (!h->ready_head) wake_idle_waiters(h);
+  host_clock_before_batch(h);
   batch b = {h, h->ready_head, NULL, 0, 0};
-  if (!b.next) return;
+  if (!b.next) {
+    host_clock_after_batch(h);
+    return;
+  }
   h->ready_head = NULL;
   h->ready_tail = &h->ready_head;
   h->running++;
@@ -124,7 +156,9 @@ static void on_check(uv_check_t *handle) {
     lua_settop(L, top);
   }
   h->running--;
-  if (!h->ready_head && !h->stopped) uv_idle_stop(&h->idle);
+  if (!h->ready_head && !h->stopped && host_list_empty(&h->idle_waiters))
+    uv_idle_stop(&h->idle);
+  host_clock_after_batch(h);
   host_stop_if_idle(h);
 }
 
@@ -510,6 +544,11 @@ static void callback_run(lasync_host *h, host_posted *p) {
 
 static void callback_fire(lasync_host *h, host_timer *tm) {
   host_post(h, &host_container_of(tm, host_callback, timer)->post);
+}
+
+host_callback *host_callback_of(host_timer *tm) {
+  return tm->fire == callback_fire ? host_container_of(tm, host_callback, timer)
+                                   : NULL;
 }
 
 host_callback *host_callback_new(lasync_host *h, lua_State *L, int nargs) {

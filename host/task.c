@@ -6,6 +6,7 @@
  * table; it ends in one place (task_end), whether it returned, failed, was
  * cancelled, or is collected because the state closes.  Running it is the
  * scheduler's job (sched.c); this file never resumes anything. */
+#include <stdio.h>
 #include <string.h>
 
 #include "host.h"
@@ -84,6 +85,40 @@ void host_task_extras(lua_State *L, int task_idx, int create) {
     lua_rawset(L, -4);
   }
   lua_remove(L, -2);
+}
+
+/* Pushes field `name` of the extras of the Task at idx, or nil. */
+static void push_extra(lua_State *L, int idx, const char *name) {
+  host_task_extras(L, idx, 0);
+  if (lua_istable(L, -1)) lua_getfield(L, -1, name);
+  else lua_pushnil(L);
+  lua_remove(L, -2);
+}
+
+int host_origin(lua_State *L, char *buf, size_t size) {
+  lua_Debug ar;
+  buf[0] = '\0';
+  for (int level = 0; L && lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+    if (strncmp(ar.source, "=asyncio/", 9) == 0) continue;
+    snprintf(buf, size, "%s:%d", ar.short_src, ar.currentline);
+    return 1;
+  }
+  return 0;
+}
+
+/* Only while asyncio.testing looks for leaks: a task made then says where. */
+static void record_origin(lua_State *L) {
+  char where[LUA_IDSIZE + 16];
+  if (!host_origin(L, where, sizeof where)) return;
+  host_task_extras(L, -1, 1);
+  lua_pushstring(L, where);
+  lua_setfield(L, -2, "origin");
+  lua_pop(L, 1);
+}
+
+void host_task_push_origin(lua_State *L, int idx) {
+  push_extra(L, idx, "origin");
 }
 
 void host_task_push_name(lua_State *L, int idx) {
@@ -202,6 +237,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   h->npending++;
   t->flags |= TF_QUEUED;
   host_ready_push(h, &t->ready);
+  if (h->track_origins) record_origin(L);
   return t;
 }
 

@@ -41,12 +41,15 @@ static void sift_down(lasync_host *h, uint32_t i) {
 }
 
 static void on_timer(uv_timer_t *handle);
+static void on_grace(uv_timer_t *handle);
 
 /* Sets the uv timer for the earliest deadline, in loop milliseconds,
  * rounding up so a timer never fires before its deadline; stops it when no
  * deadline is left (an armed timer keeps the loop alive).  `exact` re-arms
- * even when the timer is already set earlier. */
+ * even when the timer is already set earlier.  A virtual or manual clock
+ * never sets it for a deadline: time moves by jumps (below). */
 static void arm(lasync_host *h, int exact) {
+  if (h->clock_mode != HOST_CLOCK_REAL) return;
   if (h->heap_len == 0) {
     if (h->timer_armed_due) {
       uv_timer_stop(&h->timer);
@@ -58,7 +61,10 @@ static void arm(lasync_host *h, int exact) {
   if (h->timer_armed_due && (h->timer_armed_due == due ||
                              (!exact && h->timer_armed_due < due)))
     return;
-  uint64_t due_ms = due / 1000000 + (due % 1000000 != 0);
+  /* back to uv_hrtime()'s scale, which uv_now() follows in milliseconds */
+  int64_t real = (int64_t)due - h->clock_offset;
+  uint64_t rdue = real > 0 ? (uint64_t)real : 0;
+  uint64_t due_ms = rdue / 1000000 + (rdue % 1000000 != 0);
   uint64_t now_ms = uv_now(h->loop);
   h->timer_armed_due = due;
   uv_timer_start(&h->timer, on_timer, due_ms > now_ms ? due_ms - now_ms : 0,
@@ -78,15 +84,15 @@ static void heap_remove(lasync_host *h, host_timer *tm) {
     sift_down(h, i);
 }
 
-/* Due timers are moved out of the heap before any fires (as libuv's
- * uv__run_timers does): a fire may start or stop timers, and the heap must
- * not change under the loop that pops it.  A timer stopped while waiting
- * in the due list is taken out of it (its entry becomes NULL). */
-static void on_timer(uv_timer_t *handle) {
-  lasync_host *h = handle->data;
-  uint64_t now = uv_hrtime();
+/* Fires every timer due at host time `now`.  Due timers are moved out of
+ * the heap before any fires (as libuv's uv__run_timers does): a fire may
+ * start or stop timers, and the heap must not change under the loop that
+ * pops it.  A timer stopped while waiting in the due list is taken out of
+ * it (its entry becomes NULL).  Fires only queue work (wake a task, post a
+ * callback, cancel a task), so this may run inside a task too (advance). */
+static void fire_due(lasync_host *h, uint64_t now) {
   uint32_t n = 0;
-  h->timer_armed_due = 0;
+  if (h->due_len) return; /* already firing (a fire that advanced the clock) */
   while (h->heap_len > 0 && h->heap[0]->due <= now) {
     if (n == h->due_cap) {
       uint32_t cap = h->due_cap ? h->due_cap * 2 : 64;
@@ -111,6 +117,12 @@ static void on_timer(uv_timer_t *handle) {
   }
   h->due_len = 0;
   h->running--;
+}
+
+static void on_timer(uv_timer_t *handle) {
+  lasync_host *h = handle->data;
+  h->timer_armed_due = 0;
+  fire_due(h, host_now(h));
   arm(h, 0);
 }
 
@@ -150,8 +162,7 @@ void host_timer_stop(lasync_host *h, host_timer *tm) {
 }
 
 uint64_t host_deadline(lasync_host *h, double seconds) {
-  (void)h;
-  uint64_t now = uv_hrtime();
+  uint64_t now = host_now(h);
   if (seconds != seconds) return now; /* callers reject NaN */
   if (seconds <= 0) {
     double past = ceil(-seconds * 1e9);
@@ -167,6 +178,7 @@ int host_timers_init(lasync_host *h) {
   if (rc) return rc;
   h->timer.data = h;
   h->open_handles++;
+  host_list_init(&h->idle_waiters);
   return 0;
 }
 
@@ -178,4 +190,99 @@ void host_timers_close(lasync_host *h) {
   h->due = NULL;
   h->due_len = h->due_cap = 0;
   uv_close((uv_handle_t *)&h->timer, host_handle_closed);
+}
+
+/* ---- the virtual clock ---------------------------------------------------
+ *
+ * A virtual clock jumps to the next deadline as soon as nothing can run
+ * (Trio's MockClock with autojump): no task or callback is ready, and a
+ * poll for I/O that came after the loop went quiet found nothing that
+ * woke one.  The uv timer, which the virtual clock does not need for
+ * deadlines, becomes the "quiet time" timer: it keeps the loop alive while
+ * a deadline is pending and bounds the poll, so I/O that arrives within
+ * autojump_ns of real time is seen before the clock moves.  While a libuv
+ * request is in flight (a file operation on the thread pool, a DNS lookup,
+ * a connect, a write the kernel has not taken) it waits at least
+ * HOST_REQUEST_GRACE_NS (250 ms, which a loaded machine needs for a
+ * thread-pool job): such work ends by itself, usually at once. */
+#define HOST_REQUEST_GRACE_NS 250000000u
+
+static void on_grace(uv_timer_t *handle) {
+  lasync_host *h = handle->data;
+  h->grace_over = 1;
+  host_keep_turning(h); /* the poll after this must not block */
+}
+
+static void quiet_end(lasync_host *h) {
+  if (h->quiet) uv_timer_stop(&h->timer);
+  h->quiet = h->grace_over = 0;
+}
+
+static void quiet_wait(lasync_host *h, uint64_t ns) {
+  h->grace_over = 0;
+  uv_timer_start(&h->timer, on_grace, ns / 1000000 + (ns % 1000000 != 0), 0);
+}
+
+static uint64_t quiet_needed(lasync_host *h) {
+  uint64_t need = h->autojump_ns;
+  /* active_reqs is uv_loop_t's own count, what uv_loop_alive() reads */
+  if (h->loop->active_reqs.count && need < HOST_REQUEST_GRACE_NS)
+    need = HOST_REQUEST_GRACE_NS;
+  return need;
+}
+
+void host_clock_before_batch(lasync_host *h) {
+  if (h->clock_mode != HOST_CLOCK_VIRTUAL) return;
+  if (h->ready_head || h->heap_len == 0) {
+    quiet_end(h);
+    return;
+  }
+  if (!h->quiet || !h->grace_over) return;
+  uint64_t quiet = uv_hrtime() - h->quiet_since, need = quiet_needed(h);
+  if (quiet < need) {
+    quiet_wait(h, need - quiet);
+    return;
+  }
+  quiet_end(h);
+  /* a saturated deadline (sleep(1e300)) is "never", as on the real clock */
+  if (h->heap[0]->due >= UINT64_MAX / 2) return;
+  if (h->heap[0]->due > h->vnow) h->vnow = h->heap[0]->due;
+  fire_due(h, h->vnow);
+}
+
+void host_clock_after_batch(lasync_host *h) {
+  if (h->clock_mode != HOST_CLOCK_VIRTUAL || h->quiet) return;
+  if (h->ready_head || h->heap_len == 0 || h->stopped) return;
+  if (h->heap[0]->due >= UINT64_MAX / 2) return; /* never: nothing to jump to */
+  h->quiet = 1;
+  h->quiet_since = uv_hrtime();
+  quiet_wait(h, h->autojump_ns);
+}
+
+void host_clock_set(lasync_host *h, int mode, uint64_t autojump_ns) {
+  if (h->stopped) return;
+  quiet_end(h);
+  if (h->clock_mode == HOST_CLOCK_REAL && mode != HOST_CLOCK_REAL) {
+    /* from the next whole second: asyncio.time() then reads whole numbers
+     * and differences of whole seconds are exact in a double */
+    h->vnow = (host_now(h) / 1000000000u + 1) * 1000000000u;
+    uv_timer_stop(&h->timer);
+    h->timer_armed_due = 0;
+  } else if (h->clock_mode != HOST_CLOCK_REAL && mode == HOST_CLOCK_REAL) {
+    /* the real clock goes on from the virtual time, never back */
+    h->clock_offset = (int64_t)(h->vnow - uv_hrtime());
+  }
+  h->clock_mode = (unsigned char)mode;
+  h->autojump_ns = autojump_ns;
+  if (mode == HOST_CLOCK_REAL) {
+    arm(h, 1);
+  } else if (mode == HOST_CLOCK_VIRTUAL && !h->ready_head) {
+    host_clock_after_batch(h); /* maybe quiet already */
+  }
+}
+
+void host_clock_advance(lasync_host *h, uint64_t ns) {
+  if (h->clock_mode == HOST_CLOCK_REAL || h->stopped) return;
+  h->vnow = ns > UINT64_MAX / 2 - h->vnow ? UINT64_MAX / 2 : h->vnow + ns;
+  fire_due(h, h->vnow);
 }

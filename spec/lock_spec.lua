@@ -1,4 +1,7 @@
 local helper = require "spec.helper"
+-- each test in a task of its own, with a leak check and a time limit; on
+-- the real clock: a test holds the loop past a deadline (docs/testing.md)
+require("asyncio.testing").busted{clock = "real"}
 local a = asyncio
 
 describe("Lock", function()

@@ -1,4 +1,7 @@
 local helper = require "spec.helper"
+-- each test in a task of its own, with a leak check and a time limit; on
+-- the real clock: some tests hold the loop past a deadline (docs/testing.md)
+require("asyncio.testing").busted{clock = "real"}
 local a = asyncio
 
 local function is(err, cls) return a.is(err, cls) end

@@ -1,4 +1,7 @@
 local helper = require "spec.helper"
+-- each test in a task of its own, on the virtual clock, with a leak check
+-- and a time limit (docs/testing.md)
+require("asyncio.testing").busted()
 local a = asyncio
 
 describe("Semaphore", function()
