@@ -29,7 +29,11 @@ const char *host_push_exception_text(lua_State *L, int ctx) {
     luaL_tolstring(L, -1, NULL);
     lua_remove(L, -2);
   }
-  const char *text = lua_pushfstring(L, "%s\n%s", msg, lua_tostring(L, -1));
+  /* a callback's report stays on the message's line, as before */
+  int inline_report = lua_getfield(L, ctx, "handle") != LUA_TNIL;
+  lua_pop(L, 1);
+  const char *text = lua_pushfstring(L, inline_report ? "%s: %s" : "%s\n%s",
+                                     msg, lua_tostring(L, -1));
   lua_replace(L, -3);
   lua_pop(L, 1);
   return text;

@@ -58,7 +58,7 @@ describe("scheduling callbacks", function()
     ]])
     assert.are.equal(0, status)
     assert.matches("still alive", out)
-    assert.matches("Exception in callback\n.*callback broke", err)
+    assert.matches("Exception in callback: .*callback broke", err)
     assert.matches("stack traceback", err)
   end)
 
