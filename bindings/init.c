@@ -217,6 +217,7 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
   l_open_wait(L, h);
   l_open_future(L, h);
   l_open_thread(L, h);
+  l_open_diag(L, h);
   open_lua_part(L, h);
   /* areas a sandbox may leave out (lasync_openlibs_only) */
   if (h->libs & LASYNC_LIB_NET) {

@@ -22,6 +22,7 @@ void l_open_std(lua_State *L, unsigned libs);
  * as a function for the Lua part. */
 void l_future_task(lua_State *L, int idx);
 void l_push_future_task(lua_State *L, lasync_host *h);
+void l_open_diag(lua_State *L, lasync_host *h);
 /* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
 void l_push_wait_internals(lua_State *L, lasync_host *h);
 
@@ -30,6 +31,13 @@ int l_run_until_complete(lua_State *L, int idx);
 /* t is parked on task:await() and woken: the awaited task has finished, and
  * its results are a wake-up no cancel hook can give back (task.c). */
 int l_task_await_woken(host_task *t);
+
+/* The task that a done-listener belongs to (await: task.c; gather and
+ * wait: wait.c), or NULL: the call graph's "awaited by". */
+host_task *l_task_listener_owner(host_listener *l);
+host_task *l_wait_listener_owner(host_listener *l);
+/* Registry key of the table child Task -> its TaskGroup's task. */
+#define L_GROUP_PARENTS "lasync.group_parents"
 
 LASYNC_API int luaopen_asyncio(lua_State *L);
 LASYNC_API int luaopen_asyncio_http(lua_State *L);

@@ -103,7 +103,12 @@ static int loop_is_running(lua_State *L) {
 
 static const char *const FORWARDED[] = {"create_task", "call_soon",
                                         "call_later",  "call_at",
-                                        "time",        NULL};
+                                        "time",
+                                        "set_exception_handler",
+                                        "get_exception_handler",
+                                        "call_exception_handler",
+                                        "default_exception_handler",
+                                        "set_debug", "get_debug", NULL};
 
 /* asyncio.get_event_loop(): one loop object per host (upvalue 2 caches it);
  * upvalue 3 is the module table. */

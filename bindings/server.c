@@ -87,12 +87,16 @@ static void handler_done(host_listener *l, host_task *t) {
   if (t->outcome == OUTCOME_FAILED) {
     /* listeners run before the task lets go of its anchor */
     lua_State *L = srv->h->cbL;
+    int failed;
+    host_task_first(L, t, &failed);
+    lua_pushfstring(L, "Unhandled error in connection handler (Task-%I)",
+                    (lua_Integer)t->id);
+    host_push_context(L, lua_tostring(L, -1), -2);
     host_task_push(L, t);
-    host_task_push_report(L, -1);
-    lua_pushfstring(L, "Unhandled error in connection handler (Task-%I)\n%s",
-                    (lua_Integer)t->id,
-                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-    host_report(srv->h, lua_tostring(L, -1));
+    lua_setfield(L, -2, "task");
+    host_task_push_report_of(L, t);
+    lua_setfield(L, -2, "traceback");
+    host_call_exception_handler(srv->h, L, -1);
     lua_pop(L, 3);
     t->flags |= TF_RETRIEVED;
   }

@@ -7,6 +7,7 @@ local M, C = ...
 local create_task, current_task = M.create_task, M.current_task
 local wait_any, TaskMT, LockMT = C.wait_any, C.TaskMT, C.LockMT
 local future_task, FutureMT = C.future_task, C.FutureMT
+local note_origin, group_parents = C.note_origin, C.group_parents
 local time, is = M.time, M.is
 local getmetatable, setmetatable, error, pcall, type, tostring, pairs =
   getmetatable, setmetatable, error, pcall, type, tostring, pairs
@@ -210,7 +211,7 @@ function M.TaskGroup()
     error("asyncio: TaskGroup() called outside a task (use asyncio.run)", 2)
   end
   return setmetatable({ _parent = parent, _tasks = {}, _seq = 0, _n = 0,
-                        _errors = {}, _aborting = false, _exiting = false,
+                        _errors = {}, _failed = {}, _aborting = false, _exiting = false,
                         _closed = false, _cancel_requested = false },
                       TaskGroup)
 end
@@ -232,6 +233,7 @@ function TaskGroup:_on_done(t)
   local ok, err = pcall(t.result, t)
   if ok then return end
   self._errors[#self._errors + 1] = err
+  self._failed[#self._failed + 1] = t
   if not self._aborting and not self._cancel_requested then
     self:_abort()
     local parent = self._parent
@@ -260,6 +262,7 @@ function TaskGroup:create_task(fn, ...)
   self._seq = self._seq + 1
   self._tasks[t] = self._seq
   self._n = self._n + 1
+  group_parents[t] = self._parent -- the call graph: awaited by the parent
   t:add_done_callback(function(d) self:_on_done(d) end)
   return t
 end
@@ -320,7 +323,11 @@ function TaskGroup:__close(err)
       parent:uncancel()
       parent:cancel()
     end
-    error(exception_group(errors, "a TaskGroup"), 0)
+    local eg = exception_group(errors, "a TaskGroup")
+    -- the group's report continues with each failed child's
+    note_origin(eg, self._failed)
+    self._failed = {}
+    error(eg, 0)
   end
   if propagate then error(propagate, 0) end
 end

@@ -28,6 +28,19 @@ int l_task_await_woken(host_task *t) {
          t->wait_cancel == await_cancel;
 }
 
+host_task *l_task_listener_owner(host_listener *l) {
+  return l->fn == await_done ? host_container_of(l, host_task, await_node)
+                             : NULL;
+}
+
+/* The task t awaits, if it waits in task:await() (host->awaiting). */
+static host_task *awaiting(host_task *t) {
+  if (t->state == TASK_DONE || !(t->flags & TF_PARKED) ||
+      t->wait_cancel != await_cancel)
+    return NULL;
+  return t->wait_data;
+}
+
 static int await_k(lua_State *L, lua_KContext ctx) {
   host_task *target = (host_task *)ctx;
   return host_task_results(L, target);
@@ -60,8 +73,12 @@ static int run_outside(lua_State *L, lasync_host *h, host_task *t,
                        int cleanup) {
   int deadlock = host_run_task(h, t, L);
   if (cleanup) host_drain(h, L);
-  if (deadlock)
-    return luaL_error(L, "%s", HOST_DEADLOCK("asyncio.run(): the main task"));
+  if (deadlock) {
+    luaL_where(L, 1);
+    host_push_deadlock(L, h, "asyncio.run(): the main task");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
   return host_task_results(L, t);
 }
 
@@ -252,6 +269,7 @@ static const luaL_Reg funcs[] = {
     {NULL, NULL}};
 
 void l_open_task(lua_State *L, lasync_host *h) {
+  h->awaiting = awaiting;
   host_new_type(L, HOST_TASK_MT, task_methods, NULL, 0);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);

@@ -27,6 +27,7 @@ typedef struct tmo {
   int cancelling; /* the task's cancel count on entry */
   int state;
   int has_when;
+  char waited[128]; /* where the task waited when the deadline passed */
 } tmo;
 
 static tmo *check_tmo(lua_State *L) {
@@ -46,6 +47,7 @@ static void tmo_fire(lasync_host *h, host_timer *tm) {
   host_task *t = o->task;
   if (o->state != TM_ACTIVE) return;
   o->state = TM_EXPIRING;
+  host_where_waiting(t->co, o->waited, sizeof o->waited);
   if (!(t->flags & TF_MUST_CANCEL) && l_task_await_woken(t)) {
     t->ncancels++;
     t->flags |= TF_DEFER_CANCEL;
@@ -62,6 +64,7 @@ static int tmo_expire_soon(lua_State *L) {
   if (o->state != TM_ACTIVE || !o->has_when || host_timer_armed(&o->timer))
     return 0; /* exited, or rescheduled meanwhile */
   o->state = TM_EXPIRING;
+  host_where_waiting(o->task->co, o->waited, sizeof o->waited);
   host_task_cancel(o->task, L, 0);
   return 0;
 }
@@ -159,7 +162,9 @@ static int tmo_close(lua_State *L) {
   if (t->ncancels == 0 && t->state != TASK_DONE && host_task_of(L) == t)
     t->flags &= ~TF_MUST_CANCEL;
   if (t->ncancels <= o->cancelling && host_is_cancelled_error(L, 2))
-    return host_error_raise(L, "TimeoutError", "the deadline has passed");
+    return host_error_raise(L, "TimeoutError",
+                            "the deadline has passed (the task was waiting "
+                            "%s)", o->waited);
   return 0;
 }
 
@@ -467,6 +472,12 @@ static int l_gather(lua_State *L) {
   return host_park(L, parent, gather_cancel, g, gather_k, (lua_KContext)g);
 }
 
+host_task *l_wait_listener_owner(host_listener *l) {
+  if (l->fn == gather_child_done) return state_of((gather_child *)l)->parent;
+  if (l->fn == any_child_done) return ((any_child *)l)->w->parent;
+  return NULL;
+}
+
 static const luaL_Reg tmo_methods[] = {{"reschedule", tmo_reschedule},
                                        {"when", tmo_when},
                                        {"expired", tmo_expired},
@@ -487,10 +498,30 @@ void l_open_wait(lua_State *L, lasync_host *h) {
   luaL_setfuncs(L, funcs, 1);
 }
 
+/* note_origin(err, tasks): the running task raises err because the tasks
+ * failed (a TaskGroup's ExceptionGroup): its report continues theirs. */
+static int l_note_origin(lua_State *L) {
+  luaL_checktype(L, 2, LUA_TTABLE);
+  host_task *me = host_task_of(L);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+  for (lua_Integer i = 1; me && i <= n; i++) {
+    lua_rawgeti(L, 2, i);
+    host_task *t = host_test_task_arg(L, -1);
+    lua_pop(L, 1);
+    if (t && t->outcome == OUTCOME_FAILED) host_task_note_origin(L, me, 1, t, 1);
+  }
+  return 0;
+}
+
 /* Pushes the internal helpers the Lua part uses (a table). */
 void l_push_wait_internals(lua_State *L, lasync_host *h) {
   lua_newtable(L);
   lua_pushlightuserdata(L, h);
   lua_pushcclosure(L, l_wait_any, 1);
   lua_setfield(L, -2, "wait_any");
+  lua_pushcfunction(L, l_note_origin);
+  lua_setfield(L, -2, "note_origin");
+  /* child Task -> the task of its TaskGroup (weak keys), for the graph */
+  host_new_weak_registry(L, L_GROUP_PARENTS);
+  lua_setfield(L, -2, "group_parents");
 }

@@ -29,6 +29,14 @@ void host_handle_init(host_handle *hd, const host_handle_type *type,
   host_list_init(&hd->closer.link);
   hd->closer.close = closer_close;
   host_closeable_add(h, &hd->closer);
+  hd->created.src = NULL;
+  hd->created.line = 0;
+  if (h->current) host_where_note(h, h->current, &hd->created);
+}
+
+host_handle *host_handle_of_closeable(host_closeable *c) {
+  return c->close == closer_close ? host_container_of(c, host_handle, closer)
+                                  : NULL;
 }
 
 host_handle **host_handle_newbox(lua_State *L, const char *tname, int nuv) {

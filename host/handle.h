@@ -49,7 +49,11 @@ struct host_handle {
   unsigned char closed;         /* the handle's close callback has run */
   char *origin;                 /* "file:line" that made it, when the host
                                    records origins (asyncio.testing) */
+  host_where created;           /* where the Lua code opened it */
 };
+
+/* The handle of a closeable, or NULL when it is another kind of resource. */
+host_handle *host_handle_of_closeable(host_closeable *c);
 
 /* Makes the metatable type->tname (made already) known to the checks
  * below.  Call once per type after making its metatable.  [-0, +0] */

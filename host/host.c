@@ -60,6 +60,7 @@ void host_report(lasync_host *h, const char *text) {
 
 static void maybe_free(lasync_host *h) {
   if (h->in_free) return; /* lasync_free finishes the job itself */
+  host_debug_free(h);
   if (h->app_done && h->state_gone && h->open_handles == 0 &&
       !(h->owns_loop && !h->loop_closed)) {
     set_last_error(h, NULL);
@@ -117,6 +118,22 @@ static int state_gc(lua_State *L) {
   return 0;
 }
 
+/* LASYNC_DEBUG=1 turns debug mode on (as PYTHONASYNCIODEBUG) and
+ * LASYNC_INSPECT=1 the inspector, unless the state ignores the environment
+ * (lua -E). */
+static void debug_from_env(lasync_host *h, lua_State *L) {
+  int noenv = lua_getfield(L, LUA_REGISTRYINDEX, "LUA_NOENV") != LUA_TNIL;
+  lua_pop(L, 1);
+  const char *e = noenv ? NULL : getenv("LASYNC_DEBUG");
+  if (e && *e && strcmp(e, "0") != 0) host_debug_set(h, 1, 0);
+  e = noenv ? NULL : getenv("LASYNC_TRACE");
+  if (e && *e && host_trace_start(h, e))
+    host_warn(h, "lasync: LASYNC_TRACE: out of memory");
+  e = noenv ? NULL : getenv("LASYNC_INSPECT");
+  if (e && *e && strcmp(e, "0") != 0 && host_inspect_start(h))
+    host_warn(h, "lasync: LASYNC_INSPECT: cannot listen for lasync ps");
+}
+
 static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   lasync_host *h = calloc(1, sizeof *h);
   if (!h) return NULL;
@@ -163,6 +180,7 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "lasync.state_watch");
   if (h->owns_state && !owns_state) lasync_openlibs(h);
+  debug_from_env(h, L);
   return h;
 
 fail_handles:
@@ -276,7 +294,8 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
     rc = LASYNC_ECANCELLED;
   }
   if (deadlock) {
-    set_last_error(h, HOST_DEADLOCK("the task"));
+    set_last_error(h, host_push_deadlock(L, h, "the task"));
+    lua_pop(L, 1);
     rc = LASYNC_ERROR;
   }
   lua_pop(L, 1);
@@ -290,6 +309,9 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
 void host_finish_stop(lasync_host *h) {
   if (h->stopped || h->npending) return;
   h->stopped = 1;
+  host_trace_finish(h);
+  host_inspect_stop(h);
+  host_debug_free(h);
   close_resources(h);
   host_sched_close(h);
 }
@@ -309,6 +331,7 @@ LASYNC_API void lasync_stop(lasync_host *h) {
       host_drain(h, L); /* cancelled tasks unwind; their <close> runs */
     else
       host_cancel_all(h, L); /* they unwind in the application's uv_run */
+    host_debug_report_open(h);
     close_resources(h);
   }
   if (h->state_closing || (h->owns_loop && !h->running)) {

@@ -25,6 +25,35 @@
 
 typedef struct host_task host_task;
 
+/* ---- where, in the user's code (where.c) -------------------------------- */
+
+/* A place in the user's Lua code; src is kept alive by the state (and
+ * never freed while it lives), so a record may keep it. */
+typedef struct host_where {
+  const char *src; /* the chunk's short source, or NULL: unknown */
+  int line;
+} host_where;
+
+/* The first frame at or above `level` of L's stack that is the user's Lua
+ * code (not C, not asyncio's own Lua parts); its level, or -1.  ar holds
+ * "Sl" of that frame. */
+int host_where_frame(lua_State *L, int level, lua_Debug *ar);
+/* Records where L's running code is (its first user frame) in w: cheap
+ * enough for every task spawn.  The one "created at" record: tasks keep
+ * theirs in host_task.created; other records may keep one too. */
+void host_where_note(lasync_host *h, lua_State *L, host_where *w);
+/* Pushes "src:line" (or "?"); [-0, +1] */
+const char *host_push_where(lua_State *L, const host_where *w);
+/* Pushes "src:line" of the first user frame of the suspended thread co. */
+const char *host_push_where_of(lua_State *L, lua_State *co);
+/* Writes "in 'get' at x.lua:3" for the suspended thread co (the function
+ * it waits in and the user's line that called it) into buf; allocates
+ * nothing, so it may run in a libuv callback. */
+void host_where_waiting(lua_State *co, char *buf, size_t size);
+/* Pushes "in 'get' at x.lua:3" for the suspended thread co: the function
+ * it waits in and the user's line that called it. */
+const char *host_push_waiting_in(lua_State *L, lua_State *co);
+
 /* ---- ready queue ------------------------------------------------------ */
 
 /* Anything the scheduler runs on its turn: a task step or a call_soon
@@ -119,6 +148,18 @@ typedef int (*host_cancel_fn)(host_task *t, int woken);
 /* Continuation run when a parked task resumes (after the cancel check). */
 typedef int (*host_k_fn)(lua_State *L, lua_KContext ctx);
 
+/* Per-task statistics, kept always (about one uv_hrtime() per wake and
+ * two per step): uv_hrtime() nanoseconds. */
+typedef struct host_task_stats {
+  uint64_t created;    /* when it was spawned */
+  uint64_t queued;     /* when it last became ready (woken or spawned) */
+  uint64_t last_wake;  /* when it was last woken */
+  uint64_t busy;       /* time spent running its steps */
+  uint64_t scheduled;  /* time spent ready but not yet running */
+  uint64_t ended;      /* when it ended, 0 while pending */
+  uint32_t steps, wakes;
+} host_task_stats;
+
 enum { TASK_PENDING = 0, TASK_DONE = 1 };
 enum { OUTCOME_NONE = 0, OUTCOME_OK, OUTCOME_FAILED, OUTCOME_CANCELLED };
 
@@ -151,6 +192,10 @@ struct host_task {
   int nargs;               /* values pushed on co for the next resume */
   int ncancels;            /* Python's cancelling() */
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
+  int report_ref;          /* registry ref of its failure's report (origin.c) */
+  host_where created;      /* where create_task was called (where.c) */
+  host_task_stats stats;   /* tokio-console's per-task figures */
+  uint32_t trace_flow;     /* the wake flow its next step ends (trace.c) */
   uint32_t id;
   unsigned char state;
   unsigned char outcome;
@@ -225,11 +270,25 @@ void host_task_first(lua_State *L, host_task *t, int *failed);
 void host_task_listen(host_task *t, host_listener *l,
                       void (*fn)(host_listener *, host_task *));
 void host_task_unlisten(host_listener *l);
-/* Records the report text (message + traceback) at the top of L for the
- * failure of pending task t, and pops it. */
-void host_task_set_report(lua_State *L, host_task *t);
-/* Pushes the report of the Task object at idx, or nil. */
+/* ---- error origins (origin.c) ---- */
+/* Records the report of pending task t's failure with the error at err:
+ * message and traceback of thread `where` from `level`, continued by the
+ * origin noted for that error (host_task_note_origin); sets the error's
+ * field `traceback` when it is a table.  [-0, +0] */
+void host_task_record_failure(lua_State *L, host_task *t, lua_State *where,
+                              int level, int err);
+/* Running task `me` (L's) re-raises the failure of `from` (error value at
+ * err), at the place `level` of its stack: if `me` fails with it, its
+ * report continues from's, and a table error's `traceback` says so now. */
+void host_task_note_origin(lua_State *L, host_task *me, int err,
+                           host_task *from, int level);
+/* Pushes the report (message + traceback) of the Task at idx, or nil. */
 void host_task_push_report(lua_State *L, int idx);
+void host_task_push_report_of(lua_State *L, host_task *t);
+/* Pushes the traceback part of t's report (no message), or nil. */
+void host_task_push_traceback_of(lua_State *L, host_task *t);
+/* Lets go of t's report (task_gc). */
+void host_task_drop_report(lua_State *L, host_task *t);
 /* ---- call_soon -------------------------------------------------------- */
 
 #define HOST_HANDLE_MT "asyncio.Handle"
@@ -258,6 +317,8 @@ void host_cancel_all(lasync_host *h, lua_State *L);
 /* Pushes the table of pending tasks (values are Tasks; other values are
  * luaL_ref's free list). */
 void host_push_pending(lua_State *L, lasync_host *h);
+/* Pushes a new weak-keyed table, also stored in the registry at key. */
+void host_new_weak_registry(lua_State *L, const char *key);
 /* Pushes the task's extras table (name, done callbacks, the report of its
  * failure), made on demand when `create`; pushes nil otherwise. */
 void host_task_extras(lua_State *L, int task_idx, int create);
@@ -292,6 +353,56 @@ int host_raise_oserror(lua_State *L, int code, const char *op,
                        const char *path);
 
 /* ---- the host --------------------------------------------------------- */
+
+/* ---- debug mode (debug.c) ---- */
+typedef struct host_debug host_debug;
+/* Turns debug mode on or off; slow > 0 sets slow_callback_duration (0.1 s
+ * by default).  Starts or stops the watchdog thread.  0 or a UV_ code. */
+int host_debug_set(lasync_host *h, int on, double slow);
+double host_debug_slow(lasync_host *h);
+/* Is debug mode on? */
+int host_debug_on(lasync_host *h);
+/* Step tracking for the inspector (inspect.c), without debug reports. */
+int host_debug_inspect(lasync_host *h, int on);
+/* From another thread: when a step is running, writes "the loop is
+ * blocked for N seconds by <task>" and where (a hook takes the traceback;
+ * waits up to `wait` seconds for it) into buf and returns 1; else 0. */
+int host_debug_blocked(lasync_host *h, char *buf, size_t size, double wait);
+void host_debug_free(lasync_host *h);
+/* Around each task step and callback, in debug mode (h->debug). */
+void host_debug_step_begin(host_debug *d, lua_State *L);
+void host_debug_step_end(host_debug *d, lua_State *L);
+/* Reports the tasks still pending (host_drain, in debug mode). */
+void host_debug_report_pending(lasync_host *h, lua_State *L);
+/* Reports the handles still open (lasync_stop, in debug mode). */
+void host_debug_report_open(lasync_host *h);
+/* A warning through the reporter (not an error: no last error). */
+void host_warn(lasync_host *h, const char *text);
+
+/* ---- the trace timeline (trace.c) ---- */
+typedef struct host_trace host_trace;
+/* Starts recording for `path` (written by host_trace_finish).  0 or UV_. */
+int host_trace_start(lasync_host *h, const char *path);
+/* Events, recorded only when h->trace is set. */
+void host_trace_step(lasync_host *h, host_task *t, uint64_t start,
+                     uint64_t end);
+void host_trace_wake(lasync_host *h, host_task *t);
+void host_trace_cancel(lasync_host *h, host_task *t);
+void host_trace_name(lasync_host *h, host_task *t, const char *name);
+/* Writes the file and stops recording (the host stops). */
+void host_trace_finish(lasync_host *h);
+
+/* ---- the inspector (inspect.c) ---- */
+typedef struct host_inspect host_inspect;
+/* Listens for `lasync ps/pstree` on the per-user socket.  0 or a UV_ code. */
+int host_inspect_start(lasync_host *h);
+void host_inspect_stop(lasync_host *h);
+/* The socket path of process pid (the directory is made, 0700, if it is
+ * /tmp/lasync-UID).  0 or a UV_ code. */
+int host_inspect_path(long pid, char *buf, size_t size);
+/* lasync ps/pstree/trace-view: the command-line tools (tools.c); returns
+ * the exit status, or -1 when argv is not a tool's command line. */
+int host_tools_main(int argc, char **argv);
 
 typedef struct host_pool host_pool;
 /* A new state with the host's allocator (*pool is what to free after
@@ -347,6 +458,19 @@ struct lasync_host {
   unsigned libs;          /* LASYNC_LIB_* opened */
   host_link closeables;   /* bindings' resources to close at stop */
   char *last_error;
+  const char *where_last; /* where.c: the last interned source */
+  /* The task t awaits (task:await(), asyncio.run inside a task), or NULL;
+   * set by the task bindings, for the places that follow a chain of
+   * awaits (deadlock messages, the call graph). */
+  host_task *(*awaiting)(host_task *t);
+  char deadlock_where[128];
+  host_debug *debug;      /* debug mode's watchdog, or NULL (debug.c) */
+  host_inspect *inspect;  /* the ps/pstree socket, or NULL (inspect.c) */
+  host_trace *trace;      /* LASYNC_TRACE's recorder, or NULL (trace.c) */
+  /* Pushes the answer to an inspector's command ("ps", "pstree"); set by
+   * the bindings (the tables need the call graph's knowledge). */
+  void (*inspect_answer)(lasync_host *h, lua_State *L, const char *cmd); /* where the task host_run_task gave up on
+                               waited ("in 'get' at x.lua:3") */
   unsigned long nreports;
   host_pool *pool;         /* the owned state's allocator, or NULL */
   lasync_report_fn report;
@@ -422,6 +546,21 @@ int host_sched_init(lasync_host *h);
 void host_sched_close(lasync_host *h);
 void host_handle_closed(uv_handle_t *handle);
 
+/* ---- the exception handler (exception.c) ---- */
+/* Pushes asyncio's context table {message = message, exception = the value
+ * at err}; the caller adds task, handle, traceback...  [-0, +1] */
+void host_push_context(lua_State *L, const char *message, int err);
+/* Gives the context table at ctx to the handler set by
+ * asyncio.set_exception_handler, or prints it (the default handler).
+ * Runs Lua: call it where a Lua error cannot escape (protected, or a
+ * finalizer).  [-0, +0] */
+void host_call_exception_handler(lasync_host *h, lua_State *L, int ctx);
+/* The default handler's text for the context at ctx.  [-0, +1] */
+const char *host_push_exception_text(lua_State *L, int ctx);
+/* Sets (the value at idx; nil: the default) or pushes the handler. */
+void host_set_exception_handler(lua_State *L, int idx);
+void host_push_exception_handler(lua_State *L);
+
 /* Pushes the traceback-carrying report text for an error at idx. */
 void host_push_report(lua_State *L, lua_State *where, int idx);
 
@@ -440,6 +579,10 @@ static inline uint64_t host_now(const lasync_host *h) {
 /* The host of a binding's C function: upvalue 1, which every registrar
  * sets (lua_pushlightuserdata(L, h) before luaL_setfuncs). */
 #define HOST(L) ((lasync_host *)lua_touserdata(L, lua_upvalueindex(1)))
+
+/* Pushes HOST_DEADLOCK(who) followed by where the task waited, as
+ * host_run_task found it (who is e.g. "the main task").  [-0, +1] */
+const char *host_push_deadlock(lua_State *L, lasync_host *h, const char *who);
 
 /* The one message for a wait nothing can end; who is e.g. "the task". */
 #define HOST_DEADLOCK(who)                                                    \

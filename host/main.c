@@ -109,7 +109,7 @@ static void on_wake(uv_async_t *a) {
 
 static void print_usage(const char *badoption) {
   fprintf(stderr, "%s: ", progname);
-  if (badoption[1] == 'e' || badoption[1] == 'l')
+  if (badoption[1] == 'e' || badoption[1] == 'l' || badoption[1] == 'X')
     fprintf(stderr, "'%s' needs argument\n", badoption);
   else
     fprintf(stderr, "unrecognized option '%s'\n", badoption);
@@ -123,6 +123,7 @@ static void print_usage(const char *badoption) {
           "  -v        show version information\n"
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
+
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
@@ -198,7 +199,7 @@ static int docall(cli *c, int narg, int nres) {
   int status = LUA_ERRRUN;
   if (deadlock) {
     c->main->flags |= TF_RETRIEVED;
-    lua_pushliteral(L, HOST_DEADLOCK("the main task"));
+    host_push_deadlock(L, h, "the main task");
   } else if (c->main->outcome != OUTCOME_OK) {
     int failed;
     host_task_first(L, c->main, &failed);
@@ -307,6 +308,8 @@ static int collectargs(char **argv, int *first) {
       break;
     case 'e':
       args |= has_e; /* FALLTHROUGH */
+    case 'X': /* lasync's -X debug / -X inspect (in the man page; the
+               * usage message stays lua.c's) */
     case 'l':
       if (argv[i][2] == '\0') {
         i++;
@@ -338,6 +341,22 @@ static int runargs(cli *c, char **argv, int n) {
     case 'W':
       lua_warning(c->h->L, "@on", 0);
       break;
+    case 'X': {
+      const char *opt = argv[i][2] ? argv[i] + 2 : argv[++i];
+      if (strcmp(opt, "debug") == 0) {
+        host_debug_set(c->h, 1, 0);
+      } else if (strcmp(opt, "inspect") == 0) {
+        if (host_inspect_start(c->h)) {
+          l_message(progname, "-X inspect: cannot listen for lasync ps");
+          return 0;
+        }
+      } else {
+        fprintf(stderr, "%s: unknown -X option '%s' (known: debug, "
+                "inspect)\n", progname, opt);
+        return 0;
+      }
+      break;
+    }
     }
   }
   return 1;
@@ -566,6 +585,8 @@ int main(int argc, char **argv) {
   if (argc > 1 && strncmp(argv[1], "--workers", 9) == 0)
     return host_workers_main(argc, argv);
   host_workers_child();
+  int tool = host_tools_main(argc, argv); /* lasync ps PID, trace-view... */
+  if (tool >= 0) return tool;
   int args = collectargs(argv, &script);
   if (args == has_error) {
     print_usage(argv[script]);

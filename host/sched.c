@@ -194,21 +194,6 @@ void host_sched_close(lasync_host *h) {
   h->ready_tail = &h->ready_head;
 }
 
-/* ---- errors and reports ----------------------------------------------- */
-
-void host_push_report(lua_State *L, lua_State *where, int idx) {
-  const char *msg;
-  idx = lua_absindex(L, idx);
-  if (lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER)
-    msg = lua_tostring(L, idx);
-  else if (luaL_callmeta(L, idx, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-    msg = lua_tostring(L, -1);
-  else
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, idx));
-  luaL_traceback(L, where, msg, 1);
-}
-
 /* ---- the one resume site ---------------------------------------------- */
 
 /* Values for a task's thread are built on the callback thread and moved:
@@ -263,11 +248,19 @@ static inline void task_ready_flags(host_task *t) {
   t->wait_data = NULL;
 }
 
-/* The one lua_resume. */
+/* The one lua_resume; it counts the step's time (stats). */
 static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
   h->current = t->co;
+  uint64_t t0 = uv_hrtime();
+  t->stats.steps++;
+  t->stats.scheduled += t0 - t->stats.queued;
+  if (h->debug) host_debug_step_begin(h->debug, t->co);
   int status = lua_resume(t->co, h->cbL, t->nargs, nres);
+  if (h->debug) host_debug_step_end(h->debug, t->co);
+  uint64_t t1 = uv_hrtime();
+  t->stats.busy += t1 - t0;
+  if (h->trace) host_trace_step(h, t, t0, t1);
   h->current = outer;
   t->nargs = 0;
   return status;
@@ -346,6 +339,7 @@ int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
       t->wait_cancel = NULL;
       if (!woken) {
         t->flags |= TF_QUEUED;
+        t->stats.queued = uv_hrtime();
         host_ready_push(t->h, &t->ready);
       }
     }
@@ -368,6 +362,9 @@ void host_wake(host_task *t, lua_State *from, int n) {
   }
   t->nargs = n;
   t->flags |= TF_QUEUED;
+  t->stats.wakes++;
+  t->stats.queued = t->stats.last_wake = uv_hrtime();
+  if (t->h->trace) host_trace_wake(t->h, t);
   host_ready_push(t->h, &t->ready);
 }
 
@@ -378,6 +375,7 @@ void host_wake_error(host_task *t, lua_State *from) {
 
 int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   if (t->state == TASK_DONE) return 0;
+  if (t->h->trace) host_trace_cancel(t->h, t);
   t->ncancels++;
   if (msgidx && !lua_isnoneornil(L, msgidx)) {
     lua_pushvalue(L, msgidx);
@@ -408,8 +406,26 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   t->wait_cancel = NULL;
   t->flags |= TF_MUST_CANCEL | TF_QUEUED;
   t->nargs = 0;
+  t->stats.queued = uv_hrtime();
   host_ready_push(t->h, &t->ready);
   return 1;
+}
+
+/* Where t waits, and where the task it awaits waits, down the chain:
+ * "in 'run' at x.lua:1, which waits in 'get' at x.lua:3". */
+static void deadlock_where(lasync_host *h, host_task *t) {
+  char *buf = h->deadlock_where;
+  size_t size = sizeof h->deadlock_where, len;
+  host_where_waiting(t->co, buf, size);
+  for (int depth = 0; h->awaiting && depth < 8; depth++) {
+    host_task *next = h->awaiting(t);
+    if (!next || next == t || next->state == TASK_DONE) break;
+    t = next;
+    len = strlen(buf);
+    if (len + 20 >= size) break;
+    memcpy(buf + len, ", which waits ", 15);
+    host_where_waiting(t->co, buf + len + 14, size - len - 14);
+  }
 }
 
 int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
@@ -419,14 +435,21 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
         !h->ready_head) {
       if (deadlock) break; /* cancelled, and still nothing can move */
       deadlock = 1;
+      deadlock_where(h, t);
       host_task_cancel(t, L, 0);
     }
   }
   return deadlock;
 }
 
+const char *host_push_deadlock(lua_State *L, lasync_host *h, const char *who) {
+  return lua_pushfstring(L, "%s%s (it waits %s)", who,
+                         HOST_DEADLOCK(""), h->deadlock_where);
+}
+
 void host_drain(lasync_host *h, lua_State *L) {
   if (!h->npending && !(h->stopping && h->ready_head)) return;
+  host_debug_report_pending(h, L);
   host_cancel_all(h, L);
   /* when stopping, also until the done callbacks have run */
   for (int turns = 0;
@@ -461,9 +484,33 @@ static void callback_release(host_callback *c) {
   }
 }
 
+/* Keeps the error and its report: {err, report}. */
 static int callback_msgh(lua_State *L) {
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
   host_push_report(L, L, 1);
+  lua_rawseti(L, -2, 2);
   return 1;
+}
+
+/* asyncio's "Exception in callback", through the exception handler; the
+ * message handler's {err, report} (or a bare error: out of memory) on top. */
+static void callback_failed(lasync_host *h, lua_State *L, host_callback *c) {
+  int got = lua_gettop(L);
+  if (lua_istable(L, got)) {
+    lua_rawgeti(L, got, 1);
+    lua_rawgeti(L, got, 2);
+  } else {
+    lua_pushvalue(L, got);
+    lua_pushnil(L);
+  }
+  host_push_context(L, "Exception in callback", got + 1);
+  lua_pushvalue(L, got + 2);
+  lua_setfield(L, -2, "traceback");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->ref);
+  lua_setfield(L, -2, "handle");
+  host_call_exception_handler(h, L, -1);
 }
 
 /* Runs inside the batch's protection (on_check); the callback itself runs
@@ -485,12 +532,11 @@ static void callback_run(lasync_host *h, host_posted *p) {
     lua_remove(L, top + 2);
     lua_State *outer = h->current;
     h->current = L;
+    if (h->debug) host_debug_step_begin(h->debug, L);
     int status = lua_pcall(L, (int)n - 1, 0, top + 1);
+    if (h->debug) host_debug_step_end(h->debug, L);
     h->current = outer;
-    if (status != LUA_OK) {
-      lua_pushfstring(L, "Exception in callback: %s", lua_tostring(L, -1));
-      host_report(h, lua_tostring(L, -1));
-    }
+    if (status != LUA_OK) callback_failed(h, L, c);
     lua_settop(L, top);
   }
   callback_release(c);

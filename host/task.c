@@ -93,6 +93,16 @@ void host_task_push(lua_State *L, host_task *t) {
 
 /* ---- the extras: name, done callbacks, report -------------------------- */
 
+void host_new_weak_registry(lua_State *L, const char *key) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
 /* Names and done callbacks are rare: they live in a weak-keyed side
  * table, not in every task. */
 void host_task_extras(lua_State *L, int task_idx, int create) {
@@ -103,13 +113,7 @@ void host_task_extras(lua_State *L, int task_idx, int create) {
       lua_pushnil(L);
       return;
     }
-    lua_newtable(L);
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "lasync.task_extras");
+    host_new_weak_registry(L, "lasync.task_extras");
   }
   lua_pushvalue(L, task_idx);
   if (lua_rawget(L, -2) != LUA_TTABLE && create) {
@@ -122,24 +126,12 @@ void host_task_extras(lua_State *L, int task_idx, int create) {
   lua_remove(L, -2);
 }
 
-void host_task_set_report(lua_State *L, host_task *t) {
-  host_task_push(L, t);
-  host_task_extras(L, -1, 1);
-  lua_pushvalue(L, -3);
-  lua_setfield(L, -2, "report");
-  lua_pop(L, 3);
-}
-
 /* Pushes field `name` of the extras of the Task at idx, or nil. */
 static void push_extra(lua_State *L, int idx, const char *name) {
   host_task_extras(L, idx, 0);
   if (lua_istable(L, -1)) lua_getfield(L, -1, name);
   else lua_pushnil(L);
   lua_remove(L, -2);
-}
-
-void host_task_push_report(lua_State *L, int idx) {
-  push_extra(L, idx, "report");
 }
 
 int host_origin(lua_State *L, char *buf, size_t size) {
@@ -170,12 +162,15 @@ void host_task_push_origin(lua_State *L, int idx) {
 
 void host_task_push_name(lua_State *L, int idx) {
   host_task *t = lua_touserdata(L, idx);
+  int top = lua_gettop(L);
   host_task_extras(L, idx, 0);
-  if (!lua_istable(L, -1) || lua_getfield(L, -1, "name") == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "name") != LUA_TNIL) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return;
   }
-  lua_remove(L, -2);
+  lua_settop(L, top);
+  lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
 }
 
 /* Done callbacks run through call_soon, after the task has ended, in the
@@ -215,10 +210,8 @@ void host_task_push_cancelled(lua_State *L, host_task *t) {
  * records the report text while the failing frames are still there. */
 static int body_msgh(lua_State *L) {
   host_task *t = host_task_of(L);
-  if (t && !host_is_cancelled_error(L, 1)) {
-    host_push_report(L, L, 1);
-    host_task_set_report(L, t);
-  }
+  if (t && !host_is_cancelled_error(L, 1))
+    host_task_record_failure(L, t, L, 1, 1);
   lua_settop(L, 1);
   return 1;
 }
@@ -262,6 +255,10 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   t->co = co;
   t->id = (uint32_t)++h->next_task_id;
   t->cancel_msg_ref = LUA_NOREF;
+  t->report_ref = LUA_NOREF;
+  host_where_note(h, L, &t->created);
+  t->stats.created = t->stats.queued = uv_hrtime();
+  if (h->trace) host_trace_wake(h, t);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->task_mt_ref); /* not by name */
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -2);
@@ -286,8 +283,21 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
 /* The one place a task ends: it no longer waits, counts as pending, or
  * keeps its C listeners (await, gather, a server's connection record),
  * which are told now, each unlinked before it runs. */
+/* The trace names each task's track with its name, known at its end. */
+static void trace_name(lasync_host *h, host_task *t) {
+  lua_State *L = h->cbL;
+  if (h->state_closing || !L || t->ref == LUA_NOREF || !lua_checkstack(L, 3))
+    return;
+  host_task_push(L, t);
+  host_task_push_name(L, -1);
+  host_trace_name(h, t, lua_tostring(L, -1));
+  lua_pop(L, 2);
+}
+
 static void task_end(lasync_host *h, host_task *t) {
+  if (h->trace) trace_name(h, t);
   t->state = TASK_DONE;
+  t->stats.ended = uv_hrtime();
   t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
   t->wait_cancel = NULL;
   h->npending--;
@@ -325,9 +335,8 @@ void host_task_fail(lasync_host *h, host_task *t, lua_State *L) {
   if (!lua_checkstack(cb, 8)) luaL_error(cb, "not enough memory");
   if (L != cb) lua_xmove(L, cb, 1);
   int err = lua_gettop(cb);
-  host_push_report(cb, co, err);
-  host_task_set_report(cb, t);
-  lua_settop(cb, err);
+  if (!host_is_cancelled_error(cb, err))
+    host_task_record_failure(cb, t, co, 1, err);
   t->outcome = host_is_cancelled_error(cb, err) ? OUTCOME_CANCELLED
                                                  : OUTCOME_FAILED;
   lua_settop(co, 0);
@@ -344,6 +353,8 @@ int host_task_results(lua_State *L, host_task *t) {
     t->flags |= TF_RETRIEVED;
     lua_pushvalue(co, 1);
     lua_xmove(co, L, 1);
+    host_task *me = host_task_of(L);
+    if (me && t->outcome == OUTCOME_FAILED) host_task_note_origin(L, me, -1, t, 0);
     return lua_error(L);
   }
   luaL_checkstack(L, n, "too many results");
@@ -395,6 +406,32 @@ static int task_tostring(lua_State *L) {
   return 1;
 }
 
+/* asyncio's "Task exception was never retrieved", through the exception
+ * handler: the Task at 1 is being finalized (its thread and error are
+ * still there). */
+static void never_retrieved(lasync_host *h, lua_State *L, host_task *t) {
+  luaL_checkstack(L, 6, "exception context");
+  int top = lua_gettop(L);
+  lua_pushvalue(t->co, 1);
+  lua_xmove(t->co, L, 1);
+  if (host_debug_on(h) && t->created.src) /* where it was made */
+    lua_pushfstring(L, "Task exception was never retrieved (Task-%I, "
+                       "created at %s:%d)", (lua_Integer)t->id,
+                    t->created.src, t->created.line);
+  else
+    lua_pushfstring(L, "Task exception was never retrieved (Task-%I)",
+                    (lua_Integer)t->id);
+  host_push_context(L, lua_tostring(L, -1), top + 1);
+  lua_pushvalue(L, 1);
+  lua_setfield(L, -2, "task");
+  host_task_push_report_of(L, t);
+  lua_setfield(L, -2, "traceback");
+  host_push_where(L, &t->created);
+  lua_setfield(L, -2, "source");
+  host_call_exception_handler(h, L, -1);
+  lua_settop(L, top);
+}
+
 /* A task is collected only once it is done and unreferenced, or when the
  * state closes.  A failure nobody looked at is reported here, like
  * asyncio's "Task exception was never retrieved". */
@@ -412,12 +449,9 @@ static int task_gc(lua_State *L) {
     task_end(h, t);
   } else if (t->outcome == OUTCOME_FAILED && !(t->flags & TF_RETRIEVED)) {
     /* weak-keyed entries of an object being finalized are still there */
-    host_task_push_report(L, 1);
-    lua_pushfstring(L, "Task exception was never retrieved (Task-%I)\n%s",
-                    (lua_Integer)t->id,
-                    lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-    host_report(h, lua_tostring(L, -1));
+    never_retrieved(h, L, t);
   }
+  host_task_drop_report(L, t);
   return 0;
 }
 

@@ -1,0 +1,68 @@
+-- Per-task statistics (issue 13, point 6, tokio-console's): created at,
+-- steps and wakes, busy time, time scheduled but not running, last wake.
+local helper = require "spec.helper"
+
+local function busy(secs)
+  local t0 = asyncio.time()
+  while asyncio.time() - t0 < secs do end
+end
+
+describe("task:stats()", function()
+  after_each(helper.no_leaks)
+
+  it("counts steps and wakes, and splits the task's life into busy, scheduled and idle", function()
+    local before = asyncio.time()
+    local line = debug.getinfo(1, "l").currentline + 1
+    local t = asyncio.create_task(function()
+      for _ = 1, 3 do asyncio.sleep(0.02) end -- 3 wakes, idle ~0.06 s
+      busy(0.05)                              -- busy >= 0.05 s
+    end)
+    t:await()
+    local s = t:stats()
+    assert.are.equal(4, s.steps)
+    assert.are.equal(3, s.wakes)
+    assert.is_true(s.created >= before and s.created <= s.last_wake, "created")
+    assert.is_true(s.last_wake <= s.ended and s.ended <= asyncio.time(), "ended")
+    assert.matches(":" .. line .. "$", s.created_at)
+    assert.is_true(s.busy >= 0.05 and s.busy < 0.05 + 1 * helper.slow, "busy " .. s.busy)
+    assert.is_true(s.idle >= 0.055, "idle " .. s.idle)
+    assert.is_true(s.scheduled >= 0 and s.scheduled < s.busy, "scheduled " .. s.scheduled)
+    local life = s.ended - s.created
+    assert.is_true(math.abs(life - (s.busy + s.scheduled + s.idle)) < 1e-6)
+  end)
+
+  it("measures time spent ready but waiting for the loop", function()
+    -- the hog runs first in the turn and keeps the loop for 0.1 s while
+    -- the other task is already ready
+    local hog = asyncio.create_task(function() busy(0.1) end)
+    local waiter = asyncio.create_task(function() end)
+    waiter:await()
+    hog:await()
+    local s = waiter:stats()
+    assert.are.equal(1, s.steps)
+    assert.are.equal(0, s.wakes)
+    assert.is_nil(s.last_wake)
+    assert.is_true(s.scheduled >= 0.1, "scheduled " .. s.scheduled)
+    assert.is_true(hog:stats().busy >= 0.1)
+  end)
+
+  it("a pending task's figures grow; a cancelled task ends too", function()
+    local t = asyncio.create_task(function() asyncio.sleep(10) end)
+    asyncio.sleep(0.01)
+    local s = t:stats()
+    assert.are.equal(1, s.steps)
+    assert.is_nil(s.ended)
+    assert.is_true(s.idle > 0)
+    t:cancel()
+    pcall(t.await, t)
+    s = t:stats()
+    assert.are.equal(2, s.steps)
+    assert.is_number(s.ended)
+  end)
+
+  it("refuses what is not a task", function()
+    local t = asyncio.current_task()
+    helper.fails_with("asyncio.Task expected", t.stats, {})
+    helper.fails_with("asyncio.Task expected", t.stats)
+  end)
+end)
