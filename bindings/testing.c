@@ -79,15 +79,12 @@ static int l_real_time(lua_State *L) {
   return 1;
 }
 
-/* _track(on): record where tasks and handles are made from now on. */
-static int l_track(lua_State *L) {
-  HOST(L)->track_origins = (unsigned char)lua_toboolean(L, 1);
-  return 0;
-}
-
+/* _task_origin(task) -> "file:line" where it was created, or nil (every
+ * task and handle records it: host/where.c). */
 static int l_task_origin(lua_State *L) {
-  host_check_task_arg(L, 1);
-  host_task_push_origin(L, 1);
+  host_task *t = host_check_task_arg(L, 1);
+  if (t->created.src) host_push_where(L, &t->created);
+  else lua_pushnil(L);
   return 1;
 }
 
@@ -103,8 +100,8 @@ static void push_handle(host_handle *hd, void *ud) {
   lua_createtable(c->L, 0, 2);
   lua_pushstring(c->L, hd->type->what);
   lua_setfield(c->L, -2, "what");
-  if (hd->origin) {
-    lua_pushstring(c->L, hd->origin);
+  if (hd->created.src) {
+    host_push_where(c->L, &hd->created);
     lua_setfield(c->L, -2, "origin");
   }
   lua_pushlightuserdata(c->L, hd);
@@ -316,7 +313,6 @@ static const luaL_Reg funcs[] = {{"_set_clock", l_set_clock},
                                  {"advance", l_advance},
                                  {"wait_idle", l_wait_idle},
                                  {"real_time", l_real_time},
-                                 {"_track", l_track},
                                  {"_task_origin", l_task_origin},
                                  {"_handles", l_handles},
                                  {"_close_handle", l_close_handle},

@@ -196,10 +196,6 @@ function M.check_leaks(before)
   end
 end
 
--- Once the testing module is loaded, tasks and handles say where they
--- were made (a leak report names the line).
-M._track(true)
-
 -- ---- run ----------------------------------------------------------------------
 
 local RUN_OPTIONS = {clock = true, autojump_threshold = true, timeout = true, leaks = true}

@@ -21,11 +21,6 @@ void host_handle_init(host_handle *hd, const host_handle_type *type,
   hd->box = NULL;
   hd->holds = 1;
   hd->closing = hd->closed = 0;
-  hd->origin = NULL;
-  if (h->track_origins) {
-    char where[LUA_IDSIZE + 16];
-    if (host_origin(h->current, where, sizeof where)) hd->origin = strdup(where);
-  }
   host_list_init(&hd->closer.link);
   hd->closer.close = closer_close;
   host_closeable_add(h, &hd->closer);
@@ -62,8 +57,6 @@ void host_handle_hold(host_handle *hd) { hd->holds++; }
 
 void host_handle_drop(host_handle *hd) {
   if (--hd->holds == 0) {
-    free(hd->origin);
-    hd->origin = NULL;
     hd->type->free(hd);
   }
 }

@@ -47,8 +47,6 @@ struct host_handle {
   int holds;                    /* the handle, the box, other holders */
   unsigned char closing;        /* the handle is closing (or closed) */
   unsigned char closed;         /* the handle's close callback has run */
-  char *origin;                 /* "file:line" that made it, when the host
-                                   records origins (asyncio.testing) */
   host_where created;           /* where the Lua code opened it */
 };
 

@@ -234,13 +234,6 @@ void host_task_finish(lasync_host *h, host_task *t);
 void host_task_fail(lasync_host *h, host_task *t, lua_State *L);
 /* Pushes a CancelledError carrying t's cancel message. */
 void host_task_push_cancelled(lua_State *L, host_task *t);
-/* Writes "file:line" of the innermost Lua frame of L that is not in the
- * compiled-in asyncio parts (where user code made a task or handle) into
- * buf; returns 0 and writes "" when there is none.  Allocates nothing. */
-int host_origin(lua_State *L, char *buf, size_t size);
-/* Pushes the origin recorded for the Task at idx (asyncio.testing turns
- * the recording on: h->track_origins), or nil. */
-void host_task_push_origin(lua_State *L, int idx);
 /* Pushes the name of the Task at idx (set_name's, or "Task-<id>"). */
 void host_task_push_name(lua_State *L, int idx);
 /* Cancels target on behalf of `from`, passing from's cancel message on
@@ -436,7 +429,6 @@ struct lasync_host {
   unsigned char clock_mode;
   unsigned char quiet;      /* virtual: nothing ready since quiet_since */
   unsigned char grace_over; /* virtual: the quiet time has passed */
-  unsigned char track_origins; /* record where tasks and handles are made */
   host_link idle_waiters; /* tasks in asyncio.testing.wait_idle() */
   int tasks_ref;          /* registry ref of the pending table: each
                              pending Task anchored at its own slot */

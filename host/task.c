@@ -126,40 +126,6 @@ void host_task_extras(lua_State *L, int task_idx, int create) {
   lua_remove(L, -2);
 }
 
-/* Pushes field `name` of the extras of the Task at idx, or nil. */
-static void push_extra(lua_State *L, int idx, const char *name) {
-  host_task_extras(L, idx, 0);
-  if (lua_istable(L, -1)) lua_getfield(L, -1, name);
-  else lua_pushnil(L);
-  lua_remove(L, -2);
-}
-
-int host_origin(lua_State *L, char *buf, size_t size) {
-  lua_Debug ar;
-  buf[0] = '\0';
-  for (int level = 0; L && lua_getstack(L, level, &ar); level++) {
-    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
-    if (strncmp(ar.source, "=asyncio/", 9) == 0) continue;
-    snprintf(buf, size, "%s:%d", ar.short_src, ar.currentline);
-    return 1;
-  }
-  return 0;
-}
-
-/* Only while asyncio.testing looks for leaks: a task made then says where. */
-static void record_origin(lua_State *L) {
-  char where[LUA_IDSIZE + 16];
-  if (!host_origin(L, where, sizeof where)) return;
-  host_task_extras(L, -1, 1);
-  lua_pushstring(L, where);
-  lua_setfield(L, -2, "origin");
-  lua_pop(L, 1);
-}
-
-void host_task_push_origin(lua_State *L, int idx) {
-  push_extra(L, idx, "origin");
-}
-
 void host_task_push_name(lua_State *L, int idx) {
   host_task *t = lua_touserdata(L, idx);
   int top = lua_gettop(L);
@@ -274,7 +240,6 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   h->npending++;
   t->flags |= TF_QUEUED;
   host_ready_push(h, &t->ready);
-  if (h->track_origins) record_origin(L);
   return t;
 }
 
