@@ -21,7 +21,8 @@ PREFIX     ?= /usr/local
 
 PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson valgrind \
-            python3 nginx openssl luarocks groff-base
+            python3 nginx openssl luarocks groff-base \
+            libreadline-dev tmux
 
 .PHONY: all deps build run test check spec asan valgrind bench install clean
 
