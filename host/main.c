@@ -115,6 +115,10 @@ static void on_wake(uv_async_t *a) {
     return;                /* are not the user's target */
   }
   if (!took && hit_main) return; /* the main task has its "interrupted!" */
+  if (c->repl && isatty(0)) { /* the line's output goes below the "^C" */
+    fputs("\n", stdout);
+    fflush(stdout);
+  }
   c->interrupted = 1;
   if (c->main && c->main->state != TASK_DONE)
     host_task_cancel(c->main, c->h->cbL, 0);

@@ -52,8 +52,10 @@ struct host_lines {
   int installed;        /* readline's handler is installed */
   int shown;            /* the prompt is on the screen */
   int bol;              /* the output above the prompt ended its line */
-  char *line;           /* readline's line (malloc'ed) */
+  char **lines;         /* lines readline gave (malloc'ed; NULL: EOF) */
+  size_t nlines, lines_cap;
   FILE *out, *err;      /* the real stdout and stderr */
+  int redirected;       /* stdout and stderr are the cookie streams */
   int out_ref, err_ref; /* io.stdout / io.stderr userdata patched */
   /* thread-pool reads */
   uv_fs_t req;
@@ -190,7 +192,9 @@ void host_lines_output(int bol) {
   in->bol = bol;
 }
 
-/* The cookie streams: what Lua and C write to stdout and stderr. */
+/* The cookie streams: what Lua and C write to stdout and stderr.  They
+ * buffer nothing (the real streams do), so that output never waits in
+ * them while the prompt is shown. */
 static ssize_t cookie_write(void *real, const char *buf, size_t size) {
   if (size == 0) return 0;
   host_lines_output(buf[size - 1] == '\n');
@@ -234,7 +238,7 @@ static void unpatch_stream(lua_State *L, int ref, FILE *to) {
 }
 
 static int redirect_output(host_lines *in, lua_State *L) {
-  FILE *out = cookie_of(stdout, _IOLBF), *err = cookie_of(stderr, _IONBF);
+  FILE *out = cookie_of(stdout, _IONBF), *err = cookie_of(stderr, _IONBF);
   if (!out || !err) {
     if (out) fclose(out);
     if (err) fclose(err);
@@ -248,11 +252,13 @@ static int redirect_output(host_lines *in, lua_State *L) {
   in->L = L;
   in->out_ref = patch_stream(L, "stdout", in->out, out);
   in->err_ref = patch_stream(L, "stderr", in->err, err);
+  in->redirected = 1;
   return 1;
 }
 
 static void restore_output(host_lines *in) {
-  if (!in->out) return;
+  if (!in->redirected) return;
+  in->redirected = 0;
   fflush(stdout);
   FILE *out = stdout, *err = stderr;
   stdout = in->out;
@@ -261,7 +267,6 @@ static void restore_output(host_lines *in) {
   unpatch_stream(in->L, in->err_ref, in->err);
   fclose(out);
   fclose(err);
-  in->out = in->err = NULL;
 }
 
 /* ---- readline ------------------------------------------------------------- */
@@ -269,16 +274,45 @@ static void restore_output(host_lines *in) {
 static void uninstall(host_lines *in) {
   if (!in->installed) return;
   rl_callback_handler_remove(); /* the terminal back in its normal mode */
+  rl_redisplay_function = rl_redisplay;
   in->installed = in->shown = 0;
   uv_poll_stop(&in->poll);
   uv_prepare_stop(&in->redraw);
 }
 
+/* While readline finishes its call after a line, it would draw the next
+ * prompt at once: nothing is drawn until the handler is removed. */
+static void quiet_redisplay(void) {}
+
+/* The handler stays installed until rl_callback_read_char returns:
+ * readline may go on with keys it had read ahead (a paste) and give more
+ * lines in the same call, which wait here for the next prompts. */
 static void on_line(char *line) {
   host_lines *in = active;
-  uninstall(in);
-  in->line = line;
-  in->result = line ? HOST_LINE_OK : HOST_LINE_EOF;
+  if (in->nlines == in->lines_cap) {
+    size_t cap = in->lines_cap ? 2 * in->lines_cap : 4;
+    char **l = realloc(in->lines, cap * sizeof *l);
+    if (!l) { /* out of memory: the line is lost, as a Ctrl-C would */
+      free(line);
+      return;
+    }
+    in->lines = l;
+    in->lines_cap = cap;
+  }
+  in->lines[in->nlines++] = line;
+  rl_redisplay_function = quiet_redisplay;
+}
+
+/* The first line readline gave: HOST_LINE_OK with it pushed, or
+ * HOST_LINE_EOF; WAITING when there is none. */
+static int take_edited(host_lines *in, lua_State *L) {
+  if (in->nlines == 0) return WAITING;
+  char *line = in->lines[0];
+  memmove(in->lines, in->lines + 1, --in->nlines * sizeof *in->lines);
+  if (!line) return HOST_LINE_EOF;
+  lua_pushstring(L, line); /* may raise: the line is freed first */
+  free(line);
+  return HOST_LINE_OK;
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
@@ -291,6 +325,10 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   }
   show_prompt(in); /* readline must see the screen it drew */
   rl_callback_read_char();
+  if (in->nlines) {
+    uninstall(in);
+    in->result = HOST_LINE_OK; /* or EOF: take_edited tells */
+  }
 }
 
 static void on_winch(uv_signal_t *s, int signum) {
@@ -309,20 +347,23 @@ static void at_exit(void) {
 static int read_edited(host_lines *in, lua_State *L, const char *prompt) {
   fflush(stdout);
   fflush(stderr);
-  in->bol = 1;
-  rl_callback_handler_install(prompt, on_line);
-  in->installed = in->shown = 1;
-  if (uv_poll_start(&in->poll, UV_READABLE, on_poll) != 0) {
-    uninstall(in);
-    return HOST_LINE_EOF;
+  if (in->nlines == 0) {
+    in->bol = 1;
+    rl_callback_handler_install(prompt, on_line);
+    in->installed = in->shown = 1;
+    if (uv_poll_start(&in->poll, UV_READABLE, on_poll) != 0) {
+      uninstall(in);
+      return HOST_LINE_EOF;
+    }
+    while (in->result == WAITING) uv_run(in->h->loop, UV_RUN_ONCE);
+    if (in->result == HOST_LINE_INTERRUPTED) return in->result;
+  } else { /* typed ahead: shown after its prompt, as the terminal would */
+    fputs(prompt, in->out);
+    fputs(in->lines[0] ? in->lines[0] : "", in->out);
+    fputs("\n", in->out);
+    fflush(in->out);
   }
-  while (in->result == WAITING) uv_run(in->h->loop, UV_RUN_ONCE);
-  if (in->result == HOST_LINE_OK) {
-    lua_pushstring(L, in->line);
-    free(in->line);
-    in->line = NULL;
-  }
-  return in->result;
+  return in->result = take_edited(in, L);
 }
 
 static int open_editing(host_lines *in, lua_State *L) {
@@ -339,7 +380,9 @@ static int open_editing(host_lines *in, lua_State *L) {
   rl_catch_signals = 0;        /* Ctrl-C is the binary's (main.c) */
   rl_catch_sigwinch = 0;       /* on_winch */
   rl_change_environment = 0;   /* leave LINES and COLUMNS alone */
-  if (!redirect_output(in, L)) return 1; /* editing, without the redraw */
+  in->out = stdout;
+  in->err = stderr;
+  redirect_output(in, L); /* if it fails: editing, without the redraw */
   rl_outstream = in->out;
   rl_instream = stdin;
   return 1;
@@ -425,7 +468,8 @@ void host_lines_close(host_lines *in) {
   if (in->editing) {
     uninstall(in);
     restore_output(in);
-    free(in->line);
+    for (size_t i = 0; i < in->nlines; i++) free(in->lines[i]);
+    free(in->lines);
     if (active == in) active = NULL;
   }
 #endif
