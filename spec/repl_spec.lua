@@ -388,7 +388,8 @@ end)
 -- Raw bytes typed on a real terminal (spec/fixtures/pty_feed.py).
 describe("the REPL on a terminal, against hostile input", function()
   if not have("python3") then return end
-  local feeder = (os.getenv("PWD") or ".") .. "/spec/fixtures/pty_feed.py"
+  local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "spec"
+  local feeder = here .. "/fixtures/pty_feed.py"
 
   local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
 
