@@ -67,13 +67,6 @@ struct host_lines {
   size_t plen, pcap;
 };
 
-/* readline has one line at a time and no user data in its callbacks. */
-static host_lines *active;
-
-static void handle_closed(uv_handle_t *hd) {
-  host_lines *in = hd->data;
-  if (--in->nhandles == 0) free(in);
-}
 
 /* ---- reads on the thread pool -------------------------------------------- */
 
@@ -161,6 +154,14 @@ static int read_plain(host_lines *in, lua_State *L, const char *prompt) {
 }
 
 #ifdef LASYNC_READLINE
+
+/* readline has one line at a time and no user data in its callbacks. */
+static host_lines *active;
+
+static void handle_closed(uv_handle_t *hd) {
+  host_lines *in = hd->data;
+  if (--in->nhandles == 0) free(in);
+}
 
 /* ---- the prompt above the output ---------------------------------------- */
 
