@@ -20,8 +20,10 @@ EXAMPLE    ?= scripts/download_compare.lua
 PREFIX     ?= /usr/local
 
 PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
-            libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson valgrind \
+            libuv1-dev libcurl4-openssl-dev lua-busted lua-cjson lua-dkjson valgrind \
             python3 nginx openssl luarocks groff-base \
+            libhiredis-dev redis-server \
+            libssl-dev \
             libreadline-dev tmux
 
 .PHONY: all deps build run test check spec asan valgrind bench install clean
@@ -119,6 +121,8 @@ bench: build
 	      'BEGIN { printf "  %-20s %6.2f s  %s\n", w, e - s, o }'; \
 	  done; \
 	fi
+	@echo "to_thread: one CPU-bound job in 1 worker, then split over 2 (bench/to_thread.lua):"
+	@$(LASYNC) bench/to_thread.lua
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

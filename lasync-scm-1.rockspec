@@ -1,7 +1,7 @@
 -- luarocks make: builds the C module asyncio.so (host/ + bindings/, with
 -- the bindings' .lua parts compiled in) and installs it in the rock tree.
--- Needs the Debian packages cmake, liblua5.4-dev, libuv1-dev and
--- libcurl4-openssl-dev.
+-- Needs the Debian packages cmake, liblua5.4-dev, libuv1-dev,
+-- libcurl4-openssl-dev, libhiredis-dev and libssl-dev.
 rockspec_format = "3.0"
 package = "lasync"
 version = "scm-1"

@@ -12,7 +12,8 @@ local function handle(reader, writer)
   writer:close()
 end
 
+-- under `lasync --workers N` every worker listens on the port
 local server <close> = asyncio.start_server(handle, "127.0.0.1", port,
-                                            {backlog = 1024})
+  {backlog = 1024, reuse_port = asyncio.worker_count() > 1})
 io.stderr:write("listening on 127.0.0.1:", server.port, "\n")
 server:serve_forever()

@@ -10,12 +10,16 @@
  * only while a transfer is running, so an idle pool does not keep a
  * program from exiting.
  *
- * A request is an `xfer` userdata on the requesting task's stack.  It
- * waits FIFO for a slot (at most `limit` requests in flight), takes an easy
+ * A request is an `xfer` record behind a box on the requesting task's
+ * stack, with host/handle.h's lifetime like the session's: the curl easy
+ * handle stands for the libuv handle, and the one idempotent close
+ * (xfer_close_hook) serves the cancel hook, resp:close(), __gc, the
+ * session's close and the end of a buffered response.  A request waits
+ * FIFO for a slot (at most `limit` requests in flight), takes an easy
  * handle from the session's small pool, is added to the multi handle and
  * parks its task; curl's callbacks only fill C buffers and wake tasks.  The
- * continuation builds the Lua response in the task.  xfer_finish() is the
- * one idempotent cleanup (cancel hook, close, __gc, normal completion).
+ * continuation builds the Lua response in the task; a stream response
+ * keeps the box (resp._xfer) until it is closed or collected.
  *
  * The Lua half (http.lua, compiled in) does options, responses, headers
  * and the Session class. */
@@ -29,7 +33,7 @@
 #include "../host/buf.h"
 #include "../host/handle.h"
 #include "../host/waitq.h"
-#include "init.h"
+#include "http.h"
 /* bindings/http.lua, compiled in (cmake/embed.cmake) */
 extern const unsigned char lasync_http_lua[];
 extern const size_t lasync_http_lua_len;
@@ -77,10 +81,11 @@ struct session {
   int nhandles;  /* uv handles not yet closed: together, one hold */
 };
 
-enum { X_NEW, X_QUEUED, X_RUNNING, X_DONE, X_FINISHED };
+enum { X_NEW, X_QUEUED, X_RUNNING, X_DONE };
 enum { W_SLOT, W_DONE, W_READY, W_DATA };
 
 typedef struct xfer {
+  host_handle hd;        /* lifetime (handle.h): the box + the transfer */
   host_link link;        /* in session->active while running */
   session *s;            /* NULL once nothing of the session is held */
   CURL *easy;
@@ -95,7 +100,7 @@ typedef struct xfer {
   CURLcode result;
   unsigned char state, want;
   unsigned char has_slot, stream, follow, verify, ready, paused;
-  unsigned char too_large, head_too_large, oom, has_location, closed_early;
+  unsigned char too_large, head_too_large, oom, has_location;
   unsigned char idempotent; /* the method of the last send may be sent again
                                (GET HEAD PUT DELETE OPTIONS) */
   unsigned char tries;      /* sends since the last response began */
@@ -253,23 +258,42 @@ static void xfer_detach(xfer *x) {
   x->s = NULL;
 }
 
-/* The one cleanup: idempotent; called by the cancel hook, close, __gc and
- * when a plain response has been built. */
-static void xfer_finish(xfer *x) {
-  if (x->state == X_FINISHED) return;
-  if (x->state < X_DONE) x->closed_early = 1;
+/* The close hook (handle.h): stops the transfer and frees what it holds
+ * but the record.  With L, a task reading the stream from elsewhere is
+ * woken with the error a read of a closed response raises; without L
+ * (cancel hooks, __gc, the host's stop) no Lua runs, and no task can be
+ * parked on a box nobody reaches.  Nothing is left to close in the loop,
+ * so the handle's hold goes at once. */
+static int xfer_close_hook(host_handle *hd, lua_State *L) {
+  xfer *x = host_container_of(hd, xfer, hd);
+  host_task *t = x->task;
   xfer_detach(x);
   if (x->easy) curl_easy_cleanup(x->easy);
   x->easy = NULL;
   x->task = NULL;
-  x->state = X_FINISHED;
   curl_slist_free_all(x->hdrs);
   x->hdrs = NULL;
   host_buf_free(&x->body);
   host_buf_free(&x->head);
   free(x->url);
   x->url = NULL;
+  if (t && L) {
+    host_error_new(L, "InvalidStateError", "iter_chunks(): the response is "
+                   "closed");
+    host_wake_error(t, L);
+  }
+  host_handle_after_close(hd);
+  return 1;
 }
+
+static void xfer_free(host_handle *hd) {
+  free(host_container_of(hd, xfer, hd));
+}
+
+static const host_handle_type XFER_TYPE = {XFER_MT, "response",
+                                           xfer_close_hook, xfer_free};
+
+static void xfer_close(xfer *x, lua_State *L) { host_handle_close(&x->hd, L); }
 
 static void xfer_complete(xfer *x, CURLcode rc) {
   session *s = x->s;
@@ -473,10 +497,18 @@ static int giant_header(xfer *x) {
   return x->result == CURLE_OUT_OF_MEMORY && !x->oom && x->received == 0;
 }
 
+/* "reset": the connection was closed or reset before the whole answer
+ * came (a kind of its own so that a retry policy can name it). */
 static const char *error_kind(xfer *x) {
   if (x->too_large) return "body_too_large";
   if (x->head_too_large || giant_header(x)) return "headers_too_large";
+  if (x->not_retried) return "reset";
   switch (x->result) {
+  case CURLE_GOT_NOTHING:
+  case CURLE_SEND_ERROR:
+  case CURLE_RECV_ERROR:
+  case CURLE_PARTIAL_FILE:
+    return "reset";
   case CURLE_URL_MALFORMAT:
   case CURLE_UNSUPPORTED_PROTOCOL:
     return "invalid_url";
@@ -511,9 +543,8 @@ static const char *error_kind(xfer *x) {
   }
 }
 
-/* Pushes http.Error{kind=, url=, code=, message=}. */
-static void push_error(lua_State *L, const char *kind, const char *url,
-                       int code, const char *msg) {
+void host_http_push_error(lua_State *L, const char *kind, const char *url,
+                          int code, const char *msg) {
   host_error_new(L, ERROR_CLASS, "%s (%s)", msg, url);
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "kind");
@@ -547,7 +578,7 @@ static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
   else
     snprintf(msg, sizeof msg, "%s",
              x->err[0] ? x->err : curl_easy_strerror(x->result));
-  push_error(L, error_kind(x), url, (int)x->result, msg);
+  host_http_push_error(L, error_kind(x), url, (int)x->result, msg);
 }
 
 /* ---- the session object ----------------------------------------------- */
@@ -572,12 +603,12 @@ static void abort_xfer(xfer *x, lua_State *L) {
   xfer_detach(x);
   x->state = X_DONE;
   x->result = CURLE_ABORTED_BY_CALLBACK;
-  x->closed_early = 1;
   x->task = NULL;
   if (t && L) {
-    push_error(L, "closed", x->url ? x->url : "", 0, "the session was closed");
+    host_http_push_error(L, "closed", x->url ? x->url : "", 0, "the session was closed");
     host_wake_error(t, L);
   }
+  xfer_close(x, L); /* a stream response read later raises: it is closed */
 }
 
 /* The close hook: with L (close()), tasks parked on the session's
@@ -683,18 +714,20 @@ static int l_stats(lua_State *L) {
  *   1 session  2 method  3 url  4 options (table or nil)  5 xfer */
 #define X_IDX 5
 
-static xfer *check_xfer(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, XFER_MT);
+/* The record of a box that is open, for the stream's methods. */
+static xfer *check_xfer(lua_State *L, int idx, const char *fname) {
+  return host_container_of(host_handle_check(L, idx, &XFER_TYPE, fname, 1),
+                           xfer, hd);
 }
 
-static int xfer_gc(lua_State *L) {
-  xfer_finish(check_xfer(L, 1));
-  return 0;
+/* The record of the box perform made (X_IDX: always attached). */
+static xfer *box_xfer(lua_State *L, int idx) {
+  return host_container_of(*(host_handle **)lua_touserdata(L, idx), xfer, hd);
 }
 
 static int perform_cancel(host_task *t, int woken) {
   (void)woken;
-  xfer_finish(t->wait_data);
+  xfer_close(t->wait_data, NULL);
   return 0;
 }
 
@@ -750,8 +783,11 @@ static void read_options(lua_State *L, xfer *x) {
   lua_pop(L, 2);
   static const char *const strings[] = {"cafile", "proxy", NULL};
   for (int i = 0; strings[i]; i++) { /* checked before anything is held */
+    /* the name is formatted first: a string pushed for it would sit at -1 */
+    char what[32];
+    snprintf(what, sizeof what, "option '%s'", strings[i]);
     if (lua_getfield(L, 4, strings[i]) != LUA_TNIL)
-      host_opt_cstring(L, -1, 4, lua_pushfstring(L, "option '%s'", strings[i]));
+      host_opt_cstring(L, -1, 4, what);
     lua_settop(L, X_IDX);
   }
   if (lua_getfield(L, 4, "headers") == LUA_TTABLE) {
@@ -810,7 +846,7 @@ static int start(lua_State *L, host_task *t, xfer *x) {
     set_base(e);
   }
   if (!e) {
-    xfer_finish(x);
+    xfer_close(x, L);
     return luaL_error(L, "asyncio.http: cannot create a curl handle");
   }
   x->easy = e;
@@ -864,7 +900,7 @@ static int start(lua_State *L, host_task *t, xfer *x) {
   if (x->hdrs) curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
   x->err[0] = '\0';
   if (curl_multi_add_handle(s->multi, e) != CURLM_OK) {
-    xfer_finish(x);
+    xfer_close(x, L);
     return luaL_error(L, "asyncio.http: cannot start the transfer");
   }
   x->state = X_RUNNING;
@@ -876,19 +912,21 @@ static int start(lua_State *L, host_task *t, xfer *x) {
 }
 
 static int perform_slot_k(lua_State *L, lua_KContext ctx) {
-  xfer *x = lua_touserdata(L, X_IDX);
+  xfer *x = box_xfer(L, X_IDX);
   (void)ctx;
   return start(L, host_task_of(L), x);
 }
 
 /* Builds the response table: status, reason, url, body (or the live
- * transfer for a stream), _head (the raw header block, parsed lazily). */
+ * transfer for a stream), _head (the raw header block, parsed lazily).
+ * A buffered response lets go of its transfer here (handle.h's release:
+ * the record is freed now, not at the box's __gc). */
 static int perform_done_k(lua_State *L, lua_KContext ctx) {
-  xfer *x = lua_touserdata(L, X_IDX);
+  xfer *x = box_xfer(L, X_IDX);
   (void)ctx;
   if (x->state == X_DONE && x->result != CURLE_OK) {
     push_xfer_error(L, x, lua_tostring(L, 3));
-    xfer_finish(x);
+    host_handle_release(L, X_IDX);
     return lua_error(L);
   }
   lua_createtable(L, 0, 8);
@@ -922,7 +960,7 @@ static int perform_done_k(lua_State *L, lua_KContext ctx) {
   } else {
     lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
     lua_setfield(L, -2, "body");
-    xfer_finish(x);
+    host_handle_release(L, X_IDX);
   }
   luaL_setmetatable(L, RESPONSE_MT);
   return 1;
@@ -947,10 +985,12 @@ static int l_perform(lua_State *L) {
   if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
   host_task *t = host_check_task(L, "fetch");
   lua_settop(L, 4);
-  xfer *x = lua_newuserdatauv(L, sizeof *x, 2);
-  memset(x, 0, sizeof *x);
+  host_handle **box = host_handle_newbox(L, XFER_MT, 2);
+  xfer *x = calloc(1, sizeof *x);
+  if (!x) return luaL_error(L, "asyncio.http: out of memory");
   host_list_init(&x->link);
-  luaL_setmetatable(L, XFER_MT);
+  host_handle_init(&x->hd, &XFER_TYPE, s->h);
+  host_handle_attach(box, &x->hd); /* two holds: the transfer, the box */
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, X_IDX, 1); /* the session outlives its transfers */
   read_options(L, x);
@@ -988,29 +1028,27 @@ static int take_chunk(lua_State *L, xfer *x) {
     }
     return 1;
   }
-  if (x->closed_early)
-    return host_error_raise(L, "InvalidStateError", "the response is closed");
+  host_buf_free(&x->body); /* the end: the record waits for close or GC */
   if (x->result != CURLE_OK) {
     push_xfer_error(L, x, x->url ? x->url : "");
-    xfer_finish(x);
     return lua_error(L);
   }
-  xfer_finish(x);
   lua_pushnil(L);
   return 1;
 }
 
 static int read_k(lua_State *L, lua_KContext ctx) {
   (void)ctx;
-  return take_chunk(L, check_xfer(L, 1));
+  return take_chunk(L, box_xfer(L, 1));
 }
 
-/* core.read(xfer) -> next body chunk, or nil at the end */
-static int l_read(lua_State *L) {
-  xfer *x = check_xfer(L, 1);
+/* The next body chunk, or nil at the end; a closed response raises
+ * InvalidStateError "<fname>(): the response is closed". */
+static int read_chunk(lua_State *L, const char *fname) {
+  xfer *x = check_xfer(L, 1, fname);
   lua_settop(L, 1);
   if (x->body.len || x->state >= X_DONE) return take_chunk(L, x);
-  host_task *t = host_check_task(L, "iter_chunks");
+  host_task *t = host_check_task(L, fname);
   if (x->task)
     return luaL_error(L, "asyncio.http: another task is reading this response");
   x->task = t;
@@ -1018,9 +1056,15 @@ static int l_read(lua_State *L) {
   return host_park(L, t, read_cancel, x, read_k, 0);
 }
 
-/* core.close_xfer(xfer): stops the transfer, frees its buffers. */
+/* core.read(xfer) (resp:iter_chunks's iterator), core.read_body(xfer)
+ * (resp:read's): the next chunk */
+static int l_read(lua_State *L) { return read_chunk(L, "iter_chunks"); }
+static int l_read_body(lua_State *L) { return read_chunk(L, "read"); }
+
+/* core.close_xfer(xfer), the box's __close: stops the transfer, frees its
+ * buffers (the idempotent close of handle.h). */
 static int l_close_xfer(lua_State *L) {
-  xfer_finish(check_xfer(L, 1));
+  host_handle_close(host_handle_check(L, 1, &XFER_TYPE, "close", 0), L);
   return 0;
 }
 
@@ -1036,48 +1080,44 @@ static int l_fs(lua_State *L) {
   return 1;
 }
 
-/* ---- URLs ------------------------------------------------------------- */
-
-/* core.join(base, ref) -> absolute URL (RFC 3986 resolution by curl). */
-static int l_join(lua_State *L) {
-  const char *base = host_check_cstring(L, 1, NULL);
-  const char *ref = host_check_cstring(L, 2, NULL);
-  CURLU *u = curl_url();
-  char *out = NULL;
-  if (!u) return luaL_error(L, "asyncio.http: out of memory");
-  int bad = curl_url_set(u, CURLUPART_URL, base, 0) ||
-            curl_url_set(u, CURLUPART_URL, ref, 0) ||
-            curl_url_get(u, CURLUPART_URL, &out, 0);
-  curl_url_cleanup(u);
-  if (bad) {
-    push_error(L, "invalid_url", ref, 0, "cannot resolve the URL against base_url");
-    return lua_error(L);
-  }
-  lua_pushstring(L, out);
-  curl_free(out);
-  return 1;
-}
-
 /* ---- options ---------------------------------------------------------- */
 
 static const char *const REQUEST_OPTIONS[] = {
     "method", "headers", "body", "json", "query", "timeout", "connect_timeout",
     "follow_redirects", "max_redirects", "verify", "cafile", "max_body",
-    "proxy", "stream", NULL};
+    "proxy", "stream", "retry", "json_codec", NULL};
 
 static const char *const SESSION_OPTIONS[] = {
     "limit", "limit_per_host", "headers", "base_url", "timeout",
     "connect_timeout", "follow_redirects", "max_redirects", "verify",
-    "cafile", "max_body", "proxy", NULL};
+    "cafile", "max_body", "proxy", "retry", "json_codec", NULL};
 
-/* core.unknown_option(opts, "request" | "session") -> the first key that
+/* core.getdate(s) -> seconds since the epoch of an HTTP date (Retry-After
+ * may be one), or nil when s is not a date curl can read. */
+static int l_getdate(lua_State *L) {
+  time_t t = curl_getdate(host_check_cstring(L, 1, NULL), NULL);
+  if (t == -1) return 0;
+  lua_pushinteger(L, (lua_Integer)t);
+  return 1;
+}
+
+/* core.unknown_option(opts, "request" | "session" | "retry" | "json") -> the first key that
  * is not an option, or nil.  http.lua words the error (naming fetch, get,
  * Session...); the test itself is the host's, shared by every binding. */
+static const char *const RETRY_OPTIONS[] = {
+    "count", "backoff", "max_backoff", "max_retry_after", "statuses", "on",
+    "methods", NULL};
+
+static const char *const JSON_OPTIONS[] = {"encode", "decode", NULL};
+
 static int l_unknown_option(lua_State *L) {
+  static const char *const names[] = {"request", "session", "retry", "json",
+                                      NULL};
+  static const char *const *const lists[] = {REQUEST_OPTIONS, SESSION_OPTIONS,
+                                             RETRY_OPTIONS, JSON_OPTIONS};
   luaL_checktype(L, 1, LUA_TTABLE);
-  int session = strcmp(luaL_checkstring(L, 2), "session") == 0;
-  if (!host_unknown_option(L, 1, session ? SESSION_OPTIONS : REQUEST_OPTIONS))
-    lua_pushnil(L);
+  int which = luaL_checkoption(L, 2, NULL, names);
+  if (!host_unknown_option(L, 1, lists[which])) lua_pushnil(L);
   return 1;
 }
 
@@ -1086,8 +1126,9 @@ static int l_unknown_option(lua_State *L) {
 static const luaL_Reg core_funcs[] = {
     {"session", l_session}, {"close", l_close},
     {"perform", l_perform}, {"stats", l_stats},
-    {"read", l_read},       {"close_xfer", l_close_xfer},
-    {"fs", l_fs},           {"join", l_join},
+    {"read", l_read},       {"read_body", l_read_body},
+    {"close_xfer", l_close_xfer},
+    {"fs", l_fs},           {"getdate", l_getdate},
     {"unknown_option", l_unknown_option},
     {NULL, NULL}};
 
@@ -1103,16 +1144,18 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   static const luaL_Reg session_meta[] = {
       {"__gc", session_gc}, {"__close", l_close}, {NULL, NULL}};
   static const luaL_Reg xfer_meta[] = {
-      {"__gc", xfer_gc}, {"__close", xfer_gc}, {NULL, NULL}};
+      {"__gc", host_handle_gc}, {"__close", l_close_xfer}, {NULL, NULL}};
   host_new_type(L, SESSION_MT, NULL, session_meta, 0);
   host_handle_register(L, &SESSION_TYPE);
   host_new_type(L, XFER_MT, NULL, xfer_meta, 0);
+  host_handle_register(L, &XFER_TYPE);
   if (luaL_loadbufferx(L, (const char *)lasync_http_lua, lasync_http_lua_len,
                        "=asyncio/http.lua", "t"))
     return lua_error(L);
   lua_newtable(L); /* core */
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, core_funcs, 1);
+  host_http_url_funcs(L);
   host_error_class(L, ERROR_CLASS, NULL);
   lua_setfield(L, -2, "Error");
   host_error_class(L, STATUS_CLASS, ERROR_CLASS);

@@ -10,6 +10,7 @@
 
 #include "init.h"
 #include "io.h"
+#include "tls.h"
 
 extern const unsigned char lasync_sync_lua[];
 extern const size_t lasync_sync_lua_len;
@@ -26,6 +27,10 @@ static void open_lua_part(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "TaskMT");
   luaL_getmetatable(L, "asyncio.Lock");
   lua_setfield(L, -2, "LockMT");
+  l_push_future_task(L, h);
+  lua_setfield(L, -2, "future_task");
+  luaL_getmetatable(L, "asyncio.Future");
+  lua_setfield(L, -2, "FutureMT");
   lua_call(L, 2, 0);
 }
 
@@ -210,12 +215,15 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
   l_open_queue(L, h);
   l_open_sync(L, h);
   l_open_wait(L, h);
+  l_open_future(L, h);
+  l_open_thread(L, h);
   open_lua_part(L, h);
   /* areas a sandbox may leave out (lasync_openlibs_only) */
   if (h->libs & LASYNC_LIB_NET) {
     io_open_stream(L, h);
     io_open_net(L, h);
     io_open_server(L, h);
+    io_open_ssl(L, h);
   }
   if (h->libs & LASYNC_LIB_PROCESS) {
     io_open_process(L, h);
@@ -258,7 +266,8 @@ static int lazy_submodule(lua_State *L) {
   lasync_host *h = host_get(L);
   if (!k || !h) return 0;
   if (!((strcmp(k, "fs") == 0 && (h->libs & LASYNC_LIB_FS)) ||
-        (strcmp(k, "http") == 0 && (h->libs & LASYNC_LIB_HTTP))))
+        (strcmp(k, "http") == 0 && (h->libs & LASYNC_LIB_HTTP)) ||
+        (strcmp(k, "redis") == 0 && (h->libs & LASYNC_LIB_NET))))
     return 0;
   lua_getglobal(L, "require");
   lua_pushfstring(L, "asyncio.%s", k);
@@ -269,9 +278,9 @@ static int lazy_submodule(lua_State *L) {
   return 1;
 }
 
-LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
-  lua_State *L = h->L;
-  h->libs = libs;
+/* The standard libraries among `libs`: the host's state's, and
+ * to_thread's workers' (a sandbox's worker gets no more than it has). */
+void l_open_std(lua_State *L, unsigned libs) {
   for (size_t i = 0; i < sizeof STD_LIBS / sizeof *STD_LIBS; i++) {
     if (!(libs & STD_LIBS[i].lib)) continue;
     luaL_requiref(L, STD_LIBS[i].name, STD_LIBS[i].open, 1);
@@ -284,10 +293,17 @@ LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
     lua_pushnil(L);
     lua_setglobal(L, "loadfile");
   }
+}
+
+LASYNC_API void lasync_openlibs_only(lasync_host *h, unsigned libs) {
+  lua_State *L = h->L;
+  h->libs = libs;
+  l_open_std(L, libs);
   if (libs & LASYNC_LIB_PACKAGE) {
     preload(L, "asyncio", luaopen_asyncio);
     if (libs & LASYNC_LIB_HTTP) preload(L, "asyncio.http", luaopen_asyncio_http);
     if (libs & LASYNC_LIB_FS) preload(L, "asyncio.fs", luaopen_asyncio_fs);
+    if (libs & LASYNC_LIB_NET) preload(L, "asyncio.redis", luaopen_asyncio_redis);
   }
   if (libs & LASYNC_LIB_ASYNCIO) {
     luaL_requiref(L, "asyncio", luaopen_asyncio, 1);

@@ -14,6 +14,14 @@ void l_open_loop(lua_State *L, lasync_host *h);
 void l_open_queue(lua_State *L, lasync_host *h);
 void l_open_sync(lua_State *L, lasync_host *h);
 void l_open_wait(lua_State *L, lasync_host *h);
+void l_open_future(lua_State *L, lasync_host *h);
+void l_open_thread(lua_State *L, lasync_host *h);
+/* Opens the standard libraries among libs (LASYNC_LIB_*) in L (init.c). */
+void l_open_std(lua_State *L, unsigned libs);
+/* Pushes a Task standing for the Future at idx (future.c), and the same
+ * as a function for the Lua part. */
+void l_future_task(lua_State *L, int idx);
+void l_push_future_task(lua_State *L, lasync_host *h);
 /* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
 void l_push_wait_internals(lua_State *L, lasync_host *h);
 
@@ -26,5 +34,6 @@ int l_task_await_woken(host_task *t);
 LASYNC_API int luaopen_asyncio(lua_State *L);
 LASYNC_API int luaopen_asyncio_http(lua_State *L);
 LASYNC_API int luaopen_asyncio_fs(lua_State *L);
+LASYNC_API int luaopen_asyncio_redis(lua_State *L);
 
 #endif

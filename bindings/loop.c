@@ -1,5 +1,7 @@
 /* Scheduling callbacks (call_soon, call_later, call_at and the Handle
  * methods) and the old-style get_event_loop() object. */
+#include <stdlib.h>
+
 #include "init.h"
 
 /* The callback record (host_callback) and its running are the
@@ -126,14 +128,52 @@ static int l_get_event_loop(lua_State *L) {
     lua_pushcclosure(L, loop_forward, 2);
     lua_setfield(L, -2, *n);
   }
+  lua_pushlightuserdata(L, HOST(L)); /* loop:create_future() = Future() */
+  lua_getfield(L, lua_upvalueindex(2), "Future");
+  lua_pushcclosure(L, loop_forward, 2);
+  lua_setfield(L, -2, "create_future");
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, "lasync.loop");
+  return 1;
+}
+
+/* `lasync --workers N` (host/workers.c) numbers its workers 1..N in the
+ * environment; a process run otherwise is worker 0 of 1. */
+static lua_Integer worker_env(const char *name, lua_Integer dflt) {
+  const char *v = getenv(name);
+  char *end;
+  long n = v ? strtol(v, &end, 10) : 0;
+  return v && *v && *end == '\0' && n >= 0 ? (lua_Integer)n : dflt;
+}
+
+/* asyncio.worker_id() -> 1..N under `lasync --workers N`, else 0 */
+static int l_worker_id(lua_State *L) {
+  lua_pushinteger(L, worker_env("LASYNC_WORKER_ID", 0));
+  return 1;
+}
+
+/* asyncio.worker_count() -> N under `lasync --workers N`, else 1 */
+static int l_worker_count(lua_State *L) {
+  lua_Integer n = worker_env("LASYNC_WORKER_COUNT", 1);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
+/* asyncio.get_running_loop(): the loop object, from a task or a callback
+ * (upvalue 2 is get_event_loop); RuntimeError elsewhere, as asyncio. */
+static int l_get_running_loop(lua_State *L) {
+  if (!host_task_of(L) && !HOST(L)->running)
+    return host_error_raise(L, "RuntimeError", "no running event loop");
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_call(L, 0, 1);
   return 1;
 }
 
 static const luaL_Reg funcs[] = {{"call_soon", l_call_soon},
                                  {"call_later", l_call_later},
                                  {"call_at", l_call_at},
+                                 {"worker_id", l_worker_id},
+                                 {"worker_count", l_worker_count},
                                  {NULL, NULL}};
 
 /* Registers into the module table at the top of the stack. */
@@ -145,4 +185,8 @@ void l_open_loop(lua_State *L, lasync_host *h) {
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, l_get_event_loop, 2);
   lua_setfield(L, -2, "get_event_loop");
+  lua_pushlightuserdata(L, h);
+  lua_getfield(L, -2, "get_event_loop");
+  lua_pushcclosure(L, l_get_running_loop, 2);
+  lua_setfield(L, -2, "get_running_loop");
 }

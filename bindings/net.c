@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "io.h"
+#include "tls.h"
 
 enum { OP_GETADDRINFO, OP_CONNECT, OP_LISTEN };
 
@@ -282,6 +283,8 @@ static int connect_k(lua_State *L, lua_KContext ctx) {
   op_maybe_free(op);
   uv_tcp_nodelay((uv_tcp_t *)lstream_handle(s), 1);
   int rc = lstream_start(s);
+  if (rc == 0 && !lua_isnil(L, 4)) /* ssl: the TLS plan is at 4..6 */
+    return tls_client_begin(L, s, 4);
   lstream_push_reader(L, s);
   lstream_push_writer(L, s);
   lstream_unref(s); /* the wrappers own it now */
@@ -306,12 +309,16 @@ static double opt_timeout(lua_State *L, int idx, const char *fname) {
 }
 
 static int l_open_connection(lua_State *L) {
-  static const char *const known[] = {"timeout", "limit", NULL};
+  static const char *const known[] = {"timeout", "limit", "ssl",
+                                      "server_hostname",
+                                      "ssl_handshake_timeout", NULL};
   const char *host = host_check_cstring(L, 1, NULL);
   int port = io_check_port(L, 2);
-  host_check_options(L, 3, known); /* {ssl = true} must not give plaintext */
+  host_check_options(L, 3, known);
   double timeout = opt_timeout(L, 3, "open_connection");
   size_t limit = lua_istable(L, 3) ? io_opt_limit(L, 3) : 0;
+  lua_settop(L, 3);
+  tls_client_options(L, 3, host, "open_connection"); /* at 4..6 */
   host_task *t = host_check_task(L, "open_connection");
   return start_op(L, t, OP_CONNECT, host, port, 0, timeout, limit,
                   connect_k);

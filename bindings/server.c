@@ -6,6 +6,7 @@
 
 #include "io.h"
 #include "handle.h"
+#include "tls.h"
 
 #define SERVER_MT "asyncio.Server"
 
@@ -338,7 +339,8 @@ static int l_start_server(lua_State *L) {
   host_check_callable(L, 1);
   const char *host = io_opt_host(L, 2);
   int port = io_check_port(L, 3);
-  static const char *const known[] = {"backlog", "reuse_port", "limit", NULL};
+  static const char *const known[] = {"backlog", "reuse_port", "limit", "ssl",
+                                      "ssl_handshake_timeout", NULL};
   int backlog = 511, reuse_port = 0;
   size_t limit = 0;
   host_check_options(L, 4, known);
@@ -357,6 +359,7 @@ static int l_start_server(lua_State *L) {
   }
   host_task *t = host_check_task(L, "start_server");
   lua_settop(L, 4);
+  tls_server_options(L, 4, "start_server"); /* ssl: handshake, then handler */
   host_handle **box = host_handle_newbox(L, SERVER_MT, 1);
   server *srv = calloc(1, sizeof *srv);
   if (!srv) return luaL_error(L, "asyncio: out of memory");

@@ -23,6 +23,7 @@
 
 #include "io.h"
 #include "handle.h"
+#include "tls.h"
 
 #define READER_MT "asyncio.StreamReader"
 #define WRITER_MT "asyncio.StreamWriter"
@@ -57,8 +58,10 @@ struct lstream {
   int werr;
   host_link drainers;
   host_link closers;
+  tls_conn *tls;          /* TLS over the socket (tls.h), or NULL */
   unsigned char started, reading, eof, closing, close_pending,
       eof_sent,
+      lingering, /* TLS: closed, waiting for the peer's close_notify */
       wlost; /* bytes were dropped: written after close, or cancelled */
 };
 
@@ -73,6 +76,7 @@ uv_stream_t *lstream_handle(lstream *s) { return &s->u.stream; }
 
 static void stream_free(host_handle *hd) {
   lstream *s = host_container_of(hd, lstream, hd);
+  if (s->tls) tls_free(s->tls);
   free(s->buf);
   free(s);
 }
@@ -145,6 +149,7 @@ static void begin_close(lstream *s) {
   s->closing = 1;
   stop_reading(s);
   wake_reader(s);
+  if (s->tls) tls_closing(s->tls, s->lingering);
 }
 
 /* The close hook (handle.h): closes the handle now, dropping queued writes
@@ -152,6 +157,7 @@ static void begin_close(lstream *s) {
 static int stream_close_now(host_handle *hd, lua_State *L) {
   lstream *s = host_container_of(hd, lstream, hd);
   (void)L;
+  s->lingering = 0;
   begin_close(s);
   s->close_pending = 0;
   if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
@@ -163,8 +169,37 @@ static int stream_close_now(host_handle *hd, lua_State *L) {
   return 1;
 }
 
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b);
+static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b);
+
+/* A TLS stream closed gracefully sends close_notify, then keeps reading
+ * (and discarding) until the peer's close_notify or end, or a deadline:
+ * closing the socket with the peer's records unread (TLS 1.3 session
+ * tickets) would make the kernel reset the connection and drop what was
+ * still queued for the peer. */
+static int start_linger(lstream *s) {
+  if (!tls_close_notify(s->tls, !s->eof && !s->rerr)) return 0;
+  s->lingering = 1;
+  begin_close(s);
+  s->close_pending = 1;
+  if (uv_read_start(&s->u.stream, on_alloc, on_read) == 0) s->reading = 1;
+  else s->lingering = 0;
+  return 1;
+}
+
+void lstream_linger_done(lstream *s) {
+  if (!s->lingering) return;
+  s->lingering = 0;
+  stop_reading(s);
+  if (s->wqueued == 0 && s->close_pending) lstream_close(s, 1);
+}
+
 void lstream_close(lstream *s, int now) {
   if (s->closing && (!now || !s->close_pending)) return;
+  if (s->tls && !now && !s->closing && start_linger(s)) {
+    if (!s->lingering && s->wqueued == 0) lstream_close(s, 1);
+    return;
+  }
   if (s->wqueued && !now) {
     begin_close(s);
     s->close_pending = 1; /* closed by the last write callback */
@@ -184,6 +219,10 @@ void lstream_unref(lstream *s) {
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
   lstream *s = handle->data;
   (void)suggested;
+  if (s->tls) { /* ciphertext: the engine's buffer */
+    *b = tls_read_buf(s->tls);
+    return;
+  }
   if (s->cap - s->start - s->len < READ_CHUNK) {
     if (s->start) {
       memmove(s->buf, s->buf + s->start, s->len);
@@ -206,23 +245,26 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
   *b = uv_buf_init(s->buf + s->start + s->len, (unsigned)room);
 }
 
+void lstream_deliver(lstream *s, size_t n, int end) {
+  s->len += n;
+  if (end == UV_EOF)
+    s->eof = 1;
+  else if (end)
+    s->rerr = end;
+  if (end || (s->len > s->limit && s->len >= s->want)) stop_reading(s);
+  if (end || s->len >= s->want) wake_reader(s);
+}
+
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b) {
   lstream *s = stream->data;
   (void)b;
-  if (n > 0) {
-    s->len += (size_t)n;
-    if (s->len > s->limit && s->len >= s->want) stop_reading(s);
-    if (s->len < s->want) return;
-  } else if (n == 0) {
-    return;
-  } else {
-    if (n == UV_EOF)
-      s->eof = 1;
-    else
-      s->rerr = (int)n;
-    stop_reading(s);
-  }
-  wake_reader(s);
+  if (n == 0) return;
+  if (s->tls)
+    tls_on_read(s->tls, n);
+  else if (n > 0)
+    lstream_deliver(s, (size_t)n, 0);
+  else
+    lstream_deliver(s, 0, (int)n);
 }
 
 static void maybe_resume(lstream *s) {
@@ -247,8 +289,9 @@ static lstream *box_stream(void *box) {
 }
 
 /* A reader's user value 1 holds what set_exception() gave it. */
+/* A writer's user value 2 holds its SSLContext once TLS is on. */
 static void push_wrapper(lua_State *L, lstream *s, const char *mt) {
-  host_handle **box = host_handle_newbox(L, mt, 1);
+  host_handle **box = host_handle_newbox(L, mt, 2);
   *box = &s->hd;
   lstream_ref(s);
 }
@@ -302,6 +345,7 @@ static int take(lua_State *L, lstream *s, size_t n) {
 }
 
 static int raise_read_error(lua_State *L, lstream *s) {
+  if (s->tls && tls_push_error(L, s->tls)) return lua_error(L);
   return host_raise_oserror(L, s->rerr, "read", NULL);
 }
 
@@ -600,20 +644,10 @@ static int reader_feed_data(lua_State *L) {
   if (s->eof || s->closing)
     return host_error_raise(L, "InvalidStateError", "feed_data after feed_eof");
   if (n == 0) return 0;
-  if (s->cap - s->start - s->len < n) {
-    if (s->start) {
-      memmove(s->buf, s->buf + s->start, s->len);
-      s->start = 0;
-    }
-    if (s->cap - s->len < n) {
-      size_t cap = s->cap * 2 > s->len + n ? s->cap * 2 : s->len + n;
-      char *nb = realloc(s->buf, cap);
-      if (!nb) return luaL_error(L, "asyncio: out of memory");
-      s->buf = nb;
-      s->cap = cap;
-    }
-  }
-  memcpy(s->buf + s->start + s->len, p, n);
+  size_t room;
+  char *to = lstream_room(s, n, &room);
+  if (!to) return luaL_error(L, "asyncio: out of memory");
+  memcpy(to, p, n);
   s->len += n;
   wake_reader(s); /* it re-checks what it waits for */
   return 0;
@@ -718,7 +752,8 @@ static void on_written(uv_write_t *req, int status) {
   if (status == UV_ECANCELED) s->wlost = 1;
   else if (status < 0 && !s->werr) s->werr = status;
   if (s->wqueued <= LOW_WATER || s->werr) io_wake_all(&s->drainers);
-  if (s->wqueued == 0 && s->close_pending) lstream_close(s, 1);
+  if (s->wqueued == 0 && s->close_pending && !s->lingering)
+    lstream_close(s, 1);
 }
 
 /* As asyncio's transports, write() never fails for the connection's
@@ -741,22 +776,24 @@ static int write_open(lstream *s) {
 
 #define WRITE_MAX ((size_t)1 << 30) /* libuv buffers have unsigned lengths */
 
-static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
+/* Queues bytes on the socket as they are; 0 or UV_ENOMEM (other errors
+ * are the stream's write error, raised by drain()). */
+int lstream_raw_write(lstream *s, const char *p, size_t n) {
   for (; n > WRITE_MAX; p += WRITE_MAX, n -= WRITE_MAX)
-    write_data(L, s, p, WRITE_MAX);
-  if (n == 0 || !write_open(s)) return;
+    if (lstream_raw_write(s, p, WRITE_MAX)) return UV_ENOMEM;
+  if (n == 0 || !write_open(s)) return 0;
   if (s->wqueued == 0) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     int r = uv_try_write(&s->u.stream, &b, 1);
-    if (r == (int)n) return;
+    if (r == (int)n) return 0;
     if (r < 0 && r != UV_EAGAIN && r != UV_ENOSYS) {
       s->werr = r; /* EPIPE, ECONNRESET...: raised by drain() */
-      return;
+      return 0;
     }
     if (r > 0) p += r, n -= (size_t)r;
   }
   write_req *w = malloc(sizeof *w + n);
-  if (!w) luaL_error(L, "asyncio: out of memory");
+  if (!w) return UV_ENOMEM;
   memcpy(w->data, p, n);
   w->s = s;
   w->n = n;
@@ -766,9 +803,17 @@ static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
   if (r) {
     free(w);
     s->werr = r;
-    return;
+    return 0;
   }
   s->wqueued += n;
+  return 0;
+}
+
+static void write_data(lua_State *L, lstream *s, const char *p, size_t n) {
+  if (n == 0 || !write_open(s)) return;
+  int r = s->tls ? tls_write(s->tls, p, n) : lstream_raw_write(s, p, n);
+  if (r == UV_ENOMEM) luaL_error(L, "asyncio: out of memory");
+  if (r) host_raise_oserror(L, r, "write", NULL);
 }
 
 static int writer_write(lua_State *L) {
@@ -802,7 +847,7 @@ static int writer_writelines(lua_State *L) {
  * write error, then ConnectionResetError when the connection is closing
  * or data written was dropped.  Returns 0 when all is well. */
 static int drain_error(lua_State *L, lstream *s) {
-  if (s->rerr) return host_raise_oserror(L, s->rerr, "read", NULL);
+  if (s->rerr) return raise_read_error(L, s);
   if (s->werr) return host_raise_oserror(L, s->werr, "write", NULL);
   if (s->closing || s->wlost)
     return host_raise_oserror(L, UV_ECONNRESET, "write", NULL);
@@ -867,9 +912,10 @@ static int writer_is_closing(lua_State *L) {
   return 1;
 }
 
+/* Not over TLS (as asyncio's SSL transport): a TLS connection has no
+ * half-close; close() sends close_notify. */
 static int writer_can_write_eof(lua_State *L) {
-  check_writer(L);
-  lua_pushboolean(L, 1);
+  lua_pushboolean(L, check_writer(L)->tls == NULL);
   return 1;
 }
 
@@ -881,6 +927,10 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static int writer_write_eof(lua_State *L) {
   lstream *s = check_writer(L);
   if (s->eof_sent || s->closing) return 0; /* as asyncio: nothing to do */
+  if (s->tls)
+    return host_error_raise(L, "RuntimeError", "write_eof(): a TLS "
+                            "connection cannot be half-closed "
+                            "(can_write_eof() is false); use close()");
   uv_shutdown_t *req = malloc(sizeof *req);
   if (!req) return luaL_error(L, "asyncio: out of memory");
   int r = uv_shutdown(req, &s->u.stream, on_shutdown);
@@ -902,6 +952,11 @@ static int writer_get_extra_info(lua_State *L) {
   const char *what = host_check_cstring(L, 2, NULL);
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
+  if (s->tls && strcmp(what, "sslcontext") == 0) {
+    lua_getiuservalue(L, 1, 2);
+    return 1;
+  }
+  if (s->tls && tls_extra_info(L, s->tls, what)) return 1;
   if (s->kind != LSTREAM_TCP || s->closing) {
     lua_settop(L, 3);
     return 1; /* the default */
@@ -917,6 +972,44 @@ static int writer_get_extra_info(lua_State *L) {
   if (r) return host_raise_oserror(L, r, "get_extra_info", what);
   io_push_sockaddr(L, (struct sockaddr *)&ss);
   return 1;
+}
+
+/* ---- for the TLS engine (tls.h) --------------------------------------- */
+
+tls_conn *lstream_tls(lstream *s) { return s->tls; }
+void lstream_set_tls(lstream *s, tls_conn *c) { s->tls = c; }
+int lstream_is_closing(lstream *s) { return s->closing; }
+void lstream_resume(lstream *s) { maybe_resume(s); }
+lasync_host *lstream_host(lstream *s) { return s->h; }
+
+char *lstream_room(lstream *s, size_t want, size_t *size) {
+  if (s->cap - s->start - s->len < want) {
+    if (s->start) {
+      memmove(s->buf, s->buf + s->start, s->len);
+      s->start = 0;
+    }
+    if (s->cap - s->len < want) {
+      size_t cap = s->cap * 2 > s->len + want ? s->cap * 2 : s->len + want;
+      char *nb = realloc(s->buf, cap);
+      if (!nb) return *size = 0, NULL;
+      s->buf = nb;
+      s->cap = cap;
+    }
+  }
+  *size = s->cap - s->start - s->len;
+  return s->buf + s->start + s->len;
+}
+
+const char *lstream_take_buffered(lstream *s, size_t *n) {
+  const char *p = s->buf + s->start;
+  *n = s->len;
+  s->start = s->len = s->scan = 0;
+  return p;
+}
+
+lstream *lstream_check_writer(lua_State *L, int idx, const char *fname) {
+  host_handle *hd = host_handle_check(L, idx, &WRITER_TYPE, fname, 1);
+  return host_container_of(hd, lstream, hd);
 }
 
 /* ---- Lua-side helpers (lines, tostring) ------------------------------- */
@@ -983,7 +1076,9 @@ void io_open_stream(lua_State *L, lasync_host *h) {
   lua_call(L, 1, 0);
   lua_pop(L, 1);
   new_type(L, WRITER_MT, writer_methods, writer_tbc, NULL);
-  lua_pop(L, 1);
+  lua_getfield(L, -1, "__index");
+  tls_open_writer(L, lua_gettop(L));
+  lua_pop(L, 2);
   host_handle_register(L, &READER_TYPE);
   host_handle_register(L, &WRITER_TYPE);
   lua_pushlightuserdata(L, h);

@@ -6,12 +6,14 @@ local M, C = ...
 
 local create_task, current_task = M.create_task, M.current_task
 local wait_any, TaskMT, LockMT = C.wait_any, C.TaskMT, C.LockMT
+local future_task, FutureMT = C.future_task, C.FutureMT
 local time, is = M.time, M.is
 local getmetatable, setmetatable, error, pcall, type, tostring, pairs =
   getmetatable, setmetatable, error, pcall, type, tostring, pairs
 local tremove, tconcat = table.remove, table.concat
 
 local function is_task(v) return getmetatable(v) == TaskMT end
+local function is_future(v) return getmetatable(v) == FutureMT end
 
 local function is_cancel(e) return is(e, M.CancelledError) end
 
@@ -21,9 +23,12 @@ local function is_callable(v)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
--- A task, or a function started as one.
+-- A task, or a function started as one, or a task that ends as a Future
+-- ends (cancelling that task cancels the future, as asyncio's wait_for and
+-- gather cancel a future they were given).
 local function to_task(aw, fname, argn)
   if is_task(aw) then return aw end
+  if is_future(aw) then return future_task(aw) end
   if is_callable(aw) then return create_task(aw) end
   error(("bad argument #%d to '%s' (task or function expected, got %s)")
     :format(argn, fname, type(aw)), 3)
@@ -36,23 +41,28 @@ local function check_number(v, fname, argn, what)
   end
 end
 
--- A list of tasks from a list of tasks or functions.
+-- A list of tasks from a list of tasks, futures or functions, and the
+-- list of what the caller passed (a future stands for itself in results).
 local function task_list(list, fname)
   if type(list) ~= "table" or is_task(list) then
     error(("bad argument #1 to '%s' (list of tasks expected, got %s)")
       :format(fname, is_task(list) and "a task" or type(list)), 3)
   end
-  local tasks = {}
+  local tasks, given = {}, {}
   for i = 1, #list do
     local aw = list[i]
+    given[i] = aw
     if is_task(aw) then tasks[i] = aw
-    elseif is_callable(aw) then tasks[i] = create_task(aw)
+    elseif is_future(aw) then tasks[i] = future_task(aw)
+    elseif is_callable(aw) then
+      tasks[i] = create_task(aw)
+      given[i] = tasks[i]
     else
       error(("bad argument #1 to '%s' (item %d: task or function expected, got %s)")
         :format(fname, i, type(aw)), 3)
     end
   end
-  return tasks
+  return tasks, given
 end
 
 ---------------------------------------------------------------------------
@@ -94,7 +104,7 @@ end
 -- wait(list, {timeout=, return_when=}) -> done, pending (lists, in the
 -- order of `list`).  Never cancels anything.
 function M.wait(list, opts)
-  local tasks = task_list(list, "wait")
+  local tasks, given = task_list(list, "wait")
   if #tasks == 0 then
     error("bad argument #1 to 'wait' (the list of tasks is empty)", 2)
   end
@@ -112,12 +122,12 @@ function M.wait(list, opts)
   while true do
     local done, pending, any_failed = {}, {}, false
     for i = 1, #tasks do
-      local t = tasks[i]
-      if t:done() then
-        done[#done + 1] = t
-        if rw == "FIRST_EXCEPTION" and failed(t) then any_failed = true end
+      local aw = given[i] -- a future is done before its stand-in task
+      if aw:done() then
+        done[#done + 1] = aw
+        if rw == "FIRST_EXCEPTION" and failed(aw) then any_failed = true end
       else
-        pending[#pending + 1] = t
+        pending[#pending + 1] = aw
       end
     end
     if #pending == 0 or (rw == "FIRST_COMPLETED" and #done > 0)
@@ -126,7 +136,11 @@ function M.wait(list, opts)
     end
     local remaining = deadline and deadline - time()
     if remaining and remaining <= 0 then return done, pending end
-    if not wait_any(pending, remaining) then
+    local waiting = {}
+    for i = 1, #tasks do
+      if not given[i]:done() then waiting[#waiting + 1] = tasks[i] end
+    end
+    if not wait_any(waiting, remaining) then
       deadline = time() -- timed out: report what we have
     else
       -- asyncio learns of a completion through a done callback, one turn
@@ -140,13 +154,14 @@ end
 -- in the order they finish.  Raises TimeoutError from the iterator once
 -- the timeout has passed with tasks still running.
 function M.as_completed(list, timeout)
-  local tasks = task_list(list, "as_completed")
+  local tasks, given = task_list(list, "as_completed")
   if timeout ~= nil then check_number(timeout, "as_completed", 2) end
   local deadline = timeout and time() + timeout
   local order = M.Queue()
   local left = #tasks
-  local function on_done(t) order:put_nowait(t) end
-  for i = 1, #tasks do tasks[i]:add_done_callback(on_done) end
+  for i = 1, #tasks do
+    tasks[i]:add_done_callback(function() order:put_nowait(given[i]) end)
+  end
   return function()
     if left == 0 then return nil end
     if order:empty() then

@@ -1,6 +1,7 @@
 /* What Lua calls for tasks: run, create_task/spawn, the Task methods
  * (await among them), current_task and all_tasks.  The task record itself
  * (spawning, ending, outcomes) is the host's: host/task.c. */
+#include "../host/future.h"
 #include "init.h"
 
 /* ---- awaiting one task ------------------------------------------------ */
@@ -84,7 +85,9 @@ static int l_run(lua_State *L) {
 /* loop:run_until_complete(task_or_function): like run, without cancelling
  * the other tasks at the end. */
 int l_run_until_complete(lua_State *L, int idx) {
-  if (!host_test_task_arg(L, idx)) {
+  if (host_future_test(L, idx)) {
+    l_future_task(L, idx); /* runs until the future is settled */
+  } else if (!host_test_task_arg(L, idx)) {
     host_check_callable(L, idx);
     lua_pushvalue(L, idx);
     host_task_spawn(HOST(L), L, 0);
@@ -160,23 +163,8 @@ static int task_remove_done_callback(lua_State *L) {
   host_check_task_arg(L, 1);
   lua_Integer removed = 0;
   host_task_extras(L, 1, 0);
-  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
-    int cbs = lua_gettop(L);
-    lua_Integer n = (lua_Integer)lua_rawlen(L, cbs), j = 1;
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, cbs, i);
-      if (lua_rawequal(L, -1, 2)) {
-        removed++;
-        lua_pop(L, 1);
-      } else {
-        lua_rawseti(L, cbs, j++);
-      }
-    }
-    for (; j <= n; j++) {
-      lua_pushnil(L);
-      lua_rawseti(L, cbs, j);
-    }
-  }
+  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE)
+    removed = host_list_remove_value(L, lua_gettop(L), 2);
   lua_pushinteger(L, removed);
   return 1;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../host/future.h"
 #include "../host/waitq.h"
 #include "init.h"
 
@@ -426,7 +427,10 @@ static int l_gather(lua_State *L) {
       item = i;
     }
     host_task *c = host_test_task_arg(L, item);
-    if (!c) {
+    if (!c && host_future_test(L, item)) {
+      l_future_task(L, item); /* a task that ends as the future does */
+      c = lua_touserdata(L, -1);
+    } else if (!c) {
       if (!host_is_callable(L, item)) {
         if (list)
           return luaL_error(L, "bad argument #1 to 'gather' (item %d: task "

@@ -2,8 +2,13 @@
  * one "is it still usable?" check. */
 #include "handle.h"
 
+/* The host stops: the record detaches from it first (hd->h = NULL), so a
+ * record that outlives the host (a C future the application completes
+ * after lasync_free) can tell, and touches no freed memory. */
 static void closer_close(host_closeable *c) {
-  host_handle_close(host_container_of(c, host_handle, closer), NULL);
+  host_handle *hd = host_container_of(c, host_handle, closer);
+  hd->h = NULL;
+  host_handle_close(hd, NULL);
 }
 
 void host_handle_init(host_handle *hd, const host_handle_type *type,

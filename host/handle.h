@@ -43,7 +43,7 @@ struct host_handle {
   host_closeable closer;        /* lasync_stop closes it */
   const host_handle_type *type;
   host_handle **box;            /* the Lua value's slot, NULL once it let go */
-  lasync_host *h;
+  lasync_host *h;               /* NULL once the host stopped (detached) */
   int holds;                    /* the handle, the box, other holders */
   unsigned char closing;        /* the handle is closing (or closed) */
   unsigned char closed;         /* the handle's close callback has run */

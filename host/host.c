@@ -131,7 +131,6 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   h->loop = loop;
   h->owns_state = owns_state;
   h->libs = LASYNC_LIB_ALL; /* until lasync_openlibs_only narrows it */
-  host_list_init(&h->futures);
   host_list_init(&h->closeables);
   if (!L) {
     L = host_newstate(&h->pool);
@@ -290,7 +289,6 @@ void host_finish_stop(lasync_host *h) {
   if (h->stopped || h->npending) return;
   h->stopped = 1;
   close_resources(h);
-  host_futures_orphan(h);
   host_sched_close(h);
 }
 

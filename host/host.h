@@ -301,7 +301,6 @@ struct lasync_host {
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;
   unsigned libs;          /* LASYNC_LIB_* opened */
-  host_link futures;      /* lasync_future records */
   host_link closeables;   /* bindings' resources to close at stop */
   char *last_error;
   unsigned long nreports;
@@ -328,7 +327,6 @@ void host_drain(lasync_host *h, lua_State *L);
 void host_finish_stop(lasync_host *h);
 /* host_finish_stop once a stopping host has nothing left to run. */
 void host_stop_if_idle(lasync_host *h);
-void host_futures_orphan(lasync_host *h);
 
 /* Makes the metatable `tname` once: `methods` becomes its __index table and
  * `meta` its metamethods (either may be NULL); both get the nup values on
@@ -336,6 +334,10 @@ void host_futures_orphan(lasync_host *h);
 void host_new_type(lua_State *L, const char *tname, const luaL_Reg *methods,
                    const luaL_Reg *meta, int nup);
 
+/* Removes every element of the list (a sequence) at `list` that is raw
+ * equal to the value at `value`, keeping the others' order; returns how
+ * many went.  [-0, +0] */
+lua_Integer host_list_remove_value(lua_State *L, int list, int value);
 /* Is the value at idx a function, or has it a __call metamethod? */
 int host_is_callable(lua_State *L, int idx);
 /* Raises "bad argument #idx to 'f' (function expected, got T)" unless it

@@ -145,11 +145,15 @@ LASYNC_API void lasync_set_reporter(lasync_host *h, lasync_report_fn fn,
  *     if (S) { lua_pushinteger(S, 42); lasync_future_resolve(f, 1); }
  *     else lasync_future_release(f);      // nobody waits any more
  *
- * A future has two owners: the task that awaits it and the application.
- * The application's share ends with lasync_future_resolve, _reject,
- * _reject_msg or _release (exactly one of them); the future's memory goes
- * when both are done, so a late completion (after cancellation, after
- * lasync_free) is safe and simply returns an error code. */
+ * The future is the same object as Lua's asyncio.Future: its Lua side may
+ * be returned to Lua, awaited by several tasks, given to gather or
+ * wait_for.  The application holds a share that ends with
+ * lasync_future_resolve, _reject, _reject_msg or _release (exactly one of
+ * them); the future's memory goes when that share and the Lua side are
+ * both gone, so a late completion (after cancellation, after lasync_free,
+ * which detaches the future from the host) is safe and simply returns an
+ * error code.  Cancelling a task that awaits the future cancels the
+ * future (on_cancel runs). */
 
 /* Called, on the loop's thread, when the awaiting task is cancelled (or
  * the host stops) before the future completes: abort the work.  The
@@ -183,9 +187,10 @@ LASYNC_API int lasync_future_reject(lasync_future *f);
 /* Completes f with a string error (no begin needed). */
 LASYNC_API int lasync_future_reject_msg(lasync_future *f, const char *msg);
 
-/* Ends the application's share without completing f (a task still
- * waiting on it gets an error instead of waiting forever).  Returns 0 or a
- * LASYNC_E code. */
+/* Ends the application's share without completing f: a pending f fails
+ * with "the future was released without a result" (a task waiting on it,
+ * or awaiting it later, gets that error instead of waiting forever).
+ * Returns 0 or a LASYNC_E code. */
 LASYNC_API int lasync_future_release(lasync_future *f);
 
 /* The user data given to lasync_future_new. */

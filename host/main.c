@@ -21,6 +21,7 @@
 
 #include "host.h"
 #include "repl.h"
+#include "workers.h"
 
 #define LUA_INIT_VAR "LUA_INIT"
 #define LUA_INITVARVERSION LUA_INIT_VAR LUA_VERSUFFIX
@@ -497,6 +498,9 @@ int main(int argc, char **argv) {
   c.thread = pthread_self();
   the_cli = &c;
   if (argv[0] && argv[0][0]) progname = argv[0];
+  if (argc > 1 && strncmp(argv[1], "--workers", 9) == 0)
+    return host_workers_main(argc, argv);
+  host_workers_child();
   int args = collectargs(argv, &script);
   if (args == has_error) {
     print_usage(argv[script]);

@@ -96,11 +96,32 @@ const char *host_check_cstring(lua_State *L, int idx, size_t *len) {
 
 const char *host_opt_cstring(lua_State *L, int idx, int arg, const char *what) {
   size_t n;
-  const char *s = lua_tolstring(L, idx, &n);
-  if (!s || lua_type(L, idx) != LUA_TSTRING)
+  /* the type first: lua_tolstring would turn a number into a string */
+  if (lua_type(L, idx) != LUA_TSTRING)
     luaL_argerror(L, arg, lua_pushfstring(L, "%s: string expected, got %s",
                                           what, luaL_typename(L, idx)));
+  const char *s = lua_tolstring(L, idx, &n);
   if (strlen(s) != n)
     luaL_argerror(L, arg, lua_pushfstring(L, "%s contains a NUL byte", what));
   return s;
+}
+
+/* Done callbacks (of tasks and futures) are lists: removing one removes
+ * every registration of it, keeping the order of the others. */
+lua_Integer host_list_remove_value(lua_State *L, int list, int value) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, list), j = 1, removed = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    if (lua_rawequal(L, -1, value)) {
+      removed++;
+      lua_pop(L, 1);
+    } else {
+      lua_rawseti(L, list, j++);
+    }
+  }
+  for (; j <= n; j++) {
+    lua_pushnil(L);
+    lua_rawseti(L, list, j);
+  }
+  return removed;
 }

@@ -8,15 +8,27 @@
 --   answered 2xx/3xx; 1 otherwise, and the summary line says how many failed.
 --   Without URLS_FILE it fetches 50 pages from the course's local server
 --   (scripts/lib/http_server.lua, 0.1 s per answer): no internet needed.
+--
+-- Distributed: lasync scripts/fetcher.lua --redis redis://HOST:PORT/DB
+--                [--queue NAME] [--visibility SEC] [-c C] [URLS_FILE | -]
+--   With URLS_FILE the URLs are queued in Redis (each URL once, however
+--   many processes load the list); then, with or without one, the process
+--   works as one of any number of workers on any machines, each with its
+--   own -c, until every URL has a result in Redis (NAME:results).  A worker
+--   killed mid-run loses no URL: what it held is claimed again after SEC
+--   seconds (default 30) of silence, and each result is stored once
+--   (scripts/lib/fetch_queue.lua).
 package.path = (arg[0]:match(".*/") or "./") .. "lib/?.lua;" .. package.path
 local http = require "asyncio.http"
 local course = require "course"
 
 local function usage(msg)
-  course.usage("fetcher.lua [-c CONCURRENCY] [URLS_FILE | -]", msg)
+  course.usage("fetcher.lua [-c CONCURRENCY] [--redis URL [--queue NAME] "
+    .. "[--visibility SEC]] [URLS_FILE | -]", msg)
 end
 
 local c, file = 10, nil
+local redis_url, queue, visibility = nil, "fetcher", 30
 local i = 1
 while i <= #arg do
   local a = arg[i]
@@ -27,6 +39,16 @@ while i <= #arg do
   elseif a:match("^%-c%d+$") then
     c = tonumber(a:sub(3))
     i = i + 1
+  elseif a == "--redis" or a == "--queue" or a == "--visibility" then
+    local v = arg[i + 1]
+    if not v then usage(a .. " needs a value") end
+    if a == "--redis" then redis_url = v
+    elseif a == "--queue" then queue = v
+    else
+      visibility = tonumber(v)
+      if not visibility or visibility <= 0 then usage("--visibility needs a number of seconds > 0") end
+    end
+    i = i + 2
   elseif a == "-h" or a == "--help" then
     usage()
   elseif a ~= "-" and a:match("^%-") then
@@ -50,6 +72,8 @@ if file then
     if line ~= "" and not line:match("^#") then urls[#urls + 1] = line end
   end
   if f ~= io.stdin then f:close() end
+elseif redis_url then
+  -- a worker only: the list is (or will be) loaded by another process
 else
   server = require("http_server").start{delay = 0.1}
   for n = 1, 50 do urls[n] = ("%s/page/%d"):format(server.url, n) end
@@ -58,6 +82,30 @@ end
 
 local tty = os.execute("test -t 1") == true
 local session <close> = http.Session{limit = c, timeout = 60}
+
+if redis_url then
+  local fq = require "fetch_queue"
+  local redis = require "asyncio.redis"
+  if file then
+    local r <close> = redis.connect(redis_url)
+    print(("queued %d new URLs of %d in %s"):format(fq.load(r, queue, urls), #urls, queue))
+  end
+  local host = io.open("/etc/hostname")
+  local me = (host and host:read("l") or "host") .. "-" .. io.open("/proc/self/stat"):read("n")
+  if host then host:close() end
+  local t1 = asyncio.time()
+  local fetched, stored = fq.work(redis_url, {
+    name = queue, consumer = me, concurrency = c, visibility = visibility,
+    fetch = function(url)
+      local ok, resp = pcall(session.get, session, url)
+      if ok then return ("%d %d"):format(resp.status, #resp.body) end
+      return "error " .. (type(resp) == "table" and resp.kind or "error")
+    end,
+  })
+  print(("worker %s: fetched %d, stored %d results in %.3f s"):format(
+    me, fetched, stored, asyncio.time() - t1))
+  os.exit(0)
+end
 local next_i, done, failed, bytes, inflight, max_inflight = 0, 0, 0, 0, 0, 0
 local statuses, errors = {}, {}
 local t0 = asyncio.time()

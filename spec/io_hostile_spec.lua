@@ -127,8 +127,8 @@ describe("hostile arguments", function()
   end)
 
   it("unknown option keys are an error, not silently ignored", function()
-    bad_arg("bad argument #3 to '.-open_connection' %(unknown option 'ssl'%)",
-      asyncio.open_connection, "127.0.0.1", 80, {ssl = true})
+    bad_arg("bad argument #3 to '.-open_connection' %(unknown option 'sll'%)",
+      asyncio.open_connection, "127.0.0.1", 80, {sll = true})
     bad_arg("unknown option 'stdot'", asyncio.create_subprocess_exec, "true", {}, {stdot = "pipe"})
     bad_arg("unknown option 'shell'", asyncio.create_subprocess_shell, "true", {shell = false})
     bad_arg("bad argument #4 to '.-start_server' %(unknown option 'reuse_adress'%)",

@@ -330,12 +330,18 @@ static void test_sandbox_and_reporter(void) {
     "  tostring(asyncio.start_server), tostring(asyncio.create_subprocess_exec)}, ',')\n"
     "asyncio.sleep(0)\n"
     "has_asyncio = type(asyncio.create_task) == 'function'\n"
+    "worker_has = asyncio.to_thread(function() return table.concat({\n"
+    "  tostring(io), tostring(os), tostring(require), tostring(dofile),\n"
+    "  tostring(debug), tostring(string.rep('a', 2))}, ',') end)\n"
     "asyncio.create_task(function() error('unseen failure') end)\n"
     "asyncio.sleep(0.01)\n", "=sandbox");
   CHECK(lasync_run_until_done(h) == 0, "sandboxed script ran");
   CHECK(strcmp(global_string(L, "have"), "nil,nil,nil,nil,nil,nil,nil,nil,nil,nil") == 0,
         "no io, os, require, dofile, loadfile, debug, http, fs, net, process: %s",
         global_string(L, "have"));
+  CHECK(strcmp(global_string(L, "worker_has"), "nil,nil,nil,nil,nil,aa") == 0,
+        "a to_thread worker has no more than the sandbox: %s",
+        global_string(L, "worker_has"));
   lua_getglobal(L, "has_asyncio");
   CHECK(lua_toboolean(L, -1), "asyncio is there");
   lua_pop(L, 1);
@@ -500,18 +506,16 @@ static void test_spawn_never_raises(void) {
   lasync_free(h);
 }
 
-/* The application's loop and state; a connection handler blocked in read
- * when the host goes: every handle and record must be released. */
-static void test_teardown_with_live_connection(void) {
+/* On the application's loop and state: runs `code` until it sets the
+ * global `ready`, then frees the host and closes the state while what the
+ * code started is still live; the loop must end with nothing left on it. */
+static void teardown_while_live(const char *code, const char *what) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   lua_State *L = luaL_newstate();
   lasync_host *h = lasync_new(&loop, L);
   lasync_openlibs(h);
-  lasync_spawn_string(h,
-    "srv = asyncio.start_server(function(r, w) r:read() end, '127.0.0.1', 0)\n"
-    "client_r, client_w = asyncio.open_connection('127.0.0.1', srv.port)\n"
-    "asyncio.sleep(0.05) ready = true\n", "=live");
+  lasync_spawn_string(h, code, "=live");
   lua_pop(L, 1);
   for (int i = 0; i < 100; i++) {
     uv_run(&loop, UV_RUN_ONCE);
@@ -523,8 +527,29 @@ static void test_teardown_with_live_connection(void) {
   lasync_free(h);
   lua_close(L);
   uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK(uv_loop_close(&loop) == 0,
-        "a live connection's handles are all closed after free + lua_close");
+  CHECK(uv_loop_close(&loop) == 0, "%s", what);
+}
+
+/* A connection handler blocked in read when the host goes: every handle
+ * and record must be released. */
+static void test_teardown_with_live_connection(void) {
+  teardown_while_live(
+    "srv = asyncio.start_server(function(r, w) r:read() end, '127.0.0.1', 0)\n"
+    "client_r, client_w = asyncio.open_connection('127.0.0.1', srv.port)\n"
+    "asyncio.sleep(0.05) ready = true\n",
+    "a live connection's handles are all closed after free + lua_close");
+}
+
+/* to_thread's call is still running in libuv's pool when the application
+ * frees the host and closes its state: the thread finishes, the late
+ * result is dropped, and the pool's record goes with the last call. */
+static void test_to_thread_outlives_host(void) {
+  teardown_while_live(
+    "asyncio.create_task(asyncio.to_thread, function()\n"
+    "  local t = os.clock() + 0.3 repeat until os.clock() >= t\n"
+    "  return ('x'):rep(1000) end)\n"
+    "asyncio.sleep(0.05) ready = true\n",
+    "to_thread: nothing left on the loop after the late call returned");
 }
 
 /* SIGPIPE: an application's own disposition is kept; over the default, a
@@ -632,6 +657,7 @@ int main(void) {
   test_future_edges();
   test_spawn_never_raises();
   test_teardown_with_live_connection();
+  test_to_thread_outlives_host();
   test_out_of_memory_in_loop();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
