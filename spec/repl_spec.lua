@@ -204,7 +204,8 @@ describe("the REPL on a terminal", function()
   it("puts output without a newline above the prompt too", function()
     local p = open(LASYNC)
     p:wait("\n>%s*\n$")
-    p:line("asyncio.create_task(function() asyncio.sleep(0.2) io.write('partial') asyncio.sleep(0.2) io.stderr:write('err\\n') end)")
+    p:line(("asyncio.create_task(function() asyncio.sleep(%g) io.write('partial') asyncio.sleep(%g) io.stderr:write('err\\n') end)")
+      :format(0.3 * SLOW, 0.5 * SLOW))
     p:type("abc")
     local s = p:wait("\npartial\n> abc\n$")
     assert.are.equal("> abc", last_line(s))
@@ -355,7 +356,7 @@ describe("the REPL with stdin not a terminal", function()
   end)
 
   it("runs tasks of earlier lines while it waits for the next piped line", function()
-    local out, err, status = helper.sh("(echo 'asyncio.create_task(function() asyncio.sleep(0.1) print(\"bg ran\") end)'; sleep 0.5; echo 'print(\"second\")') | "
+    local out, err, status = helper.sh("(echo 'asyncio.create_task(function() asyncio.sleep(0.1) print(\"bg ran\") end)'; sleep " .. 0.5 * SLOW .. "; echo 'print(\"second\")') | "
       .. ENV .. LASYNC .. " -i")
     assert.are.equal(0, status, err)
     -- "bg ran" came while the REPL waited for the second line
@@ -396,9 +397,9 @@ describe("the REPL on a terminal, against hostile input", function()
   -- steps: {"send", bytes} / {"expect", bytes} / {"sleep", seconds}
   local function feed(steps)
     local path = helper.tmpname(".steps")
-    local lines = {}
+    local lines = {"timeout " .. 60 * SLOW}
     for _, s in ipairs(steps) do
-      lines[#lines + 1] = s[1] .. " " .. (s[1] == "sleep" and tostring(s[2]) or hex(s[2]))
+      lines[#lines + 1] = s[1] .. " " .. (s[1] == "sleep" and tostring(s[2] * SLOW) or hex(s[2]))
     end
     helper.write_file(path, table.concat(lines, "\n") .. "\n")
     local out, err, status = helper.sh("python3 " .. q(feeder) .. " " .. q(path) .. " -- "
