@@ -423,6 +423,7 @@ describe("the REPL on a terminal, against hostile input", function()
       {"send", ("x = '%s'\r"):format(("a"):rep(n))},
       {"send", "#x\r"},
       {"expect", tostring(n) .. "\r\n"},
+      {"expect", "> "}, -- Ctrl-D typed while a line runs is the terminal's
       {"send", "\4"},
     })
     assert.are.equal(0, exit)
@@ -445,12 +446,14 @@ describe("the REPL on a terminal, against hostile input", function()
       {"expect", "> "},
       {"send", "print('a\0b' .. #'\0\0')\r"},
       {"expect", "ab0\r\n"},
+      {"expect", "> "}, -- keys typed while a line runs are the terminal's
       {"send", table.concat(bytes)},
       {"sleep", 0.5},
       {"send", "\3"}, -- Ctrl-C: drop what is left of the garbage
       {"sleep", 0.3},
       {"send", "print('al' .. 'ive')\r"},
       {"expect", "alive\r\n"},
+      {"expect", "> "},
       {"send", "\4"},
     })
     assert.matches("stdin:1: unexpected symbol near", out)
@@ -462,6 +465,7 @@ describe("the REPL on a terminal, against hostile input", function()
     local out, exit = feed({
       {"expect", "> "},
       {"send", "x = 'found it'\r"},
+      {"expect", "> "},
       {"send", "\18found"}, -- Ctrl-R: reverse search
       {"sleep", 0.2},
       {"send", "\7"}, -- Ctrl-G: abort it
@@ -472,6 +476,7 @@ describe("the REPL on a terminal, against hostile input", function()
       {"send", "\21"}, -- Ctrl-U
       {"send", "=x\r"},
       {"expect", "found it\r\n"},
+      {"expect", "> "},
       {"send", "\4"},
     })
     assert.matches("\nfound it\r\n", out)
