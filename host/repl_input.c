@@ -176,8 +176,11 @@ static void show_prompt(host_lines *in) {
   in->shown = 1;
 }
 
+/* Before the loop waits (while the prompt is up): what the streams hold
+ * goes out, above the prompt, and the prompt comes back if it left. */
 static void on_redraw(uv_prepare_t *p) {
-  uv_prepare_stop(p);
+  fflush(stdout);
+  fflush(stderr);
   show_prompt(p->data);
 }
 
@@ -188,14 +191,14 @@ void host_lines_output(int bol) {
     rl_clear_visible_line(); /* the cursor is at the prompt's first column */
     fflush(in->out);
     in->shown = 0;
-    uv_prepare_start(&in->redraw, on_redraw);
   }
   in->bol = bol;
 }
 
 /* The cookie streams: what Lua and C write to stdout and stderr.  They
- * buffer nothing (the real streams do), so that output never waits in
- * them while the prompt is shown. */
+ * are line-buffered (on_redraw flushes a partial line before the loop
+ * waits): glibc's unbuffered streams write from a one-byte buffer that
+ * valgrind reports as uninitialised. */
 static ssize_t cookie_write(void *real, const char *buf, size_t size) {
   if (size == 0) return 0;
   host_lines_output(buf[size - 1] == '\n');
@@ -239,7 +242,7 @@ static void unpatch_stream(lua_State *L, int ref, FILE *to) {
 }
 
 static int redirect_output(host_lines *in, lua_State *L) {
-  FILE *out = cookie_of(stdout, _IONBF), *err = cookie_of(stderr, _IONBF);
+  FILE *out = cookie_of(stdout, _IOLBF), *err = cookie_of(stderr, _IOLBF);
   if (!out || !err) {
     if (out) fclose(out);
     if (err) fclose(err);
@@ -352,6 +355,7 @@ static int read_edited(host_lines *in, lua_State *L, const char *prompt) {
     in->bol = 1;
     rl_callback_handler_install(prompt, on_line);
     in->installed = in->shown = 1;
+    if (in->redirected) uv_prepare_start(&in->redraw, on_redraw);
     if (uv_poll_start(&in->poll, UV_READABLE, on_poll) != 0) {
       uninstall(in);
       return HOST_LINE_EOF;
