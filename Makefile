@@ -25,7 +25,8 @@ PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libhiredis-dev redis-server \
             libssl-dev \
             libmicrohttpd-dev libwslay-dev wrk \
-            python3-aiohttp python3-uvloop lua-http chromium
+            python3-aiohttp python3-uvloop lua-http chromium \
+            libreadline-dev tmux
 
 .PHONY: all deps build run test check spec asan valgrind bench install clean
 

@@ -20,11 +20,11 @@
 #include <lualib.h>
 
 #include "host.h"
+#include "repl.h"
 #include "workers.h"
 
 #define LUA_INIT_VAR "LUA_INIT"
 #define LUA_INITVARVERSION LUA_INIT_VAR LUA_VERSUFFIX
-#define LUA_MAXINPUT 512
 
 static const char *progname = "lasync";
 
@@ -45,6 +45,8 @@ typedef struct cli {
   int hit_main;          /* the hook raised "interrupted!" in the main task */
   int interrupted;       /* the main task (or all) cancelled by Ctrl-C */
   int exiting, exit_code;/* os.exit(code, true) from the main task */
+  int repl;              /* the prompt was used: the program ends with it */
+  host_lines *lines;     /* the prompt's line reader, while it runs */
 } cli;
 
 static cli *the_cli; /* for the signal handler */
@@ -79,6 +81,14 @@ static void on_sigint(int sig) {
     errno = saved;
     return;
   }
+  if (host_lines_waiting(c->lines) && !c->pending) {
+    /* at the prompt: the loop clears the line; only a second Ctrl-C that
+     * the loop did not take (a busy task) interrupts the Lua code */
+    c->pending = 1;
+    uv_async_send(&c->wake);
+    errno = saved;
+    return;
+  }
   set_sigint(SIG_DFL); /* if another SIGINT happens, terminate the process */
   c->pending = 1;
   lua_State *L = c->h->current;
@@ -96,7 +106,20 @@ static void on_wake(uv_async_t *a) {
   cli *c = a->data;
   int took = c->pending, hit_main = c->hit_main;
   c->pending = c->hit_main = 0;
+  if (host_lines_waiting(c->lines)) { /* Ctrl-C at the prompt */
+    host_lines_interrupt(c->lines);
+    set_sigint(on_sigint);
+    return;
+  }
+  if (c->repl && (!c->main || c->main->state == TASK_DONE)) {
+    set_sigint(on_sigint); /* between lines: the tasks of earlier lines */
+    return;                /* are not the user's target */
+  }
   if (!took && hit_main) return; /* the main task has its "interrupted!" */
+  if (c->repl && isatty(0)) { /* the line's output goes below the "^C" */
+    fputs("\n", stdout);
+    fflush(stdout);
+  }
   c->interrupted = 1;
   if (c->main && c->main->state != TASK_DONE)
     host_task_cancel(c->main, c->h->cbL, 0);
@@ -191,7 +214,7 @@ static int docall(cli *c, int narg, int nres) {
   c->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   set_sigint(on_sigint);
   int deadlock = host_run_task(h, c->main, h->cbL);
-  set_sigint(SIG_DFL);
+  set_sigint(c->repl ? on_sigint : SIG_DFL); /* the prompt takes Ctrl-C */
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->task_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, c->task_ref);
   c->task_ref = LUA_NOREF;
@@ -204,7 +227,9 @@ static int docall(cli *c, int narg, int nres) {
     int failed;
     host_task_first(L, c->main, &failed);
     if (c->interrupted && c->main->outcome == OUTCOME_CANCELLED)
-      lua_pushliteral(L, "interrupted");
+      lua_pushstring(L, c->repl ? "CancelledError: the line was cancelled "
+                                  "(Ctrl-C)"
+                                : "interrupted");
     else
       push_message(L, c, task, task + 1);
   } else {
@@ -385,118 +410,28 @@ static void createargtable(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
-/* ---- the REPL (lua.c's, without readline) --------------------------------- */
+/* ---- the REPL (host/repl.c) ----------------------------------------------- */
 
-static const char *get_prompt(lua_State *L, int firstline) {
-  if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
-    return firstline ? "> " : ">> ";
-  const char *p = luaL_tolstring(L, -1, NULL);
-  lua_remove(L, -2);
-  return p;
+/* Each line runs as its own main task; c->interrupted is per line. */
+static int repl_call(void *ud, int narg, int nres) {
+  cli *c = ud;
+  int status = docall(c, narg, nres);
+  c->interrupted = 0;
+  return c->exiting ? HOST_REPL_EXIT : status;
 }
 
-#define EOFMARK "<eof>"
-#define marklen (sizeof(EOFMARK) - 1)
-
-static int incomplete(lua_State *L, int status) {
-  if (status == LUA_ERRSYNTAX) {
-    size_t lmsg;
-    const char *msg = lua_tolstring(L, -1, &lmsg);
-    if (lmsg >= marklen && strcmp(msg + lmsg - marklen, EOFMARK) == 0) {
-      lua_pop(L, 1);
-      return 1;
-    }
-  }
-  return 0;
-}
-
-static int pushline(lua_State *L, int firstline) {
-  char b[LUA_MAXINPUT];
-  const char *prmt = get_prompt(L, firstline);
-  fputs(prmt, stdout);
-  fflush(stdout);
-  if (fgets(b, LUA_MAXINPUT, stdin) == NULL) return 0;
-  lua_pop(L, 1); /* the prompt */
-  size_t l = strlen(b);
-  if (l > 0 && b[l - 1] == '\n') b[--l] = '\0';
-  if (!isatty(0)) { /* as lua5.4 with readline: the line after its prompt */
-    fputs(b, stdout);
-    fputs("\n", stdout);
-  }
-  if (firstline && b[0] == '=')
-    lua_pushfstring(L, "return %s", b + 1);
-  else
-    lua_pushlstring(L, b, l);
-  return 1;
-}
-
-static int addreturn(lua_State *L) {
-  const char *line = lua_tostring(L, -1);
-  const char *retline = lua_pushfstring(L, "return %s;", line);
-  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
-  if (status == LUA_OK)
-    lua_remove(L, -2);
-  else
-    lua_pop(L, 2);
-  return status;
-}
-
-static int multiline(lua_State *L) {
-  for (;;) {
-    size_t len;
-    const char *line = lua_tolstring(L, 1, &len);
-    int status = luaL_loadbuffer(L, line, len, "=stdin");
-    if (!incomplete(L, status) || !pushline(L, 0)) return status;
-    lua_pushliteral(L, "\n");
-    lua_insert(L, -2);
-    lua_concat(L, 3);
-  }
-}
-
-/* The REPL works at the bottom of the main thread's stack: nothing else is
- * kept there while it runs. */
-static int loadline(lua_State *L) {
-  lua_settop(L, 0);
-  if (!pushline(L, 1)) return -1;
-  int status;
-  if ((status = addreturn(L)) != LUA_OK) status = multiline(L);
-  lua_remove(L, 1);
-  return status;
-}
-
-static void l_print(lua_State *L) {
-  int n = lua_gettop(L);
-  if (n > 0) {
-    luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
-    lua_getglobal(L, "print");
-    lua_insert(L, 1);
-    if (lua_pcall(L, n, 0, 0) != LUA_OK)
-      l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)",
-                                          lua_tostring(L, -1)));
-  }
-}
-
-/* Each line runs as its own main task; the loop turns only while one runs
- * (reading the next line blocks). */
+/* While the prompt waits, the loop turns: tasks of earlier lines run. */
 static void doREPL(cli *c) {
-  lua_State *L = c->h->L;
-  int status;
   const char *oldprogname = progname;
   progname = NULL;
-  while (!c->exiting && (status = loadline(L)) != -1) {
-    if (status == LUA_OK) status = docall(c, 0, LUA_MULTRET);
-    if (c->exiting) break;
-    if (status == LUA_OK)
-      l_print(L);
-    else
-      report(L, status);
-    c->interrupted = 0;
-  }
-  lua_settop(L, 0);
-  if (!c->exiting) {
-    fputs("\n", stdout);
-    fflush(stdout);
-  }
+  c->repl = 1;
+  c->lines = host_lines_open(c->h);
+  if (!c->lines) l_message(NULL, "not enough memory to read lines");
+  set_sigint(on_sigint);
+  host_repl_run(c->h, c->lines, repl_call, c);
+  set_sigint(SIG_DFL);
+  host_lines_close(c->lines);
+  c->lines = NULL;
   progname = oldprogname;
 }
 
@@ -625,8 +560,9 @@ int main(int argc, char **argv) {
   int ok = status == LUA_OK && lua_toboolean(L, -1);
   if (status != LUA_OK && !c.exiting) report(L, status);
   lua_settop(L, 0);
-  if (ok && !c.interrupted) {
-    /* Like Node: the program lives while a task, timer or handle does. */
+  if (ok && !c.interrupted && !c.repl) {
+    /* Like Node: the program lives while a task, timer or handle does
+     * (after the prompt, Ctrl-D ends it: what is left is cancelled). */
     set_sigint(on_sigint);
     uv_run(h->loop, UV_RUN_DEFAULT);
   }
