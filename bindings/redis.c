@@ -738,6 +738,11 @@ static void flush(rconn *c) {
 static int send_and_park(lua_State *L, rconn *c, host_task *t, rreq *q,
                          host_k_fn k) {
   flush(c);
+  if (c->state != C_OPEN) { /* the write failed at once (a TLS stream's
+                             * peer reset): nobody would wake t */
+    free_req(q);
+    return raise_down(L, c, 1);
+  }
   q->task = t;
   q->in_fifo = 1;
   host_list_push(&c->reqs, &q->link);

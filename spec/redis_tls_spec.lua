@@ -149,6 +149,35 @@ describe("redis TLS verification", function()
   end)
 end)
 
+describe("redis TLS client certificates", function()
+  it("a server that asks for one (tls-auth-clients yes) accepts the context's", function()
+    local c = tlshelper.certs()
+    local port = servers.free_port()
+    local other = servers.start{args = {"--tls-port", tostring(port),
+      "--tls-cert-file", c.server.cert, "--tls-key-file", c.server.key,
+      "--tls-ca-cert-file", c.ca, "--tls-auth-clients", "yes"}}
+    local url = "rediss://127.0.0.1:" .. port
+    local with = tlshelper.client_ctx()
+    with:load_cert_chain(c.client.cert, c.client.key)
+    local r = redis.connect(url, {ssl = with})
+    local ok, pong = pcall(r.ping, r)
+    r:close()
+    -- without one the server ends the connection (TLS 1.3: after the handshake)
+    local ok2, e = pcall(function()
+      local r2 = redis.connect(url, {ssl = ctx, retries = 0})
+      local _ <close> = r2
+      return r2:ping()
+    end)
+    other.cleanup()
+    assert.is_true(ok, tostring(pong))
+    assert.are.equal("PONG", pong)
+    assert.is_false(ok2)
+    assert.is_true(asyncio.is(e, redis.ConnectionError) or asyncio.is(e, asyncio.ssl.SSLError),
+      tostring(e))
+    helper.no_leaks()
+  end)
+end)
+
 describe("redis TLS options (hostile)", function()
   it("rejects a wrong ssl, a server context, TLS options without TLS, unix paths", function()
     local e = err_of(redis.connect, tls_url, {ssl = 42})
