@@ -118,12 +118,12 @@ describe("redis TLS verification", function()
 
   it("an unknown CA (ssl = true, the system store) is SSLCertVerificationError, not retried", function()
     local t0 = asyncio.time()
-    local e = err_of(redis.connect, tls_url, {retries = 3, retry_delay = 0.5})
+    local e = err_of(redis.connect, tls_url, {retries = 3, retry_delay = 5})
     assert.is_true(asyncio.is(e, asyncio.ssl.SSLCertVerificationError))
     assert.are.equal("CERTIFICATE_VERIFY_FAILED", e.reason)
     -- redis-server sends the test CA along: a self-signed root nobody trusts
     assert.matches("self%-signed certificate in certificate chain", e.verify_message)
-    assert.is_true(asyncio.time() - t0 < 0.5, "retried a refused certificate")
+    assert.is_true(asyncio.time() - t0 < 4, "retried a refused certificate")
   end)
 
   it("a name the certificate does not cover is refused (server_hostname)", function()
