@@ -21,13 +21,20 @@ local function err_of(fn, ...)
   return e
 end
 
-setup(function()
+-- A redis-server with a TLS port too, whose certificate is c[cert]
+-- ("server": of the test CA); auth_clients: "no" or "yes".  Returns the
+-- server and its rediss:// URL.
+local function start_tls(cert, auth_clients)
   local c = tlshelper.certs()
-  tls_port = servers.free_port()
-  srv = servers.start{args = {"--tls-port", tostring(tls_port),
-    "--tls-cert-file", c.server.cert, "--tls-key-file", c.server.key,
-    "--tls-ca-cert-file", c.ca, "--tls-auth-clients", "no"}}
-  tls_url = "rediss://127.0.0.1:" .. tls_port
+  local port = servers.free_port()
+  local s = servers.start{args = {"--tls-port", tostring(port),
+    "--tls-cert-file", c[cert].cert, "--tls-key-file", c[cert].key,
+    "--tls-ca-cert-file", c.ca, "--tls-auth-clients", auth_clients}}
+  return s, "rediss://127.0.0.1:" .. port, port
+end
+
+setup(function()
+  srv, tls_url, tls_port = start_tls("server", "no")
   ctx = tlshelper.client_ctx()
 end)
 teardown(function()
@@ -137,12 +144,8 @@ describe("redis TLS verification", function()
   end)
 
   it("a self-signed server certificate is refused", function()
-    local c = tlshelper.certs()
-    local port = servers.free_port()
-    local other = servers.start{args = {"--tls-port", tostring(port),
-      "--tls-cert-file", c.self.cert, "--tls-key-file", c.self.key,
-      "--tls-ca-cert-file", c.ca, "--tls-auth-clients", "no"}}
-    local e = err_of(redis.connect, "rediss://127.0.0.1:" .. port, {ssl = ctx})
+    local other, url = start_tls("self", "no")
+    local e = err_of(redis.connect, url, {ssl = ctx})
     other.cleanup()
     assert.is_true(asyncio.is(e, asyncio.ssl.SSLCertVerificationError))
     assert.matches("self%-signed certificate", e.verify_message)
@@ -152,11 +155,7 @@ end)
 describe("redis TLS client certificates", function()
   it("a server that asks for one (tls-auth-clients yes) accepts the context's", function()
     local c = tlshelper.certs()
-    local port = servers.free_port()
-    local other = servers.start{args = {"--tls-port", tostring(port),
-      "--tls-cert-file", c.server.cert, "--tls-key-file", c.server.key,
-      "--tls-ca-cert-file", c.ca, "--tls-auth-clients", "yes"}}
-    local url = "rediss://127.0.0.1:" .. port
+    local other, url = start_tls("server", "yes")
     local with = tlshelper.client_ctx()
     with:load_cert_chain(c.client.cert, c.client.key)
     local r = redis.connect(url, {ssl = with})
