@@ -223,6 +223,9 @@ LASYNC_API int luaopen_asyncio(lua_State *L) {
     io_open_stream(L, h);
     io_open_net(L, h);
     io_open_server(L, h);
+    io_open_unix(L, h);
+    io_open_pipe(L, h);
+    io_open_udp(L, h);
     io_open_ssl(L, h);
   }
   if (h->libs & LASYNC_LIB_PROCESS) {

@@ -52,13 +52,19 @@ typedef struct lstream lstream;
 
 /* LSTREAM_MEM: a reader with no handle, fed from Lua (asyncio.StreamReader()
  * with feed_data/feed_eof), for parsers and tests. */
-enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1, LSTREAM_MEM = 2 };
+enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1, LSTREAM_MEM = 2, LSTREAM_FILE = 3 };
 
 /* A new stream whose handle is initialised (uv_tcp_init / uv_pipe_init)
  * on h's loop; NULL on failure (*err set).  The caller holds one
  * reference (drop it with lstream_unref). */
 lstream *lstream_new(lasync_host *h, int kind, int *err);
 uv_stream_t *lstream_handle(lstream *s);
+/* A stream over a regular file or a character device such as /dev/null
+ * (LSTREAM_FILE: what epoll cannot watch), owning fd.  [pipe.c] */
+lstream *lstream_new_file(lasync_host *h, int fd, int *err);
+/* The stream's handle keeps the loop alive only while a task reads it
+ * (a reader of stdin or of a descriptor it was given).  [pipe.c] */
+void lstream_set_idle_unref(lstream *s);
 void lstream_ref(lstream *s);
 void lstream_unref(lstream *s);
 /* Closes the handle (after queued writes are flushed unless `now`). */
@@ -107,6 +113,52 @@ struct addrinfo *io_resolved(lua_State *L, lua_KContext ctx, char *where,
                              size_t size);
 void io_resolve_done(lua_KContext ctx);
 void io_open_net(lua_State *L, lasync_host *h);
+
+/* ---- Unix sockets (unix.c) over the server of server.c ------------------ */
+
+struct server;
+/* A new Server value, not yet listening, from a function registered with
+ * start_server's upvalues (the host, the methods).  [-0, +1, m] */
+struct server *io_server_push(lua_State *L, lasync_host *h, int backlog,
+                              size_t limit);
+/* Listens on the bound Unix socket fd, which the server takes over; its
+ * file `path` (NULL: none, an abstract name) is removed when the server
+ * closes.  0, or a libuv error (the server is then closed). */
+int io_server_listen_unix(lua_State *L, struct server *srv, int fd,
+                          const char *path);
+/* The Server at boxidx serves: handler at hidx, and it stays alive while
+ * open.  [-0, +0] */
+void io_server_arm(lua_State *L, struct server *srv, int boxidx, int hidx);
+/* The `backlog` option of the options table at idx (511 when absent). */
+int io_opt_backlog(lua_State *L, int idx, const char *fname);
+int l_start_unix_server(lua_State *L);
+/* server.port / server.sockets of a Unix socket server (p NULL: closed). */
+int io_unix_server_index(lua_State *L, uv_pipe_t *p, const char *key);
+/* Removes a server's socket file at close (if it still is a socket). */
+void io_unix_unlink(const char *path);
+/* Pushes the Unix socket name of the handle's own end (or of the peer's),
+ * as Python gives it: the path, "" when unnamed, an abstract name with its
+ * leading NUL.  0 (nothing pushed) when it is not a Unix socket. */
+int io_unix_push_name(lua_State *L, uv_handle_t *hd, int peer);
+void io_open_unix(lua_State *L, lasync_host *h);
+
+/* ---- descriptors as streams (pipe.c) ---------------------------------- */
+
+/* The fd of the argument at idx, an fd number or an io file (flushed);
+ * errors are on argument arg, described as `what`.  [-0, +0, v] */
+int io_check_fd(lua_State *L, int idx, int arg, const char *what);
+/* A subprocess's stdio option `name` (at the top: an fd, an io file, or a
+ * StreamReader/StreamWriter handed over), checked for child_fd's
+ * direction: the fd the child inherits.  [-0, +0, v] */
+int io_stdio_fd(lua_State *L, int opts, const char *name, int child_fd);
+/* The fd of the StreamReader/StreamWriter at idx, to hand to a child
+ * (-1 when it is not one); refused when bytes are buffered or queued in
+ * it or a task reads it, which the child would not see.  Reading stops;
+ * the caller closes the wrapper once the child has its copy. [stream.c] */
+int lstream_handoff_fd(lua_State *L, int idx, const char *what);
+void io_open_pipe(lua_State *L, lasync_host *h);
+/* asyncio.create_datagram_endpoint (udp.c) */
+void io_open_udp(lua_State *L, lasync_host *h);
 
 /* ---- areas ------------------------------------------------------------ */
 

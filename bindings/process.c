@@ -195,13 +195,19 @@ static int proc_index(lua_State *L) {
 
 /* ---- spawning --------------------------------------------------------- */
 
-enum { IO_INHERIT, IO_PIPE, IO_DEVNULL, IO_STDOUT };
+enum { IO_INHERIT, IO_PIPE, IO_DEVNULL, IO_STDOUT, IO_FD };
 
-static int check_stdio(lua_State *L, int opts, const char *name, int fd) {
+static int check_stdio(lua_State *L, int opts, const char *name, int fd,
+                       int *pass) {
   static const char *const modes[] = {"inherit", "pipe", "devnull",
                                       "stdout", NULL};
   int m = IO_INHERIT;
   if (opts && lua_getfield(L, opts, name) != LUA_TNIL) {
+    if (lua_type(L, -1) != LUA_TSTRING) { /* an fd, a file, a stream */
+      *pass = io_stdio_fd(L, opts, name, fd);
+      lua_pop(L, 1);
+      return IO_FD;
+    }
     const char *v = lua_tostring(L, -1);
     m = -1;
     for (int i = 0; v && modes[i]; i++)
@@ -278,11 +284,12 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
   uv_process_options_t o;
   uv_stdio_container_t stdio[3];
   lstream *pipes[3] = {NULL, NULL, NULL};
-  int modes[3], devnull = -1, pfds[2] = {-1, -1}, rc = 0;
+  int modes[3], pass[3], devnull = -1, pfds[2] = {-1, -1}, rc = 0;
   const char *names[3] = {"stdin", "stdout", "stderr"};
   size_t limit = 0;
   memset(&o, 0, sizeof o);
-  for (int i = 0; i < 3; i++) modes[i] = check_stdio(L, opts, names[i], i);
+  for (int i = 0; i < 3; i++)
+    modes[i] = check_stdio(L, opts, names[i], i, &pass[i]);
   if (opts) {
     if (lua_getfield(L, opts, "cwd") != LUA_TNIL)
       o.cwd = host_opt_cstring(L, -1, opts, "option 'cwd'"); /* stays */
@@ -321,6 +328,9 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
                          (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE);
         stdio[i].data.stream = lstream_handle(pipes[i]);
       }
+    } else if (modes[i] == IO_FD) {
+      stdio[i].flags = UV_INHERIT_FD;
+      stdio[i].data.fd = pass[i];
     } else if (modes[i] == IO_DEVNULL) {
       if (devnull < 0) devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
       if (devnull < 0) rc = UV_EIO;
@@ -364,6 +374,12 @@ static int spawn(lua_State *L, lasync_host *h, const char *file, char **argv,
   }
   host_handle_attach(box, &pr->hd);
   pr->pid = pr->p.pid;
+  for (int i = 0; i < 3; i++) { /* a stream handed over is the child's now */
+    if (modes[i] != IO_FD) continue;
+    lua_getfield(L, opts, names[i]);
+    lstream_close_wrapper(L, -1);
+    lua_pop(L, 1);
+  }
   lua_getiuservalue(L, boxidx, 1);
   for (int i = 0; i < 3; i++) {
     if (!pipes[i]) continue;

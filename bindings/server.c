@@ -3,6 +3,7 @@
  * Name resolution comes from net.c. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io.h"
 #include "handle.h"
@@ -13,7 +14,10 @@
 typedef struct server server;
 
 typedef struct listener {
-  uv_tcp_t tcp;
+  union { /* same address: uv_close works on either */
+    uv_tcp_t tcp;
+    uv_pipe_t pipe; /* a Unix socket server (unix.c) */
+  };
   server *srv;
 } listener;
 
@@ -41,6 +45,8 @@ struct server {
   int self_ref;         /* registry: the Server userdata while open */
   int backlog;
   size_t limit;         /* each connection's reader limit, 0: default */
+  int kind;             /* LSTREAM_TCP, or LSTREAM_PIPE for a Unix socket */
+  char *path;           /* a Unix socket's file, removed by close() */
   conn *pending, **pending_tail;
   host_link forever;    /* serve_forever: woken by close() */
   host_link closers;    /* wait_closed: woken when all has ended */
@@ -50,6 +56,7 @@ struct server {
 static void server_free(host_handle *hd) {
   server *srv = host_container_of(hd, server, hd);
   free(srv->socks);
+  free(srv->path);
   free(srv);
 }
 
@@ -131,13 +138,13 @@ static void on_connection(uv_stream_t *ls, int status) {
   server *srv = ((listener *)ls->data)->srv;
   int rc;
   if (status < 0 || srv->hd.closing) return;
-  lstream *s = lstream_new(srv->h, LSTREAM_TCP, &rc);
+  lstream *s = lstream_new(srv->h, srv->kind, &rc);
   if (!s) return;
   if (uv_accept(ls, lstream_handle(s)) != 0) {
     lstream_unref(s);
     return;
   }
-  uv_tcp_nodelay((uv_tcp_t *)lstream_handle(s), 1);
+  if (srv->kind == LSTREAM_TCP) uv_tcp_nodelay((uv_tcp_t *)lstream_handle(s), 1);
   conn *c = malloc(sizeof *c);
   if (!c) {
     lstream_unref(s);
@@ -171,6 +178,7 @@ static int server_close_hook(host_handle *hd, lua_State *L) {
   for (int i = 0; i < srv->nsocks; i++)
     uv_close((uv_handle_t *)&srv->socks[i]->tcp, on_listener_closed);
   if (srv->nsocks == 0) host_handle_after_close(hd); /* nothing to wait for */
+  if (srv->path) io_unix_unlink(srv->path);
   if (L) {
     luaL_unref(L, LUA_REGISTRYINDEX, srv->handler_ref);
     srv->handler_ref = LUA_NOREF;
@@ -232,6 +240,10 @@ static int server_tbc(lua_State *L) {
 static int server_index(lua_State *L) {
   server *srv = check_server(L, "Server");
   const char *key = lua_tostring(L, 2);
+  if (srv->kind != LSTREAM_TCP && key && (strcmp(key, "port") == 0 ||
+                                          strcmp(key, "sockets") == 0))
+    return io_unix_server_index(L, srv->hd.closing ? NULL : &srv->socks[0]->pipe,
+                                key);
   if (key && strcmp(key, "port") == 0) {
     struct sockaddr_storage ss;
     int len = sizeof ss;
@@ -261,6 +273,14 @@ static int server_index(lua_State *L) {
   return 1;
 }
 
+/* A listener whose handle is initialised becomes the server's. */
+static void add_listener(server *srv, listener *ls) {
+  ls->srv = srv;
+  ls->tcp.data = ls; /* the same field for a pipe: the handle comes first */
+  srv->socks[srv->nsocks++] = ls;
+  srv->open_socks++;
+}
+
 /* Binds and listens on one address; 0 or a libuv error. */
 static int listen_on(server *srv, const struct sockaddr *sa, int reuse_port) {
   listener *ls = malloc(sizeof *ls);
@@ -270,10 +290,7 @@ static int listen_on(server *srv, const struct sockaddr *sa, int reuse_port) {
     free(ls);
     return rc;
   }
-  ls->srv = srv;
-  ls->tcp.data = ls;
-  srv->socks[srv->nsocks++] = ls;
-  srv->open_socks++;
+  add_listener(srv, ls);
   if (reuse_port) {
 #ifdef SO_REUSEPORT
     uv_os_fd_t fd;
@@ -326,12 +343,74 @@ static int listen_k(lua_State *L, lua_KContext ctx) {
     host_push_oserror(L, rc, "listen", where);
     return lua_error(L);
   }
-  lua_pushvalue(L, 5);
-  srv->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 1);
-  srv->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  io_server_arm(L, srv, 5, 1);
   lua_pushvalue(L, 5);
   return 1;
+}
+
+void io_server_arm(lua_State *L, server *srv, int boxidx, int hidx) {
+  lua_pushvalue(L, boxidx);
+  srv->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, hidx);
+  srv->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* A new Server value, not yet listening (start_server, start_unix_server:
+ * both are registered with the methods table as upvalue 2).  [-0, +1, m] */
+server *io_server_push(lua_State *L, lasync_host *h, int backlog,
+                       size_t limit) {
+  host_handle **box = host_handle_newbox(L, SERVER_MT, 1);
+  server *srv = calloc(1, sizeof *srv);
+  if (!srv) return luaL_error(L, "asyncio: out of memory"), NULL;
+  host_handle_init(&srv->hd, &SERVER_TYPE, h);
+  host_handle_attach(box, &srv->hd);
+  srv->h = h;
+  host_list_init(&srv->live);
+  host_posted_init(&srv->post, start_handlers);
+  srv->handler_ref = srv->self_ref = LUA_NOREF;
+  srv->backlog = backlog;
+  srv->limit = limit;
+  srv->pending_tail = &srv->pending;
+  host_list_init(&srv->forever);
+  host_list_init(&srv->closers);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_setiuservalue(L, -2, 1);
+  return srv;
+}
+
+int io_server_listen_unix(lua_State *L, server *srv, int fd,
+                          const char *path) {
+  listener *ls = malloc(sizeof *ls);
+  srv->kind = LSTREAM_PIPE;
+  srv->socks = calloc(1, sizeof *srv->socks);
+  int rc = ls && srv->socks ? uv_pipe_init(srv->h->loop, &ls->pipe, 0)
+                            : UV_ENOMEM;
+  if (rc) {
+    free(ls);
+    close(fd);
+    return rc;
+  }
+  add_listener(srv, ls);
+  if (path && !(srv->path = strdup(path))) rc = UV_ENOMEM;
+  int r2 = uv_pipe_open(&ls->pipe, fd);
+  if (r2) close(fd);
+  if (!rc) rc = r2;
+  if (!rc) rc = uv_listen((uv_stream_t *)&ls->pipe, srv->backlog, on_connection);
+  if (rc) server_close(L, srv);
+  return rc;
+}
+
+int io_opt_backlog(lua_State *L, int idx, const char *fname) {
+  int backlog = 511;
+  if (lua_getfield(L, idx, "backlog") != LUA_TNIL) {
+    if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
+      return luaL_error(L, "bad option 'backlog' to '%s' "
+                           "(positive integer expected)", fname);
+    lua_Integer b = lua_tointeger(L, -1); /* the kernel caps it anyway */
+    backlog = b > 65535 ? 65535 : (int)b;
+  }
+  lua_pop(L, 1);
+  return backlog;
 }
 
 static int l_start_server(lua_State *L) {
@@ -346,36 +425,15 @@ static int l_start_server(lua_State *L) {
   host_check_options(L, 4, known);
   if (!lua_isnoneornil(L, 4)) {
     limit = io_opt_limit(L, 4);
-    if (lua_getfield(L, 4, "backlog") != LUA_TNIL) {
-      if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1)
-        return luaL_error(L, "bad option 'backlog' to 'start_server' "
-                             "(positive integer expected)");
-      lua_Integer b = lua_tointeger(L, -1); /* the kernel caps it anyway */
-      backlog = b > 65535 ? 65535 : (int)b;
-    }
+    backlog = io_opt_backlog(L, 4, "start_server");
     lua_getfield(L, 4, "reuse_port");
     reuse_port = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   host_task *t = host_check_task(L, "start_server");
   lua_settop(L, 4);
   tls_server_options(L, 4, "start_server"); /* ssl: handshake, then handler */
-  host_handle **box = host_handle_newbox(L, SERVER_MT, 1);
-  server *srv = calloc(1, sizeof *srv);
-  if (!srv) return luaL_error(L, "asyncio: out of memory");
-  host_handle_init(&srv->hd, &SERVER_TYPE, h);
-  host_handle_attach(box, &srv->hd);
-  srv->h = h;
-  host_list_init(&srv->live);
-  host_posted_init(&srv->post, start_handlers);
-  srv->handler_ref = srv->self_ref = LUA_NOREF;
-  srv->backlog = backlog;
-  srv->limit = limit;
-  srv->pending_tail = &srv->pending;
-  host_list_init(&srv->forever);
-  host_list_init(&srv->closers);
-  lua_pushvalue(L, lua_upvalueindex(2));
-  lua_setiuservalue(L, -2, 1);
+  io_server_push(L, h, backlog, limit);
   lua_pushinteger(L, port);
   lua_pushboolean(L, reuse_port);
   return io_resolve_passive(L, t, host, port, listen_k);
@@ -413,6 +471,10 @@ void io_open_server(lua_State *L, lasync_host *h) {
   lua_pushlightuserdata(L, h);
   lua_newtable(L);
   luaL_setfuncs(L, server_methods, 0);
+  lua_pushvalue(L, -2);
+  lua_pushvalue(L, -2);
+  lua_pushcclosure(L, l_start_unix_server, 2);
+  lua_setfield(L, -4, "start_unix_server");
   lua_pushcclosure(L, l_start_server, 2);
   lua_setfield(L, -2, "start_server");
 }

@@ -17,9 +17,11 @@
  * Writing: uv_try_write first; what the kernel did not take is copied into
  * a uv_write request.  drain() suspends while more than the high-water mark
  * is queued and resumes at the low-water mark. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "io.h"
 #include "handle.h"
@@ -53,6 +55,7 @@ struct lstream {
   size_t scan;            /* readuntil: where the next search starts */
   host_task *reader;
   int rerr;
+  struct file_src *file;  /* LSTREAM_FILE: its descriptor and read request */
   /* writing */
   size_t wqueued;
   int werr;
@@ -63,6 +66,7 @@ struct lstream {
   void *sink_ud;
   unsigned char started, reading, eof, closing, close_pending,
       eof_sent,
+      idle_unref, /* the handle holds the loop only while a task reads */
       lingering, /* TLS: closed, waiting for the peer's close_notify */
       wlost; /* bytes were dropped: written after close, or cancelled */
 };
@@ -74,16 +78,28 @@ typedef struct write_req {
   char data[];
 } write_req;
 
+/* LSTREAM_FILE's reading (see "regular files" below) */
+typedef struct file_src {
+  uv_fs_t req;
+  int fd;
+  unsigned char busy; /* a read is in flight */
+  char chunk[READ_CHUNK];
+} file_src;
+
 uv_stream_t *lstream_handle(lstream *s) { return &s->u.stream; }
 
 static void stream_free(host_handle *hd) {
   lstream *s = host_container_of(hd, lstream, hd);
+  free(s->file);
   if (s->tls) tls_free(s->tls);
   free(s->buf);
   free(s);
 }
 
 static int stream_close_now(host_handle *hd, lua_State *L);
+static void file_close(lstream *s);
+static int file_read_start(lstream *s);
+static void file_write(lstream *s, const char *p, size_t n);
 
 /* Wrappers of two types share one record: the type's name is only used by
  * the check, and both close and free alike. */
@@ -104,7 +120,8 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
   s->limit = DEFAULT_LIMIT;
   host_list_init(&s->drainers);
   host_list_init(&s->closers);
-  if (kind != LSTREAM_MEM) {
+  s->u.handle.data = s;
+  if (kind != LSTREAM_MEM && kind != LSTREAM_FILE) {
     *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
                                : uv_pipe_init(h->loop, &s->u.pipe, 0);
     if (*err) {
@@ -130,9 +147,24 @@ static void on_closed(uv_handle_t *handle) {
   host_handle_after_close(&s->hd);
 }
 
+/* A reader of stdin or of a pipe the program was given (pipe.c) keeps
+ * the program alive only while a task waits on it, as a timer does: a
+ * script that read what it wanted from a terminal can end. */
+static void hold_loop(lstream *s, int hold) {
+  if (!s->idle_unref || s->kind == LSTREAM_FILE) return;
+  if (hold) uv_ref(&s->u.handle);
+  else uv_unref(&s->u.handle);
+}
+
+void lstream_set_idle_unref(lstream *s) {
+  s->idle_unref = 1;
+  hold_loop(s, 0);
+}
+
 static void wake_reader(lstream *s) {
   host_task *t = s->reader;
   if (t) {
+    hold_loop(s, 0);
     s->reader = NULL;
     host_wake(t, NULL, 0);
   }
@@ -140,7 +172,7 @@ static void wake_reader(lstream *s) {
 
 static void stop_reading(lstream *s) {
   if (s->reading) {
-    uv_read_stop(&s->u.stream);
+    if (s->kind != LSTREAM_FILE) uv_read_stop(&s->u.stream);
     s->reading = 0;
   }
 }
@@ -165,6 +197,8 @@ static int stream_close_now(host_handle *hd, lua_State *L) {
   if (s->kind == LSTREAM_MEM) { /* no handle: closed at once */
     io_wake_all(&s->closers);
     host_handle_after_close(hd);
+  } else if (s->kind == LSTREAM_FILE) {
+    file_close(s);
   } else {
     uv_close(&s->u.handle, on_closed);
   }
@@ -273,11 +307,17 @@ static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b) {
 static void maybe_resume(lstream *s) {
   if (!s->reading && s->started && !s->eof && !s->rerr && !s->closing &&
       (s->len <= s->limit || s->want > s->len)) {
-    if (uv_read_start(&s->u.stream, on_alloc, on_read) == 0) s->reading = 1;
+    if (s->kind == LSTREAM_FILE) file_read_start(s);
+    else if (uv_read_start(&s->u.stream, on_alloc, on_read) == 0)
+      s->reading = 1;
   }
 }
 
 int lstream_start(lstream *s) {
+  if (s->kind == LSTREAM_FILE) {
+    s->started = 1;
+    return file_read_start(s);
+  }
   int rc = uv_read_start(&s->u.stream, on_alloc, on_read);
   if (rc == 0) s->started = s->reading = 1;
   return rc;
@@ -452,7 +492,10 @@ static int match_sep(lua_State *L, lstream *s, size_t *mstart, size_t *mend) {
 static int read_cancel(host_task *t, int woken) {
   lstream *s = t->wait_data;
   (void)woken;
-  if (s->reader == t) s->reader = NULL;
+  if (s->reader == t) {
+    s->reader = NULL;
+    hold_loop(s, 0);
+  }
   s->want = 0;
   return 0;
 }
@@ -523,6 +566,7 @@ static int read_step(lua_State *L, int mode, const char *fname) {
                             "waiting for data on this stream",
                             fname ? fname : "read");
   s->reader = t;
+  hold_loop(s, 1);
   maybe_resume(s);
   return host_park(L, t, read_cancel, s, read_k, mode);
 }
@@ -785,6 +829,10 @@ int lstream_raw_write(lstream *s, const char *p, size_t n) {
   for (; n > WRITE_MAX; p += WRITE_MAX, n -= WRITE_MAX)
     if (lstream_raw_write(s, p, WRITE_MAX)) return UV_ENOMEM;
   if (n == 0 || !write_open(s)) return 0;
+  if (s->kind == LSTREAM_FILE) {
+    file_write(s, p, n);
+    return 0;
+  }
   if (s->wqueued == 0) {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     int r = uv_try_write(&s->u.stream, &b, 1);
@@ -896,6 +944,27 @@ static int writer_tbc(lua_State *L) {
   return io_wait(L, t, &s->closers, NULL);
 }
 
+int lstream_handoff_fd(lua_State *L, int idx, const char *what) {
+  void *box = luaL_testudata(L, idx, READER_MT);
+  if (!box) box = luaL_testudata(L, idx, WRITER_MT);
+  if (!box) return -1;
+  lstream *s = box_stream(box);
+  uv_os_fd_t fd = -1;
+  if (!s || s->closing)
+    luaL_error(L, "bad %s (the stream is closed)", what);
+  if (s->kind == LSTREAM_MEM)
+    luaL_error(L, "bad %s (a StreamReader fed from Lua has no descriptor)",
+               what);
+  if (s->len || s->reader || s->wqueued || (s->file && s->file->busy))
+    luaL_error(L, "bad %s (the stream has %s: the process would not see "
+                  "them)", what, s->reader ? "a task reading it"
+                                           : "bytes buffered");
+  if (s->kind == LSTREAM_FILE) fd = s->file->fd;
+  else uv_fileno(&s->u.handle, &fd);
+  stop_reading(s);
+  return fd;
+}
+
 void lstream_close_wrapper(lua_State *L, int idx) {
   void *box = luaL_testudata(L, idx, READER_MT);
   if (!box) box = luaL_testudata(L, idx, WRITER_MT);
@@ -930,6 +999,10 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static int writer_write_eof(lua_State *L) {
   lstream *s = check_writer(L);
   if (s->eof_sent || s->closing) return 0; /* as asyncio: nothing to do */
+  if (s->kind == LSTREAM_FILE) { /* a file has no other end to tell */
+    s->eof_sent = 1;
+    return 0;
+  }
   if (s->tls)
     return host_error_raise(L, "RuntimeError", "write_eof(): a TLS "
                             "connection cannot be half-closed "
@@ -955,6 +1028,10 @@ static int writer_get_extra_info(lua_State *L) {
   const char *what = host_check_cstring(L, 2, NULL);
   struct sockaddr_storage ss;
   int len = sizeof ss, r;
+  if (s->kind == LSTREAM_PIPE && !s->closing &&
+      (strcmp(what, "peername") == 0 || strcmp(what, "sockname") == 0) &&
+      io_unix_push_name(L, &s->u.handle, what[0] == 'p'))
+    return 1; /* a Unix socket (unix.c) */
   if (s->tls && strcmp(what, "sslcontext") == 0) {
     lua_getiuservalue(L, 1, 2);
     return 1;
@@ -975,6 +1052,87 @@ static int writer_get_extra_info(lua_State *L) {
   if (r) return host_raise_oserror(L, r, "get_extra_info", what);
   io_push_sockaddr(L, (struct sockaddr *)&ss);
   return 1;
+}
+
+/* ---- regular files (LSTREAM_FILE) -------------------------------------
+ *
+ * epoll cannot watch a regular file (nor /dev/null), so a stream over one
+ * reads with uv_fs_read on libuv's thread pool, one chunk at a time into a
+ * chunk of its own (the stream's buffer may move while the request is in
+ * flight), and appends it as on_read does.  Writes are synchronous, as
+ * Node's to a file: a file never waits for a peer.  The stream owns the
+ * descriptor and closes it; a close waits for the read in flight. */
+
+lstream *lstream_new_file(lasync_host *h, int fd, int *err) {
+  file_src *f = malloc(sizeof *f);
+  lstream *s = f ? lstream_new(h, LSTREAM_FILE, err) : NULL;
+  if (!s) {
+    free(f);
+    *err = UV_ENOMEM;
+    return NULL;
+  }
+  f->fd = fd;
+  f->busy = 0;
+  f->req.data = s;
+  s->file = f;
+  return s;
+}
+
+static void file_closed(lstream *s) {
+  close(s->file->fd);
+  io_wake_all(&s->closers);
+  host_handle_after_close(&s->hd);
+}
+
+static void file_close(lstream *s) {
+  if (!s->file->busy) file_closed(s); /* else when the read completes */
+}
+
+static void on_file_read(uv_fs_t *req) {
+  lstream *s = req->data;
+  ssize_t n = req->result;
+  uv_buf_t b;
+  uv_fs_req_cleanup(req);
+  s->file->busy = 0;
+  if (s->closing) {
+    file_closed(s);
+    return;
+  }
+  if (n > 0) {
+    on_alloc(&s->u.handle, (size_t)n, &b);
+    if (!b.base) n = UV_ENOBUFS;
+    else memcpy(b.base, s->file->chunk, (size_t)n);
+  }
+  s->reading = 0;
+  on_read(&s->u.stream, n == 0 ? UV_EOF : n, NULL);
+  maybe_resume(s);
+}
+
+static int file_read_start(lstream *s) {
+  if (s->file->busy) return 0;
+  uv_buf_t b = uv_buf_init(s->file->chunk, READ_CHUNK);
+  int rc = uv_fs_read(s->h->loop, &s->file->req, s->file->fd, &b, 1, -1,
+                      on_file_read);
+  if (rc) {
+    s->rerr = rc;
+    wake_reader(s);
+    return rc;
+  }
+  s->file->busy = s->reading = 1;
+  return 0;
+}
+
+static void file_write(lstream *s, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t r = write(s->file->fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      s->werr = -errno;
+      return;
+    }
+    p += r;
+    n -= (size_t)r;
+  }
 }
 
 /* ---- for the TLS engine (tls.h) --------------------------------------- */

@@ -2,15 +2,7 @@
 local helper = require "spec.helper"
 local io_helper = require "spec.iohelper"
 
-local function upper_echo(reader, writer)
-  while true do
-    local data = reader:read(65536)
-    if data == "" then break end
-    writer:write(data:upper())
-    writer:drain()
-  end
-  writer:close()
-end
+local upper_echo = io_helper.upper_echo
 
 -- A Python asyncio client: `n` concurrent connections, each sending
 -- `rounds` messages and checking the upper-cased replies.
