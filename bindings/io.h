@@ -83,6 +83,18 @@ void lstream_set_limit(lstream *s, size_t limit);
 /* The `limit` option of the options table at idx: 0 when absent, else a
  * positive integer (raises otherwise). */
 size_t io_opt_limit(lua_State *L, int idx);
+/* A consumer other than StreamReader (redis.c over TLS): fn(ud) runs in
+ * libuv callbacks (no Lua) each time bytes or the end arrive; it takes the
+ * bytes with lstream_take_buffered (tls.h) and reads the end with
+ * lstream_read_end (0, UV_EOF or an error).  Reading pauses past the
+ * buffer's limit until lstream_resume.  NULL detaches. */
+typedef void (*lstream_sink_fn)(void *ud);
+void lstream_set_sink(lstream *s, lstream_sink_fn fn, void *ud);
+int lstream_read_end(lstream *s);
+/* Writes n plaintext bytes (encrypted on a TLS stream): 0, or the
+ * stream's write error (UV_ENOMEM, EPIPE...); after close they are
+ * dropped. */
+int lstream_write(lstream *s, const char *p, size_t n);
 
 /* ---- names and addresses (net.c) -------------------------------------- */
 

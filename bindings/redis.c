@@ -35,6 +35,7 @@
 #include "../host/buf.h"
 #include "../host/handle.h"
 #include "init.h"
+#include "tls.h"
 
 extern const unsigned char lasync_redis_lua[];
 extern const size_t lasync_redis_lua_len;
@@ -74,6 +75,7 @@ struct rconn {
   } u;
   uv_connect_t creq;
   uv_write_t wreq;
+  lstream *ls;          /* rediss://: the TLS stream carrying it, or NULL */
   redisReader *reader;
   host_task *connector; /* the task waiting for the connection */
   host_task *listener;  /* the task waiting for a pub/sub message */
@@ -166,7 +168,8 @@ static void update_ref(rconn *c) {
                !host_list_empty(&c->reqs);
   if (c->hd.closing || active == c->active) return;
   c->active = (unsigned char)active;
-  (active ? uv_ref : uv_unref)(&c->u.handle);
+  uv_handle_t *hh = c->ls ? (uv_handle_t *)lstream_handle(c->ls) : &c->u.handle;
+  (active ? uv_ref : uv_unref)(hh);
 }
 
 static void free_msgs(rconn *c) {
@@ -232,6 +235,16 @@ static int conn_close_hook(host_handle *hd, lua_State *L) {
     snprintf(c->err, sizeof c->err, "the connection is closed");
   }
   detach_all(c, L != NULL);
+  if (c->ls) { /* the stream closes itself (close_notify first) */
+    lstream *ls = c->ls;
+    c->ls = NULL;
+    uv_ref((uv_handle_t *)lstream_handle(ls));
+    lstream_set_sink(ls, NULL, NULL);
+    lstream_close(ls, !c->hd.h || host_closing(c->hd.h));
+    lstream_unref(ls);
+    host_handle_after_close(hd);
+    return 1;
+  }
   uv_close(&c->u.handle, on_closed);
   return 1;
 }
@@ -280,6 +293,16 @@ static void on_written(uv_write_t *w, int status) {
 }
 
 static void start_write(rconn *c) {
+  if (c->ls) { /* the stream queues (and encrypts) it */
+    int rc = lstream_write(c->ls, c->out.p, c->out.len);
+    c->out.len = 0;
+    if (rc) {
+      char why[200];
+      snprintf(why, sizeof why, "write failed: %s", uv_strerror(rc));
+      conn_down(c, why);
+    }
+    return;
+  }
   host_buf t = c->wbuf;
   c->wbuf = c->out;
   c->out = t;
@@ -343,7 +366,7 @@ static void queue_message(rconn *c, redisReply *r) {
   if (is_last_unsubscribe(r) && c->sub_owed == 0) c->subscribed = 0;
   if (++c->nmsgs >= MSG_HIGH && !c->paused) {
     c->paused = 1; /* the server buffers (and drops a client too slow) */
-    uv_read_stop(&c->u.stream);
+    if (!c->ls) uv_read_stop(&c->u.stream);
   }
   if (c->listener) {
     host_wake(c->listener, NULL, 0);
@@ -415,6 +438,36 @@ static void parse(rconn *c) {
   }
 }
 
+/* bytes (or the end) arrived; false when the connection went down */
+static int on_bytes(rconn *c, const char *p, ssize_t n) {
+  if (n < 0) {
+    char why[200];
+    if (n == UV_EOF) snprintf(why, sizeof why, "the server closed the connection");
+    else snprintf(why, sizeof why, "read failed: %s", uv_strerror((int)n));
+    conn_down(c, why);
+    return 0;
+  }
+  if (n && redisReaderFeed(c->reader, p, (size_t)n) != REDIS_OK) {
+    conn_down(c, "out of memory");
+    return 0;
+  }
+  parse(c);
+  update_ref(c);
+  return c->state == C_OPEN;
+}
+
+/* The TLS stream's sink (io.h): its plaintext, unless messages pile up
+ * (then its buffer fills and it stops reading by itself). */
+static void on_stream_data(void *ud) {
+  rconn *c = ud;
+  if (c->paused || c->state != C_OPEN) return;
+  size_t n;
+  const char *p = lstream_take_buffered(c->ls, &n);
+  if (!on_bytes(c, p, (ssize_t)n)) return;
+  int end = lstream_read_end(c->ls);
+  if (end) on_bytes(c, NULL, end);
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   rconn *c = s->data;
   if (n == 0) return;
@@ -467,6 +520,43 @@ static int connect_k(lua_State *L, lua_KContext ctx) {
   return 1; /* the box */
 }
 
+static rconn *new_conn(lua_State *L, lua_Integer max_reply) {
+  rconn *c = calloc(1, sizeof *c);
+  if (!c || !(c->reader = redisReaderCreateWithFunctions(&REPLY_FNS))) {
+    free(c);
+    luaL_error(L, "asyncio.redis: out of memory");
+    return NULL;
+  }
+  c->reader->privdata = c;
+  c->max_reply = (size_t)max_reply;
+  c->msgs_tail = &c->msgs;
+  host_list_init(&c->reqs);
+  return c;
+}
+
+/* core.adopt(writer, max_reply) -> connection: rediss://, over the TLS
+ * stream that asyncio.open_connection made (its handshake done), so TLS
+ * is the stream layer's one engine (tls.c).  The connection takes its own
+ * reference: the Lua wrappers may go. */
+static int l_adopt(lua_State *L) {
+  lstream *ls = lstream_check_writer(L, 1, "adopt");
+  lua_Integer max_reply = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, max_reply > 0, 2, "max_reply must be > 0");
+  lasync_host *h = HOST(L);
+  host_handle **box = host_handle_newbox(L, CONN_MT, 0);
+  rconn *c = new_conn(L, max_reply);
+  lstream_ref(ls);
+  c->ls = ls;
+  c->state = C_OPEN;
+  c->active = 1;
+  host_handle_init(&c->hd, &CONN_TYPE, h);
+  host_handle_attach(box, &c->hd);
+  lstream_set_sink(ls, on_stream_data, c);
+  update_ref(c);
+  on_stream_data(c); /* bytes that came with the handshake, or the end */
+  return 1;
+}
+
 /* core.connect("tcp", ip, port, max_reply) / core.connect("unix", path,
  * nil, max_reply) -> connection.  ip is numeric: redis.lua resolves names
  * with asyncio.getaddrinfo and tries each address. */
@@ -489,15 +579,7 @@ static int l_connect(lua_State *L) {
     return host_raise_oserror(L, UV_ENAMETOOLONG, "connect", where);
   lua_settop(L, 3);
   host_handle **box = host_handle_newbox(L, CONN_MT, 0);
-  rconn *c = calloc(1, sizeof *c);
-  if (!c || !(c->reader = redisReaderCreateWithFunctions(&REPLY_FNS))) {
-    free(c);
-    return luaL_error(L, "asyncio.redis: out of memory");
-  }
-  c->reader->privdata = c;
-  c->max_reply = (size_t)max_reply;
-  c->msgs_tail = &c->msgs;
-  host_list_init(&c->reqs);
+  rconn *c = new_conn(L, max_reply);
   int rc = unix_ ? uv_pipe_init(h->loop, &c->u.pipe, 0)
                  : uv_tcp_init(h->loop, &c->u.tcp);
   if (rc) {
@@ -714,6 +796,11 @@ static void flush(rconn *c) {
 static int send_and_park(lua_State *L, rconn *c, host_task *t, rreq *q,
                          host_k_fn k) {
   flush(c);
+  if (c->state != C_OPEN) { /* the write failed at once (a TLS stream's
+                             * peer reset): nobody would wake t */
+    free_req(q);
+    return raise_down(L, c, 1);
+  }
   q->task = t;
   q->in_fifo = 1;
   host_list_push(&c->reqs, &q->link);
@@ -857,7 +944,12 @@ static int l_message(lua_State *L) {
     free(m);
     if (c->paused && c->nmsgs < MSG_HIGH / 2 && c->state == C_OPEN) {
       c->paused = 0;
-      uv_read_start(&c->u.stream, on_alloc, on_read);
+      if (!c->ls) {
+        uv_read_start(&c->u.stream, on_alloc, on_read);
+      } else {
+        on_stream_data(c); /* what piled up meanwhile */
+        if (c->ls) lstream_resume(c->ls);
+      }
     }
     return return_reply(L, r);
   }
@@ -896,7 +988,8 @@ static int l_info(lua_State *L) {
 
 static const char *const CONNECT_OPTIONS[] = {
     "url", "host", "port", "path", "password", "username", "db", "connect_timeout",
-    "timeout", "max_reply", "retries", "retry_delay", "name", NULL};
+    "timeout", "max_reply", "retries", "retry_delay", "name",
+    "ssl", "server_hostname", "ssl_handshake_timeout", NULL};
 
 /* core.unknown_option(opts) -> the first key that is not an option */
 static int l_unknown_option(lua_State *L) {
@@ -905,8 +998,18 @@ static int l_unknown_option(lua_State *L) {
   return 1;
 }
 
+/* core.check_tls(settings, host): validates ssl, server_hostname and
+ * ssl_handshake_timeout as open_connection will (so a wrong option is an
+ * error of connect(), not a failed connection). */
+static int l_check_tls(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  tls_client_options(L, 1, host_check_cstring(L, 2, NULL), "connect");
+  return 0;
+}
+
 static const luaL_Reg core_funcs[] = {
-    {"connect", l_connect}, {"call", l_call},   {"sub_command", l_sub_command},
+    {"check_tls", l_check_tls},
+    {"connect", l_connect}, {"adopt", l_adopt}, {"call", l_call},   {"sub_command", l_sub_command},
     {"call_many", l_call_many},
     {"message", l_message}, {"close", l_close}, {"info", l_info},
     {"unknown_option", l_unknown_option},      {NULL, NULL}};

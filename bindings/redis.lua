@@ -74,13 +74,11 @@ local function parse_url(url, fname)
     end
     return o
   end
-  if url:find("^rediss://") then
-    argerror(1, fname, "rediss:// (TLS) is not supported yet")
-  end
-  local rest = url:match("^redis://(.*)$")
+  local scheme, rest = url:match("^(rediss?)://(.*)$")
   if not rest then
-    argerror(1, fname, ("url %q: redis://host[:port][/db] or unix:/path expected"):format(url))
+    argerror(1, fname, ("url %q: redis[s]://host[:port][/db] or unix:/path expected"):format(url))
   end
+  if scheme == "rediss" then o.ssl = true end
   local auth, hostpart = rest:match("^(.*)@([^@]*)$")
   if auth then
     local user, pass = auth:match("^([^:]*):(.*)$")
@@ -131,6 +129,9 @@ local function settings(a, b, fname)
   local n = type(a) == "table" and 1 or 2
   local bad = core.unknown_option(opts)
   if bad then argerror(n, fname, ("unknown option '%s'"):format(bad)) end
+  if o.ssl and opts.ssl == false then
+    argerror(n, fname, "option 'ssl' is false but the URL is rediss:// (TLS)")
+  end
   for k, v in pairs(opts) do if k ~= "url" then o[k] = v end end
   for _, k in ipairs{"host", "path", "password", "username", "name"} do
     if o[k] ~= nil then checkcstring(o[k], n, fname, ("option '%s'"):format(k)) end
@@ -145,6 +146,10 @@ local function settings(a, b, fname)
   check_number(o.retries, n, fname, "retries", 0, true)
   check_number(o.retry_delay, n, fname, "retry_delay", 0)
   o.host = o.host or "127.0.0.1"
+  if o.ssl ~= nil or o.server_hostname ~= nil or o.ssl_handshake_timeout ~= nil then
+    if o.path then argerror(n, fname, "TLS (rediss://, option 'ssl') needs host:port, not a unix: path") end
+    core.check_tls(o, o.host)
+  end
   o.port = o.port or 6379
   o.db = o.db or 0
   o.connect_timeout = o.connect_timeout or 10
@@ -165,6 +170,19 @@ local function with_timeout(sec, fn, ...)
   return fn(...)
 end
 
+-- TLS (rediss://): asyncio.open_connection makes the stream and does the
+-- handshake (tls.c, the stream layer's engine); the connection then runs
+-- over it.  The name checked is the host asked for, not its address.
+local function connect_tcp(o, address)
+  if not o.ssl then return core.connect("tcp", address, o.port, o.max_reply) end
+  local _, w = asyncio.open_connection(address, o.port, {ssl = o.ssl,
+    server_hostname = o.server_hostname or o.host,
+    ssl_handshake_timeout = o.ssl_handshake_timeout})
+  local ok, c = pcall(core.adopt, w, o.max_reply)
+  if not ok then w:close() error(c, 0) end
+  return c
+end
+
 -- One connection attempt: every address of the host in turn, within
 -- connect_timeout in all; then AUTH, SELECT and CLIENT SETNAME.
 local function open_once(o)
@@ -179,7 +197,7 @@ local function open_once(o)
     end
     local last
     for _, a in ipairs(addrs) do
-      local ok2, c = pcall(core.connect, "tcp", a.address, o.port, o.max_reply)
+      local ok2, c = pcall(connect_tcp, o, a.address)
       if ok2 then return c end
       if is(c, asyncio.CancelledError) then error(c, 0) end
       last = c
@@ -187,7 +205,10 @@ local function open_once(o)
     error(last or ("no address for " .. o.host), 0)
   end)
   if not ok then
-    if is(conn, asyncio.CancelledError) then error(conn, 0) end
+    -- a refused certificate is no reason to retry: raised as it is
+    if is(conn, asyncio.CancelledError) or is(conn, asyncio.ssl.SSLCertVerificationError) then
+      error(conn, 0)
+    end
     local e = conn
     local timeout = is(e, asyncio.TimeoutError)
     error(conn_error(("cannot connect to %s: %s"):format(where,

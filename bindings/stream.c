@@ -62,6 +62,8 @@ struct lstream {
   host_link drainers;
   host_link closers;
   tls_conn *tls;          /* TLS over the socket (tls.h), or NULL */
+  lstream_sink_fn sink;   /* a consumer other than StreamReader (io.h) */
+  void *sink_ud;
   unsigned char started, reading, eof, closing, close_pending,
       eof_sent,
       idle_unref, /* the handle holds the loop only while a task reads */
@@ -287,6 +289,7 @@ void lstream_deliver(lstream *s, size_t n, int end) {
     s->rerr = end;
   if (end || (s->len > s->limit && s->len >= s->want)) stop_reading(s);
   if (end || s->len >= s->want) wake_reader(s);
+  if (s->sink && (n || end)) s->sink(s->sink_ud);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *b) {
@@ -1156,6 +1159,20 @@ char *lstream_room(lstream *s, size_t want, size_t *size) {
   }
   *size = s->cap - s->start - s->len;
   return s->buf + s->start + s->len;
+}
+
+void lstream_set_sink(lstream *s, lstream_sink_fn fn, void *ud) {
+  s->sink = fn;
+  s->sink_ud = ud;
+  s->want = 0;
+}
+
+int lstream_read_end(lstream *s) { return s->rerr ? s->rerr : s->eof ? UV_EOF : 0; }
+
+int lstream_write(lstream *s, const char *p, size_t n) {
+  if (n == 0 || !write_open(s)) return s->werr;
+  int r = s->tls ? tls_write(s->tls, p, n) : lstream_raw_write(s, p, n);
+  return r ? r : s->werr;
 }
 
 const char *lstream_take_buffered(lstream *s, size_t *n) {

@@ -35,9 +35,10 @@ describe("redis arguments", function()
   it("connect refuses wrong types, bad URLs and unknown options by name", function()
     helper.fails_with("bad argument #1 to 'connect' %(string or table expected, got number%)",
       redis.connect, 42)
-    helper.fails_with("bad argument #1 to 'connect' %(url \"http://x\": redis://host%[:port%]%[/db%] or unix:/path expected%)",
+    helper.fails_with("bad argument #1 to 'connect' %(url \"http://x\": redis%[s%]://host%[:port%]%[/db%] or unix:/path expected%)",
       redis.connect, "http://x")
-    helper.fails_with("rediss:// %(TLS%) is not supported yet", redis.connect, "rediss://h")
+    helper.fails_with("bad argument #2 to 'connect' %(option 'ssl' is false but the URL is rediss:// %(TLS%)%)",
+      redis.connect, "rediss://h", {ssl = false})
     helper.fails_with("bad argument #2 to 'connect' %(unknown option 'colour'%)",
       redis.connect, "redis://127.0.0.1", {colour = 1})
     helper.fails_with("bad argument #1 to 'connect' %(unknown option 'prot'%)",
