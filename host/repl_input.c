@@ -319,6 +319,23 @@ static int take_edited(host_lines *in, lua_State *L) {
   return HOST_LINE_OK;
 }
 
+/* readline 8.2 crashes (a NULL call inside rl_callback_read_char) when a
+ * prefix key such as C-x arrives during an incremental search in callback
+ * mode; Debian's python3 -i crashes on the same keys.  The search is ended
+ * first with C-j (an isearch terminator: it keeps the line found and
+ * executes nothing), then the key is read again as a command of its own. */
+static int search_safe_getc(FILE *stream) {
+  int c = rl_getc(stream);
+  if (c > 0 && c < KEYMAP_SIZE && RL_ISSTATE(RL_STATE_ISEARCH)) {
+    Keymap map = rl_get_keymap();
+    if (map && map[c].type == ISKMAP) {
+      rl_stuff_char(c);
+      return '\n';
+    }
+  }
+  return c;
+}
+
 static void on_poll(uv_poll_t *p, int status, int events) {
   host_lines *in = p->data;
   (void)events;
@@ -390,6 +407,7 @@ static int open_editing(host_lines *in, lua_State *L) {
   redirect_output(in, L); /* if it fails: editing, without the redraw */
   rl_outstream = in->out;
   rl_instream = stdin;
+  rl_getc_function = search_safe_getc;
   return 1;
 }
 

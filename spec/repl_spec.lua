@@ -482,4 +482,25 @@ describe("the REPL on a terminal, against hostile input", function()
     assert.matches("\nfound it\r\n", out)
     assert.are.equal(0, exit)
   end)
+
+  -- readline 8.2 in callback mode crashes when a prefix key (C-x, ESC)
+  -- arrives during a search (Debian's python3 -i does too): the host ends
+  -- the search first (host/repl_input.c, search_safe_getc)
+  it("survives a prefix key typed during a Ctrl-R search", function()
+    local out, exit = feed({
+      {"expect", "> "},
+      {"send", "y = 'kept'\r"},
+      {"expect", "> "},
+      {"send", "\18kep\24\21"}, -- Ctrl-R kep, Ctrl-X Ctrl-U (undo)
+      {"sleep", 0.2},
+      {"send", "\18kep\27b\1\11"}, -- Ctrl-R kep, ESC b, Ctrl-A Ctrl-K
+      {"sleep", 0.2},
+      {"send", "=y\r"},
+      {"expect", "kept\r\n"},
+      {"expect", "> "},
+      {"send", "\4"},
+    })
+    assert.truthy(out:find("kept\r\n", 1, true)) -- =y printed its value
+    assert.are.equal(0, exit)
+  end)
 end)
