@@ -41,9 +41,14 @@ static int inspect(const char *prog, const char *cmd, const char *pid) {
     if (fd >= 0) close(fd);
     return 1;
   }
+  /* One send, and no SIGPIPE: the process may answer and close as soon
+   * as it has read the command, before a second write would arrive. */
   char buf[4096];
-  ssize_t n = write(fd, cmd, strlen(cmd));
-  if (n < 0 || write(fd, "\n", 1) < 0) {
+  int len = snprintf(buf, sizeof buf, "%s\n", cmd);
+  ssize_t n = send(fd, buf, (size_t)len, MSG_NOSIGNAL);
+  if (n != len) {
+    fprintf(stderr, "%s: %s: cannot ask process %s (%s)\n", prog, cmd, pid,
+            n < 0 ? strerror(errno) : "short write");
     close(fd);
     return 1;
   }
