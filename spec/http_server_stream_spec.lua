@@ -68,8 +68,12 @@ r = c.getresponse(); print(r.status, r.read().decode())
       local out = asyncio.wait_for(function() return p.stdout:read() end, 60 * helper.slow)
       p:wait()
       assert.are.equal("200 " .. size .. "\n", out)
-      local grown = rss_kib() - before
-      assert.is_true(grown < 16 * 1024, "RSS grew by " .. grown .. " KiB")
+      -- ASan's quarantine and valgrind keep freed memory: RSS says
+      -- nothing there (LASYNC_SLOW > 1), the chunk sizes below still do
+      if helper.slow == 1 then
+        local grown = rss_kib() - before
+        assert.is_true(grown < 16 * 1024, "RSS grew by " .. grown .. " KiB")
+      end
     end, {stream_body = true, max_body = 64 * 1024 * 1024})
     assert.is_true(biggest <= 65536, biggest)
     assert.is_true(pieces >= 50 * 16, pieces) -- read as it came, not whole
