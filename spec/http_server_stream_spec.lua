@@ -5,14 +5,7 @@
 -- leaves mid-upload seen as ConnectionResetError.
 local helper = require "spec.helper"
 local web = require "asyncio.http.server"
-
-local function with_server(handler, fn, opts)
-  local srv = web.serve(handler, "127.0.0.1", 0, opts)
-  local ok, err = pcall(fn, srv)
-  srv:close()
-  srv:wait_closed()
-  assert(ok, err)
-end
+local webhelper = require "spec.webhelper"
 
 local function rss_kib()
   for line in io.lines("/proc/self/status") do
@@ -21,19 +14,9 @@ local function rss_kib()
   end
 end
 
--- Reads an HTTP reply until the server closes or `wait` seconds pass.
-local function reply_of(r, wait)
-  local parts = {}
-  pcall(function()
-    local _ <close> = asyncio.timeout(wait * helper.slow)
-    while true do
-      local chunk = r:read(65536)
-      if chunk == "" then break end
-      parts[#parts + 1] = chunk
-    end
-  end)
-  return table.concat(parts)
-end
+local with_server = webhelper.with_server
+
+local function reply_of(r, wait) return (webhelper.read_all(r, wait)) end
 
 local function post_head(len)
   return ("POST /up HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"):format(len)
