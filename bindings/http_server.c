@@ -188,7 +188,12 @@ static int malformed(struct MHD_Connection *c, const char *method,
 }
 
 static int body_append(web_request *rq, const char *data, size_t n) {
-  if (rq->body_len + n > rq->srv->max_body) return -1;
+  if (rq->body_total + n > rq->srv->max_body) return -1;
+  if (rq->body_off) { /* the reader took the front: compact */
+    memmove(rq->body, rq->body + rq->body_off, rq->body_len - rq->body_off);
+    rq->body_len -= rq->body_off;
+    rq->body_off = 0;
+  }
   if (rq->body_len + n > rq->body_cap) {
     size_t cap = rq->body_cap ? rq->body_cap : 1024;
     while (cap < rq->body_len + n) cap *= 2;
@@ -199,14 +204,34 @@ static int body_append(web_request *rq, const char *data, size_t n) {
   }
   memcpy(rq->body + rq->body_len, data, n);
   rq->body_len += n;
+  rq->body_total += n;
   return 0;
 }
 
 static void dispatch(web_server *s, web_request *rq) {
   host_task *t;
   host_list_push(&s->ready, &rq->link);
-  web_request_suspend(rq);
   if ((t = waitq_pop(&s->waiters))) host_wake(t, NULL, 0);
+}
+
+/* stream_body: the handler runs from the headers on and reads the body
+ * as it arrives; libmicrohttpd's pieces are taken while less than
+ * WEB_IN_HIGH bytes are unread, else the connection is suspended until
+ * read() takes them (back-pressure: the client's sends block). */
+static enum MHD_Result on_upload_streamed(web_request *rq, const char *upload,
+                                          size_t *upload_size) {
+  if (rq->queued) { /* answered early: the rest of the body is dropped */
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (rq->body_len - rq->body_off >= WEB_IN_HIGH) {
+    web_request_suspend(rq);
+    return MHD_YES;
+  }
+  if (body_append(rq, upload, *upload_size)) return MHD_NO;
+  *upload_size = 0;
+  web_request_wake_reader(rq);
+  return MHD_YES;
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
@@ -227,12 +252,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
                          "request body too large\n", 1);
     if (!(rq = request_new(s, c, url, method, version))) return MHD_NO;
     *con_cls = rq;
+    if (s->stream_body) dispatch(s, rq);
     return MHD_YES; /* libmicrohttpd sends 100 Continue if asked */
-  }
-  if (*upload_size) {
-    if (body_append(rq, upload, *upload_size)) return MHD_NO;
-    *upload_size = 0;
-    return MHD_YES;
   }
   if (rq->resp) { /* resumed with the handler's response */
     enum MHD_Result ret = MHD_queue_response(c, rq->status, rq->resp);
@@ -240,6 +261,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     rq->resp = NULL;
     return ret;
   }
+  if (*upload_size) {
+    if (s->stream_body) return on_upload_streamed(rq, upload, upload_size);
+    if (body_append(rq, upload, *upload_size)) return MHD_NO;
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  if (!rq->body_done) {
+    rq->body_done = 1;
+    web_request_wake_reader(rq);
+  }
+  if (!rq->queued) web_request_suspend(rq); /* until the response */
   if (!rq->queued && !host_list_linked(&rq->link) && !rq->lua)
     dispatch(s, rq);
   return MHD_YES;
@@ -300,6 +332,7 @@ static int l_listen(lua_State *L) {
   host_list_init(&s->waiters);
   s->max_body = (size_t)luaL_checkinteger(L, 3);
   s->header_timeout = luaL_checknumber(L, 7);
+  s->stream_body = lua_toboolean(L, 12);
   unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
                    MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
   if (v6) flags |= MHD_USE_IPv6;
@@ -439,7 +472,7 @@ static int l_connections(lua_State *L) {
 /* unknown_option(opts) -> the first key serve() does not know, or nil */
 static int l_unknown_option(lua_State *L) {
   static const char *const known[] = {
-      "max_body", "max_header_bytes", "max_connections",
+      "max_body", "max_header_bytes", "max_connections", "stream_body",
       "max_connections_per_ip", "idle_timeout", "header_timeout",
       "shutdown_timeout", "backlog", "tls", NULL};
   luaL_checktype(L, 1, LUA_TTABLE);

@@ -30,6 +30,7 @@ struct web_server {
   host_link waiters;        /* tasks in next() */
   size_t max_body;
   double header_timeout;
+  unsigned stream_body : 1; /* handlers run at the headers, read the body */
   unsigned stopped : 1;     /* MHD_stop_daemon ran */
 };
 
@@ -47,8 +48,11 @@ struct web_request {
   web_server *srv;          /* NULL once libmicrohttpd is done with it */
   struct MHD_Connection *c;
   char *method, *path, *version;
+  /* the body received and not read yet: body[body_off..body_len) */
   char *body;
-  size_t body_len, body_cap;
+  size_t body_off, body_len, body_cap;
+  uint64_t body_total;      /* bytes received (max_body) */
+  host_task *reader;        /* parked in read() */
   struct MHD_Response *resp;/* made by respond(), queued on resume */
   unsigned status;
   /* a streamed response: bytes the handler wrote, not sent yet */
@@ -67,6 +71,7 @@ struct web_request {
   unsigned suspended : 1;   /* libmicrohttpd waits for us */
   unsigned out_done : 1;    /* the handler finished its stream */
   unsigned too_big : 1;
+  unsigned body_done : 1;   /* the whole body was received */
 };
 
 #define WEB_REQUEST_MT "asyncio.http.server.Request"
@@ -84,5 +89,9 @@ void web_request_free(web_request *rq);
 /* Suspends/resumes the connection (once each way). */
 void web_request_suspend(web_request *rq);
 void web_request_resume(web_request *rq);
+/* Unread body bytes over which a streamed upload is suspended. */
+#define WEB_IN_HIGH (64 * 1024)
+/* Wakes a task parked in read() (new bytes, the end, or gone). */
+void web_request_wake_reader(web_request *rq);
 
 #endif

@@ -49,6 +49,10 @@ local function check_opts(opts)
     end
     o[k] = x
   end
+  if opts.stream_body ~= nil and type(opts.stream_body) ~= "boolean" then
+    error("serve(): option stream_body must be a boolean, got " .. type(opts.stream_body), 3)
+  end
+  o.stream_body = opts.stream_body or false
   o.tls = opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
   for _, k in ipairs {"max_body", "max_header_bytes", "max_connections",
                       "max_connections_per_ip", "idle_timeout", "backlog"} do
@@ -88,7 +92,33 @@ end
 local Request = {}
 Request.__index = Request
 
-function Request:body() return self._rq:body() end
+-- req:read([max]) -> up to max bytes (default 64 KiB) of the body, "" at
+-- its end.  With stream_body the bytes arrive as the client sends them.
+function Request:read(max)
+  if max == nil then max = 65536 end
+  if math.type(max) ~= "integer" or max < 1 then
+    error("bad argument #1 to 'read' (positive integer expected, got " .. tostring(max) .. ")", 2)
+  end
+  return self._rq:read(max)
+end
+
+-- for chunk in req:chunks([max]) do ... end: the body piece by piece.
+function Request:chunks(max)
+  return function()
+    local s = self:read(max)
+    if s ~= "" then return s end
+  end
+end
+
+-- req:body() -> the rest of the body (all of it unless read() took some).
+function Request:body()
+  if self._body == nil then
+    local parts = {}
+    for chunk in self:chunks() do parts[#parts + 1] = chunk end
+    self._body = table.concat(parts)
+  end
+  return self._body
+end
 
 -- req:websocket([opts]) -> ws: answers 101 to a WebSocket handshake and
 -- returns the connection (send/receive/ping/close as asyncio.websocket's
@@ -242,7 +272,8 @@ function M.serve(handler, host, port, opts)
   local o = check_opts(opts)
   local daemon = core.listen(host, port, o.max_body, o.max_connections,
     o.max_connections_per_ip, o.idle_timeout, o.header_timeout,
-    o.max_header_bytes, o.backlog, o.tls and o.tls.cert, o.tls and o.tls.key)
+    o.max_header_bytes, o.backlog, o.tls and o.tls.cert, o.tls and o.tls.key,
+    o.stream_body)
   local srv = setmetatable({
     handler = handler, daemon = daemon, opts = o, inflight = 0, tasks = {},
     idle = asyncio.Event(), closed = asyncio.Event(), host = host,

@@ -57,6 +57,13 @@ static void wake_upgrader(web_request *rq) {
   host_wake(t, NULL, 0);
 }
 
+void web_request_wake_reader(web_request *rq) {
+  host_task *t = rq->reader;
+  if (!t) return;
+  rq->reader = NULL;
+  host_wake(t, NULL, 0);
+}
+
 void web_request_completed(web_request *rq) {
   host_list_remove(&rq->link);
   host_list_init(&rq->link);
@@ -66,6 +73,7 @@ void web_request_completed(web_request *rq) {
   rq->c = NULL;
   wake_writer(rq);
   wake_upgrader(rq);
+  web_request_wake_reader(rq);
   if (!rq->lua) web_request_free(rq);
 }
 
@@ -136,10 +144,46 @@ static int l_pairs(lua_State *L) {
   return 1;
 }
 
-static int l_body(lua_State *L) {
+static int gone_error(lua_State *L) {
+  return host_raise_oserror(L, UV_ECONNRESET, "write", NULL);
+}
+
+static int read_cancel(host_task *t, int woken) {
+  web_request *rq = t->wait_data;
+  if (!woken && rq->reader == t) rq->reader = NULL;
+  return 0;
+}
+
+/* Takes up to max unread body bytes; resumes a streamed upload that was
+ * suspended for back-pressure once its buffer is drained. */
+static int read_k(lua_State *L, lua_KContext ctx) {
+  web_request *rq = *(web_request **)lua_touserdata(L, 1);
+  size_t max = (size_t)ctx, have = rq->body_len - rq->body_off;
+  if (have) {
+    size_t n = have < max ? have : max;
+    lua_pushlstring(L, rq->body + rq->body_off, n);
+    rq->body_off += n;
+    if (rq->body_off == rq->body_len) rq->body_off = rq->body_len = 0;
+    if (!rq->body_done && !rq->queued) web_request_resume(rq);
+    return 1;
+  }
+  if (rq->body_done) return lua_pushliteral(L, ""), 1;
+  if (rq->gone) return host_raise_oserror(L, UV_ECONNRESET, "read", NULL);
+  host_task *t = host_check_task(L, "read");
+  rq->reader = t;
+  if (!rq->queued) web_request_resume(rq);
+  return host_park(L, t, read_cancel, rq, read_k, ctx);
+}
+
+/* read(max) -> up to max bytes of the body as they arrive; "" at its
+ * end; ConnectionResetError if the client left before sending it all. */
+static int l_read(lua_State *L) {
   web_request *rq = check_request(L);
-  lua_pushlstring(L, rq->body ? rq->body : "", rq->body_len);
-  return 1;
+  lua_Integer max = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, max > 0, 2, "read(): size must be a positive integer");
+  if (rq->reader) return luaL_error(L, "read(): another task is reading");
+  lua_settop(L, 1);
+  return read_k(L, (lua_KContext)max);
 }
 
 /* ---- the answer ---------------------------------------------------------- */
@@ -231,10 +275,6 @@ static int l_start(lua_State *L) {
   if (!r) return luaL_error(L, "not enough memory");
   add_headers(L, 3, r);
   return give(L, rq, r, status);
-}
-
-static int gone_error(lua_State *L) {
-  return host_raise_oserror(L, UV_ECONNRESET, "write", NULL);
 }
 
 static int write_cancel(host_task *t, int woken) {
@@ -375,7 +415,7 @@ static int l_upgrade(lua_State *L) {
 
 void web_request_types(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"meta", l_meta},   {"pairs", l_pairs},   {"body", l_body},
+      {"meta", l_meta},   {"pairs", l_pairs},   {"read", l_read},
       {"respond", l_respond}, {"start", l_start}, {"write", l_write},
       {"finish", l_finish}, {"upgrade", l_upgrade}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};

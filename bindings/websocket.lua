@@ -23,18 +23,35 @@ end
 local function parse_url(url)
   local scheme, host, port, path = url:match("^(wss?)://([^/:]+):?(%d*)(/?.*)$")
   if not scheme then
-    error("websocket(): url must be ws://host[:port]/path, got " .. tostring(url), 3)
+    error("websocket(): url must be ws://host[:port]/path or wss://..., got " .. tostring(url), 3)
   end
-  if scheme == "wss" then
-    error("websocket(): wss:// needs TLS streams (not available yet)", 3)
-  end
-  return host, tonumber(port) or 80, path ~= "" and path or "/"
+  local tls = scheme == "wss"
+  return host, tonumber(port) or (tls and 443 or 80), path ~= "" and path or "/", tls
 end
 
-local KNOWN = {max_message = true, headers = true, timeout = true}
+local KNOWN = {max_message = true, headers = true, timeout = true,
+  ssl = true, server_hostname = true}
+
+-- The stream options: wss:// is TLS (opts.ssl: true, the default context,
+-- or an SSLContext; server_hostname as open_connection's), ws:// never is.
+local function stream_opts(url, tls, opts)
+  if not tls then
+    if opts.ssl ~= nil or opts.server_hostname ~= nil then
+      error("websocket(): options ssl and server_hostname need a wss:// url, got " .. url, 3)
+    end
+    return nil
+  end
+  if opts.ssl == false then
+    error("websocket(): a wss:// url cannot have ssl = false", 3)
+  end
+  local ssl = opts.ssl
+  if ssl == nil then ssl = true end
+  return {ssl = ssl, server_hostname = opts.server_hostname}
+end
 
 -- websocket(url [, opts]) -> ws.  opts: max_message (bytes, default 1 MiB),
--- headers (extra handshake headers), timeout (handshake seconds, 10).
+-- headers (extra handshake headers), timeout (handshake seconds, 10);
+-- for wss://, ssl and server_hostname (asyncio.open_connection's).
 function M.connect(url, opts)
   if type(url) ~= "string" or url:find("[%z\r\n ]") then
     error("bad argument #1 to 'websocket' (url string without blanks, CR, LF, NUL expected)", 2)
@@ -44,12 +61,13 @@ function M.connect(url, opts)
   for k in pairs(opts) do
     if not KNOWN[k] then error(("websocket(): unknown option '%s'"):format(tostring(k)), 2) end
   end
-  local host, port, path = parse_url(url)
+  local host, port, path, tls = parse_url(url)
+  local sopts = stream_opts(url, tls, opts)
   local max = opts.max_message or 1024 * 1024
   if math.type(max) ~= "integer" or max < 1 then
     error("websocket(): max_message must be a positive integer", 2)
   end
-  local reader, writer = asyncio.open_connection(host, port)
+  local reader, writer = asyncio.open_connection(host, port, sopts)
   local key = core.new_key()
   local lines = {("GET %s HTTP/1.1"):format(path), ("Host: %s:%d"):format(host, port),
     "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " .. key,

@@ -15,17 +15,8 @@ local function exchange(srv, data, wait)
   local r, w = asyncio.open_connection("127.0.0.1", srv.port)
   w:write(data)
   pcall(w.drain, w)
-  local parts = {}
-  local ok = pcall(function()
-    local _ <close> = asyncio.timeout((wait or 5) * helper.slow)
-    while true do
-      local chunk = r:read(65536)
-      if chunk == "" then break end
-      parts[#parts + 1] = chunk
-    end
-  end)
+  local reply, ok = require("spec.webhelper").read_all(r, wait)
   w:close()
-  local reply = table.concat(parts)
   local statuses = {}
   for code in ("\n" .. reply):gmatch("\nHTTP/1%.1 (%d%d%d) ") do statuses[#statuses + 1] = tonumber(code) end
   return statuses, reply, ok

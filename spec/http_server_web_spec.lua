@@ -7,31 +7,17 @@ local helper = require "spec.helper"
 local http = require "asyncio.http"
 local web = require "asyncio.http.server"
 
--- A server for the duration of fn(srv); closed and awaited afterwards.
-local function with_server(handler, fn, opts)
-  local srv = web.serve(handler, "127.0.0.1", 0, opts)
-  local ok, err = pcall(fn, srv)
-  srv:close()
-  srv:wait_closed()
-  assert(ok, err)
-end
+local webhelper = require "spec.webhelper"
+local with_server = webhelper.with_server
 
 -- Writes data on a new connection, reads until the server closes it (or
 -- `wait` seconds pass); returns the raw reply and whether it closed.
 local function raw(port, data, wait)
   local r, w = asyncio.open_connection("127.0.0.1", port)
   if data then w:write(data) end
-  local parts, closed = {}, false
-  pcall(function()
-    local _ <close> = asyncio.timeout((wait or 5) * helper.slow)
-    while true do
-      local chunk = r:read(65536)
-      if chunk == "" then closed = true break end
-      parts[#parts + 1] = chunk
-    end
-  end)
+  local reply, closed = webhelper.read_all(r, wait)
   w:close()
-  return table.concat(parts), closed
+  return reply, closed
 end
 
 -- Runs a shell command without blocking the loop (the server is in it).

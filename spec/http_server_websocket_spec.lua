@@ -135,8 +135,67 @@ describe("asyncio.websocket", function()
     helper.fails_with("bad argument #1 to 'websocket'", websocket.connect, 42)
     helper.fails_with("bad argument #1 to 'websocket'", websocket.connect, "ws://a b/")
     helper.fails_with("url must be ws://", websocket.connect, "http://127.0.0.1/")
-    helper.fails_with("wss:// needs TLS", websocket.connect, "wss://127.0.0.1/")
+    helper.fails_with("need a wss:// url", websocket.connect, "ws://127.0.0.1:1/", {ssl = true})
+    helper.fails_with("need a wss:// url", websocket.connect, "ws://127.0.0.1:1/", {server_hostname = "a"})
+    helper.fails_with("cannot have ssl = false", websocket.connect, "wss://127.0.0.1:1/", {ssl = false})
     helper.fails_with("unknown option 'max_msg'", websocket.connect, "ws://127.0.0.1:1/", {max_msg = 1})
     helper.fails_with("max_message must be", websocket.connect, "ws://127.0.0.1:1/", {max_message = 0})
+  end)
+
+  describe("wss:// (TLS streams)", function()
+    local tlshelper = require "spec.tlshelper"
+    teardown(function() tlshelper.cleanup() end)
+
+    -- The Python RFC 6455 peer behind Python's ssl module, with a
+    -- certificate for localhost / 127.0.0.1 signed by the test CA.
+    local function tls_peer()
+      local c = tlshelper.certs()
+      local p = asyncio.create_subprocess_exec("python3",
+        {"spec/fixtures/ws_peer.py", c.server.cert, c.server.key}, {stdout = "pipe"})
+      local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+      return p, port
+    end
+
+    it("talks to a TLS peer with a context that trusts its CA", function()
+      local p, port = tls_peer()
+      local ws = websocket.connect(("wss://127.0.0.1:%d/secure"):format(port),
+        {ssl = tlshelper.client_ctx()})
+      local peercert = ws.writer:get_extra_info("peercert")
+      assert.are.equal("localhost", peercert.subject.commonName)
+      ws:send("hi")
+      assert.are.same({"echo:hi", "text"}, {ws:receive()})
+      ws:send("frag")
+      assert.are.same({"hello", "text"}, {ws:receive()})
+      local long = ("L"):rep(100000) -- several TLS records each way
+      ws:send(long, "binary")
+      assert.are.same({"echo:" .. long, "binary"}, {ws:receive()})
+      ws:close(4002, "tls bye")
+      assert.are.equal("close 4002 tls bye\n", peer_log(p))
+    end)
+
+    it("raises SSLCertVerificationError for an unknown CA (ssl = true) and a wrong name", function()
+      local p, port = tls_peer()
+      local url = ("wss://127.0.0.1:%d/"):format(port)
+      -- ssl = true: the system store, which does not know the test CA
+      local err = helper.raises(asyncio.ssl.SSLCertVerificationError, websocket.connect, url)
+      assert.are.equal("CERTIFICATE_VERIFY_FAILED", err.reason)
+      assert.are.equal("unable to get local issuer certificate", err.verify_message)
+      assert.are.equal("handshake failed\n", peer_log(p))
+      -- a trusted certificate that does not name other.example
+      p, port = tls_peer()
+      err = helper.raises(asyncio.ssl.SSLCertVerificationError, websocket.connect,
+        ("wss://127.0.0.1:%d/"):format(port),
+        {ssl = tlshelper.client_ctx(), server_hostname = "other.example"})
+      assert.matches("Hostname mismatch", err.verify_message)
+      assert.are.equal("handshake failed\n", peer_log(p))
+    end)
+
+    it("gets an SSLError from a plain ws:// server", function()
+      local srv = web.serve(function() return "plain" end, "127.0.0.1", 0)
+      helper.raises(asyncio.ssl.SSLError, websocket.connect,
+        ("wss://127.0.0.1:%d/"):format(srv.port), {ssl = tlshelper.client_ctx()})
+      srv:close()
+      srv:wait_closed()
+    end)
   end)
 end)
