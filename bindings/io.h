@@ -50,6 +50,26 @@ static inline void io_wake_all(host_link *q) {
 
 typedef struct lstream lstream;
 
+/* The handle of a socket stream, TCP or Unix (pipe): libuv's stream types
+ * begin with uv_stream_t's fields, so each member names the same handle
+ * and the code that reads, writes or closes needs not know which it is.
+ * Records that own one (lstream, redis.c's connection) embed it. */
+typedef union io_stream_handle {
+  uv_handle_t handle;
+  uv_stream_t stream;
+  uv_tcp_t tcp;
+  uv_pipe_t pipe;
+} io_stream_handle;
+
+/* Initialises u on loop as a pipe (pipe != 0) or a TCP socket, its data
+ * pointing at owner: 0 or a libuv error (then u needs no close). */
+static inline int io_stream_handle_init(uv_loop_t *loop, io_stream_handle *u,
+                                        int pipe, void *owner) {
+  int rc = pipe ? uv_pipe_init(loop, &u->pipe, 0) : uv_tcp_init(loop, &u->tcp);
+  if (rc == 0) u->handle.data = owner;
+  return rc;
+}
+
 /* LSTREAM_MEM: a reader with no handle, fed from Lua (asyncio.StreamReader()
  * with feed_data/feed_eof), for parsers and tests. */
 enum { LSTREAM_TCP = 0, LSTREAM_PIPE = 1, LSTREAM_MEM = 2, LSTREAM_FILE = 3 };

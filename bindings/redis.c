@@ -67,12 +67,7 @@ enum { C_CONNECTING, C_OPEN, C_DOWN };
 
 struct rconn {
   host_handle hd;
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } u;
+  io_stream_handle u;   /* the socket (unused over TLS: ls has it) */
   uv_connect_t creq;
   uv_write_t wreq;
   lstream *ls;          /* rediss://: the TLS stream carrying it, or NULL */
@@ -580,14 +575,12 @@ static int l_connect(lua_State *L) {
   lua_settop(L, 3);
   host_handle **box = host_handle_newbox(L, CONN_MT, 0);
   rconn *c = new_conn(L, max_reply);
-  int rc = unix_ ? uv_pipe_init(h->loop, &c->u.pipe, 0)
-                 : uv_tcp_init(h->loop, &c->u.tcp);
+  int rc = io_stream_handle_init(h->loop, &c->u, unix_, c);
   if (rc) {
     redisReaderFree(c->reader);
     free(c);
     return host_raise_oserror(L, rc, "connect", where);
   }
-  c->u.handle.data = c;
   c->active = 1;
   host_handle_init(&c->hd, &CONN_TYPE, h);
   host_handle_attach(box, &c->hd);

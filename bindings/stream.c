@@ -37,12 +37,7 @@
 /* ---- the stream record ------------------------------------------------ */
 
 struct lstream {
-  union {
-    uv_handle_t handle;
-    uv_stream_t stream;
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-  } u;
+  io_stream_handle u;
   host_handle hd;        /* lifetime: handle.h (the close hook is "now") */
   lasync_host *h;
   int kind;
@@ -122,13 +117,11 @@ lstream *lstream_new(lasync_host *h, int kind, int *err) {
   host_list_init(&s->closers);
   s->u.handle.data = s;
   if (kind != LSTREAM_MEM && kind != LSTREAM_FILE) {
-    *err = kind == LSTREAM_TCP ? uv_tcp_init(h->loop, &s->u.tcp)
-                               : uv_pipe_init(h->loop, &s->u.pipe, 0);
+    *err = io_stream_handle_init(h->loop, &s->u, kind != LSTREAM_TCP, s);
     if (*err) {
       free(s);
       return NULL;
     }
-    s->u.handle.data = s;
   }
   *err = 0;
   host_handle_init(&s->hd, &READER_TYPE, h);
