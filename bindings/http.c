@@ -34,9 +34,6 @@
 #include "../host/handle.h"
 #include "../host/waitq.h"
 #include "http.h"
-/* bindings/http.lua, compiled in (cmake/embed.cmake) */
-extern const unsigned char lasync_http_lua[];
-extern const size_t lasync_http_lua_len;
 
 #define SESSION_MT "asyncio.http.core.Session"
 #define XFER_MT "asyncio.http.core.Transfer"
@@ -1149,12 +1146,12 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   host_handle_register(L, &SESSION_TYPE);
   host_new_type(L, XFER_MT, NULL, xfer_meta, 0);
   host_handle_register(L, &XFER_TYPE);
-  if (luaL_loadbufferx(L, (const char *)lasync_http_lua, lasync_http_lua_len,
-                       "=asyncio/http.lua", "t"))
-    return lua_error(L);
+  l_load_lua_part(L, "http");
   lua_newtable(L); /* core */
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, core_funcs, 1);
+  l_push_lua_part_loader(L); /* http.lua is made of parts */
+  lua_setfield(L, -2, "lua_part");
   host_http_url_funcs(L);
   host_error_class(L, ERROR_CLASS, NULL);
   lua_setfield(L, -2, "Error");

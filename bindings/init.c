@@ -12,15 +12,10 @@
 #include "io.h"
 #include "tls.h"
 
-extern const unsigned char lasync_sync_lua[];
-extern const size_t lasync_sync_lua_len;
-
 /* Runs the compiled-in Lua part with (module, internals). */
 static void open_lua_part(lua_State *L, lasync_host *h) {
   int m = lua_gettop(L);
-  if (luaL_loadbufferx(L, (const char *)lasync_sync_lua, lasync_sync_lua_len,
-                       "=asyncio/sync.lua", "t") != LUA_OK)
-    lua_error(L);
+  l_load_lua_part(L, "sync");
   lua_pushvalue(L, m);
   l_push_wait_internals(L, h);
   luaL_getmetatable(L, HOST_TASK_MT);

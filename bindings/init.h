@@ -26,6 +26,14 @@ void l_open_diag(lua_State *L, lasync_host *h);
 /* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
 void l_push_wait_internals(lua_State *L, lasync_host *h);
 
+/* Pushes the compiled-in Lua part `name` (bindings/<name>.lua, chunk
+ * name "=asyncio/<name>.lua") as a function, not yet called; raises when
+ * there is no such part or it does not compile.  [-0, +1, e] */
+void l_load_lua_part(lua_State *L, const char *name);
+/* Pushes lua_part(name), the same for a Lua half that is made of several
+ * parts (http.lua) or uses a shared one (argcheck.lua).  [-0, +1, -] */
+void l_push_lua_part_loader(lua_State *L);
+
 /* loop:run_until_complete(task_or_function at idx) (task.c). */
 int l_run_until_complete(lua_State *L, int idx);
 /* t is parked on task:await() and woken: the awaited task has finished, and

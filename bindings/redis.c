@@ -37,8 +37,6 @@
 #include "init.h"
 #include "tls.h"
 
-extern const unsigned char lasync_redis_lua[];
-extern const size_t lasync_redis_lua_len;
 
 #define CONN_MT "asyncio.redis.core.Connection"
 #define ERROR_CLASS "RedisError"
@@ -1017,12 +1015,12 @@ LASYNC_API int luaopen_asyncio_redis(lua_State *L) {
   host_new_type(L, "asyncio.redis.core.Reply", NULL, reply_meta, 0);
   static const luaL_Reg req_meta[] = {{"__gc", req_gc}, {NULL, NULL}};
   host_new_type(L, "asyncio.redis.core.Request", NULL, req_meta, 0);
-  if (luaL_loadbufferx(L, (const char *)lasync_redis_lua, lasync_redis_lua_len,
-                       "=asyncio/redis.lua", "t"))
-    return lua_error(L);
+  l_load_lua_part(L, "redis");
   lua_newtable(L); /* core */
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, core_funcs, 1);
+  l_push_lua_part_loader(L); /* for argcheck.lua */
+  lua_setfield(L, -2, "lua_part");
   host_error_class(L, ERROR_CLASS, NULL);
   lua_setfield(L, -2, "Error");
   host_error_class(L, CONN_ERROR_CLASS, ERROR_CLASS);

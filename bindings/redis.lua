@@ -22,29 +22,8 @@ local redis = {
 
 -- ---- argument errors, at the caller's line -------------------------------
 
-local getinfo = debug and debug.getinfo
-local function level_out()
-  local level = 3
-  if getinfo then
-    level = 2
-    while true do
-      local info = getinfo(level, "S")
-      if not info or info.source ~= "=asyncio/redis.lua" then break end
-      level = level + 1
-    end
-  end
-  return level
-end
-
-local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level_out())
-end
-
-local function checktype(v, n, fname, want, optional)
-  if (v == nil and optional) or type(v) == want then return v end
-  argerror(n, fname, ("%s expected, got %s"):format(want,
-    v == nil and "no value" or type(v)))
-end
+local argerror, checktype =
+  core.lua_part("argcheck")()({["=asyncio/redis.lua"] = true})
 
 local function checkcstring(v, n, fname, what)
   if type(v) ~= "string" then

@@ -14,8 +14,6 @@
 #include "init.h"
 #include "../host/handle.h"
 
-extern const unsigned char lasync_testing_lua[];
-extern const size_t lasync_testing_lua_len;
 
 #define HOST_MAX_ADVANCE 1e9
 
@@ -339,9 +337,7 @@ LASYNC_API int luaopen_asyncio_testing(lua_State *L) {
                                         {NULL, NULL}};
   host_new_type(L, GUARD_MT, guard_methods, guard_meta, 0);
   host_handle_register(L, &GUARD_TYPE);
-  if (luaL_loadbufferx(L, (const char *)lasync_testing_lua,
-                       lasync_testing_lua_len, "=asyncio/testing.lua", "t"))
-    return lua_error(L);
+  l_load_lua_part(L, "testing");
   lua_newtable(L);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);

@@ -200,6 +200,28 @@ describe("asyncio.http against a hostile server", function()
       assert.matches("http_hostile_spec.lua:" .. line .. ": bad argument #2 to 'fetch'", e)
     end)
 
+    -- Each check below runs in another part of the module (bindings/
+    -- http_*.lua), some several calls deep: the error names the caller's
+    -- line all the same, and no part's chunk name leaks into it.
+    it("errors from every part of the module point at the caller's line", function()
+      local function line_of(f)
+        local ok, e = pcall(f)
+        assert.is_false(ok)
+        e = tostring(e)
+        assert.is_nil(e:find("asyncio/", 1, true), e)
+        return tonumber(e:match("^[^:]*http_hostile_spec%.lua:(%d+): bad argument"))
+      end
+      local s <close> = http.Session()
+      local here = debug.getinfo(1, "l").currentline
+      assert.are.equal(here + 1, line_of(function() local r = http.fetch(hs.url, {retry = {count = -1}}) return r end))
+      assert.are.equal(here + 2, line_of(function() local r = s:get(hs.url, {headers = {["a b"] = "1"}}) return r end))
+      assert.are.equal(here + 3, line_of(function() local r = s:post(hs.url, {body = {{1}, 2}}) return r end))
+      assert.are.equal(here + 4, line_of(function() local r = http.Session{json_codec = {encode = 1}} return r end))
+      assert.are.equal(here + 5, line_of(function() local r = http.url.build{scheme = 1} return r end))
+      assert.are.equal(here + 6, line_of(function() local r = http.url.encode_query{a = {}, [{}] = 1} return r end))
+      assert.are.equal(here + 7, line_of(function() local r = s:request("GET", hs.url, {method = "PUT"}) return r end))
+    end)
+
     it("headers that are fine still reach the server as given", function()
       local r = http.fetch(hs.url .. "/echo", {method = "get", headers = {["X-Tab"] = "a\tb", ["X-N"] = 5}})
       assert.matches("^GET /echo HTTP/1.1\r\n", r.body)

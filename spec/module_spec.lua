@@ -81,6 +81,27 @@ describe("asyncio.so in a stock lua5.4", function()
     assert.matches("false\tasyncio: sleep%(%) called outside a task %(use asyncio.run%)", out)
   end)
 
+  -- http.lua is made of compiled-in parts loaded by name and redis.lua
+  -- shares argcheck.lua: both must come out of asyncio.so as well.
+  it("asyncio.http and asyncio.redis load, their checks at the caller's line", function()
+    local out, err, status = lua54([[
+      local http = require "asyncio.http"
+      local redis = require "asyncio.redis"
+      print(http.url.quote("a b"), http.url.encode_query{b = 1, a = {2, 3}})
+      print(select(2, pcall(function() local s = http.Session{retry = "x"} return s end)))
+      print(select(2, pcall(function() local c = redis.connect{db = -1} return c end)))
+    ]])
+    assert.are.equal(0, status, err)
+    -- the script's lines 4 and 5 are the file's 5 and 6 (helper.lua54's
+    -- cpath line comes first)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.are.equal(3, #lines, out)
+    assert.are.equal("a%20b\ta=2&a=3&b=1", lines[1])
+    assert.matches("%.lua:5: bad argument #1 to 'Session' %(option 'retry' must be a table, an integer or false%)$", lines[2])
+    assert.matches("%.lua:6: bad argument #1 to 'connect' %(option 'db' must be an integer >= 0%)$", lines[3])
+  end)
+
   it("closes cleanly when the state closes with tasks still pending", function()
     local out, err, status = lua54([[
       local asyncio = require "asyncio"

@@ -56,6 +56,22 @@ describe("redis arguments", function()
     helper.fails_with("bad argument #1 to 'pool' %(unknown option 'sise'%)", redis.pool, {sise = 2})
   end)
 
+  -- The check runs several calls deep inside redis.lua (settings,
+  -- parse_url, check_number): the error still names the caller's line,
+  -- not the line of the function that called the caller.
+  it("argument errors point at the caller's line, however deep the check", function()
+    local function line_of(f)
+      local ok, e = pcall(f)
+      assert.is_false(ok)
+      return tonumber(tostring(e):match("^[^:]*redis_hostile_spec%.lua:(%d+): bad argument"))
+    end
+    local here = debug.getinfo(1, "l").currentline
+    assert.are.equal(here + 1, line_of(function() local p = redis.pool("x") return p end))
+    assert.are.equal(here + 2, line_of(function() local c = redis.connect("redis://h", {db = -1}) return c end))
+    assert.are.equal(here + 3, line_of(function() local c = redis.connect("unix:/s?x=1") return c end))
+    assert.are.equal(here + 4, line_of(function() local c = redis.connect{port = "1"} return c end))
+  end)
+
   describe("against a real server", function()
     local srv, r
     setup(function()

@@ -1,0 +1,54 @@
+-- asyncio.http's argument checks shared by its parts (a part of http.lua,
+-- compiled in): header lines, tokens, methods, URLs, the common options.
+local I = ...
+local core = I.core
+local argerror, checktype = I.argerror, I.checktype
+local ipairs = ipairs
+
+-- A CR or LF in a header, the method or the URL would let the caller's
+-- data end the line and start another header or a second request
+-- (request smuggling); a NUL would cut the string where C reads it.
+local function checkline(s, n, fname, what)
+  if s:find("[%z\r\n]") then
+    argerror(n, fname, what .. " contains a CR, LF or NUL byte")
+  end
+  return s
+end
+
+-- RFC 9110's token: what a method or a header name may be made of.
+local function checktoken(s, n, fname, what)
+  if not s:find("^[%w!#$%%&'*+%-.^_`|~]+$") then
+    checkline(s, n, fname, what)
+    argerror(n, fname, ("%s %q is not an HTTP token"):format(what, s))
+  end
+  return s
+end
+
+local function checkmethod(m, n, fname)
+  checktype(m, n, fname, "string")
+  return checktoken(m, n, fname, "method"):upper()
+end
+
+local function checkurl(url, n, fname)
+  checktype(url, n, fname, "string")
+  return checkline(url, n, fname, "url")
+end
+
+-- Unknown keys, and the values that are checked before a request exists.
+local function checkoptions(opts, n, fname, which)
+  local bad = core.unknown_option(opts, which)
+  if bad then argerror(n, fname, ("unknown option '%s'"):format(bad)) end
+  for _, k in ipairs{"proxy", "cafile"} do
+    if opts[k] ~= nil then
+      checktype(opts[k], n, fname, "string")
+      checkline(opts[k], n, fname, ("option '%s'"):format(k))
+    end
+  end
+  local mb = opts.max_body
+  if mb ~= nil and mb ~= false and not (math.type(mb) == "integer" and mb >= 0) then
+    argerror(n, fname, "option 'max_body' must be an integer >= 0 or false")
+  end
+end
+
+I.checkline, I.checktoken, I.checkmethod = checkline, checktoken, checkmethod
+I.checkurl, I.checkoptions = checkurl, checkoptions
