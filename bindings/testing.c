@@ -341,6 +341,7 @@ LASYNC_API int luaopen_asyncio_testing(lua_State *L) {
   lua_newtable(L);
   lua_pushlightuserdata(L, h);
   luaL_setfuncs(L, funcs, 1);
-  lua_call(L, 1, 1);
+  l_load_lua_part(L, "argcheck");
+  lua_call(L, 2, 1);
   return 1;
 }

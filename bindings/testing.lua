@@ -2,15 +2,14 @@
 -- real-time limit and a leak check), the fixtures (stream_pair,
 -- http_server) and the busted integration.  The clock, the real-time
 -- guard and the lists of what is open are the C half (bindings/testing.c).
-local M = ...
+local M, argcheck = ...
 local asyncio = require "asyncio"
 
 local CLOCKS = {real = true, virtual = true, manual = true}
 
--- "bad argument #i to 'f' (...)", raised at the caller's line.
-local function argerror(i, fname, msg, level)
-  error(("bad argument #%d to '%s' (%s)"):format(i, fname, msg), (level or 2) + 1)
-end
+-- "bad argument #i to 'f' (...)", raised at the caller's line: the first
+-- outside this file, however deep the check (argcheck.lua).
+local argerror = argcheck()({["=asyncio/testing.lua"] = true})
 
 -- The options table at argument i of fname: nil or a table whose keys
 -- are all in `known` (a set).
@@ -28,23 +27,23 @@ end
 local function check_options(opts, i, fname, known)
   if opts == nil then return {} end
   if type(opts) ~= "table" then
-    argerror(i, fname, "table expected, got " .. type(opts), 2)
+    argerror(i, fname, "table expected, got " .. type(opts))
   end
   for k in pairs(opts) do
-    if not known[k] then argerror(i, fname, ("unknown option '%s'"):format(tostring(k)), 2) end
+    if not known[k] then argerror(i, fname, ("unknown option '%s'"):format(tostring(k))) end
   end
   return opts
 end
 
 local function check_seconds(v, i, fname, what, allow_zero)
   if type(v) ~= "number" then
-    argerror(i, fname, ("%s: number expected, got %s"):format(what, type(v)), 2)
+    argerror(i, fname, ("%s: number expected, got %s"):format(what, type(v)))
   elseif v ~= v then
-    argerror(i, fname, what .. " is NaN", 2)
+    argerror(i, fname, what .. " is NaN")
   elseif v < 0 or (v == 0 and not allow_zero) then
-    argerror(i, fname, what .. (allow_zero and " must not be negative" or " must be positive"), 2)
+    argerror(i, fname, what .. (allow_zero and " must not be negative" or " must be positive"))
   elseif v == math.huge then
-    argerror(i, fname, what .. " must be finite", 2)
+    argerror(i, fname, what .. " must be finite")
   end
   return v
 end
@@ -223,7 +222,7 @@ local function check_run_options(opts, i, fname)
   if clock == nil then clock = "virtual" end
   if type(clock) ~= "string" or not CLOCKS[clock] then
     argerror(i, fname, ("option 'clock': \"real\", \"virtual\" or \"manual\" expected, got %s")
-      :format(type(clock) == "string" and ("%q"):format(clock) or type(clock)), 2)
+      :format(type(clock) == "string" and ("%q"):format(clock) or type(clock)))
   end
   local thr = opts.autojump_threshold
   if thr ~= nil then check_seconds(thr, i, fname, "option 'autojump_threshold'", true) end
@@ -231,7 +230,7 @@ local function check_run_options(opts, i, fname)
   if timeout ~= nil and timeout ~= false then check_seconds(timeout, i, fname, "option 'timeout'") end
   local leaks = opts.leaks
   if leaks ~= nil and type(leaks) ~= "boolean" then
-    argerror(i, fname, "option 'leaks': boolean expected, got " .. type(leaks), 2)
+    argerror(i, fname, "option 'leaks': boolean expected, got " .. type(leaks))
   end
   return {clock = clock, autojump_threshold = thr or 0, timeout = timeout or nil,
           leaks = leaks ~= false}
@@ -399,7 +398,7 @@ function WriterMT.__close(self) self:close() end
 
 local function check_writer(self, fname)
   if getmetatable(self) ~= WriterMT then
-    argerror(1, fname, "memory StreamWriter expected, got " .. type(self), 2)
+    argerror(1, fname, "memory StreamWriter expected, got " .. type(self))
   end
   return self._p
 end
@@ -447,9 +446,9 @@ local PAIR_OPTIONS = {chunk = true, limit = true}
 local function check_size(v, fname, what)
   if type(v) ~= "number" or v ~= v or math.type(v) ~= "integer" and v ~= math.floor(v) then
     local got = type(v) ~= "number" and type(v) or v ~= v and "NaN" or tostring(v)
-    argerror(1, fname, ("option '%s': integer expected, got %s"):format(what, got), 3)
+    argerror(1, fname, ("option '%s': integer expected, got %s"):format(what, got))
   end
-  if v < 1 or v > 2^40 then argerror(1, fname, ("option '%s' out of range 1-2^40"):format(what), 3) end
+  if v < 1 or v > 2^40 then argerror(1, fname, ("option '%s' out of range 1-2^40"):format(what)) end
   return math.tointeger(v)
 end
 

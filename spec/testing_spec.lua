@@ -236,6 +236,24 @@ describe("testing.run", function()
     assert.are.equal(err, got)
   end)
 
+  -- Options are checked two or three calls deep inside testing.lua: the
+  -- error names the caller's line, never a line of asyncio/testing.lua.
+  it("argument errors point at the caller's line", function()
+    local function line_of(f)
+      local ok, e = pcall(f)
+      assert.is_false(ok)
+      e = tostring(e)
+      assert.is_nil(e:find("asyncio/", 1, true), e)
+      return tonumber(e:match("^[^:]*testing_spec%.lua:(%d+): bad argument"))
+    end
+    local here = debug.getinfo(1, "l").currentline
+    assert.are.equal(here + 1, line_of(function() local r = testing.run(print, {clok = 1}) return r end))
+    assert.are.equal(here + 2, line_of(function() local r = testing.run(print, {timeout = -1}) return r end))
+    assert.are.equal(here + 3, line_of(function() local r = testing.run(print, {clock = "x"}) return r end))
+    assert.are.equal(here + 4, line_of(function() local r = testing.stream_pair({limit = "x"}) return r end))
+    assert.are.equal(here + 5, line_of(function() local r = testing.run_with_timeout(print, -1) return r end))
+  end)
+
   it("refuses wrong types, unknown options and bad values", function()
     helper.fails_with("bad argument #1 to 'run' %(function expected, got nil%)", testing.run)
     helper.fails_with("bad argument #2 to 'run' %(table expected, got string%)", testing.run, print, "virtual")
