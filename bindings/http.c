@@ -635,20 +635,6 @@ static int session_close_hook(host_handle *hd, lua_State *L) {
   return 1;
 }
 
-/* close() wakes waiting tasks; __gc does not (nothing can wait on an
- * unreachable session, and the host may be gone): handle.h's release
- * with no Lua state. */
-static int session_gc(lua_State *L) {
-  host_handle *hd = host_handle_test(L, 1, &SESSION_TYPE);
-  if (hd) {
-    *(host_handle **)lua_touserdata(L, 1) = NULL;
-    hd->box = NULL;
-    host_handle_close(hd, NULL);
-    host_handle_drop(hd);
-  }
-  return 0;
-}
-
 static int l_close(lua_State *L) {
   host_handle *hd = host_handle_check(L, 1, &SESSION_TYPE, "close", 0);
   if (hd) host_handle_close(hd, L);
@@ -1139,7 +1125,7 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   }
   /* __close as close() (waiting tasks are woken), __gc without waking */
   static const luaL_Reg session_meta[] = {
-      {"__gc", session_gc}, {"__close", l_close}, {NULL, NULL}};
+      {"__gc", host_handle_gc_quiet}, {"__close", l_close}, {NULL, NULL}};
   static const luaL_Reg xfer_meta[] = {
       {"__gc", host_handle_gc}, {"__close", l_close_xfer}, {NULL, NULL}};
   host_new_type(L, SESSION_MT, NULL, session_meta, 0);

@@ -251,17 +251,6 @@ static void conn_free(host_handle *hd) {
   free(c);
 }
 
-static int conn_gc(lua_State *L) {
-  host_handle *hd = host_handle_test(L, 1, &CONN_TYPE);
-  if (hd) {
-    *(host_handle **)lua_touserdata(L, 1) = NULL;
-    hd->box = NULL;
-    host_handle_close(hd, NULL);
-    host_handle_drop(hd);
-  }
-  return 0;
-}
-
 static rconn *check_conn(lua_State *L, const char *fname) {
   return host_container_of(host_handle_check(L, 1, &CONN_TYPE, fname, 0),
                            rconn, hd);
@@ -1008,7 +997,7 @@ static const luaL_Reg core_funcs[] = {
 LASYNC_API int luaopen_asyncio_redis(lua_State *L) {
   lasync_host *h = host_for_module(L);
   static const luaL_Reg conn_meta[] = {
-      {"__gc", conn_gc}, {"__close", l_close}, {NULL, NULL}};
+      {"__gc", host_handle_gc_quiet}, {"__close", l_close}, {NULL, NULL}};
   static const luaL_Reg reply_meta[] = {{"__gc", reply_gc}, {NULL, NULL}};
   host_new_type(L, CONN_MT, NULL, conn_meta, 0);
   host_handle_register(L, &CONN_TYPE);

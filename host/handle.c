@@ -133,17 +133,25 @@ host_handle *host_handle_check(lua_State *L, int idx,
   return host_handle_check_at(L, idx, type, 0, fname, open);
 }
 
-void host_handle_release(lua_State *L, int idx) {
+/* closer: the state the close hook gets (NULL: it runs no Lua). */
+static void release(lua_State *L, int idx, lua_State *closer) {
   host_handle **box = lua_touserdata(L, idx);
   host_handle *hd = box ? *box : NULL;
   if (!hd) return;
   *box = NULL;
   hd->box = NULL;
-  host_handle_close(hd, L); /* no-op once it closed */
+  host_handle_close(hd, closer); /* no-op once it closed */
   host_handle_drop(hd);
 }
 
+void host_handle_release(lua_State *L, int idx) { release(L, idx, L); }
+
 int host_handle_gc(lua_State *L) {
-  host_handle_release(L, 1);
+  release(L, 1, L);
+  return 0;
+}
+
+int host_handle_gc_quiet(lua_State *L) {
+  release(L, 1, NULL);
   return 0;
 }

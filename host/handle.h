@@ -98,6 +98,10 @@ host_handle *host_handle_test(lua_State *L, int idx,
                               const host_handle_type *type);
 /* __gc of every handle type: closes the record and lets go of it. */
 int host_handle_gc(lua_State *L);
+/* The same with no Lua state for the close hook, for a type whose close()
+ * wakes waiting tasks: nothing can wait on an unreachable value, and the
+ * host may be gone (http.c's sessions, redis.c's connections). */
+int host_handle_gc_quiet(lua_State *L);
 /* Closes and lets go of the record of the box at idx (what __gc does,
  * for a box that is dropped before it is collected).  [-0, +0] */
 void host_handle_release(lua_State *L, int idx);
