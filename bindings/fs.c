@@ -442,22 +442,17 @@ static void set_time(lua_State *L, const char *k, uv_timespec_t ts) {
   lua_setfield(L, -2, k);
 }
 
-static void set_int(lua_State *L, const char *k, uint64_t v) {
-  lua_pushinteger(L, (lua_Integer)v);
-  lua_setfield(L, -2, k);
-}
-
 static void push_stat(lua_State *L, const uv_stat_t *s) {
   lua_createtable(L, 0, 12);
   lua_pushstring(L, type_name(s->st_mode));
   lua_setfield(L, -2, "type");
-  set_int(L, "size", s->st_size);
-  set_int(L, "mode", s->st_mode & 07777);
-  set_int(L, "nlink", s->st_nlink);
-  set_int(L, "uid", s->st_uid);
-  set_int(L, "gid", s->st_gid);
-  set_int(L, "ino", s->st_ino);
-  set_int(L, "dev", s->st_dev);
+  io_setfield_int(L, "size", s->st_size);
+  io_setfield_int(L, "mode", s->st_mode & 07777);
+  io_setfield_int(L, "nlink", s->st_nlink);
+  io_setfield_int(L, "uid", s->st_uid);
+  io_setfield_int(L, "gid", s->st_gid);
+  io_setfield_int(L, "ino", s->st_ino);
+  io_setfield_int(L, "dev", s->st_dev);
   set_time(L, "mtime", s->st_mtim);
   set_time(L, "atime", s->st_atim);
   set_time(L, "ctime", s->st_ctim);

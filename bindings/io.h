@@ -21,6 +21,13 @@ static inline lasync_host *io_live_host(lua_State *L, const char *fname) {
   return h;
 }
 
+/* t[k] = v for the table on top of the stack (stat and stats results).
+ * [-0, +0, m] */
+static inline void io_setfield_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
 /* ---- waiters ---------------------------------------------------------- */
 
 /* A task parked on one of a record's waitq.h queues (drain, wait_closed,

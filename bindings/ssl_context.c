@@ -406,11 +406,6 @@ static int ctx_tostring(lua_State *L) {
 
 /* ---- the module table ------------------------------------------------- */
 
-static void set_int(lua_State *L, const char *k, int v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
 void io_open_ssl(lua_State *L, lasync_host *h) {
   static const luaL_Reg methods[] = {
       {"load_cert_chain", ctx_load_cert_chain},
@@ -436,9 +431,9 @@ void io_open_ssl(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "SSLError");
   host_error_class(L, "SSLCertVerificationError", "SSLError");
   lua_setfield(L, -2, "SSLCertVerificationError");
-  set_int(L, "CERT_NONE", CERT_NONE);
-  set_int(L, "CERT_OPTIONAL", CERT_OPTIONAL);
-  set_int(L, "CERT_REQUIRED", CERT_REQUIRED);
+  io_setfield_int(L, "CERT_NONE", CERT_NONE);
+  io_setfield_int(L, "CERT_OPTIONAL", CERT_OPTIONAL);
+  io_setfield_int(L, "CERT_REQUIRED", CERT_REQUIRED);
   lua_createtable(L, 0, 2);
   for (int i = 0; PURPOSES[i]; i++) {
     lua_pushstring(L, PURPOSES[i]);

@@ -319,23 +319,18 @@ static int ep_is_closing(lua_State *L) {
   return 1;
 }
 
-static void set_count(lua_State *L, const char *k, uint64_t v) {
-  lua_pushinteger(L, (lua_Integer)v);
-  lua_setfield(L, -2, k);
-}
-
 /* ep:stats() -> {received =, dropped =, truncated =, queued =,
  * queued_bytes =, sent =, send_buffer =} */
 static int ep_stats(lua_State *L) {
   udp_ep *ep = check_ep(L, "stats", 0);
   lua_createtable(L, 0, 7);
-  set_count(L, "received", ep->received);
-  set_count(L, "dropped", ep->dropped);
-  set_count(L, "truncated", ep->truncated);
-  set_count(L, "queued", ep->nq);
-  set_count(L, "queued_bytes", ep->qbytes);
-  set_count(L, "sent", ep->sent);
-  set_count(L, "send_buffer", ep->sending);
+  io_setfield_int(L, "received", ep->received);
+  io_setfield_int(L, "dropped", ep->dropped);
+  io_setfield_int(L, "truncated", ep->truncated);
+  io_setfield_int(L, "queued", ep->nq);
+  io_setfield_int(L, "queued_bytes", ep->qbytes);
+  io_setfield_int(L, "sent", ep->sent);
+  io_setfield_int(L, "send_buffer", ep->sending);
   return 1;
 }
 
