@@ -204,13 +204,7 @@ describe("asyncio.http against a hostile server", function()
     -- http_*.lua), some several calls deep: the error names the caller's
     -- line all the same, and no part's chunk name leaks into it.
     it("errors from every part of the module point at the caller's line", function()
-      local function line_of(f)
-        local ok, e = pcall(f)
-        assert.is_false(ok)
-        e = tostring(e)
-        assert.is_nil(e:find("asyncio/", 1, true), e)
-        return tonumber(e:match("^[^:]*http_hostile_spec%.lua:(%d+): bad argument"))
-      end
+      local function line_of(f) return helper.arg_error_line(f, "http_hostile_spec%.lua") end
       local s <close> = http.Session()
       local here = debug.getinfo(1, "l").currentline
       assert.are.equal(here + 1, line_of(function() local r = http.fetch(hs.url, {retry = {count = -1}}) return r end))

@@ -60,11 +60,7 @@ describe("redis arguments", function()
   -- parse_url, check_number): the error still names the caller's line,
   -- not the line of the function that called the caller.
   it("argument errors point at the caller's line, however deep the check", function()
-    local function line_of(f)
-      local ok, e = pcall(f)
-      assert.is_false(ok)
-      return tonumber(tostring(e):match("^[^:]*redis_hostile_spec%.lua:(%d+): bad argument"))
-    end
+    local function line_of(f) return helper.arg_error_line(f, "redis_hostile_spec%.lua") end
     local here = debug.getinfo(1, "l").currentline
     assert.are.equal(here + 1, line_of(function() local p = redis.pool("x") return p end))
     assert.are.equal(here + 2, line_of(function() local c = redis.connect("redis://h", {db = -1}) return c end))

@@ -239,13 +239,7 @@ describe("testing.run", function()
   -- Options are checked two or three calls deep inside testing.lua: the
   -- error names the caller's line, never a line of asyncio/testing.lua.
   it("argument errors point at the caller's line", function()
-    local function line_of(f)
-      local ok, e = pcall(f)
-      assert.is_false(ok)
-      e = tostring(e)
-      assert.is_nil(e:find("asyncio/", 1, true), e)
-      return tonumber(e:match("^[^:]*testing_spec%.lua:(%d+): bad argument"))
-    end
+    local function line_of(f) return helper.arg_error_line(f, "testing_spec%.lua") end
     local here = debug.getinfo(1, "l").currentline
     assert.are.equal(here + 1, line_of(function() local r = testing.run(print, {clok = 1}) return r end))
     assert.are.equal(here + 2, line_of(function() local r = testing.run(print, {timeout = -1}) return r end))
