@@ -26,6 +26,8 @@ static void open_lua_part(lua_State *L, lasync_host *h) {
   lua_setfield(L, -2, "future_task");
   luaL_getmetatable(L, "asyncio.Future");
   lua_setfield(L, -2, "FutureMT");
+  l_load_lua_part(L, "argcheck");
+  lua_setfield(L, -2, "argcheck");
   lua_call(L, 2, 0);
 }
 

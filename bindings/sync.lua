@@ -13,6 +13,9 @@ local getmetatable, setmetatable, error, pcall, type, tostring, pairs =
   getmetatable, setmetatable, error, pcall, type, tostring, pairs
 local tremove, tconcat = table.remove, table.concat
 
+-- "bad argument #n to 'f' (...)" at the caller's line (argcheck.lua).
+local argerror = C.argcheck()({["=asyncio/sync.lua"] = true})
+
 local function is_task(v) return getmetatable(v) == TaskMT end
 local function is_future(v) return getmetatable(v) == FutureMT end
 
@@ -31,14 +34,13 @@ local function to_task(aw, fname, argn)
   if is_task(aw) then return aw end
   if is_future(aw) then return future_task(aw) end
   if is_callable(aw) then return create_task(aw) end
-  error(("bad argument #%d to '%s' (task or function expected, got %s)")
-    :format(argn, fname, type(aw)), 3)
+  argerror(argn, fname, "task or function expected, got " .. type(aw))
 end
 
 local function check_number(v, fname, argn, what)
   if type(v) ~= "number" or v ~= v then
-    error(("bad argument #%d to '%s' (%s expected, got %s)")
-      :format(argn, fname, what or "number", v ~= v and "NaN" or type(v)), 3)
+    argerror(argn, fname, ("%s expected, got %s")
+      :format(what or "number", v ~= v and "NaN" or type(v)))
   end
 end
 
@@ -46,8 +48,8 @@ end
 -- list of what the caller passed (a future stands for itself in results).
 local function task_list(list, fname)
   if type(list) ~= "table" or is_task(list) then
-    error(("bad argument #1 to '%s' (list of tasks expected, got %s)")
-      :format(fname, is_task(list) and "a task" or type(list)), 3)
+    argerror(1, fname, "list of tasks expected, got "
+      .. (is_task(list) and "a task" or type(list)))
   end
   local tasks, given = {}, {}
   for i = 1, #list do
@@ -59,8 +61,8 @@ local function task_list(list, fname)
       tasks[i] = create_task(aw)
       given[i] = tasks[i]
     else
-      error(("bad argument #1 to '%s' (item %d: task or function expected, got %s)")
-        :format(fname, i, type(aw)), 3)
+      argerror(1, fname, ("item %d: task or function expected, got %s")
+        :format(i, type(aw)))
     end
   end
   return tasks, given
@@ -107,17 +109,17 @@ end
 function M.wait(list, opts)
   local tasks, given = task_list(list, "wait")
   if #tasks == 0 then
-    error("bad argument #1 to 'wait' (the list of tasks is empty)", 2)
+    argerror(1, "wait", "the list of tasks is empty")
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #2 to 'wait' (table expected, got %s)"):format(type(opts)), 2)
+    argerror(2, "wait", "table expected, got " .. type(opts))
   end
   opts = opts or {}
   local timeout, rw = opts.timeout, opts.return_when or "ALL_COMPLETED"
   if timeout ~= nil then check_number(timeout, "wait", 2, "timeout: number") end
   if not RETURN_WHEN[rw] then
-    error(("bad argument #2 to 'wait' (return_when: FIRST_COMPLETED, "
-      .. "FIRST_EXCEPTION or ALL_COMPLETED expected, got %s)"):format(tostring(rw)), 2)
+    argerror(2, "wait", ("return_when: FIRST_COMPLETED, FIRST_EXCEPTION or "
+      .. "ALL_COMPLETED expected, got %s"):format(tostring(rw)))
   end
   local deadline = timeout and time() + timeout
   while true do
@@ -248,11 +250,10 @@ end
 
 function TaskGroup:create_task(fn, ...)
   if getmetatable(self) ~= TaskGroup then
-    error("bad argument #1 to 'create_task' (TaskGroup expected)", 2)
+    argerror(1, "create_task", "TaskGroup expected")
   end
   if not is_callable(fn) then
-    error(("bad argument #2 to 'create_task' (function expected, got %s)")
-      :format(type(fn)), 2)
+    argerror(2, "create_task", "function expected, got " .. type(fn))
   end
   if self._closed then error(M.RuntimeError("TaskGroup is finished"), 2) end
   if self._aborting then
@@ -340,8 +341,7 @@ end
 -- task_group(function(tg) ... end): the group lives for the call.
 function M.task_group(fn, ...)
   if not is_callable(fn) then
-    error(("bad argument #1 to 'task_group' (function expected, got %s)")
-      :format(type(fn)), 2)
+    argerror(1, "task_group", "function expected, got " .. type(fn))
   end
   local tg <close> = M.TaskGroup()
   return fn(tg, ...)
@@ -358,16 +358,14 @@ function M.Condition(lock)
   if lock == nil then
     lock = M.Lock()
   elseif getmetatable(lock) ~= LockMT then
-    error(("bad argument #1 to 'Condition' (asyncio.Lock expected, got %s)")
-      :format(type(lock)), 2)
+    argerror(1, "Condition", "asyncio.Lock expected, got " .. type(lock))
   end
   return setmetatable({ _lock = lock, _waiters = {} }, Condition)
 end
 
 local function check_cond(self, fname)
   if getmetatable(self) ~= Condition then
-    error(("bad argument #1 to '%s' (asyncio.Condition expected, got %s)")
-      :format(fname, type(self)), 3)
+    argerror(1, fname, "asyncio.Condition expected, got " .. type(self))
   end
 end
 
@@ -439,8 +437,7 @@ end
 function Condition:wait_for(pred)
   check_cond(self, "wait_for")
   if not is_callable(pred) then
-    error(("bad argument #1 to 'wait_for' (function expected, got %s)")
-      :format(type(pred)), 2)
+    argerror(1, "wait_for", "function expected, got " .. type(pred))
   end
   local r = pred()
   while not r do
@@ -483,11 +480,11 @@ local BarrierMethods = {}
 
 function M.Barrier(parties)
   if math.type(parties) ~= "integer" then
-    error(("bad argument #1 to 'Barrier' (integer expected, got %s)")
-      :format(math.type(parties) or type(parties)), 2)
+    argerror(1, "Barrier", "integer expected, got "
+      .. (math.type(parties) or type(parties)))
   end
   if parties < 1 then
-    error("bad argument #1 to 'Barrier' (parties must be >= 1)", 2)
+    argerror(1, "Barrier", "parties must be >= 1")
   end
   return setmetatable({ _cond = M.Condition(), _parties = parties,
                         _state = FILLING, _count = 0 }, Barrier)
@@ -537,7 +534,7 @@ end
 -- wait() -> the arrival index, 0 .. parties-1 (as in Python).
 function BarrierMethods:wait()
   if getmetatable(self) ~= Barrier then
-    error("bad argument #1 to 'wait' (asyncio.Barrier expected)", 2)
+    argerror(1, "wait", "asyncio.Barrier expected")
   end
   local _ <close> = self._cond:acquire()
   barrier_block(self)

@@ -230,3 +230,22 @@ describe("shield", function()
     assert.are.equal("in", err)
   end)
 end)
+
+-- sync.lua checks some arguments in helpers one call below the function
+-- the caller called (task_list, to_task, check_number, check_cond): the
+-- error still names the caller's line.
+describe("argument errors of wait, wait_for, as_completed, Condition", function()
+  after_each(helper.no_leaks)
+
+  it("point at the caller's line", function()
+    local function line_of(f) return helper.arg_error_line(f, "wait_spec%.lua") end
+    local cond = a.Condition()
+    local here = debug.getinfo(1, "l").currentline
+    assert.are.equal(here + 1, line_of(function() local r = a.wait({1}) return r end))
+    assert.are.equal(here + 2, line_of(function() local r = a.wait_for(1, 1) return r end))
+    assert.are.equal(here + 3, line_of(function() local r = a.wait({function() end}, {timeout = "x"}) return r end))
+    assert.are.equal(here + 4, line_of(function() local r = a.as_completed(5) return r end))
+    assert.are.equal(here + 5, line_of(function() local r = cond.notify({}) return r end))
+    assert.are.equal(here + 6, line_of(function() local r = a.Barrier(0) return r end))
+  end)
+end)
