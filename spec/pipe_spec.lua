@@ -44,9 +44,11 @@ w:write(("lines=%d bytes=%d nonblock=%s\n"):format(n, bytes, nonblock))
 w:drain()
 ]]
 
+-- at the file's end, after every describe below has used them
+teardown(function() for _, p in ipairs(scripts) do os.remove(p) end end)
+
 describe("asyncio.stdin() and stdout()", function()
   after_each(helper.no_leaks)
-  teardown(function() for _, p in ipairs(scripts) do os.remove(p) end end)
 
   it("read a pipe fed piece by piece, as it comes", function()
     local p = spawn([[
