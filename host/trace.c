@@ -340,8 +340,10 @@ static void write_ev(FILE *f, host_trace *tr, const trace_ev *e) {
     break;
   case EV_CANCEL:
     instant(f, tr, e->task, e->ts, "cancel", "cancel");
-    fprintf(f, ",\"args\":{\"by\":\"%s%u\"}}", e->from ? "Task-" : "loop ",
-            e->from);
+    if (e->from)
+      fprintf(f, ",\"args\":{\"by\":\"Task-%u\"}}", e->from);
+    else
+      fputs(",\"args\":{\"by\":\"loop\"}}", f);
     break;
   case EV_TIMER:
     instant(f, tr, e->task, e->ts, "timer",
