@@ -21,13 +21,15 @@ asyncio.run(function()
 end)
 ]]
 
-local function record(env)
+-- Runs script (SCRIPT by default) traced; returns the file's text, its
+-- path, stderr, the status and stdout.
+local function record(env, script)
   local json = helper.tmpname(".json")
-  local _, err, status = helper.run_script(SCRIPT, nil, "LASYNC_TRACE=" .. q(json) .. " " .. (env or "") .. " ")
+  local out, err, status = helper.run_script(script or SCRIPT, nil, "LASYNC_TRACE=" .. q(json) .. " " .. (env or "") .. " ")
   local f = io.open(json)
   local text = f and f:read("a")
   if f then f:close() end
-  return text, json, err, status
+  return text, json, err, status, out
 end
 
 local function tracks(events)
@@ -151,11 +153,7 @@ end)
 ]]
 
 local function record_io(env)
-  local json = helper.tmpname(".json")
-  local out, err, status = helper.run_script(IO_SCRIPT, nil, "LASYNC_TRACE=" .. q(json) .. " " .. (env or "") .. " ")
-  local f = io.open(json)
-  local text = f and f:read("a")
-  if f then f:close() end
+  local text, json, err, status, out = record(env, IO_SCRIPT)
   os.remove(json)
   return text, out, err, status
 end
