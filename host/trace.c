@@ -41,8 +41,9 @@ typedef struct trace_ev {
   int32_t line;       /* EV_STEP: its line; EV_WAKE: 1 if a timer woke it;
                          EV_IO, EV_HTTP: the status (libuv error, HTTP
                          status) */
-  uint32_t from;      /* EV_WAKE: the waker's track (0: the loop); EV_IO:
-                         the operation; EV_TIMER: 1 for call_later */
+  uint32_t from;      /* EV_WAKE, EV_CANCEL: the waker's or canceller's
+                         track (0: the loop); EV_IO: the operation;
+                         EV_TIMER: 1 for call_later */
   unsigned char type;
 } trace_ev;
 
