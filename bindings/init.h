@@ -26,6 +26,9 @@ void l_open_diag(lua_State *L, lasync_host *h);
 /* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
 void l_push_wait_internals(lua_State *L, lasync_host *h);
 
+/* Applies asyncio.run's options at idx if the value there is its options
+ * table (diag_debug.c): 1 if it was, else 0. */
+int l_run_options(lua_State *L, int idx);
 /* loop:run_until_complete(task_or_function at idx) (task.c). */
 int l_run_until_complete(lua_State *L, int idx);
 /* t is parked on task:await() and woken: the awaited task has finished, and

@@ -382,6 +382,28 @@ void host_trace_step(lasync_host *h, host_task *t, uint64_t start,
 void host_trace_wake(lasync_host *h, host_task *t);
 void host_trace_cancel(lasync_host *h, host_task *t);
 void host_trace_name(lasync_host *h, host_task *t, const char *name);
+/* A timer is about to fire (timer.c): a deadline (sleep, timeouts: the
+ * instant goes on the track of the task it wakes or cancels) or a
+ * call_later callback; `due` and `now` on the host clock. */
+void host_trace_timer(lasync_host *h, int callback, uint64_t due,
+                      uint64_t now);
+/* ...and has fired: later wake-ups are not its. */
+void host_trace_timer_end(lasync_host *h);
+/* I/O that completed or was handed to the kernel, for task t (NULL: the
+ * running task, or the loop): `status` 0 or a libuv error (UV_EOF for a
+ * read at the end); `peer` is copied. */
+enum { HOST_IO_READ, HOST_IO_WRITE, HOST_IO_WRITTEN, HOST_IO_ACCEPT,
+       HOST_IO_CONNECT, HOST_IO_RECV, HOST_IO_SEND };
+void host_trace_io(lasync_host *h, host_task *t, int op, uint64_t bytes,
+                   int status, const char *peer);
+/* The same with the peer as an address (NULL: none). */
+void host_trace_io_addr(lasync_host *h, host_task *t, int op, uint64_t bytes,
+                        int status, const struct sockaddr *sa);
+/* An HTTP transfer ended (its response came, or it failed with `error`);
+ * `start`: uv_hrtime() when it was sent (0: unknown).  Strings copied. */
+void host_trace_http(lasync_host *h, host_task *t, uint64_t start,
+                     const char *method, const char *url, long status,
+                     uint64_t bytes, const char *error);
 /* Writes the file and stops recording (the host stops). */
 void host_trace_finish(lasync_host *h);
 

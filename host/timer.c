@@ -113,7 +113,9 @@ static void fire_due(lasync_host *h, uint64_t now) {
     if (!tm) continue; /* stopped by an earlier fire */
     h->due[i] = NULL;
     tm->slot = HOST_TIMER_IDLE;
+    if (h->trace) host_trace_timer(h, host_callback_of(tm) != NULL, tm->due, now);
     tm->fire(h, tm);
+    if (h->trace) host_trace_timer_end(h);
   }
   h->due_len = 0;
   h->running--;
