@@ -259,7 +259,7 @@ static void heap_protected(lua_State *L, queue *q, lua_CFunction f, int vidx,
 /* Adds the item at index 2, which is also the top (the callers settop(2)),
  * to the buffer; the stack above index 1 is left to the callers, which
  * return 0. */
-static void store(lua_State *L, queue *q) {
+static inline void store(lua_State *L, queue *q) {
   if (q->kind == Q_PRIO) {
     heap_protected(L, q, heap_push_p, 2, 0);
     return;
@@ -283,7 +283,7 @@ static void store(lua_State *L, queue *q) {
 /* Removes the next item from the buffer and pushes it: the callers return
  * the top value.  Its slot is cleared, so the queue keeps no reference to
  * an item it has handed out. */
-static void take(lua_State *L, queue *q) {
+static inline void take(lua_State *L, queue *q) {
   if (q->kind == Q_PRIO) {
     heap_protected(L, q, heap_pop_p, 0, 1);
     return;
