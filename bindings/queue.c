@@ -25,6 +25,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../host/tag.h"
 #include "../host/waitq.h"
 #include "init.h"
 
@@ -61,20 +62,17 @@ typedef struct queue {
   unsigned char comparing; /* PRIO: inside a put or get's comparisons */
 } queue;
 
-/* Every queue starts with the address of QUEUE_TAG: each has a metatable
- * of its own (for its maxsize field), so the tag is what tells a queue from
- * any other userdata.  A full userdata of exactly a queue's size that starts
- * with this file's private address can only be a queue (a light userdata
- * has length 0); the check costs two API calls and no stack traffic, which
- * matters as every put and get makes it.  The queue is at stack index 1 in
- * every function below. */
+/* Every queue starts with the address of QUEUE_TAG (host/tag.h): each has
+ * a metatable of its own (for its maxsize field), so the tag is what tells
+ * a queue from any other userdata, in two API calls, which matters as every
+ * put and get makes the check.  The queue is at stack index 1 in every
+ * function below. */
 static const char QUEUE_TAG = 'Q';
 
 static inline queue *check_queue(lua_State *L) {
-  queue *q = lua_touserdata(L, 1);
-  if (q && lua_rawlen(L, 1) == sizeof *q && q->tag == &QUEUE_TAG) return q;
-  luaL_typeerror(L, 1, "asyncio.Queue");
-  return NULL;
+  queue *q = host_tagged(L, 1, sizeof *q, &QUEUE_TAG);
+  if (!q) luaL_typeerror(L, 1, "asyncio.Queue");
+  return q;
 }
 
 /* Pushes user value i of the queue at index 1; returns its index. */
