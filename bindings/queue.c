@@ -254,27 +254,58 @@ static void heap_protected(lua_State *L, queue *q, lua_CFunction f, int vidx,
   }
 }
 
-/* Adds the item at index 2, which is also the top (the callers settop(2)),
- * to the buffer; the stack above index 1 is left to the callers, which
- * return 0. */
-static inline void store(lua_State *L, queue *q) {
+/* Where the next item goes (0-based) or where the next one to take is. */
+static inline lua_Integer slot_in(const queue *q) {
+  lua_Integer slot = q->n;
+  if (q->kind == Q_FIFO) {
+    slot += q->head;
+    if (slot >= q->cap) slot -= q->cap;
+  }
+  return slot;
+}
+static inline lua_Integer slot_out(queue *q) {
+  if (q->kind != Q_FIFO) return q->n - 1;
+  lua_Integer slot = q->head;
+  q->head = slot + 1 == q->cap ? 0 : slot + 1;
+  return slot;
+}
+
+/* store and take for a table or a heap: kept apart from the inline ring's
+ * few instructions, which put and get inline. */
+static void store_table(lua_State *L, queue *q) {
   if (q->kind == Q_PRIO) {
     heap_protected(L, q, heap_push_p, 2, 0);
     return;
   }
-  lua_Integer slot = q->n;
-  if (q->kind == Q_FIFO) {
-    if (q->n == q->cap) ring_grow(L, q, push_uv(L, UV_ITEMS));
-    slot += q->head;
-    if (slot >= q->cap) slot -= q->cap;
+  int items = push_uv(L, UV_ITEMS);
+  if (q->kind == Q_FIFO && q->n == q->cap) ring_grow(L, q, items);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, items, slot_in(q) + 1);
+  q->n++;
+}
+
+static void take_table(lua_State *L, queue *q) {
+  if (q->kind == Q_PRIO) {
+    heap_protected(L, q, heap_pop_p, 0, 1);
+    return;
   }
-  if (q->inline_ring) {
-    lua_setiuservalue(L, 1, (int)(UV_COUNT + slot)); /* pops the item */
-  } else {
-    int items = push_uv(L, UV_ITEMS);
-    lua_pushvalue(L, 2);
-    lua_rawseti(L, items, slot + 1);
+  int items = push_uv(L, UV_ITEMS);
+  lua_Integer slot = slot_out(q) + 1;
+  lua_rawgeti(L, items, slot);
+  lua_pushnil(L);
+  lua_rawseti(L, items, slot);
+  q->n--;
+}
+
+/* Adds the item at index 2, which is also the top (the callers settop(2)),
+ * to the buffer; the stack above index 1 is left to the callers, which
+ * return 0. */
+static inline void store(lua_State *L, queue *q) {
+  if (!q->inline_ring) {
+    store_table(L, q);
+    return;
   }
+  lua_setiuservalue(L, 1, (int)(UV_COUNT + slot_in(q))); /* pops the item */
   q->n++;
 }
 
@@ -282,29 +313,15 @@ static inline void store(lua_State *L, queue *q) {
  * the top value.  Its slot is cleared, so the queue keeps no reference to
  * an item it has handed out. */
 static inline void take(lua_State *L, queue *q) {
-  if (q->kind == Q_PRIO) {
-    heap_protected(L, q, heap_pop_p, 0, 1);
+  if (!q->inline_ring) {
+    take_table(L, q);
     return;
   }
-  lua_Integer slot; /* 0-based */
-  if (q->kind == Q_FIFO) {
-    slot = q->head;
-    q->head = slot + 1 == q->cap ? 0 : slot + 1;
-  } else {
-    slot = q->n - 1;
-  }
+  int uv = (int)(UV_COUNT + slot_out(q));
   q->n--;
-  if (q->inline_ring) {
-    int uv = (int)(UV_COUNT + slot);
-    lua_getiuservalue(L, 1, uv);
-    lua_pushnil(L);
-    lua_setiuservalue(L, 1, uv);
-  } else {
-    int items = push_uv(L, UV_ITEMS);
-    lua_rawgeti(L, items, slot + 1);
-    lua_pushnil(L);
-    lua_rawseti(L, items, slot + 1);
-  }
+  lua_getiuservalue(L, 1, uv);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, uv);
 }
 
 /* ---- waking ----------------------------------------------------------- */
