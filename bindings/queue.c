@@ -385,7 +385,7 @@ static int raise_shutdown(lua_State *L) {
 /* ---- put -------------------------------------------------------------- */
 
 /* The item is at index 2 and on top. */
-static void put_now(lua_State *L, queue *q) {
+static inline void put_now(lua_State *L, queue *q) {
   store(L, q);
   q->unfinished++;
   dispatch_if_waiting(q);
@@ -444,7 +444,7 @@ static int queue_put_nowait(lua_State *L) {
 
 /* ---- get -------------------------------------------------------------- */
 
-static int get_now(lua_State *L, queue *q) {
+static inline int get_now(lua_State *L, queue *q) {
   take(L, q);
   dispatch_if_waiting(q);
   return 1;
