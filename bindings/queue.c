@@ -3,12 +3,14 @@
  * A queue is a userdata with the C state; its user values hold the items (a
  * ring buffer for Queue, a stack for LifoQueue, a binary heap for
  * PriorityQueue, with the heap's keys and insertion numbers beside it), the
- * key function and the maxsize given.  A bounded Queue or LifoQueue (up to
- * INLINE_MAX items) keeps its items in user values of its own, one per
- * slot, after the fixed ones: a put is then one lua_setiuservalue of the
- * argument already on top, with no table to fetch (see store).  Lua cannot reach any of them, so no
- * script can put the C side out of step with what it refers to; assigning
- * a field of a queue is an error.
+ * key function and the maxsize given.  A Queue or LifoQueue keeps its items
+ * in user values of its own, one per slot, after the fixed ones: a put is
+ * then one lua_setiuservalue of the argument already on top, with no table
+ * to fetch (see store).  That ring cannot grow, so it holds maxsize slots
+ * (up to INLINE_MAX), or INLINE_FIRST for a queue without such a bound,
+ * whose items move to a table in UV_ITEMS once they outgrow it.  Lua
+ * cannot reach any of them, so no script can put the C side out of step
+ * with what it refers to; assigning a field of a queue is an error.
  *
  * Waiters are served in order by reservation: when an item arrives and a
  * getter waits, the getter is woken with one item reserved for it (gres);
@@ -38,13 +40,15 @@ static const char *const KIND_NAMES[] = {"Queue", "LifoQueue",
 /* user values of the queue userdata */
 enum { UV_ITEMS = 1, UV_KEYS, UV_SEQS, UV_KEYFN, UV_MAXSIZE, UV_COUNT };
 
-/* The largest maxsize whose items live in the queue's own user values
- * (UV_COUNT + slot, slot 0-based).  Such a ring never grows: a put needs a
- * free slot (n + pres <= limit), so n < limit = cap whenever one is stored.
- * Above it (and for unbounded queues) a table in UV_ITEMS holds them and
- * grows; the bound also keeps the count well within Lua's unsigned short
- * of user values and matches what the table was pre-sized to before. */
+/* The largest maxsize whose items all live in the queue's own user values
+ * (UV_COUNT + slot, slot 0-based).  Such a ring is never full when a put
+ * stores: a put needs a free slot (n + pres <= limit), so n < limit = cap.
+ * The bound keeps the count well within Lua's unsigned short of user
+ * values and is what the table used to be pre-sized to.  An unbounded
+ * queue, or one with a larger maxsize, starts with INLINE_FIRST slots and
+ * moves its items to a table when a put finds them full (ring_to_table). */
 #define INLINE_MAX 4096
+#define INLINE_FIRST 16
 
 typedef struct queue {
   const char *tag;     /* &QUEUE_TAG: see check_queue */
@@ -270,13 +274,35 @@ static inline lua_Integer slot_out(queue *q) {
   return slot;
 }
 
-/* store and take for a table or a heap: kept apart from the inline ring's
- * few instructions, which put and get inline. */
+/* The inline ring is full and the queue may hold more: its items move, in
+ * order, to a table of twice the ring's size (which grows from there as
+ * any table does, see ring_grow), and the slots are cleared.  Only the
+ * table's creation can fail (memory), before anything has moved. */
+static void ring_to_table(lua_State *L, queue *q) {
+  lua_createtable(L, (int)(q->cap * 2), 0);
+  for (lua_Integer i = 0; i < q->n; i++) {
+    lua_Integer slot = q->head + i;
+    int uv = (int)(UV_COUNT + (slot >= q->cap ? slot - q->cap : slot));
+    lua_getiuservalue(L, 1, uv);
+    lua_rawseti(L, -2, i + 1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, uv);
+  }
+  lua_setiuservalue(L, 1, UV_ITEMS);
+  q->head = 0;
+  q->cap *= 2;
+  q->inline_ring = 0;
+}
+
+/* store and take for a table or a heap (and a full inline ring's move to
+ * a table): kept apart from the inline ring's few instructions, which put
+ * and get inline. */
 static void store_table(lua_State *L, queue *q) {
   if (q->kind == Q_PRIO) {
     heap_protected(L, q, heap_push_p, 2, 0);
     return;
   }
+  if (q->inline_ring) ring_to_table(L, q);
   int items = push_uv(L, UV_ITEMS);
   if (q->kind == Q_FIFO && q->n == q->cap) ring_grow(L, q, items);
   lua_pushvalue(L, 2);
@@ -301,7 +327,7 @@ static void take_table(lua_State *L, queue *q) {
  * to the buffer; the stack above index 1 is left to the callers, which
  * return 0. */
 static inline void store(lua_State *L, queue *q) {
-  if (!q->inline_ring) {
+  if (!q->inline_ring || q->n == q->cap) {
     store_table(L, q);
     return;
   }
@@ -668,8 +694,8 @@ static int new_queue(lua_State *L, int kind, const char *fname) {
     maxsize = 1;
   }
   lua_Integer limit = maxsize ? limit_of(L, maxsize, 1, fname) : 0;
-  int inline_ring = kind != Q_PRIO && limit > 0 && limit <= INLINE_MAX;
-  lua_Integer cap = limit > 0 && limit <= INLINE_MAX ? limit : 16;
+  int inline_ring = kind != Q_PRIO;
+  lua_Integer cap = limit > 0 && limit <= INLINE_MAX ? limit : INLINE_FIRST;
   queue *q = lua_newuserdatauv(L, sizeof *q,
                                UV_COUNT - 1 + (inline_ring ? (int)cap : 0));
   memset(q, 0, sizeof *q);

@@ -115,6 +115,26 @@ describe("Queue", function()
     end
   end)
 
+  -- an unbounded queue (or one above 4096) starts with 16 slots of its
+  -- own and moves its items to a table when a put finds them full
+  it("keeps its order when it outgrows its first slots, wrapped or not", function()
+    for _, q in ipairs{a.Queue(), a.Queue(10000)} do
+      for i = 1, 10 do q:put(i) end
+      for i = 1, 5 do assert.are.equal(i, q:get()) end
+      for i = 11, 21 do q:put(i) end -- 16 held, wrapped around the ring
+      assert.are.equal(16, q:qsize())
+      for i = 22, 100 do q:put_nowait(i) end -- the move, then the table grows
+      assert.are.equal(95, q:qsize())
+      for i = 6, 100 do assert.are.equal(i, q:get_nowait()) end
+      assert.is_true(q:empty())
+      q:put("after") -- the table goes on serving
+      assert.are.equal("after", q:get())
+    end
+    local l = a.LifoQueue()
+    for i = 1, 40 do l:put(i) end
+    for i = 40, 1, -1 do assert.are.equal(i, l:get()) end
+  end)
+
   it("put stores its first argument only; extra arguments are ignored", function()
     for _, q in ipairs{a.Queue(2), a.Queue(), a.LifoQueue(2), a.PriorityQueue(2)} do
       q:put(1, "extra", "more")
