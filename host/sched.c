@@ -253,7 +253,7 @@ static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
   h->current = t->co;
   uint64_t t0 = uv_hrtime();
-  t->stats.steps++;
+  t->steps++;
   t->stats.scheduled += t0 - t->stats.queued;
   if (h->debug) host_debug_step_begin(h->debug, t->co);
   int status = lua_resume(t->co, h->cbL, t->nargs, nres);
@@ -362,7 +362,7 @@ void host_wake(host_task *t, lua_State *from, int n) {
   }
   t->nargs = n;
   t->flags |= TF_QUEUED;
-  t->stats.wakes++;
+  t->wakes++;
   t->stats.queued = t->stats.last_wake = uv_hrtime();
   if (t->h->trace) host_trace_wake(t->h, t);
   host_ready_push(t->h, &t->ready);
