@@ -83,6 +83,7 @@ static int run_batch(lua_State *L) {
   while (b->next && !h->stopped) {
     host_ready *r = b->next;
     b->next = r->next;
+    if (r->run != host_task_step) h->step_chain = 0; /* its time is not a task's */
     r->run(h, r);
   }
   return 0;
@@ -127,6 +128,7 @@ static void on_check(uv_check_t *handle) {
   h->ready_head = NULL;
   h->ready_tail = &h->ready_head;
   h->running++;
+  h->step_chain = h->step_end = 0; /* the poll ran since */
   while (b.next && !h->stopped) {
     host_ready *r = b.next;
     if (r->run == host_task_step) {
@@ -252,7 +254,7 @@ static inline void task_ready_flags(host_task *t) {
 static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
   h->current = t->co;
-  uint64_t t0 = uv_hrtime();
+  uint64_t t0 = h->step_chain ? h->step_chain : uv_hrtime();
   t->steps++;
   t->stats.scheduled += t0 - t->stats.queued;
   if (h->debug) host_debug_step_begin(h->debug, t->co);
@@ -263,6 +265,13 @@ static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   if (h->trace) host_trace_step(h, t, t0, t1);
   h->current = outer;
   t->nargs = 0;
+  /* a task that parked is done with; one that did not ends now */
+  if (status == LUA_YIELD && (t->flags & TF_PARKED)) {
+    h->step_chain = t1;
+  } else {
+    h->step_chain = 0;
+    h->step_end = t1;
+  }
   return status;
 }
 

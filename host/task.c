@@ -266,7 +266,9 @@ static void trace_name(lasync_host *h, host_task *t) {
 static void task_end(lasync_host *h, host_task *t) {
   if (h->trace) trace_name(h, t);
   t->state = TASK_DONE;
-  t->stats.ended = uv_hrtime();
+  /* the end of its last step when it ends there (sched.c), else now */
+  t->stats.ended = h->step_end ? h->step_end : uv_hrtime();
+  h->step_end = 0;
   t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
   t->wait_cancel = NULL;
   h->npending--;
