@@ -109,6 +109,19 @@ describe("task:stats()", function()
     assert.are.equal(2, s.steps)
   end)
 
+  -- A step may start where the previous one ended (the clock is read once
+  -- for both) only when nothing else ran between them.
+  it("a step's busy time leaves out a callback run just before it", function()
+    local a = asyncio.create_task(function() asyncio.sleep(0) end)
+    asyncio.call_soon(busy, 0.05)
+    local b = asyncio.create_task(function() end)
+    b:await()
+    a:await()
+    assert.is_true(b:stats().busy < 0.05, "busy " .. b:stats().busy)
+    assert.is_true(b:stats().scheduled >= 0.05, "scheduled " .. b:stats().scheduled)
+    assert.is_true(a:stats().busy < 0.05, "busy " .. a:stats().busy)
+  end)
+
   it("refuses what is not a task", function()
     local t = asyncio.current_task()
     helper.fails_with("asyncio.Task expected", t.stats, {})
