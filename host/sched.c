@@ -154,6 +154,7 @@ static void on_check(uv_check_t *handle) {
                msg ? msg : "(error object is not a string)");
       host_report(h, text);
       b.ending = NULL;
+      h->step_end = 0; /* its task_end may not have run */
     }
     lua_settop(L, top);
   }
