@@ -70,7 +70,7 @@ static void push_ps(lua_State *L, lasync_host *h) {
     else lua_pushliteral(L, "the host");
     snprintf(row, sizeof row, "%6d  %-20s %-8s %9s %7d  %-40s %s",
              (int)t->id, lua_tostring(L, -3), state_of_task(t), busy,
-             (int)t->stats.wakes, lua_tostring(L, -2), lua_tostring(L, -1));
+             (int)t->wakes, lua_tostring(L, -2), lua_tostring(L, -1));
     diag_add_line(L, lines, "%s", row);
     lua_settop(L, lines);
   }
