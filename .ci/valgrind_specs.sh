@@ -17,11 +17,44 @@ run_one() {
   spec=$1
   log=$logs/$(echo "$spec" | tr -c 'a-zA-Z0-9_.\n' _).log
   start=$SECONDS
+  # TAP names each test as it ends, so a stalled file's log shows where
+  # it stopped.
   # shellcheck disable=SC2086
-  if $VALGRIND --error-exitcode=1 "$LASYNC" "$BUSTED" --ignore-lua -o utfTerminal $spec >"$log" 2>&1; then
+  $VALGRIND --error-exitcode=1 "$LASYNC" "$BUSTED" --ignore-lua -o TAP $spec >"$log" 2>&1 &
+  pid=$!
+  # A file that stalls is stopped after SPEC_LIMIT seconds, with the
+  # processes it left (what each waits in) in its log, instead of holding
+  # the run until CI's own limit.
+  (
+    trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+    sleep "${SPEC_LIMIT:-900}" &
+    nap=$!
+    wait "$nap"
+    kill -0 "$pid" 2>/dev/null || exit 0
+    echo "--- still running after ${SPEC_LIMIT:-900} s; processes:"
+    ps -eo pid=,ppid=,stat=,etime=,wchan:20=,args= |
+      awk -v top="$pid" '{ line[$1] = substr($0, 1, 240); kids[$2] = kids[$2] " " $1 }
+        function show(p, depth,   n, k, i) {
+          print depth line[p]; n = split(kids[p], k, " ")
+          for (i = 1; i <= n; i++) show(k[i], depth "  ")
+        }
+        END { show(top, "") }'
+    kill -TERM "$pid"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      sleep 2
+      kill -0 "$pid" 2>/dev/null || exit 0
+    done
+    kill -KILL "$pid"
+  ) >>"$log" 2>&1 &
+  watchdog=$!
+  wait "$pid"
+  status=$?
+  kill "$watchdog" 2>/dev/null
+  wait "$watchdog" 2>/dev/null
+  if [ $status = 0 ]; then
     echo "valgrind ok   $spec ($((SECONDS - start)) s)"
   else
-    echo "valgrind FAIL $spec ($((SECONDS - start)) s)"
+    echo "valgrind FAIL $spec ($((SECONDS - start)) s, exit $status)"
     cat "$log"
     return 1
   fi

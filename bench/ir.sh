@@ -1,6 +1,7 @@
 #!/bin/sh
-# Instruction counts per unit of work for W1 (per task), W3 (per item) and
-# the bytes per task of W2, as docs/performance.md reports them: unlike
+# Instruction counts per unit of work for W1 (per task), W3 (per item), W4
+# (per lock round: acquire, sleep(0) holding it, release) and the bytes per
+# task of W2, as docs/performance.md reports them: unlike
 # seconds they do not move with the machine's load.  Each count is the
 # program's total (valgrind --tool=callgrind) minus the same program with
 # N=0, divided by N; W2 is the shared bench's method (peak RSS at N minus
@@ -20,12 +21,13 @@ ir() { # out-file script args... -> total instructions
     2>&1 >/dev/null | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
-per() { # name n script args-at-n... (the same script is run with 0 first)
-  name=$1 n=$2 script=$3
-  shift 3
+per() { # name n units script args-at-n... (the same script is run with 0
+         # first; units: how many units of work n gives)
+  name=$1 n=$2 units=$3 script=$4
+  shift 4
   base=$(ir "$tmp/lasync-ir.$name.0.out" "$script" 0 "$@")
   full=$(ir "$tmp/lasync-ir.$name.out" "$script" "$n" "$@")
-  echo "$name: $(((full - base) / n)) instructions per unit" \
+  echo "$name: $(((full - base) / units)) instructions per unit" \
     "(callgrind: $tmp/lasync-ir.$name.out)"
 }
 
@@ -33,8 +35,9 @@ rss() { # script n -> peak RSS in KB
   /usr/bin/time -f %M "$lasync" "$1" "$2" 2>&1 >/dev/null | tail -1
 }
 
-per W1-task 20000 bench/w1_spawn.lua
-per W3-item 200000 bench/w3_queue.lua 64
+per W1-task 20000 20000 bench/w1_spawn.lua
+per W3-item 200000 200000 bench/w3_queue.lua 64
+per W4-round 20 20000 bench/w4_lock.lua 1000 # 20 tasks x 1000 rounds
 r0=$(rss bench/w2_idle.lua 0)
 r1=$(rss bench/w2_idle.lua 100000)
 echo "W2: $(((r1 - r0) * 1024 / 100000)) bytes per task (peak RSS $r0 KB -> $r1 KB)"

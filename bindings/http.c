@@ -104,6 +104,7 @@ typedef struct xfer {
   unsigned char not_retried; /* stopped curl from sending it again */
   unsigned char special; /* options beyond the pooled handles' base set */
   char err[CURL_ERROR_SIZE];
+  uint64_t trace_t0;     /* when it was sent, if LASYNC_TRACE is on */
 } xfer;
 
 /* ---- session handles -------------------------------------------------- */
@@ -553,29 +554,49 @@ void host_http_push_error(lua_State *L, const char *kind, const char *url,
   }
 }
 
-/* Pushes the error of a failed transfer. */
-static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
-  char msg[CURL_ERROR_SIZE + 64];
+/* The message of a failed transfer's error. */
+static void xfer_error_text(xfer *x, char *msg, size_t size) {
   if (x->too_large || x->result == CURLE_FILESIZE_EXCEEDED)
-    snprintf(msg, sizeof msg, "response body larger than max_body (%lld bytes)",
+    snprintf(msg, size, "response body larger than max_body (%lld bytes)",
              (long long)x->max_body);
   else if (x->head_too_large)
-    snprintf(msg, sizeof msg, "response headers larger than %d KiB",
+    snprintf(msg, size, "response headers larger than %d KiB",
              MAX_HEAD / 1024);
   else if (giant_header(x))
-    snprintf(msg, sizeof msg, "a response header line is longer than %d KiB",
+    snprintf(msg, size, "a response header line is longer than %d KiB",
              CURL_MAX_HTTP_HEADER / 1024);
   else if (x->not_retried)
-    snprintf(msg, sizeof msg, "the server closed the keep-alive connection "
+    snprintf(msg, size, "the server closed the keep-alive connection "
              "without answering; %s", x->idempotent
              ? "the request failed again on a second connection"
              : "not sent again since the method is not idempotent");
   else if (x->oom)
-    snprintf(msg, sizeof msg, "out of memory");
+    snprintf(msg, size, "out of memory");
   else
-    snprintf(msg, sizeof msg, "%s",
+    snprintf(msg, size, "%s",
              x->err[0] ? x->err : curl_easy_strerror(x->result));
+}
+
+/* Pushes the error of a failed transfer. */
+static void push_xfer_error(lua_State *L, xfer *x, const char *url) {
+  char msg[CURL_ERROR_SIZE + 64];
+  xfer_error_text(x, msg, sizeof msg);
   host_http_push_error(L, error_kind(x), url, (int)x->result, msg);
+}
+
+/* The trace's instant for a transfer that ended (LASYNC_TRACE). */
+static void trace_xfer(lua_State *L, xfer *x) {
+  host_task *t = host_task_of(L);
+  const char *url = x->url ? x->url : lua_tostring(L, 3);
+  if (x->state == X_DONE && x->result != CURLE_OK) {
+    char msg[CURL_ERROR_SIZE + 64];
+    xfer_error_text(x, msg, sizeof msg);
+    host_trace_http(t->h, t, x->trace_t0, lua_tostring(L, 2),
+                    lua_tostring(L, 3), 0, 0, msg);
+  } else {
+    host_trace_http(t->h, t, x->trace_t0, lua_tostring(L, 2), url, x->status,
+                    x->body.len, NULL);
+  }
 }
 
 /* ---- the session object ----------------------------------------------- */
@@ -887,6 +908,7 @@ static int start(lua_State *L, host_task *t, xfer *x) {
     return luaL_error(L, "asyncio.http: cannot start the transfer");
   }
   x->state = X_RUNNING;
+  if (s->h->trace) x->trace_t0 = uv_hrtime();
   host_list_push(&s->active, &x->link);
   running_inc(s);
   x->task = t;
@@ -907,6 +929,7 @@ static int perform_slot_k(lua_State *L, lua_KContext ctx) {
 static int perform_done_k(lua_State *L, lua_KContext ctx) {
   xfer *x = box_xfer(L, X_IDX);
   (void)ctx;
+  if (host_task_of(L)->h->trace) trace_xfer(L, x);
   if (x->state == X_DONE && x->result != CURLE_OK) {
     push_xfer_error(L, x, lua_tostring(L, 3));
     host_handle_release(L, X_IDX);

@@ -26,6 +26,10 @@ void l_open_diag(lua_State *L, lasync_host *h);
 /* Pushes a table of internals for the compiled-in Lua part (sync.lua). */
 void l_push_wait_internals(lua_State *L, lasync_host *h);
 
+/* Applies asyncio.run's options at idx if the value there is its options
+ * table (diag_debug.c): 1 if it was, else 0. */
+int l_run_options(lua_State *L, int idx);
+
 /* Pushes the compiled-in Lua part `name` (bindings/<name>.lua, chunk
  * name "=asyncio/<name>.lua") as a function, not yet called; raises when
  * there is no such part or it does not compile.  [-0, +1, e] */

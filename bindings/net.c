@@ -52,6 +52,9 @@ static void try_connect(net_op *op);
 static void on_connect(uv_connect_t *req, int status) {
   net_op *op = req->data;
   op->in_flight = 0;
+  if (op->h->trace && status != UV_ECANCELED)
+    host_trace_io_addr(op->h, op->t, HOST_IO_CONNECT, 0, status,
+                       op->cur ? op->cur->ai_addr : NULL);
   if (op->done) { /* abandoned: its stream was closed */
     op_maybe_free(op);
     return;

@@ -3,9 +3,14 @@
  * A queue is a userdata with the C state; its user values hold the items (a
  * ring buffer for Queue, a stack for LifoQueue, a binary heap for
  * PriorityQueue, with the heap's keys and insertion numbers beside it), the
- * key function and the maxsize given.  Lua cannot reach any of them, so no
- * script can put the C side out of step with what it refers to; assigning
- * a field of a queue is an error.
+ * key function and the maxsize given.  A Queue or LifoQueue keeps its items
+ * in user values of its own, one per slot, after the fixed ones: a put is
+ * then one lua_setiuservalue of the argument already on top, with no table
+ * to fetch (see store).  That ring cannot grow, so it holds maxsize slots
+ * (up to INLINE_MAX), or INLINE_FIRST for a queue without such a bound,
+ * whose items move to a table in UV_ITEMS once they outgrow it.  Lua
+ * cannot reach any of them, so no script can put the C side out of step
+ * with what it refers to; assigning a field of a queue is an error.
  *
  * Waiters are served in order by reservation: when an item arrives and a
  * getter waits, the getter is woken with one item reserved for it (gres);
@@ -22,6 +27,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../host/tag.h"
 #include "../host/waitq.h"
 #include "init.h"
 
@@ -33,6 +39,16 @@ static const char *const KIND_NAMES[] = {"Queue", "LifoQueue",
 
 /* user values of the queue userdata */
 enum { UV_ITEMS = 1, UV_KEYS, UV_SEQS, UV_KEYFN, UV_MAXSIZE, UV_COUNT };
+
+/* The largest maxsize whose items all live in the queue's own user values
+ * (UV_COUNT + slot, slot 0-based).  Such a ring is never full when a put
+ * stores: a put needs a free slot (n + pres <= limit), so n < limit = cap.
+ * The bound keeps the count well within Lua's unsigned short of user
+ * values and is what the table used to be pre-sized to.  An unbounded
+ * queue, or one with a larger maxsize, starts with INLINE_FIRST slots and
+ * moves its items to a table when a put finds them full (ring_to_table). */
+#define INLINE_MAX 4096
+#define INLINE_FIRST 16
 
 typedef struct queue {
   const char *tag;     /* &QUEUE_TAG: see check_queue */
@@ -46,23 +62,21 @@ typedef struct queue {
   lua_Integer seq;     /* PRIO: insertion counter, breaks ties FIFO */
   host_link getters, putters, joiners;
   unsigned char kind, shutdown, has_keyfn;
+  unsigned char inline_ring; /* items in user values UV_COUNT.. (not a table) */
   unsigned char comparing; /* PRIO: inside a put or get's comparisons */
 } queue;
 
-/* Every queue starts with the address of QUEUE_TAG: each has a metatable
- * of its own (for its maxsize field), so the tag is what tells a queue from
- * any other userdata.  A full userdata of exactly a queue's size that starts
- * with this file's private address can only be a queue (a light userdata
- * has length 0); the check costs two API calls and no stack traffic, which
- * matters as every put and get makes it.  The queue is at stack index 1 in
- * every function below. */
+/* Every queue starts with the address of QUEUE_TAG (host/tag.h): each has
+ * a metatable of its own (for its maxsize field), so the tag is what tells
+ * a queue from any other userdata, in two API calls, which matters as every
+ * put and get makes the check.  The queue is at stack index 1 in every
+ * function below. */
 static const char QUEUE_TAG = 'Q';
 
-static queue *check_queue(lua_State *L) {
-  queue *q = lua_touserdata(L, 1);
-  if (q && lua_rawlen(L, 1) == sizeof *q && q->tag == &QUEUE_TAG) return q;
-  luaL_typeerror(L, 1, "asyncio.Queue");
-  return NULL;
+static inline queue *check_queue(lua_State *L) {
+  queue *q = host_tagged(L, 1, sizeof *q, &QUEUE_TAG);
+  if (!q) luaL_typeerror(L, 1, "asyncio.Queue");
+  return q;
 }
 
 /* Pushes user value i of the queue at index 1; returns its index. */
@@ -244,45 +258,96 @@ static void heap_protected(lua_State *L, queue *q, lua_CFunction f, int vidx,
   }
 }
 
-/* Adds the value at vidx to the buffer. */
-static void store(lua_State *L, queue *q, int vidx) {
-  if (q->kind == Q_PRIO) {
-    heap_protected(L, q, heap_push_p, vidx, 0);
-    return;
-  }
-  int items = push_uv(L, UV_ITEMS);
-  lua_Integer slot;
+/* Where the next item goes (0-based) or where the next one to take is. */
+static inline lua_Integer slot_in(const queue *q) {
+  lua_Integer slot = q->n;
   if (q->kind == Q_FIFO) {
-    if (q->n == q->cap) ring_grow(L, q, items);
-    slot = q->head + q->n;
+    slot += q->head;
     if (slot >= q->cap) slot -= q->cap;
-  } else {
-    slot = q->n;
   }
-  lua_pushvalue(L, vidx);
-  lua_rawseti(L, items, slot + 1);
-  q->n++; /* the items table stays on the stack: callers return 0 */
+  return slot;
+}
+static inline lua_Integer slot_out(queue *q) {
+  if (q->kind != Q_FIFO) return q->n - 1;
+  lua_Integer slot = q->head;
+  q->head = slot + 1 == q->cap ? 0 : slot + 1;
+  return slot;
 }
 
-/* Removes the next item from the buffer and pushes it (on top of the
- * items table: the callers return the top value). */
-static void take(lua_State *L, queue *q) {
+/* The inline ring is full and the queue may hold more: its items move, in
+ * order, to a table of twice the ring's size (which grows from there as
+ * any table does, see ring_grow), and the slots are cleared.  Only the
+ * table's creation can fail (memory), before anything has moved. */
+static void ring_to_table(lua_State *L, queue *q) {
+  lua_createtable(L, (int)(q->cap * 2), 0);
+  for (lua_Integer i = 0; i < q->n; i++) {
+    lua_Integer slot = q->head + i;
+    int uv = (int)(UV_COUNT + (slot >= q->cap ? slot - q->cap : slot));
+    lua_getiuservalue(L, 1, uv);
+    lua_rawseti(L, -2, i + 1);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, uv);
+  }
+  lua_setiuservalue(L, 1, UV_ITEMS);
+  q->head = 0;
+  q->cap *= 2;
+  q->inline_ring = 0;
+}
+
+/* store and take for a table or a heap (and a full inline ring's move to
+ * a table): kept apart from the inline ring's few instructions, which put
+ * and get inline. */
+static void store_table(lua_State *L, queue *q) {
+  if (q->kind == Q_PRIO) {
+    heap_protected(L, q, heap_push_p, 2, 0);
+    return;
+  }
+  if (q->inline_ring) ring_to_table(L, q);
+  int items = push_uv(L, UV_ITEMS);
+  if (q->kind == Q_FIFO && q->n == q->cap) ring_grow(L, q, items);
+  lua_pushvalue(L, 2);
+  lua_rawseti(L, items, slot_in(q) + 1);
+  q->n++;
+}
+
+static void take_table(lua_State *L, queue *q) {
   if (q->kind == Q_PRIO) {
     heap_protected(L, q, heap_pop_p, 0, 1);
     return;
   }
   int items = push_uv(L, UV_ITEMS);
-  lua_Integer slot;
-  if (q->kind == Q_FIFO) {
-    slot = q->head + 1;
-    q->head = slot == q->cap ? 0 : slot;
-  } else {
-    slot = q->n;
-  }
+  lua_Integer slot = slot_out(q) + 1;
   lua_rawgeti(L, items, slot);
   lua_pushnil(L);
   lua_rawseti(L, items, slot);
   q->n--;
+}
+
+/* Adds the item at index 2, which is also the top (the callers settop(2)),
+ * to the buffer; the stack above index 1 is left to the callers, which
+ * return 0. */
+static inline void store(lua_State *L, queue *q) {
+  if (!q->inline_ring || q->n == q->cap) {
+    store_table(L, q);
+    return;
+  }
+  lua_setiuservalue(L, 1, (int)(UV_COUNT + slot_in(q))); /* pops the item */
+  q->n++;
+}
+
+/* Removes the next item from the buffer and pushes it: the callers return
+ * the top value.  Its slot is cleared, so the queue keeps no reference to
+ * an item it has handed out. */
+static inline void take(lua_State *L, queue *q) {
+  if (!q->inline_ring) {
+    take_table(L, q);
+    return;
+  }
+  int uv = (int)(UV_COUNT + slot_out(q));
+  q->n--;
+  lua_getiuservalue(L, 1, uv);
+  lua_pushnil(L);
+  lua_setiuservalue(L, 1, uv);
 }
 
 /* ---- waking ----------------------------------------------------------- */
@@ -303,6 +368,13 @@ static void dispatch(queue *q) {
     q->pres++;
     host_wake(t, NULL, 0);
   }
+}
+
+/* dispatch after a put or get: with nobody waiting (the common case of a
+ * busy queue) there is nothing to wake, and two list heads say so. */
+static inline void dispatch_if_waiting(queue *q) {
+  if (!host_list_empty(&q->getters) || !host_list_empty(&q->putters))
+    dispatch(q);
 }
 
 static int getter_cancel(host_task *t, int woken) {
@@ -338,10 +410,11 @@ static int raise_shutdown(lua_State *L) {
 
 /* ---- put -------------------------------------------------------------- */
 
-static void put_now(lua_State *L, queue *q) {
-  store(L, q, 2);
+/* The item is at index 2 and on top. */
+static inline void put_now(lua_State *L, queue *q) {
+  store(L, q);
   q->unfinished++;
-  dispatch(q);
+  dispatch_if_waiting(q);
 }
 
 /* A woken putter: its slot is reserved; the item is still at index 2. */
@@ -352,14 +425,20 @@ static int put_k(lua_State *L, lua_KContext ctx) {
     dispatch(q);
     return raise_shutdown(L);
   }
+  lua_settop(L, 2);
   put_now(L, q);
   return 0;
 }
 
-/* put's item may be nil, but not missing (gettop first: it is cheaper than
- * luaL_checkany on every put). */
+/* put's item may be nil, but not missing; it is left at index 2 and on top,
+ * where store wants it (gettop first: cheaper than luaL_checkany on every
+ * put, and a put has no further arguments to drop). */
 static void check_item(lua_State *L) {
-  if (lua_gettop(L) < 2) luaL_checkany(L, 2);
+  int top = lua_gettop(L);
+  if (top != 2) {
+    if (top < 2) luaL_checkany(L, 2);
+    lua_settop(L, 2);
+  }
 }
 
 static int queue_put(lua_State *L) {
@@ -391,9 +470,9 @@ static int queue_put_nowait(lua_State *L) {
 
 /* ---- get -------------------------------------------------------------- */
 
-static int get_now(lua_State *L, queue *q) {
+static inline int get_now(lua_State *L, queue *q) {
   take(L, q);
-  dispatch(q);
+  dispatch_if_waiting(q);
   return 1;
 }
 
@@ -463,10 +542,17 @@ static int queue_shutdown(lua_State *L) {
   q->shutdown = 1;
   if (immediate && q->n > 0) {
     lua_settop(L, 1);
-    for (int i = UV_ITEMS; i <= (q->kind == Q_PRIO ? UV_SEQS : UV_ITEMS);
-         i++) {
-      lua_newtable(L);
-      lua_setiuservalue(L, 1, i);
+    if (q->inline_ring) {
+      for (lua_Integer i = 0; i < q->cap; i++) {
+        lua_pushnil(L);
+        lua_setiuservalue(L, 1, (int)(UV_COUNT + i));
+      }
+    } else {
+      for (int i = UV_ITEMS; i <= (q->kind == Q_PRIO ? UV_SEQS : UV_ITEMS);
+           i++) {
+        lua_newtable(L);
+        lua_setiuservalue(L, 1, i);
+      }
     }
     q->unfinished = q->unfinished > q->n ? q->unfinished - q->n : 0;
     q->n = q->head = 0;
@@ -608,8 +694,10 @@ static int new_queue(lua_State *L, int kind, const char *fname) {
     maxsize = 1;
   }
   lua_Integer limit = maxsize ? limit_of(L, maxsize, 1, fname) : 0;
-  lua_Integer cap = limit > 0 && limit <= 4096 ? limit : 16;
-  queue *q = lua_newuserdatauv(L, sizeof *q, UV_COUNT - 1);
+  int inline_ring = kind != Q_PRIO;
+  lua_Integer cap = limit > 0 && limit <= INLINE_MAX ? limit : INLINE_FIRST;
+  queue *q = lua_newuserdatauv(L, sizeof *q,
+                               UV_COUNT - 1 + (inline_ring ? (int)cap : 0));
   memset(q, 0, sizeof *q);
   q->tag = &QUEUE_TAG;
   q->kind = (unsigned char)kind;
@@ -618,8 +706,11 @@ static int new_queue(lua_State *L, int kind, const char *fname) {
   host_list_init(&q->putters);
   host_list_init(&q->joiners);
   q->cap = cap;
-  lua_createtable(L, kind == Q_PRIO ? 0 : (int)cap, 0);
-  lua_setiuservalue(L, -2, UV_ITEMS);
+  q->inline_ring = (unsigned char)inline_ring;
+  if (!inline_ring) {
+    lua_createtable(L, kind == Q_PRIO ? 0 : (int)cap, 0);
+    lua_setiuservalue(L, -2, UV_ITEMS);
+  }
   if (kind == Q_PRIO) {
     lua_newtable(L);
     lua_setiuservalue(L, -2, UV_KEYS);

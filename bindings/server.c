@@ -138,6 +138,18 @@ static void start_handlers(lasync_host *h, host_posted *p) {
   host_handle_drop(&srv->hd);
 }
 
+/* The peer is asked for only when tracing (a system call). */
+static void trace_accept(lasync_host *h, lstream *s, int kind) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (kind == LSTREAM_TCP &&
+      uv_tcp_getpeername((uv_tcp_t *)lstream_handle(s), (struct sockaddr *)&ss,
+                         &len) == 0)
+    host_trace_io_addr(h, NULL, HOST_IO_ACCEPT, 0, 0, (struct sockaddr *)&ss);
+  else
+    host_trace_io(h, NULL, HOST_IO_ACCEPT, 0, 0, NULL);
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   server *srv = ((listener *)ls->data)->srv;
   int rc;
@@ -149,6 +161,7 @@ static void on_connection(uv_stream_t *ls, int status) {
     return;
   }
   if (srv->kind == LSTREAM_TCP) uv_tcp_nodelay((uv_tcp_t *)lstream_handle(s), 1);
+  if (srv->h->trace) trace_accept(srv->h, s, srv->kind);
   conn *c = malloc(sizeof *c);
   if (!c) {
     lstream_unref(s);

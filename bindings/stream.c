@@ -275,6 +275,7 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b) {
 }
 
 void lstream_deliver(lstream *s, size_t n, int end) {
+  if (s->h->trace) host_trace_io(s->h, s->reader, HOST_IO_READ, n, end, NULL);
   s->len += n;
   if (end == UV_EOF)
     s->eof = 1;
@@ -787,6 +788,8 @@ static int reader_set_limit(lua_State *L) {
 static void on_written(uv_write_t *req, int status) {
   write_req *w = req->data;
   lstream *s = w->s;
+  if (s->h->trace)
+    host_trace_io(s->h, NULL, HOST_IO_WRITTEN, w->n, status, NULL);
   s->wqueued -= w->n;
   free(w);
   if (status == UV_ECANCELED) s->wlost = 1;
@@ -822,6 +825,7 @@ int lstream_raw_write(lstream *s, const char *p, size_t n) {
   for (; n > WRITE_MAX; p += WRITE_MAX, n -= WRITE_MAX)
     if (lstream_raw_write(s, p, WRITE_MAX)) return UV_ENOMEM;
   if (n == 0 || !write_open(s)) return 0;
+  if (s->h->trace) host_trace_io(s->h, NULL, HOST_IO_WRITE, n, 0, NULL);
   if (s->kind == LSTREAM_FILE) {
     file_write(s, p, n);
     return 0;

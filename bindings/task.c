@@ -95,6 +95,7 @@ static int run_task(lua_State *L, int cleanup, const char *fname) {
 
 static int l_run(lua_State *L) {
   host_check_callable(L, 1);
+  if (l_run_options(L, 2)) lua_remove(L, 2);
   host_task_spawn(HOST(L), L, lua_gettop(L) - 1);
   return run_task(L, 1, "run");
 }

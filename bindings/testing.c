@@ -107,12 +107,28 @@ static void push_handle(host_handle *hd, void *ud) {
   lua_rawseti(c->L, -2, ++c->n);
 }
 
-/* _handles() -> { {what=, origin=, id=}, ... }: every handle (server,
- * stream, process, signal, file, http session) not closed yet. */
-static int l_handles(lua_State *L) {
+static int walk_handles(lua_State *L) {
   each_ctx c = {L, 0};
   lua_newtable(L);
-  host_handle_each(HOST(L), push_handle, &c);
+  host_handle_each(lua_touserdata(L, 1), push_handle, &c);
+  return 1;
+}
+
+/* _handles() -> { {what=, origin=, id=}, ... }: every handle (server,
+ * stream, process, signal, file, http session) not closed yet.  The
+ * tables it builds may start a collection whose finalizers close handles,
+ * unlinking the one the walk stands on (the walk then went round that
+ * record forever, growing the list until memory ran out): the collector
+ * is stopped during the walk (an emergency collection calls no
+ * finalizers), and restarted whatever happens. */
+static int l_handles(lua_State *L) {
+  int running = lua_gc(L, LUA_GCISRUNNING);
+  lua_gc(L, LUA_GCSTOP);
+  lua_pushcfunction(L, walk_handles);
+  lua_pushlightuserdata(L, HOST(L));
+  int status = lua_pcall(L, 1, 1, 0);
+  if (running) lua_gc(L, LUA_GCRESTART);
+  if (status != LUA_OK) return lua_error(L);
   return 1;
 }
 

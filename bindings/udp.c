@@ -116,6 +116,7 @@ static void on_recv(uv_udp_t *handle, ssize_t n, const uv_buf_t *b,
     return;
   }
   if (!addr) return; /* nothing more to read now */
+  if (ep->h->trace) host_trace_io_addr(ep->h, NULL, HOST_IO_RECV, n, 0, addr);
   ep->received++;
   if (flags & UV_UDP_PARTIAL) ep->truncated++;
   size_t len = (size_t)n;
@@ -277,6 +278,7 @@ static int send_to(lua_State *L, udp_ep *ep, const char *p, size_t n,
     if (r) free(s);
     else ep->sending += n;
   }
+  if (ep->h->trace) host_trace_io_addr(ep->h, NULL, HOST_IO_SEND, n, r < 0 ? r : 0, sa);
   if (r < 0) return host_raise_oserror(L, r, "send", NULL);
   ep->sent++;
   return 0;

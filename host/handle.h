@@ -69,7 +69,8 @@ host_handle **host_handle_push(lua_State *L, host_handle *hd, int nuv);
 host_handle **host_handle_newbox(lua_State *L, const char *tname, int nuv);
 void host_handle_attach(host_handle **box, host_handle *hd);
 /* Calls fn for every handle of h that is not closing yet (asyncio.testing
- * lists what a test left open). */
+ * lists what a test left open).  fn must not close handles, nor run Lua
+ * finalizers (which may): the walk would lose its place. */
 void host_handle_each(lasync_host *h, void (*fn)(host_handle *hd, void *ud),
                       void *ud);
 /* The idempotent close; L may be NULL (no Lua may run). */

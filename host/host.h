@@ -90,7 +90,10 @@ void host_post(lasync_host *h, host_posted *p);
 /* A deadline in the host's heap; all of them share one uv_timer. */
 typedef struct host_timer {
   uint64_t due;  /* host_now() nanoseconds */
-  uint64_t seq;  /* equal deadlines fire first-in, first-out */
+  uint32_t seq;  /* equal deadlines fire first-in, first-out (compared
+                    modulo 2^32: timers with one deadline are never 2^31
+                    starts apart); 32 bits keep a task record 8 bytes
+                    smaller, the timer being in every one */
   uint32_t slot; /* index in the heap, HOST_TIMER_DUE|i in the due list,
                     HOST_TIMER_IDLE when not armed */
   void (*fire)(lasync_host *h, struct host_timer *tm);
@@ -149,15 +152,17 @@ typedef int (*host_cancel_fn)(host_task *t, int woken);
 typedef int (*host_k_fn)(lua_State *L, lua_KContext ctx);
 
 /* Per-task statistics, kept always (about one uv_hrtime() per wake and
- * two per step): uv_hrtime() nanoseconds. */
+ * two per step): uv_hrtime() nanoseconds.  steps and wakes are in the
+ * task record, beside its other 32-bit fields. */
 typedef struct host_task_stats {
   uint64_t created;    /* when it was spawned */
-  uint64_t queued;     /* when it last became ready (woken or spawned) */
-  uint64_t last_wake;  /* when it was last woken */
+  union {              /* a task that has ended is never ready again */
+    uint64_t queued;   /* while pending: when it last became ready */
+    uint64_t ended;    /* once done (state TASK_DONE): when it ended */
+  };
+  uint64_t last_wake;  /* when it was last woken, 0: never */
   uint64_t busy;       /* time spent running its steps */
   uint64_t scheduled;  /* time spent ready but not yet running */
-  uint64_t ended;      /* when it ended, 0 while pending */
-  uint32_t steps, wakes;
 } host_task_stats;
 
 enum { TASK_PENDING = 0, TASK_DONE = 1 };
@@ -176,6 +181,9 @@ enum {
   TF_NO_STACK = 1 << 9      /* host_wake had no room for the values: raise */
 };
 
+/* The record is most of what an idle task costs besides its Lua thread
+ * (docs/performance.md, W2): pointers first, then the 32-bit fields
+ * together, so that no padding is left. */
 struct host_task {
   host_ready ready;        /* must stay first: run = task step */
   union {                  /* a task waits for one thing at a time */
@@ -188,13 +196,14 @@ struct host_task {
   lua_State *co;
   host_cancel_fn wait_cancel;
   void *wait_data;
+  host_task_stats stats;   /* tokio-console's per-task figures */
+  host_where created;      /* where create_task was called (where.c) */
   int ref;                 /* slot in the host's pending table */
   int nargs;               /* values pushed on co for the next resume */
   int ncancels;            /* Python's cancelling() */
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
   int report_ref;          /* registry ref of its failure's report (origin.c) */
-  host_where created;      /* where create_task was called (where.c) */
-  host_task_stats stats;   /* tokio-console's per-task figures */
+  uint32_t steps, wakes;   /* stats: resumes, and wake-ups */
   uint32_t trace_flow;     /* the wake flow its next step ends (trace.c) */
   uint32_t id;
   unsigned char state;
@@ -382,6 +391,28 @@ void host_trace_step(lasync_host *h, host_task *t, uint64_t start,
 void host_trace_wake(lasync_host *h, host_task *t);
 void host_trace_cancel(lasync_host *h, host_task *t);
 void host_trace_name(lasync_host *h, host_task *t, const char *name);
+/* A timer is about to fire (timer.c): a deadline (sleep, timeouts: the
+ * instant goes on the track of the task it wakes or cancels) or a
+ * call_later callback; `due` and `now` on the host clock. */
+void host_trace_timer(lasync_host *h, int callback, uint64_t due,
+                      uint64_t now);
+/* ...and has fired: later wake-ups are not its. */
+void host_trace_timer_end(lasync_host *h);
+/* I/O that completed or was handed to the kernel, for task t (NULL: the
+ * running task, or the loop): `status` 0 or a libuv error (UV_EOF for a
+ * read at the end); `peer` is copied. */
+enum { HOST_IO_READ, HOST_IO_WRITE, HOST_IO_WRITTEN, HOST_IO_ACCEPT,
+       HOST_IO_CONNECT, HOST_IO_RECV, HOST_IO_SEND };
+void host_trace_io(lasync_host *h, host_task *t, int op, uint64_t bytes,
+                   int status, const char *peer);
+/* The same with the peer as an address (NULL: none). */
+void host_trace_io_addr(lasync_host *h, host_task *t, int op, uint64_t bytes,
+                        int status, const struct sockaddr *sa);
+/* An HTTP transfer ended (its response came, or it failed with `error`);
+ * `start`: uv_hrtime() when it was sent (0: unknown).  Strings copied. */
+void host_trace_http(lasync_host *h, host_task *t, uint64_t start,
+                     const char *method, const char *url, long status,
+                     uint64_t bytes, const char *error);
 /* Writes the file and stops recording (the host stops). */
 void host_trace_finish(lasync_host *h);
 
@@ -438,6 +469,12 @@ struct lasync_host {
   int pending_size;       /* slots of the pending table ever used */
   lua_Integer next_task_id;
   size_t npending;
+  /* Clock readings a step leaves for what comes next (sched.c), 0: none.
+   * A uv_hrtime() costs about 30 ns, and a task takes 7 of them from spawn
+   * to end without these: step_chain is the end of a step that parked,
+   * the start of the next one when nothing ran between; step_end is the
+   * end of a task's last step, its end time (task_end takes it). */
+  uint64_t step_chain, step_end;
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */

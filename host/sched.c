@@ -83,6 +83,7 @@ static int run_batch(lua_State *L) {
   while (b->next && !h->stopped) {
     host_ready *r = b->next;
     b->next = r->next;
+    if (r->run != host_task_step) h->step_chain = 0; /* its time is not a task's */
     r->run(h, r);
   }
   return 0;
@@ -127,6 +128,7 @@ static void on_check(uv_check_t *handle) {
   h->ready_head = NULL;
   h->ready_tail = &h->ready_head;
   h->running++;
+  h->step_chain = h->step_end = 0; /* the poll ran since */
   while (b.next && !h->stopped) {
     host_ready *r = b.next;
     if (r->run == host_task_step) {
@@ -152,6 +154,7 @@ static void on_check(uv_check_t *handle) {
                msg ? msg : "(error object is not a string)");
       host_report(h, text);
       b.ending = NULL;
+      h->step_end = 0; /* its task_end may not have run */
     }
     lua_settop(L, top);
   }
@@ -252,8 +255,8 @@ static inline void task_ready_flags(host_task *t) {
 static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   lua_State *outer = h->current;
   h->current = t->co;
-  uint64_t t0 = uv_hrtime();
-  t->stats.steps++;
+  uint64_t t0 = h->step_chain ? h->step_chain : uv_hrtime();
+  t->steps++;
   t->stats.scheduled += t0 - t->stats.queued;
   if (h->debug) host_debug_step_begin(h->debug, t->co);
   int status = lua_resume(t->co, h->cbL, t->nargs, nres);
@@ -263,6 +266,13 @@ static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   if (h->trace) host_trace_step(h, t, t0, t1);
   h->current = outer;
   t->nargs = 0;
+  /* a task that parked is done with; one that did not ends now */
+  if (status == LUA_YIELD && (t->flags & TF_PARKED)) {
+    h->step_chain = t1;
+  } else {
+    h->step_chain = 0;
+    h->step_end = t1;
+  }
   return status;
 }
 
@@ -362,7 +372,7 @@ void host_wake(host_task *t, lua_State *from, int n) {
   }
   t->nargs = n;
   t->flags |= TF_QUEUED;
-  t->stats.wakes++;
+  t->wakes++;
   t->stats.queued = t->stats.last_wake = uv_hrtime();
   if (t->h->trace) host_trace_wake(t->h, t);
   host_ready_push(t->h, &t->ready);

@@ -8,7 +8,7 @@
 #include "host.h"
 
 static int earlier(const host_timer *a, const host_timer *b) {
-  return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+  return a->due < b->due || (a->due == b->due && (int32_t)(a->seq - b->seq) < 0);
 }
 
 static void place(lasync_host *h, uint32_t i, host_timer *tm) {
@@ -113,7 +113,9 @@ static void fire_due(lasync_host *h, uint64_t now) {
     if (!tm) continue; /* stopped by an earlier fire */
     h->due[i] = NULL;
     tm->slot = HOST_TIMER_IDLE;
+    if (h->trace) host_trace_timer(h, host_callback_of(tm) != NULL, tm->due, now);
     tm->fire(h, tm);
+    if (h->trace) host_trace_timer_end(h);
   }
   h->due_len = 0;
   h->running--;
@@ -137,7 +139,7 @@ int host_timer_start(lasync_host *h, host_timer *tm, uint64_t due) {
     h->heap_cap = cap;
   }
   tm->due = due;
-  tm->seq = h->timer_seq++;
+  tm->seq = (uint32_t)h->timer_seq++;
   place(h, h->heap_len++, tm);
   sift_up(h, tm->slot);
   if (tm->slot == 0) arm(h, 0);

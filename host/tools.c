@@ -74,14 +74,17 @@ static int inspect(const char *prog, const char *cmd, const char *pid) {
 /* The page: the trace is embedded as JSON; a canvas draws one row per
  * track (the event loop first, then the tasks), each step a slice named
  * by task and line, wake flows as lines from waker to woken step, and
- * instants (cancellations, loop wake-ups) as ticks.  No network. */
+ * instants as ticks coloured by kind (cancel, timer, io, http, loop
+ * wake-ups), counted in a legend; hovering shows a tick's args.  No
+ * network. */
 static const char PAGE_HEAD[] =
     "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n"
     "<title>lasync trace</title>\n<style>\n"
     "body{font:12px sans-serif;margin:8px;background:#fff;color:#222}\n"
     "#info{margin:4px 0;min-height:1.4em}canvas{border:1px solid #ccc}\n"
     "</style></head><body>\n<h3>lasync trace timeline</h3>\n"
-    "<div id=\"info\">hover a slice</div>\n<canvas id=\"c\"></canvas>\n"
+    "<div id=\"info\">hover a slice or a tick</div>\n"
+    "<div id=\"legend\"></div>\n<canvas id=\"c\"></canvas>\n"
     "<script type=\"application/json\" id=\"trace\">\n";
 
 static const char PAGE_TAIL[] =
@@ -108,22 +111,30 @@ static const char PAGE_TAIL[] =
     "k*(W-L-10)/10;g.moveTo(x,14);g.lineTo(x,H);g.fillStyle='#555';"
     "g.fillText(((t0+k*(t1-t0)/10-t0)/1000).toFixed(1)+' ms',x+2,11);}"
     "g.stroke();\n"
-    "const hues=[210,30,120,280,0,170,60,330],slices=[],starts={};\n"
+    "const hues=[210,30,120,280,0,170,60,330],slices=[],starts={},"
+    "ticks=[],counts={};\n"
+    "const tick={cancel:'#d00',timer:'#e80',io:'#06c',http:'#090',"
+    "loop:'#888'};\n"
     "for(const e of ev){if(e.ph==='X'){const x=X(e.ts),w=Math.max(2,e.dur*sx)"
     ";g.fillStyle='hsl('+hues[e.tid%8]+',60%,55%)';g.fillRect(x,Y(e.tid)+3,"
     "w,RH-6);if(w>40){g.fillStyle='#fff';g.fillText(e.name.slice(0,w/6),x+"
     "2,Y(e.tid)+15);}slices.push({x,w,y:Y(e.tid),e});}"
     "else if(e.ph==='s')starts[e.id]=e;"
-    "else if(e.ph==='i'){g.fillStyle=e.cat==='cancel'?'#d00':'#888';"
-    "g.fillRect(X(e.ts)-1,Y(e.tid)+1,3,RH-2);}}\n"
+    "else if(e.ph==='i'){const x=X(e.ts);g.fillStyle=tick[e.cat]||'#888';"
+    "g.fillRect(x-1,Y(e.tid)+1,3,RH-2);ticks.push({x,y:Y(e.tid),e});"
+    "counts[e.cat]=(counts[e.cat]||0)+1;}}\n"
+    "document.getElementById('legend').textContent='instants: '+Object."
+    "keys(tick).map(k=>k+' '+(counts[k]||0)).join(', ');\n"
     "g.strokeStyle='rgba(0,0,0,0.35)';for(const e of ev){if(e.ph==='f'&&"
     "starts[e.id]){const s=starts[e.id];g.beginPath();g.moveTo(X(s.ts),Y(s."
     "tid)+RH/2);g.lineTo(X(e.ts),Y(e.tid)+RH/2);g.stroke();}}\n"
     "c.onmousemove=m=>{const r=c.getBoundingClientRect(),x=m.clientX-r.left,"
-    "y=m.clientY-r.top;const s=slices.find(s=>x>=s.x&&x<=s.x+s.w&&y>=s.y&&"
-    "y<=s.y+RH);document.getElementById('info').textContent=s?s.e.name+' — '"
-    "+(s.e.dur/1000).toFixed(3)+' ms at '+((s.e.ts-t0)/1000).toFixed(3)+"
-    "' ms':'hover a slice';};\n"
+    "y=m.clientY-r.top,at=e=>' at '+((e.ts-t0)/1000).toFixed(3)+' ms';"
+    "const i=ticks.find(i=>Math.abs(x-i.x)<=2&&y>=i.y&&y<=i.y+RH);"
+    "const s=slices.find(s=>x>=s.x&&x<=s.x+s.w&&y>=s.y&&y<=s.y+RH);"
+    "document.getElementById('info').textContent=i?i.e.name+at(i.e)+(i.e."
+    "args?' '+JSON.stringify(i.e.args):''):s?s.e.name+' — '+(s.e.dur/1000)"
+    ".toFixed(3)+' ms'+at(s.e):'hover a slice or a tick';};\n"
     "document.title='lasync trace ('+slices.length+' steps)';\n"
     "</script></body></html>\n";
 

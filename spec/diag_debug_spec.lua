@@ -126,4 +126,79 @@ print(asyncio.get_debug())
     assert.are.equal(1, status)
     assert.matches("'%-X' needs argument", err)
   end)
+
+  it("is turned on by asyncio.run(fn, {debug = true, slow_callback_duration = s})", function()
+    -- the lasync binary as a subprocess: the watchdog's report on stderr
+    local busy = ("busy(%g)"):format(0.3 * helper.slow)
+    local out, err, status = helper.run_script(BUSY .. ([[
+local x, on = asyncio.run(function(x)
+  local on = asyncio.get_debug()
+  asyncio.sleep(0)
+  %s
+  return x, on
+end, {debug = true, slow_callback_duration = 0.05}, "arg")
+print(x, on)
+]]):format(busy))
+    assert.are.equal(0, status, err)
+    assert.matches("has kept the loop busy for 0%.%d+ seconds %(slow_callback_duration 0%.050%); it is at:\nstack traceback:\n", err)
+    assert.matches(":4: in upvalue 'busy'", err, 1, true)
+    assert.matches("Executing <Task name='Task%-%d+' created at [^>]*> took %d+%.%d+ seconds", err)
+    -- the arguments after the options go to fn; get_debug saw the options
+    assert.are.equal("arg\ttrue\n", out)
+    -- the same script without the options: nothing is reported
+    out, err, status = helper.run_script(BUSY .. ("asyncio.run(function() asyncio.sleep(0) %s end)\nprint(asyncio.get_debug())\n"):format(busy))
+    assert.are.equal(0, status, err)
+    assert.are.equal("", err)
+    assert.are.equal("false\t0.1\n", out)
+  end)
+
+  it("asyncio.run's options: debug = false turns it off, tables without them go to fn, bad ones raise", function()
+    local out, err, status = helper.run_script([[
+asyncio.set_debug(true)
+print(asyncio.run(function() return asyncio.get_debug() end, {debug = false}))
+print(asyncio.run(function() return asyncio.get_debug() end, {slow_callback_duration = 0.2}))
+asyncio.set_debug(true, {slow_callback_duration = 0.3})
+print(asyncio.run(function() return asyncio.get_debug() end, {slow_callback_duration = 0.2}))
+-- plain arguments, a table without option fields, one with a metatable
+print(asyncio.run(function(t) return t.x, t.debug end, {x = 5}))
+print(asyncio.run(function(t) return t.debug end, setmetatable({debug = "mine"}, {})))
+print(asyncio.run(function(a, b) return a, b end, 1, {debug = true}))
+asyncio.set_debug(false)
+local function try(opts) print((select(2, pcall(asyncio.run, function() end, opts)))) end
+try({debug = true, slow = 1})
+try({debug = true, [1] = "x"})
+try({debug = true, ["a\0b"] = 1})
+try({debug = 1})
+try({debug = true, slow_callback_duration = "0.1"})
+try({debug = true, slow_callback_duration = -1})
+try({debug = true, slow_callback_duration = 0/0})
+try({debug = true, slow_callback_duration = math.huge})
+try({slow_callback_duration = 1e300})
+print(asyncio.get_debug())
+local run = asyncio.run -- through a local: still named asyncio.run
+print((select(2, pcall(run, function() end, {debug = true, nope = true}))))
+]])
+    assert.are.equal(0, status, err)
+    local lines = {}
+    for l in out:gmatch("[^\n]*") do if l ~= "" then lines[#lines + 1] = l end end
+    assert.are.equal("false\t0.1", lines[1])
+    -- slow_callback_duration alone keeps debug mode as it is (off here)
+    assert.are.equal("false\t0.1", lines[2])
+    assert.are.equal("true\t0.2", lines[3])
+    assert.are.equal("5\tnil", lines[4])
+    assert.are.equal("mine", lines[5])
+    assert.are.equal("1\ttable: ", lines[6]:sub(1, 9))
+    local pre = "^bad argument #2 to 'asyncio.run' %("
+    assert.matches(pre .. "unknown option 'slow'%)$", lines[7])
+    assert.matches(pre .. "unknown option '1'%)$", lines[8])
+    assert.matches(pre .. "unknown option 'a", lines[9])
+    assert.matches(pre .. "debug: boolean expected, got number%)$", lines[10])
+    assert.matches(pre .. "slow_callback_duration: number expected, got string%)$", lines[11])
+    for i = 12, 15 do
+      assert.matches(pre .. "slow_callback_duration: a positive number of seconds expected%)$", lines[i])
+    end
+    -- a refused call changed nothing
+    assert.are.equal("false\t0.1", lines[16])
+    assert.matches(pre .. "unknown option 'nope'%)$", lines[17])
+  end)
 end)

@@ -60,6 +60,68 @@ describe("task:stats()", function()
     assert.is_number(s.ended)
   end)
 
+  -- The creation site is looked for above the C function that spawns
+  -- (create_task, gather), through any C frames between it and the user.
+  it("names the user's line when the task is made through pcall or gather", function()
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, t = pcall(asyncio.create_task, function() return 1 end)
+    assert.is_true(ok)
+    t:await()
+    assert.matches(":" .. line .. "$", t:stats().created_at)
+    local made
+    local gline = debug.getinfo(1, "l").currentline + 1
+    asyncio.gather(function() made = asyncio.current_task() end)
+    assert.matches(":" .. gline .. "$", made:stats().created_at)
+    -- made from a coroutine inside the task: still the user's line
+    local cline
+    local co = coroutine.wrap(function()
+      cline = debug.getinfo(1, "l").currentline + 1
+      return asyncio.create_task(function() end)
+    end)
+    local ct = co()
+    ct:await()
+    assert.matches(":" .. cline .. "$", ct:stats().created_at)
+  end)
+
+  it("a task given a huge number of arguments gets them all", function()
+    local args = {}
+    for i = 1, 100000 do args[i] = i end
+    local t = asyncio.create_task(function(...)
+      return select("#", ...), (select(100000, ...))
+    end, table.unpack(args))
+    local n, last = t:await()
+    assert.are.equal(100000, n)
+    assert.are.equal(100000, last)
+    assert.are.equal(1, t:stats().steps)
+  end)
+
+  it("ended appears only once the task is done, after its last step", function()
+    local t = asyncio.create_task(function() asyncio.sleep(0) end)
+    assert.is_nil(t:stats().ended)
+    asyncio.sleep(0)
+    local s = t:stats()
+    assert.is_nil(s.ended) -- woken by sleep(0), not yet run again
+    assert.are.equal(1, s.wakes)
+    t:await()
+    s = t:stats()
+    assert.is_number(s.ended)
+    assert.is_true(s.ended >= s.last_wake and s.ended >= s.created)
+    assert.are.equal(2, s.steps)
+  end)
+
+  -- A step may start where the previous one ended (the clock is read once
+  -- for both) only when nothing else ran between them.
+  it("a step's busy time leaves out a callback run just before it", function()
+    local a = asyncio.create_task(function() asyncio.sleep(0) end)
+    asyncio.call_soon(busy, 0.05)
+    local b = asyncio.create_task(function() end)
+    b:await()
+    a:await()
+    assert.is_true(b:stats().busy < 0.05, "busy " .. b:stats().busy)
+    assert.is_true(b:stats().scheduled >= 0.05, "scheduled " .. b:stats().scheduled)
+    assert.is_true(a:stats().busy < 0.05, "busy " .. a:stats().busy)
+  end)
+
   it("refuses what is not a task", function()
     local t = asyncio.current_task()
     helper.fails_with("asyncio.Task expected", t.stats, {})

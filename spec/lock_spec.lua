@@ -112,6 +112,26 @@ describe("Lock", function()
     local lock = a.Lock()
     assert.has_error(function() lock.acquire({}) end,
       "bad argument #1 to 'acquire' (asyncio.Lock or asyncio.Semaphore expected, got table)")
+    -- the check reads a tag in the C record: any other value, full userdata
+    -- of other types (an Event, a Queue, a file) included, is refused first
+    for _, v in ipairs{a.Event(), a.Queue(1), io.stdout, coroutine.create(print),
+                       "lock", 1, false} do
+      for _, m in ipairs{"acquire", "release", "locked"} do
+        local ok, err = pcall(lock[m], v)
+        assert.is_false(ok)
+        assert.matches("bad argument #1 to '%?' %(asyncio.Lock or " ..
+          "asyncio.Semaphore expected, got ", err)
+      end
+    end
+    assert.has_error(function() lock.release() end,
+      "bad argument #1 to 'release' (asyncio.Lock or asyncio.Semaphore expected, got no value)")
+    -- the methods are shared: a Lock's serve a Semaphore, by its own rules
+    local sem = a.Semaphore(2)
+    lock.acquire(sem)
+    assert.is_false(lock.locked(sem))
+    lock.release(sem)
+    assert.matches("<Semaphore value=2 waiters=0>", tostring(sem))
+    assert.is_false(lock:locked())
   end)
   it("release() unlocks at once (3.13); the woken waiter locks when it runs, newcomers queue behind it", function()
     local lock = a.Lock()

@@ -44,9 +44,11 @@ w:write(("lines=%d bytes=%d nonblock=%s\n"):format(n, bytes, nonblock))
 w:drain()
 ]]
 
+-- at the file's end, after every describe below has used them
+teardown(function() for _, p in ipairs(scripts) do os.remove(p) end end)
+
 describe("asyncio.stdin() and stdout()", function()
   after_each(helper.no_leaks)
-  teardown(function() for _, p in ipairs(scripts) do os.remove(p) end end)
 
   it("read a pipe fed piece by piece, as it comes", function()
     local p = spawn([[
@@ -244,11 +246,7 @@ describe("scripts/chat_client.lua", function()
       .. " " .. args, opts)
   end
 
-  -- under valgrind (LASYNC_SLOW 10) this exchange of four valgrind-run
-  -- processes stalled on the clean-clone run and was not investigated
-  -- yet; the plain and ASan runs keep it
-  local chat_it = helper.slow >= 10 and pending or it
-  chat_it("talks through scripts/chat_server.lua while its stdin stays open", function()
+  it("talks through scripts/chat_server.lua while its stdin stays open", function()
     local srv = script("chat_server.lua", "--port 0 --seconds 30", {stdout = "pipe"})
     local port = srv.stdout:readline():match(":(%d+)")
     assert.is_not_nil(port)

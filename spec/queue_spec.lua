@@ -93,6 +93,102 @@ describe("Queue", function()
     assert.is_false(a.Queue(0 / 0):full())
   end)
 
+  -- a bounded queue up to 4096 items keeps them in user values of its
+  -- own; a larger or unbounded one in a table that grows: both are covered
+  it("wraps around its ring in order, whatever its size", function()
+    for _, size in ipairs{1, 3, 4096, 4097} do
+      local q = a.Queue(size)
+      local nextin, nextout = 1, 1
+      for _ = 1, 3 do -- fill, drain half, refill: the ring wraps
+        while not q:full() do q:put_nowait(nextin) nextin = nextin + 1 end
+        assert.are.equal(size, q:qsize())
+        for _ = 1, (size + 1) // 2 do
+          assert.are.equal(nextout, q:get_nowait())
+          nextout = nextout + 1
+        end
+      end
+      while not q:empty() do
+        assert.are.equal(nextout, q:get())
+        nextout = nextout + 1
+      end
+      assert.are.equal(nextin, nextout)
+    end
+  end)
+
+  -- an unbounded queue (or one above 4096) starts with 16 slots of its
+  -- own and moves its items to a table when a put finds them full
+  it("keeps its order when it outgrows its first slots, wrapped or not", function()
+    for _, q in ipairs{a.Queue(), a.Queue(10000)} do
+      for i = 1, 10 do q:put(i) end
+      for i = 1, 5 do assert.are.equal(i, q:get()) end
+      for i = 11, 21 do q:put(i) end -- 16 held, wrapped around the ring
+      assert.are.equal(16, q:qsize())
+      for i = 22, 100 do q:put_nowait(i) end -- the move, then the table grows
+      assert.are.equal(95, q:qsize())
+      for i = 6, 100 do assert.are.equal(i, q:get_nowait()) end
+      assert.is_true(q:empty())
+      q:put("after") -- the table goes on serving
+      assert.are.equal("after", q:get())
+    end
+    local l = a.LifoQueue()
+    for i = 1, 40 do l:put(i) end
+    for i = 40, 1, -1 do assert.are.equal(i, l:get()) end
+  end)
+
+  it("put stores its first argument only; extra arguments are ignored", function()
+    for _, q in ipairs{a.Queue(2), a.Queue(), a.LifoQueue(2), a.PriorityQueue(2)} do
+      q:put(1, "extra", "more")
+      q:put_nowait(2, "extra")
+      assert.are.equal(2, q:qsize())
+      local first, second = q:get(), q:get_nowait()
+      assert.are.same({1, 2}, {math.min(first, second), math.max(first, second)})
+      assert.is_true(q:empty())
+    end
+    local q = a.Queue(1)
+    q:put(nil, "extra") -- nil is an item
+    assert.is_true(q:full())
+    assert.is_nil(q:get())
+  end)
+
+  it("keeps no reference to an item it handed out or dropped", function()
+    local function mk() return {a.Queue(4), a.Queue(5000), a.Queue(),
+      a.LifoQueue(4), a.LifoQueue(), a.PriorityQueue(4)} end
+    for _, q in ipairs(mk()) do
+      local weak = setmetatable({}, {__mode = "k"})
+      for i = 1, 3 do
+        local item = {i}
+        weak[item] = true
+        q:put(item)
+      end
+      for _ = 1, 3 do q:get() end
+      assert.is_true(collected(weak), tostring(q))
+    end
+    for _, q in ipairs(mk()) do
+      local weak = setmetatable({}, {__mode = "k"})
+      q:put("kept")
+      q:get()
+      for i = 1, 3 do
+        local item = {i}
+        weak[item] = true
+        q:put(item)
+      end
+      q:shutdown(true)
+      assert.is_true(collected(weak), tostring(q))
+      assert.is_true(q:empty())
+    end
+  end)
+
+  it("allocates nothing up front for a huge maxsize", function()
+    collectgarbage()
+    local before = collectgarbage("count")
+    local q = a.Queue(1e12)
+    local l = a.LifoQueue(math.maxinteger)
+    assert.is_true(collectgarbage("count") - before < 64) -- KB
+    q:put(1) l:put(2)
+    assert.are.equal(1, q:get())
+    assert.are.equal(2, l:get())
+  end)
+
   it("refuses unknown option keys and a maxsize that is not a number", function()
     assert.has_error(function() a.Queue{maxsze = 3} end,
       "bad argument #1 to 'Queue' (unknown option 'maxsze')")
@@ -408,5 +504,15 @@ describe("LifoQueue", function()
     assert.is_true(q:full())
     assert.are.same({3, 2, 1}, {q:get(), q:get(), q:get()})
     assert.matches("LifoQueue", tostring(q))
+  end)
+
+  it("is LIFO across interleaved puts and gets, bounded or not", function()
+    for _, q in ipairs{a.LifoQueue(3), a.LifoQueue(5000), a.LifoQueue()} do
+      q:put(1) q:put(2)
+      assert.are.equal(2, q:get())
+      q:put(3) q:put(4)
+      assert.are.same({4, 3, 1}, {q:get(), q:get(), q:get()})
+      assert.is_true(q:empty())
+    end
   end)
 end)
