@@ -3,7 +3,8 @@
 -- server sends is printed, both at once.  The keyboard is read with
 -- asyncio.stdin(), a StreamReader, so waiting for your next line blocks
 -- nothing: messages from the others show up while you type.  Ctrl-D (end
--- of input) leaves.  Works with stdin from a terminal, a pipe or a file.
+-- of input) leaves, and so does the server closing the connection.  Works
+-- with stdin from a terminal, a pipe or a file.
 --
 -- usage: lasync scripts/chat_client.lua [--host 127.0.0.1] [--port 15000] [--unix PATH]
 --   e.g. lasync scripts/chat_server.lua &  then, in two terminals,
@@ -32,14 +33,21 @@ local incoming = asyncio.create_task(function()
 end)
 
 -- keyboard -> server, line by line
-for line in keyboard:lines() do
-  writer:write(line)
-  writer:drain()
-end
+local typing = asyncio.create_task(function()
+  for line in keyboard:lines() do
+    writer:write(line)
+    writer:drain()
+  end
+end)
 
--- end of input: tell the server, let what it still sends arrive
-writer:write_eof()
-pcall(asyncio.wait_for, incoming, 1)
+asyncio.wait({incoming, typing}, {return_when = "FIRST_COMPLETED"})
+if typing:done() then
+  -- end of input: tell the server, let what it still sends arrive
+  writer:write_eof()
+  pcall(asyncio.wait_for, incoming, 1)
+else
+  typing:cancel() -- the server went away: nobody to type to
+end
 incoming:cancel()
 writer:close()
 screen:drain()

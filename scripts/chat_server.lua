@@ -24,6 +24,9 @@ local function serve_client(reader, writer)
   local name = reader:readline():gsub("%s+$", "")
   if name == "" then return end
   clients[writer] = name
+  local here = 0
+  for _ in pairs(clients) do here = here + 1 end
+  writer:write(("* welcome, %s (%d here)\n"):format(name, here))
   broadcast(("* %s joined\n"):format(name), writer)
   for line in reader:lines() do
     if not line:find("\n$") then line = line .. "\n" end
@@ -40,6 +43,8 @@ print(("chat server on %s"):format(opts.unix ~= "" and opts.unix or "127.0.0.1:"
 io.stdout:flush()
 if opts.seconds > 0 then
   asyncio.sleep(opts.seconds)
+  server:close()
+  server:close_clients() -- the clients see EOF, as on Ctrl-C
 else
   server:serve_forever()
 end

@@ -254,8 +254,13 @@ describe("scripts/chat_client.lua", function()
     local alice = script("chat_client.lua", "--port " .. port, {stdin = "pipe", stdout = "pipe"})
     assert.are.equal("your name? ", bob.stdout:readexactly(11))
     bob.stdin:write("bob\n")
+    -- bob is in before alice gives her name (the two clients are separate
+    -- processes: without this, alice's name could reach the server first
+    -- and bob would never hear that she joined)
+    assert.are.equal("* welcome, bob (1 here)\n", bob.stdout:readline())
     assert.are.equal("your name? ", alice.stdout:readexactly(11))
     alice.stdin:write("alice\n")
+    assert.are.equal("* welcome, alice (2 here)\n", alice.stdout:readline())
     assert.are.equal("* alice joined\n", bob.stdout:readline())
     -- both clients are waiting on their keyboard: messages still arrive
     alice.stdin:write("hello bob\n")
