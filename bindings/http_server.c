@@ -372,13 +372,17 @@ static int l_listen(lua_State *L) {
                    MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
   if (v6) flags |= MHD_USE_IPv6;
   /* TLS by libmicrohttpd's own GnuTLS: PEM key and certificate chain */
-  struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+  struct MHD_OptionItem tls[4] = {{MHD_OPTION_END, 0, NULL}};
   const char *cert = luaL_optstring(L, 10, NULL);
   const char *key = luaL_optstring(L, 11, NULL);
+  const char *prio = luaL_optstring(L, 13, NULL); /* from {ssl = ctx} */
   if (cert && key) {
     flags |= MHD_USE_TLS;
     tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert};
     tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key};
+    if (prio)
+      tls[2] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                       (void *)prio};
   }
   s->d = MHD_start_daemon(
       flags, (uint16_t)port, NULL, NULL, on_access, s,
@@ -512,7 +516,7 @@ static int l_unknown_option(lua_State *L) {
   static const char *const known[] = {
       "max_body", "max_header_bytes", "max_connections", "stream_body",
       "max_connections_per_ip", "idle_timeout", "header_timeout",
-      "shutdown_timeout", "backlog", "tls", NULL};
+      "shutdown_timeout", "backlog", "tls", "ssl", NULL};
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!host_unknown_option(L, 1, known)) lua_pushnil(L);
   return 1;
@@ -540,6 +544,8 @@ LASYNC_API int luaopen_asyncio_http_server(lua_State *L) {
   lua_setfield(L, -2, "listen");
   lua_pushcfunction(L, l_unknown_option);
   lua_setfield(L, -2, "unknown_option");
+  lua_pushcfunction(L, web_l_ssl_options);
+  lua_setfield(L, -2, "ssl_options");
   lua_pushstring(L, MHD_get_version());
   lua_setfield(L, -2, "mhd_version");
   lua_getglobal(L, "require");

@@ -79,6 +79,10 @@ struct web_request {
 
 #define WEB_REQUEST_MT "asyncio.http.server.Request"
 
+/* ssl_options(ctx) -> certificate chain PEM, key PEM, GnuTLS priority
+ * string of a server's SSLContext (bindings/http_server_tls.c). */
+int web_l_ssl_options(lua_State *L);
+
 /* Runs libmicrohttpd on the loop's next turn (after a resume). */
 void web_server_kick(web_server *s);
 

@@ -40,6 +40,23 @@ local function check_opts(opts)
       end
     end
   end
+  if opts.ssl ~= nil and opts.ssl ~= false then
+    if opts.tls ~= nil then
+      error("serve(): options ssl and tls exclude each other (ssl is the SSLContext way)", 3)
+    end
+    local t = opts.ssl
+    if t == true then
+      error("serve(): option ssl must be a server's SSLContext with a certificate, got true", 3)
+    end
+    local ok, cert, key, prio = pcall(core.ssl_options, t)
+    if not ok then
+      if tostring(cert):find("SSLContext expected", 1, true) then
+        error("serve(): option ssl must be an SSLContext, got " .. type(t), 3)
+      end
+      error(cert, 3)
+    end
+    o.tls = {cert = cert, key = key, priorities = prio}
+  end
   for k, v in pairs(M.defaults) do
     local x = opts[k]
     if x == nil then x = v end
@@ -53,7 +70,7 @@ local function check_opts(opts)
     error("serve(): option stream_body must be a boolean, got " .. type(opts.stream_body), 3)
   end
   o.stream_body = opts.stream_body or false
-  o.tls = opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
+  o.tls = o.tls or opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
   for _, k in ipairs {"max_body", "max_header_bytes", "max_connections",
                       "max_connections_per_ip", "idle_timeout", "backlog"} do
     if math.type(o[k]) ~= "integer" and o[k] ~= math.floor(o[k]) then
@@ -273,7 +290,7 @@ function M.serve(handler, host, port, opts)
   local daemon = core.listen(host, port, o.max_body, o.max_connections,
     o.max_connections_per_ip, o.idle_timeout, o.header_timeout,
     o.max_header_bytes, o.backlog, o.tls and o.tls.cert, o.tls and o.tls.key,
-    o.stream_body)
+    o.stream_body, o.tls and o.tls.priorities)
   local srv = setmetatable({
     handler = handler, daemon = daemon, opts = o, inflight = 0, tasks = {},
     idle = asyncio.Event(), closed = asyncio.Event(), host = host,

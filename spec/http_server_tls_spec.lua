@@ -1,9 +1,11 @@
 -- asyncio.http.server over TLS with clients in the same process: a
 -- lasync TLS stream and asyncio.http.fetch against serve(..., {tls =}),
--- and a client that stalls mid-handshake while the loop goes on.
+-- and a client that stalls mid-handshake while the loop goes on; TLS
+-- configured by an asyncio.ssl server context ({ssl = ctx}).
 -- Certificates come from `openssl req` (spec/tlshelper.lua).
 local helper = require "spec.helper"
 local http = require "asyncio.http"
+local web = require "asyncio.http.server"
 local tlshelper = require "spec.tlshelper"
 local webhelper = require "spec.webhelper"
 local with_server = webhelper.with_server
@@ -98,5 +100,101 @@ describe("asyncio.http.server over TLS, clients in the same process", function()
       assert.are.equal("GET /ok ", res:text())
       w:close()
     end, pem_opts())
+  end)
+end)
+
+describe("asyncio.http.server with {ssl = SSLContext}", function()
+  teardown(function() tlshelper.cleanup() end)
+  after_each(function() helper.no_leaks() end)
+
+  it("serves HTTPS with the context's certificate chain and key", function()
+    with_server(echo, function(srv)
+      local _ <close> = asyncio.timeout(20 * helper.slow)
+      local c = tlshelper.certs()
+      local res = http.fetch(("https://localhost:%d/ctx"):format(srv.port),
+        {method = "PUT", body = "z", cafile = c.ca})
+      assert.are.equal("PUT /ctx z", res:text())
+      local r, w = asyncio.open_connection("localhost", srv.port, {ssl = tlshelper.client_ctx()})
+      local cert = w:get_extra_info("peercert")
+      assert.are.equal("localhost", cert.subject.commonName)
+      w:write("GET /s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+      local reply = webhelper.read_all(r, 10)
+      assert.truthy(reply:match("^HTTP/1.1 200 .*GET /s $"), reply)
+      w:close()
+      -- a client in another process, verifying against the test CA
+      local p = asyncio.create_subprocess_exec("curl", {"-s", "--cacert", c.ca,
+        ("https://localhost:%d/curl"):format(srv.port)}, {stdout = "pipe"})
+      assert.are.equal("GET /curl ", p.stdout:read())
+      assert.are.equal(0, p:wait())
+    end, {ssl = tlshelper.server_ctx()})
+  end)
+
+  it("keeps the context's minimum_version and maximum_version", function()
+    local ctx = tlshelper.server_ctx()
+    ctx.maximum_version = asyncio.ssl.TLSVersion.TLSv1_2
+    with_server(echo, function(srv)
+      local r, w = asyncio.open_connection("127.0.0.1", srv.port, {ssl = tlshelper.client_ctx()})
+      assert.are.equal("TLSv1.2", w:get_extra_info("ssl_object"):version())
+      w:close()
+      local _ = r
+    end, {ssl = ctx})
+    ctx = tlshelper.server_ctx()
+    ctx.minimum_version = asyncio.ssl.TLSVersion.TLSv1_3
+    with_server(echo, function(srv)
+      local old = tlshelper.client_ctx()
+      old.maximum_version = asyncio.ssl.TLSVersion.TLSv1_2
+      local ok, err = pcall(asyncio.open_connection, "127.0.0.1", srv.port,
+        {ssl = old, ssl_handshake_timeout = 10 * helper.slow})
+      assert.is_false(ok)
+      -- GnuTLS may cut the connection instead of sending an alert
+      assert.is_true(asyncio.is(err, asyncio.ssl.SSLError)
+        or asyncio.is(err, asyncio.ConnectionResetError), tostring(err))
+      local r, w = asyncio.open_connection("127.0.0.1", srv.port, {ssl = tlshelper.client_ctx()})
+      assert.are.equal("TLSv1.3", w:get_extra_info("ssl_object"):version())
+      w:close()
+      local _ = r
+    end, {ssl = ctx})
+  end)
+
+  it("accepts ssl = false (plain HTTP) and an ALPN list with http/1.1", function()
+    with_server(echo, function(srv)
+      assert.are.equal("GET /p ", http.fetch(("http://127.0.0.1:%d/p"):format(srv.port)):text())
+    end, {ssl = false})
+    local ctx = tlshelper.server_ctx()
+    ctx:set_alpn_protocols{"h2", "http/1.1"}
+    with_server(echo, function(srv)
+      local res = http.fetch(("https://localhost:%d/a"):format(srv.port), {cafile = tlshelper.certs().ca})
+      assert.are.equal("GET /a ", res:text())
+    end, {ssl = ctx})
+  end)
+
+  it("refuses what it cannot honour, with clear errors", function()
+    local h = function() return "x" end
+    local function refuses(pattern, opts)
+      helper.fails_with(pattern, web.serve, h, "127.0.0.1", 0, opts)
+    end
+    refuses("option ssl must be an SSLContext, got string", {ssl = "x"})
+    refuses("option ssl must be an SSLContext, got table", {ssl = {cert = "a"}})
+    refuses("option ssl must be an SSLContext, got number", {ssl = 1})
+    refuses("server's SSLContext with a certificate, got true", {ssl = true})
+    refuses("must be a server's SSLContext", {ssl = asyncio.ssl.create_default_context()})
+    refuses("has no certificate", {ssl = asyncio.ssl.create_default_context(asyncio.ssl.Purpose.CLIENT_AUTH)})
+    local ctx = tlshelper.server_ctx()
+    ctx.verify_mode = asyncio.ssl.CERT_REQUIRED
+    refuses("client certificates", {ssl = ctx})
+    ctx = tlshelper.server_ctx()
+    ctx:set_ciphers("ECDHE+AESGCM")
+    refuses("set_ciphers", {ssl = ctx})
+    ctx = tlshelper.server_ctx()
+    ctx:set_alpn_protocols{"h2"}
+    refuses("HTTP/1.1 only", {ssl = ctx})
+    ctx = tlshelper.server_ctx()
+    ctx.minimum_version = asyncio.ssl.TLSVersion.TLSv1_3
+    ctx.maximum_version = asyncio.ssl.TLSVersion.TLSv1_2
+    refuses("minimum_version is above its maximum_version", {ssl = ctx})
+    local c = tlshelper.certs().self
+    refuses("options ssl and tls exclude each other",
+      {ssl = tlshelper.server_ctx(), tls = {cert = slurp(c.cert), key = slurp(c.key)}})
+    refuses("unknown option 'sslctx'", {sslctx = tlshelper.server_ctx()})
   end)
 end)
