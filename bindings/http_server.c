@@ -44,14 +44,16 @@ static void on_again(uv_idle_t *i);
 static void server_run(web_server *s) {
   MHD_UNSIGNED_LONG_LONG ms;
   if (s->stopped) return;
-  s->closed_one = 0;
+  s->run_again = 0;
   MHD_run(s->d);
   if (s->stopped) return;
   uv_timer_stop(&s->timer);
   /* A connection closed: libmicrohttpd frees its slot at the end of the
    * run and watches the listening socket again (at max_connections it
-   * had left it) only at the start of the next, yet says no timeout. */
-  if (s->closed_one)
+   * had left it) only at the start of the next, yet says no timeout.
+   * One resumed inside the run (an upgrade handed over) waits for the
+   * next run too. */
+  if (s->run_again)
     ms = 0;
   else if (MHD_get_timeout(s->d, &ms) != MHD_YES) {
     uv_idle_stop(&s->again);
@@ -82,6 +84,7 @@ static void on_again(uv_idle_t *i) { server_run(i->data); }
 void web_server_kick(web_server *s) {
   if (s && !s->stopped) {
     s->zero_runs = 0;
+    s->run_again = 1;
     uv_idle_start(&s->again, on_again);
   }
 }
@@ -107,7 +110,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     host_list_push(&s->conns, &wc->link);
     *socket_context = wc;
   } else if (wc) {
-    s->closed_one = 1;
+    s->run_again = 1;
     host_list_remove(&wc->link);
     free(wc);
     *socket_context = NULL;
@@ -120,7 +123,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   web_request *rq = *con_cls;
   web_conn *wc = conn_of(c);
   (void)toe;
-  if (wc) { /* keep-alive: the header deadline starts again */
+  /* not while MHD_stop_daemon runs: at lasync_stop the loop may be gone */
+  if (wc && !s->stopped) { /* keep-alive: the header deadline starts again */
     wc->in_request = 0;
     wc->since = uv_now(s->hd.h->loop);
   }

@@ -34,7 +34,8 @@ struct web_server {
   unsigned zero_runs;       /* MHD_run calls in a row that asked for more */
   unsigned stream_body : 1; /* handlers run at the headers, read the body */
   unsigned stopped : 1;     /* MHD_stop_daemon ran */
-  unsigned closed_one : 1;  /* a connection closed in this MHD_run */
+  unsigned run_again : 1;   /* run once more: a connection closed, or
+                               one was resumed during MHD_run */
 };
 
 /* One TCP connection (libmicrohttpd's socket context): when it started

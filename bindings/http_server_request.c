@@ -383,6 +383,9 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
     rq->up_extra_len = extra_len;
   }
   MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+  /* libmicrohttpd closes its descriptor in a later run: without one the
+   * socket outlived our stream's close and the peer never saw the end */
+  web_server_kick(rq->srv);
   wake_upgrader(rq);
 }
 

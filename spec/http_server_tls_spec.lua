@@ -168,6 +168,21 @@ describe("asyncio.http.server with {ssl = SSLContext}", function()
     end, {ssl = ctx})
   end)
 
+  it("refuses req:websocket() on a TLS server with a clear error", function()
+    local seen
+    with_server(function(req)
+      local ok, err = pcall(req.websocket, req)
+      seen = not ok and tostring(err)
+      return {status = 501, body = "no"}
+    end, function(srv)
+      local websocket = require "asyncio.websocket"
+      local err = helper.raises(asyncio.ConnectionError, websocket.connect,
+        ("wss://localhost:%d/"):format(srv.port), {ssl = tlshelper.client_ctx()})
+      assert.matches("HTTP/1.1 501", tostring(err))
+      assert.matches("not supported on a TLS server", seen)
+    end, {ssl = tlshelper.server_ctx()})
+  end)
+
   it("refuses what it cannot honour, with clear errors", function()
     local h = function() return "x" end
     local function refuses(pattern, opts)
