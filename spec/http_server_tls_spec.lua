@@ -10,12 +10,7 @@ local tlshelper = require "spec.tlshelper"
 local webhelper = require "spec.webhelper"
 local with_server = webhelper.with_server
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = helper.read_file
 
 -- serve()'s tls option with the self-signed localhost certificate.
 local function pem_opts()
