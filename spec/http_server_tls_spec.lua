@@ -76,6 +76,31 @@ describe("asyncio.http.server over TLS, clients in the same process", function()
     end, pem_opts())
   end)
 
+  it("moves megabytes both ways to two concurrent in-process fetches", function()
+    local ctx = tlshelper.server_ctx()
+    with_server(function(req)
+      local n = 0
+      for c in req:chunks() do n = n + #c end
+      return {body = function(write)
+        for _ = 1, 48 do write(("y"):rep(65536)) end -- 3 MiB, back-pressured
+        write(":" .. n)
+      end}
+    end, function(srv)
+      local _ <close> = asyncio.timeout(30 * helper.slow)
+      local url = ("https://localhost:%d/"):format(srv.port)
+      local big = ("x"):rep(3 * 1024 * 1024 + 7)
+      local got = asyncio.gather(function()
+        return http.fetch(url, {method = "POST", body = big, cafile = tlshelper.certs().ca}):text()
+      end, function()
+        return http.fetch(url, {method = "POST", body = "abc", cafile = tlshelper.certs().ca}):text()
+      end)
+      assert.are.equal(48 * 65536 + #":3145735", #got[1])
+      assert.are.equal(":3145735", got[1]:sub(-8))
+      assert.are.equal(("y"):rep(65536), got[2]:sub(1, 65536))
+      assert.are.equal(":3", got[2]:sub(-2))
+    end, {ssl = ctx, stream_body = true, max_body = 8 * 1024 * 1024})
+  end)
+
   it("keeps the loop running while a client stalls in the handshake", function()
     with_server(echo, function(srv)
       -- half a ClientHello record, then nothing: libmicrohttpd asks to run
