@@ -26,7 +26,7 @@ PACKAGES := cmake make gcc libc6-dev pkg-config lua5.4 liblua5.4-dev \
             libssl-dev \
             libmicrohttpd-dev libwslay-dev wrk \
             python3-aiohttp python3-uvloop lua-http chromium \
-            libreadline-dev tmux curl bc
+            libreadline-dev tmux curl bc python3-websockets
 
 .PHONY: all deps build run test check spec asan valgrind bench install clean
 

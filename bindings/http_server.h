@@ -24,14 +24,18 @@ struct web_server {
   struct MHD_Daemon *d;
   uv_poll_t poll;
   uv_timer_t timer;
+  uv_idle_t again;          /* MHD_run once more, after the loop polled */
   uv_timer_t sweep;         /* the header deadline (slowloris) */
   host_link ready;          /* web_request.link: complete, not taken yet */
   host_link conns;          /* web_conn.link: every open connection */
   host_link waiters;        /* tasks in next() */
   size_t max_body;
   double header_timeout;
+  unsigned zero_runs;       /* MHD_run calls in a row that asked for more */
   unsigned stream_body : 1; /* handlers run at the headers, read the body */
   unsigned stopped : 1;     /* MHD_stop_daemon ran */
+  unsigned run_again : 1;   /* run once more: a connection closed, or
+                               one was resumed during MHD_run */
 };
 
 /* One TCP connection (libmicrohttpd's socket context): when it started
@@ -75,6 +79,10 @@ struct web_request {
 };
 
 #define WEB_REQUEST_MT "asyncio.http.server.Request"
+
+/* ssl_options(ctx) -> certificate chain PEM, key PEM, GnuTLS priority
+ * string of a server's SSLContext (bindings/http_server_tls.c). */
+int web_l_ssl_options(lua_State *L);
 
 /* Runs libmicrohttpd on the loop's next turn (after a resume). */
 void web_server_kick(web_server *s);

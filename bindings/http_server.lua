@@ -40,6 +40,23 @@ local function check_opts(opts)
       end
     end
   end
+  if opts.ssl ~= nil and opts.ssl ~= false then
+    if opts.tls ~= nil then
+      error("serve(): options ssl and tls exclude each other (ssl is the SSLContext way)", 3)
+    end
+    local t = opts.ssl
+    if t == true then
+      error("serve(): option ssl must be a server's SSLContext with a certificate, got true", 3)
+    end
+    local ok, cert, key, prio = pcall(core.ssl_options, t)
+    if not ok then
+      if tostring(cert):find("SSLContext expected", 1, true) then
+        error("serve(): option ssl must be an SSLContext, got " .. type(t), 3)
+      end
+      error(cert, 3)
+    end
+    o.tls = {cert = cert, key = key, priorities = prio}
+  end
   for k, v in pairs(M.defaults) do
     local x = opts[k]
     if x == nil then x = v end
@@ -53,7 +70,7 @@ local function check_opts(opts)
     error("serve(): option stream_body must be a boolean, got " .. type(opts.stream_body), 3)
   end
   o.stream_body = opts.stream_body or false
-  o.tls = opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
+  o.tls = o.tls or opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
   for _, k in ipairs {"max_body", "max_header_bytes", "max_connections",
                       "max_connections_per_ip", "idle_timeout", "backlog"} do
     if math.type(o[k]) ~= "integer" and o[k] ~= math.floor(o[k]) then
@@ -122,25 +139,56 @@ end
 
 -- req:websocket([opts]) -> ws: answers 101 to a WebSocket handshake and
 -- returns the connection (send/receive/ping/close as asyncio.websocket's
--- client).  opts.max_message: bytes (default 1 MiB).  A request that is
--- not a version-13 WebSocket handshake raises (the handler's 500).
+-- client).  opts.max_message: bytes (default 1 MiB); opts.protocols: the
+-- subprotocols this server speaks: the first the client offered (in the
+-- client's order) that is among them is chosen (ws.protocol, nil if none).
+-- A request that is not a version-13 WebSocket handshake raises (the
+-- handler's 500).
+local WS_OPTS = {max_message = true, protocols = true}
 function Request:websocket(opts)
   opts = opts or {}
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'websocket' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  for k in pairs(opts) do
+    if not WS_OPTS[k] then error(("websocket(): unknown option '%s'"):format(tostring(k)), 2) end
+  end
   local h = self.headers
   local key = h["sec-websocket-key"]
   if not (h.upgrade or ""):lower():find("websocket", 1, true) or not key
      or h["sec-websocket-version"] ~= "13" or self.method ~= "GET" then
     error("websocket(): not a WebSocket (version 13) handshake", 2)
   end
+  if self._tls then
+    -- libmicrohttpd 0.9.75 relays an upgraded TLS connection through what
+    -- is left of the connection's memory pool: 4 bytes per turn
+    error("websocket(): not supported on a TLS server (libmicrohttpd "
+      .. "relays upgraded TLS connections a few bytes at a time)", 2)
+  end
   local max = opts.max_message or 1024 * 1024
   if math.type(max) ~= "integer" or max < 1 then
     error("websocket(): max_message must be a positive integer", 2)
   end
   local ws = require "asyncio.websocket"
+  local ours = ws.check_protocols(opts.protocols, "websocket()", 2)
+  local chosen
+  if ours then
+    local set = {}
+    for _, p in ipairs(ours) do set[p] = true end
+    for _, p in ipairs(ws.split_protocols(h["sec-websocket-protocol"])) do
+      if set[p] then chosen = p break end
+    end
+  end
   self.upgraded = true
-  local reader, writer, early = self._rq:upgrade({"Upgrade", "websocket",
-    "Sec-WebSocket-Accept", ws.accept_key(key)})
-  return ws.wrap(reader, writer, false, max, early)
+  local head = {"Upgrade", "websocket", "Sec-WebSocket-Accept", ws.accept_key(key)}
+  if chosen then
+    head[#head + 1] = "Sec-WebSocket-Protocol"
+    head[#head + 1] = chosen
+  end
+  local reader, writer, early = self._rq:upgrade(head)
+  local conn = ws.wrap(reader, writer, false, max, early)
+  conn.protocol = chosen
+  return conn
 end
 
 local function new_request(rq)
@@ -206,6 +254,7 @@ Server.__index = Server
 
 local function run_handler(srv, rq)
   local req = new_request(rq)
+  req._tls = srv.opts.tls ~= nil
   local ok, res = xpcall(srv.handler, debug.traceback, req)
   if req.upgraded then
     ok = true -- answered with 101: what follows is the handler's own
@@ -273,7 +322,7 @@ function M.serve(handler, host, port, opts)
   local daemon = core.listen(host, port, o.max_body, o.max_connections,
     o.max_connections_per_ip, o.idle_timeout, o.header_timeout,
     o.max_header_bytes, o.backlog, o.tls and o.tls.cert, o.tls and o.tls.key,
-    o.stream_body)
+    o.stream_body, o.tls and o.tls.priorities)
   local srv = setmetatable({
     handler = handler, daemon = daemon, opts = o, inflight = 0, tasks = {},
     idle = asyncio.Event(), closed = asyncio.Event(), host = host,

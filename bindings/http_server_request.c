@@ -9,6 +9,7 @@
  * the connection while the buffer is empty. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "http_server.h"
@@ -154,6 +155,22 @@ static int read_cancel(host_task *t, int woken) {
   return 0;
 }
 
+/* libmicrohttpd 0.9.75 takes a read shorter than asked for as "the
+ * socket is drained" and waits for the next edge of its (edge-triggered)
+ * epoll; a FIN that came in with the last bytes makes no further edge,
+ * so a client gone mid-body went unnoticed until idle_timeout.  Before a
+ * reader waits: if the socket is at its end, shutting its reading side
+ * (a no-op for the data, the peer is done) wakes the epoll again and
+ * libmicrohttpd reads the end. */
+static void notice_eof(web_request *rq) {
+  const union MHD_ConnectionInfo *ci;
+  char b;
+  if (rq->gone || !rq->c || rq->suspended) return;
+  ci = MHD_get_connection_info(rq->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (ci && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+    shutdown(ci->connect_fd, SHUT_RD);
+}
+
 /* Takes up to max unread body bytes; resumes a streamed upload that was
  * suspended for back-pressure once its buffer is drained. */
 static int read_k(lua_State *L, lua_KContext ctx) {
@@ -172,6 +189,7 @@ static int read_k(lua_State *L, lua_KContext ctx) {
   host_task *t = host_check_task(L, "read");
   rq->reader = t;
   if (!rq->queued) web_request_resume(rq);
+  notice_eof(rq);
   return host_park(L, t, read_cancel, rq, read_k, ctx);
 }
 
@@ -365,6 +383,9 @@ static void on_upgrade(void *cls, struct MHD_Connection *c, void *con_cls,
     rq->up_extra_len = extra_len;
   }
   MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+  /* libmicrohttpd closes its descriptor in a later run: without one the
+   * socket outlived our stream's close and the peer never saw the end */
+  web_server_kick(rq->srv);
   wake_upgrader(rq);
 }
 

@@ -29,6 +29,7 @@ struct tls_ctx {
   int verify_mode;
   unsigned char alpn[256]; /* wire format: length-prefixed names */
   unsigned alpn_len;
+  int ciphers_set;     /* set_ciphers ran: a server with its own TLS refuses */
 };
 
 /* ---- errors ----------------------------------------------------------- */
@@ -104,6 +105,13 @@ tls_ctx *tls_check_ctx(lua_State *L, int idx, const char *fname) {
 SSL *tls_ctx_new_ssl(tls_ctx *x) { return SSL_new(x->ctx); }
 int tls_ctx_server_side(tls_ctx *x) { return x->server; }
 int tls_ctx_check_hostname(tls_ctx *x) { return x->check_hostname; }
+SSL_CTX *tls_ctx_ssl(tls_ctx *x) { return x->ctx; }
+int tls_ctx_verify_mode(tls_ctx *x) { return x->verify_mode; }
+int tls_ctx_ciphers_set(tls_ctx *x) { return x->ciphers_set; }
+const unsigned char *tls_ctx_alpn(tls_ctx *x, unsigned *len) {
+  *len = x->alpn_len;
+  return x->alpn;
+}
 
 static void apply_verify(tls_ctx *x) {
   int mode = SSL_VERIFY_NONE;
@@ -308,6 +316,7 @@ static int ctx_set_ciphers(lua_State *L) {
   ERR_clear_error();
   if (SSL_CTX_set_cipher_list(x->ctx, list) != 1)
     return tls_raise_queue(L, "set_ciphers", list);
+  x->ciphers_set = 1;
   return 0;
 }
 

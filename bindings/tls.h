@@ -99,6 +99,13 @@ tls_ctx *tls_push_default_ctx(lua_State *L);
 struct ssl_st *tls_ctx_new_ssl(tls_ctx *x);
 int tls_ctx_server_side(tls_ctx *x);
 int tls_ctx_check_hostname(tls_ctx *x);
+/* For a server that runs its own TLS (asyncio.http.server, GnuTLS): the
+ * context's SSL_CTX, verify mode (0 none, 1 optional, 2 required), ALPN
+ * list in wire format, and whether set_ciphers changed the ciphers. */
+struct ssl_ctx_st *tls_ctx_ssl(tls_ctx *x);
+int tls_ctx_verify_mode(tls_ctx *x);
+int tls_ctx_ciphers_set(tls_ctx *x);
+const unsigned char *tls_ctx_alpn(tls_ctx *x, unsigned *len);
 /* Pushes an SSLError for OpenSSL error `code`, or (verify not X509_V_OK)
  * an SSLCertVerificationError naming the reason; `where` names the peer
  * or file, `host` the name a certificate was checked against. */

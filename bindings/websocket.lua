@@ -30,7 +30,42 @@ local function parse_url(url)
 end
 
 local KNOWN = {max_message = true, headers = true, timeout = true,
-  ssl = true, server_hostname = true}
+  ssl = true, server_hostname = true, protocols = true}
+
+-- A subprotocol list (opts.protocols): a non-empty sequence of distinct
+-- tokens (RFC 6455 section 4.1); `who` names the function for errors.
+function M.check_protocols(list, who, level)
+  if list == nil then return nil end
+  if type(list) ~= "table" or #list == 0 then
+    error(("%s: protocols must be a non-empty list of strings, got %s")
+      :format(who, type(list) == "table" and "an empty table" or type(list)), level + 1)
+  end
+  local seen = {}
+  for k in pairs(list) do
+    if math.type(k) ~= "integer" or k < 1 or k > #list then
+      error(("%s: protocols must be a list (key %s)"):format(who, tostring(k)), level + 1)
+    end
+  end
+  for i, p in ipairs(list) do
+    if type(p) ~= "string" or not p:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
+      error(("%s: protocols[%d] must be a token (letters, digits, !#$%%&'*+-.^_`|~), got %s")
+        :format(who, i, type(p) == "string" and ("%q"):format(p) or type(p)), level + 1)
+    end
+    if seen[p] then
+      error(("%s: protocol '%s' is listed twice"):format(who, p), level + 1)
+    end
+    seen[p] = true
+  end
+  return list
+end
+
+-- The names of a Sec-WebSocket-Protocol value (repeated fields arrive
+-- joined with ", "), in order.
+function M.split_protocols(value)
+  local out = {}
+  for p in (value or ""):gmatch("[^,%s]+") do out[#out + 1] = p end
+  return out
+end
 
 -- The stream options: wss:// is TLS (opts.ssl: true, the default context,
 -- or an SSLContext; server_hostname as open_connection's), ws:// never is.
@@ -67,11 +102,15 @@ function M.connect(url, opts)
   if math.type(max) ~= "integer" or max < 1 then
     error("websocket(): max_message must be a positive integer", 2)
   end
+  local protocols = M.check_protocols(opts.protocols, "websocket()", 2)
   local reader, writer = asyncio.open_connection(host, port, sopts)
   local key = core.new_key()
   local lines = {("GET %s HTTP/1.1"):format(path), ("Host: %s:%d"):format(host, port),
     "Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Key: " .. key,
     "Sec-WebSocket-Version: 13"}
+  if protocols then
+    lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(protocols, ", ")
+  end
   for k, v in pairs(opts.headers or {}) do
     if tostring(k):find("[%c:]") or tostring(v):find("%c") then
       writer:close()
@@ -83,17 +122,30 @@ function M.connect(url, opts)
   local ok, head = pcall(asyncio.wait_for, function()
     return reader:readuntil("\r\n\r\n")
   end, opts.timeout or 10)
-  local accept
+  local accept, chosen
   for line in (ok and head or ""):gmatch("[^\r\n]+") do
     local n, v = line:match("^([^:]+):%s*(.-)%s*$")
     if n and n:lower() == "sec-websocket-accept" then accept = v end
+    if n and n:lower() == "sec-websocket-protocol" then
+      chosen = chosen and (chosen .. ", " .. v) or v
+    end
   end
   if not ok or not head:match("^HTTP/1.1 101") or accept ~= core.accept_key(key) then
     writer:close()
     error(asyncio.ConnectionError(("websocket(): handshake refused by %s: %s")
       :format(url, ok and (head:match("^[^\r]*") or "") or tostring(head))), 2)
   end
-  return M.wrap(reader, writer, true, max, "")
+  -- the server may choose none of ours, but not one we did not offer
+  local offered = false
+  for _, p in ipairs(protocols or {}) do offered = offered or p == chosen end
+  if chosen ~= nil and not offered then
+    writer:close()
+    error(asyncio.ConnectionError(("websocket(): handshake refused by %s: "
+      .. "the server chose subprotocol '%s', which was not offered"):format(url, chosen)), 2)
+  end
+  local ws = M.wrap(reader, writer, true, max, "")
+  ws.protocol = chosen
+  return ws
 end
 
 -- A WebSocket over an open stream pair (after the handshake): the client

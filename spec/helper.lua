@@ -30,6 +30,14 @@ local function write_file(path, text)
 end
 helper.write_file = write_file
 
+-- A whole file's bytes.
+function helper.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
 function helper.tmpname(suffix)
   local p = os.tmpname()
   os.remove(p)

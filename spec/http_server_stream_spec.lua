@@ -128,6 +128,28 @@ r = c.getresponse(); print(r.status, r.read().decode())
     end, {stream_body = true})
   end)
 
+  it("notices a client that sent part of a body and its FIN at once", function()
+    -- libmicrohttpd's last (short) read leaves the FIN unread and its
+    -- edge-triggered epoll gives no further event: read() must still end
+    local seen = {}
+    with_server(function(req)
+      local ok, err = pcall(function()
+        for chunk in req:chunks() do seen.n = (seen.n or 0) + #chunk end
+      end)
+      seen.err = err
+      if not ok then error(err, 0) end
+      return "unreachable"
+    end, function(srv)
+      local _, w = asyncio.open_connection("127.0.0.1", srv.port)
+      w:write(post_head(1000000) .. ("z"):rep(40000)) -- under 64 KiB: never suspended
+      w:close()
+      local t0 = asyncio.time()
+      while not seen.err and asyncio.time() - t0 < 10 * helper.slow do asyncio.sleep(0.02) end
+      assert.is_true(asyncio.is(seen.err, asyncio.ConnectionResetError), tostring(seen.err))
+      assert.are.equal(40000, seen.n) -- every byte sent was read first
+    end, {stream_body = true, idle_timeout = 60})
+  end)
+
   it("enforces max_body: 413 for a declared length, the connection cut for a chunked body", function()
     local seen = {}
     local started = asyncio.Event()

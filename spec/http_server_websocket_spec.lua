@@ -142,6 +142,139 @@ describe("asyncio.websocket", function()
     helper.fails_with("max_message must be", websocket.connect, "ws://127.0.0.1:1/", {max_message = 0})
   end)
 
+  describe("subprotocols (Sec-WebSocket-Protocol)", function()
+    -- Python's websockets library (Debian's python3-websockets) as the peer
+    local PY = "/usr/bin/python3"
+
+    local function py_server(protocols)
+      local code = ([[
+import asyncio, websockets
+async def handler(ws):
+    await ws.send("chose:" + str(ws.subprotocol))
+    await ws.wait_closed()
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=%s) as s:
+        print(s.sockets[0].getsockname()[1], flush=True)
+        await asyncio.sleep(30)
+asyncio.run(main())
+]]):format(protocols)
+      local p = asyncio.create_subprocess_exec(PY, {"-c", code}, {stdout = "pipe"})
+      local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+      return p, port
+    end
+
+    local function py_client(port, protocols)
+      local code = ([[
+import asyncio, websockets
+async def main():
+    # waits for the server to end the TCP connection after the close
+    # handshake (up to close_timeout): the socket must really close
+    async with websockets.connect("ws://127.0.0.1:%d/p", subprotocols=%s,
+                                  close_timeout=30) as ws:
+        print(ws.subprotocol, await ws.recv())
+asyncio.run(main())
+]]):format(port, protocols)
+      local p = asyncio.create_subprocess_exec(PY, {"-c", code}, {stdout = "pipe", stderr = "pipe"})
+      local out = asyncio.wait_for(function() return p.stdout:read() end, 10)
+      local err = p.stderr:read()
+      p:wait()
+      return out, err
+    end
+
+    it("the lasync client offers its list; ws.protocol is the server's choice", function()
+      local p, port = py_server('["chat"]')
+      local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port), {protocols = {"x-none", "chat"}})
+      assert.are.equal("chat", ws.protocol)
+      assert.are.equal("chose:chat", ws:receive())
+      ws:close()
+      -- no protocol in common: the server chooses none
+      ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port), {protocols = {"other"}})
+      assert.is_nil(ws.protocol)
+      assert.are.equal("chose:None", ws:receive())
+      ws:close()
+      -- and none offered: none chosen
+      ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
+      assert.is_nil(ws.protocol)
+      ws:close()
+      p:kill()
+      p:wait()
+    end)
+
+    it("req:websocket{protocols} picks the first the client offered that it speaks", function()
+      local srv = web.serve(function(req)
+        local ws = req:websocket{protocols = {"a", "b"}}
+        ws:send("chose:" .. tostring(ws.protocol))
+        ws:receive()
+      end, "127.0.0.1", 0)
+      local out, err = py_client(srv.port, '["c", "b", "a"]')
+      assert.are.equal("b chose:b\n", out, err)
+      out, err = py_client(srv.port, '["zzz"]')
+      assert.are.equal("None chose:nil\n", out, err)
+      -- lasync to lasync
+      local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(srv.port), {protocols = {"a"}})
+      assert.are.equal("a", ws.protocol)
+      assert.are.equal("chose:a", ws:receive())
+      ws:close()
+      srv:close()
+      srv:wait_closed()
+    end)
+
+    it("refuses a server that chooses a protocol the client did not offer", function()
+      local srv = asyncio.start_server(function(r, w)
+        local head = r:readuntil("\r\n\r\n")
+        local key = head:match("[Ss]ec%-[Ww]eb[Ss]ocket%-[Kk]ey: ([^\r]+)")
+        w:write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" ..
+          "Connection: Upgrade\r\nSec-WebSocket-Accept: " .. websocket.accept_key(key) ..
+          "\r\nSec-WebSocket-Protocol: evil\r\n\r\n")
+        r:read()
+        w:close()
+      end, "127.0.0.1", 0)
+      local url = ("ws://127.0.0.1:%d/"):format(srv.port)
+      local err = helper.raises(asyncio.ConnectionError, websocket.connect, url, {protocols = {"good"}})
+      assert.matches("chose subprotocol 'evil', which was not offered", tostring(err))
+      err = helper.raises(asyncio.ConnectionError, websocket.connect, url)
+      assert.matches("not offered", tostring(err))
+      srv:close()
+      srv:wait_closed()
+    end)
+
+    it("refuses malformed protocol lists on both sides", function()
+      local url = "ws://127.0.0.1:1/"
+      local function refuses(pattern, protocols)
+        helper.fails_with(pattern, websocket.connect, url, {protocols = protocols})
+      end
+      refuses("protocols must be a non%-empty list of strings, got string", "chat")
+      refuses("got an empty table", {})
+      refuses("protocols%[1%] must be a token", {"a b"})
+      refuses("protocols%[1%] must be a token", {"a,b"})
+      refuses("protocols%[2%] must be a token", {"a", "x\0y"})
+      refuses("protocols%[1%] must be a token", {"\r\nX-Injected: 1"})
+      refuses("protocols%[1%] must be a token.*got number", {42})
+      refuses("listed twice", {"a", "a"})
+      refuses("protocols must be a list", {"a", x = "b"})
+      local seen = {}
+      local srv = web.serve(function(req)
+        for i, opts in ipairs{{protocols = "a"}, {protocols = {}}, {protocols = {"a b"}},
+                              {proto = {"a"}}, 7} do
+          local ok, e = pcall(req.websocket, req, opts)
+          seen[i] = not ok and tostring(e)
+        end
+        return "done"
+      end, "127.0.0.1", 0)
+      local res = require("asyncio.http").fetch(("http://127.0.0.1:%d/"):format(srv.port),
+        {headers = {Upgrade = "websocket", Connection = "Upgrade",
+                    ["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==", ["Sec-WebSocket-Version"] = "13"}})
+      assert.are.equal("done", res:text())
+      assert.matches("non%-empty list of strings, got string", seen[1])
+      assert.matches("got an empty table", seen[2])
+      assert.matches("must be a token", seen[3])
+      assert.matches("unknown option 'proto'", seen[4])
+      assert.matches("table expected, got number", seen[5])
+      srv:close()
+      srv:wait_closed()
+    end)
+  end)
+
   describe("wss:// (TLS streams)", function()
     local tlshelper = require "spec.tlshelper"
     teardown(function() tlshelper.cleanup() end)

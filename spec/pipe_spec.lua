@@ -22,12 +22,7 @@ local function tmpfile(content)
   return path
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = helper.read_file
 
 -- Counts stdin's lines and bytes through asyncio.stdin(), answers on
 -- asyncio.stdout(), and reports whether fd 0 was left blocking (the
