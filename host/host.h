@@ -178,7 +178,8 @@ enum {
   TF_HAS_CALLBACKS = 1 << 6,/* Lua done callbacks in the extras table */
   TF_CANCELLING = 1 << 7,   /* inside its cancel hook (await cycles) */
   TF_DEFER_CANCEL = 1 << 8, /* woken with a result: cancel at the next park */
-  TF_NO_STACK = 1 << 9      /* host_wake had no room for the values: raise */
+  TF_NO_STACK = 1 << 9,     /* host_wake had no room for the values: raise */
+  TF_WOKE_SELF = 1 << 10    /* woken in its own step: ready at its end */
 };
 
 /* The record is most of what an idle task costs besides its Lua thread
@@ -475,6 +476,7 @@ struct lasync_host {
    * the start of the next one when nothing ran between; step_end is the
    * end of a task's last step, its end time (task_end takes it). */
   uint64_t step_chain, step_end;
+  host_task *run_target;  /* the task host_run_task runs the loop for */
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */

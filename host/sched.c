@@ -263,6 +263,10 @@ static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   if (h->debug) host_debug_step_end(h->debug, t->co);
   uint64_t t1 = uv_hrtime();
   t->stats.busy += t1 - t0;
+  if (t->flags & TF_WOKE_SELF) {
+    t->flags &= ~TF_WOKE_SELF;
+    t->stats.queued = t->stats.last_wake = t1;
+  }
   if (h->trace) host_trace_step(h, t, t0, t1);
   h->current = outer;
   t->nargs = 0;
@@ -373,7 +377,13 @@ void host_wake(host_task *t, lua_State *from, int n) {
   t->nargs = n;
   t->flags |= TF_QUEUED;
   t->wakes++;
-  t->stats.queued = t->stats.last_wake = uv_hrtime();
+  /* A task that wakes itself (sleep(0)) is ready when its step ends, which
+   * task_resume reads anyway: a clock read less, and the rest of its step
+   * is not counted both busy and scheduled. */
+  if (t->co == t->h->current)
+    t->flags |= TF_WOKE_SELF;
+  else
+    t->stats.queued = t->stats.last_wake = uv_hrtime();
   if (t->h->trace) host_trace_wake(t->h, t);
   host_ready_push(t->h, &t->ready);
 }
@@ -438,10 +448,17 @@ static void deadlock_where(lasync_host *h, host_task *t) {
   }
 }
 
+/* uv_run(UV_RUN_DEFAULT) turns the loop until task_end stops it at t's end
+ * (h->run_target): returning from uv_run(UV_RUN_ONCE) at every turn cost
+ * a second clock update and timer run per turn (one extra turn's worth in
+ * a sleep(0) or a lock hand-over).  uv_stop from elsewhere (Ctrl-C) only
+ * brings us back here early. */
 int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
   int deadlock = 0;
+  host_task *outer = h->run_target;
+  h->run_target = t;
   while (t->state != TASK_DONE) {
-    if (!uv_run(h->loop, UV_RUN_ONCE) && t->state != TASK_DONE &&
+    if (!uv_run(h->loop, UV_RUN_DEFAULT) && t->state != TASK_DONE &&
         !h->ready_head) {
       if (deadlock) break; /* cancelled, and still nothing can move */
       deadlock = 1;
@@ -449,6 +466,7 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
       host_task_cancel(t, L, 0);
     }
   }
+  h->run_target = outer;
   return deadlock;
 }
 

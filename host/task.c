@@ -272,6 +272,7 @@ static void task_end(lasync_host *h, host_task *t) {
   t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
   t->wait_cancel = NULL;
   h->npending--;
+  if (t == h->run_target) uv_stop(h->loop); /* host_run_task waits for it */
   host_link *link;
   while ((link = host_list_first(&t->awaiters))) {
     host_listener *l = host_container_of(link, host_listener, link);
