@@ -240,7 +240,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   lua_pushcfunction(co, body_msgh);
   lua_xmove(L, co, nargs + 1);
   t->ref = pending_anchor(L, h);
-  t->nargs = nargs + 2;
+  t->base = 1; /* the first resume calls body with the rest */
   h->npending++;
   t->flags |= TF_QUEUED;
   host_ready_push(h, &t->ready);
