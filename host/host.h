@@ -178,7 +178,10 @@ enum {
   TF_HAS_CALLBACKS = 1 << 6,/* Lua done callbacks in the extras table */
   TF_CANCELLING = 1 << 7,   /* inside its cancel hook (await cycles) */
   TF_DEFER_CANCEL = 1 << 8, /* woken with a result: cancel at the next park */
-  TF_NO_STACK = 1 << 9      /* host_wake had no room for the values: raise */
+  TF_NO_STACK = 1 << 9,     /* host_wake had no room for the values: raise */
+  TF_WOKE_SELF = 1 << 10,   /* woken in its own step: ready at its end */
+  TF_CTX_DATA = 1 << 11,    /* parked with ctx == data: k gets wait_data */
+  TF_CTX_SLOT = 1 << 12     /* parked with another ctx: on co at `base` */
 };
 
 /* The record is most of what an idle task costs besides its Lua thread
@@ -199,7 +202,8 @@ struct host_task {
   host_task_stats stats;   /* tokio-console's per-task figures */
   host_where created;      /* where create_task was called (where.c) */
   int ref;                 /* slot in the host's pending table */
-  int nargs;               /* values pushed on co for the next resume */
+  int base;                /* co's stack top below the values its next
+                              resume passes (its arguments: the wake's) */
   int ncancels;            /* Python's cancelling() */
   int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
   int report_ref;          /* registry ref of its failure's report (origin.c) */
@@ -253,7 +257,8 @@ void host_task_types(lua_State *L);
 
 /* Parks the running task t (which is L's task); use as
  * `return host_park(L, t, cancel, data, k, ctx);`.  k may be NULL: then the
- * values the waker pushed are returned. */
+ * values the waker pushed are returned.  A ctx equal to data (the usual
+ * case) is not stored twice: k gets t->wait_data as the resume finds it. */
 int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
               host_k_fn k, lua_KContext ctx);
 /* Queues a parked task with the n values on top of `from` (moved). */
@@ -475,6 +480,7 @@ struct lasync_host {
    * the start of the next one when nothing ran between; step_end is the
    * end of a task's last step, its end time (task_end takes it). */
   uint64_t step_chain, step_end;
+  host_task *run_target;  /* the task host_run_task runs the loop for */
   int open_handles;       /* internal handles not yet closed */
   int owns_loop, owns_state;
   int running;            /* inside a callback of ours */

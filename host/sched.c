@@ -226,8 +226,7 @@ static int task_prepare(lasync_host *h, host_task *t) {
     }
     t->flags |= TF_STARTED;
   } else if (t->flags & (TF_MUST_CANCEL | TF_NO_STACK)) {
-    lua_pop(co, t->nargs);
-    t->nargs = 0;
+    lua_settop(co, t->base); /* the wake's values, if any, go */
     if (t->flags & TF_MUST_CANCEL) {
       give_cancelled(h, t);
     } else { /* host_wake found no room for the values on co's stack */
@@ -235,20 +234,19 @@ static int task_prepare(lasync_host *h, host_task *t) {
       if (!lua_checkstack(co, 1)) lua_error(h->cbL);
       lua_xmove(h->cbL, co, 1);
     }
-    t->nargs = 1;
     t->flags |= TF_THROW;
   }
   task_ready_flags(t);
   return 1;
 }
 
-/* The wait is over: the task is neither queued nor parked any more. */
+/* The wait is over: the task is neither queued nor parked any more.
+ * wait_data stays for park_k (it may be k's ctx), which clears it. */
 static inline void task_ready_flags(host_task *t) {
   t->flags &= ~(TF_QUEUED | TF_PARKED | TF_MUST_CANCEL | TF_NO_STACK);
   if (t->flags & TF_DEFER_CANCEL) /* the wake's values arrive first */
     t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
-  t->wait_data = NULL;
 }
 
 /* The one lua_resume; it counts the step's time (stats). */
@@ -259,13 +257,16 @@ static inline int task_resume(lasync_host *h, host_task *t, int *nres) {
   t->steps++;
   t->stats.scheduled += t0 - t->stats.queued;
   if (h->debug) host_debug_step_begin(h->debug, t->co);
-  int status = lua_resume(t->co, h->cbL, t->nargs, nres);
+  int status = lua_resume(t->co, h->cbL, lua_gettop(t->co) - t->base, nres);
   if (h->debug) host_debug_step_end(h->debug, t->co);
   uint64_t t1 = uv_hrtime();
   t->stats.busy += t1 - t0;
+  if (t->flags & TF_WOKE_SELF) {
+    t->flags &= ~TF_WOKE_SELF;
+    t->stats.queued = t->stats.last_wake = t1;
+  }
   if (h->trace) host_trace_step(h, t, t0, t1);
   h->current = outer;
-  t->nargs = 0;
   /* a task that parked is done with; one that did not ends now */
   if (status == LUA_YIELD && (t->flags & TF_PARKED)) {
     h->step_chain = t1;
@@ -310,34 +311,48 @@ void host_task_step(lasync_host *h, host_ready *r) {
 
 /* ---- parking and waking ----------------------------------------------- */
 
-/* The primitive's continuation and its context wait on the parked
- * thread's own stack (slots it has anyway) rather than in every task. */
-static int park_k(lua_State *L, int status, lua_KContext base) {
+/* The primitive's continuation rides in the yield's own context (Lua
+ * keeps it in the C frame), its ctx in the task's wait_data when it is
+ * the same pointer (most primitives pass their object as both), and only
+ * another ctx takes a slot of the parked thread's stack, at t->base.  The
+ * wake's values lie above t->base: no API call moves or reads anything on
+ * the usual park (it used to push and pop both as light userdata, about
+ * 130 instructions a park). */
+static int park_k(lua_State *L, int status, lua_KContext kctx) {
   host_task *t = host_task_of(L);
-  int b = (int)base;
   (void)status;
   if (t->flags & TF_PARKED) {
-    /* step() clears TF_PARKED: this resume came from coroutine.resume on
-     * the task's thread, not from the scheduler.  Stay parked. */
-    lua_settop(L, b);
-    return lua_yieldk(L, 0, base, park_k);
+    /* step() clears TF_PARKED: this resume came from outside the scheduler
+     * (C code; the coroutine library refuses task threads).  Stay parked,
+     * dropping what it passed. */
+    lua_settop(L, t->base);
+    return lua_yieldk(L, 0, kctx, park_k);
   }
+  void *data = t->wait_data;
+  t->wait_data = NULL;
+  int base = t->base;
   if (t->flags & TF_THROW) {
     t->flags &= ~TF_THROW;
     return lua_error(L);
   }
-  host_k_fn k = (host_k_fn)(uintptr_t)lua_touserdata(L, b - 1);
-  lua_KContext ctx = (lua_KContext)(uintptr_t)lua_touserdata(L, b);
-  if (lua_gettop(L) > b) lua_rotate(L, b - 1, -2); /* values came: under */
-  lua_pop(L, 2); /* most wakes bring none: then no rotate (57 Ir a park) */
+  host_k_fn k = (host_k_fn)(uintptr_t)kctx;
+  lua_KContext ctx = 0;
+  if (t->flags & TF_CTX_DATA) {
+    ctx = (lua_KContext)(uintptr_t)data;
+  } else if (t->flags & TF_CTX_SLOT) {
+    ctx = (lua_KContext)(uintptr_t)lua_touserdata(L, base);
+    lua_remove(L, base);
+    base--;
+  }
   if (k) return k(L, ctx);
-  return lua_gettop(L) - (b - 2);
+  return lua_gettop(L) - base;
 }
 
 int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
               host_k_fn k, lua_KContext ctx) {
   t->wait_cancel = cancel;
   t->wait_data = data;
+  t->flags &= ~(TF_CTX_DATA | TF_CTX_SLOT);
   t->flags |= TF_PARKED;
   if (t->flags & TF_MUST_CANCEL) {
     /* The task asked for its own cancellation before this suspension: it is
@@ -354,10 +369,17 @@ int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
       }
     }
   }
-  luaL_checkstack(L, 2, "park");
-  lua_pushlightuserdata(L, (void *)(uintptr_t)k);
-  lua_pushlightuserdata(L, (void *)(uintptr_t)ctx);
-  return lua_yieldk(L, 0, (lua_KContext)lua_gettop(L), park_k);
+  if (k && ctx) {
+    if (ctx == (lua_KContext)(uintptr_t)data) {
+      t->flags |= TF_CTX_DATA;
+    } else {
+      luaL_checkstack(L, 1, "park");
+      lua_pushlightuserdata(L, (void *)(uintptr_t)ctx);
+      t->flags |= TF_CTX_SLOT;
+    }
+  }
+  t->base = lua_gettop(L);
+  return lua_yieldk(L, 0, (lua_KContext)(uintptr_t)k, park_k);
 }
 
 void host_wake(host_task *t, lua_State *from, int n) {
@@ -370,10 +392,15 @@ void host_wake(host_task *t, lua_State *from, int n) {
       t->flags |= TF_NO_STACK;
     }
   }
-  t->nargs = n;
   t->flags |= TF_QUEUED;
   t->wakes++;
-  t->stats.queued = t->stats.last_wake = uv_hrtime();
+  /* A task that wakes itself (sleep(0)) is ready when its step ends, which
+   * task_resume reads anyway: a clock read less, and the rest of its step
+   * is not counted both busy and scheduled. */
+  if (t->co == t->h->current)
+    t->flags |= TF_WOKE_SELF;
+  else
+    t->stats.queued = t->stats.last_wake = uv_hrtime();
   if (t->h->trace) host_trace_wake(t->h, t);
   host_ready_push(t->h, &t->ready);
 }
@@ -415,7 +442,6 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   }
   t->wait_cancel = NULL;
   t->flags |= TF_MUST_CANCEL | TF_QUEUED;
-  t->nargs = 0;
   t->stats.queued = uv_hrtime();
   host_ready_push(t->h, &t->ready);
   return 1;
@@ -438,10 +464,17 @@ static void deadlock_where(lasync_host *h, host_task *t) {
   }
 }
 
+/* uv_run(UV_RUN_DEFAULT) turns the loop until task_end stops it at t's end
+ * (h->run_target): returning from uv_run(UV_RUN_ONCE) at every turn cost
+ * a second clock update and timer run per turn (one extra turn's worth in
+ * a sleep(0) or a lock hand-over).  uv_stop from elsewhere (Ctrl-C) only
+ * brings us back here early. */
 int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
   int deadlock = 0;
+  host_task *outer = h->run_target;
+  h->run_target = t;
   while (t->state != TASK_DONE) {
-    if (!uv_run(h->loop, UV_RUN_ONCE) && t->state != TASK_DONE &&
+    if (!uv_run(h->loop, UV_RUN_DEFAULT) && t->state != TASK_DONE &&
         !h->ready_head) {
       if (deadlock) break; /* cancelled, and still nothing can move */
       deadlock = 1;
@@ -449,6 +482,7 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
       host_task_cancel(t, L, 0);
     }
   }
+  h->run_target = outer;
   return deadlock;
 }
 

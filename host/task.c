@@ -240,7 +240,7 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   lua_pushcfunction(co, body_msgh);
   lua_xmove(L, co, nargs + 1);
   t->ref = pending_anchor(L, h);
-  t->nargs = nargs + 2;
+  t->base = 1; /* the first resume calls body with the rest */
   h->npending++;
   t->flags |= TF_QUEUED;
   host_ready_push(h, &t->ready);
@@ -272,6 +272,7 @@ static void task_end(lasync_host *h, host_task *t) {
   t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
   t->wait_cancel = NULL;
   h->npending--;
+  if (t == h->run_target) uv_stop(h->loop); /* host_run_task waits for it */
   host_link *link;
   while ((link = host_list_first(&t->awaiters))) {
     host_listener *l = host_container_of(link, host_listener, link);

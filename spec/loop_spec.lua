@@ -117,4 +117,32 @@ describe("get_event_loop", function()
     assert.matches("nested\tfalse\t.*cannot be called from a running event loop", out)
     assert.matches("true", out)
   end)
+  it("asyncio.run returns when its task ends while another keeps the loop turning", function()
+    -- the loop turns until the end of asyncio.run's task stops it
+    -- (host_run_task); a task that never parks for long must not keep it
+    -- going (it is cancelled then, as asyncio.run does)
+    local path = helper.tmpname(".lua")
+    local f = assert(io.open(path, "w"))
+    f:write(("package.cpath = %q .. '/?.so;' .. package.cpath\n"):format(helper.module_dir), [[
+      local asyncio = require "asyncio"
+      local spins, cancelled = 0, false
+      local r = asyncio.run(function()
+        asyncio.create_task(function()
+          local ok, e = pcall(function()
+            while true do spins = spins + 1 asyncio.sleep(0) end
+          end)
+          cancelled = not ok and asyncio.is(e, asyncio.CancelledError)
+          error(e, 0)
+        end)
+        asyncio.sleep(0.01)
+        return "main done"
+      end)
+      print(r, spins > 0, cancelled)
+    ]])
+    f:close()
+    local out, err, status = helper.sh("timeout 60 env " .. helper.lua54_cmd() .. " " .. path)
+    os.remove(path)
+    assert.are.equal(0, status, err)
+    assert.matches("main done\ttrue\ttrue", out)
+  end)
 end)

@@ -17,6 +17,21 @@ describe("sleep", function()
     assert.are.equal("v", asyncio.sleep(0.001, "v"))
     assert.are.equal(42, asyncio.sleep(0, 42))
     assert.are.equal(0, select("#", asyncio.sleep(0)))
+    -- a nil result is no result; false is one; what follows it is not
+    assert.are.equal(0, select("#", asyncio.sleep(0, nil)))
+    assert.are.equal(0, select("#", asyncio.sleep(0.001, nil)))
+    assert.are.same({false}, {asyncio.sleep(0, false)})
+    assert.are.same({"a"}, {asyncio.sleep(0, "a", "b")})
+    assert.are.same({"a"}, {asyncio.sleep(0.001, "a", "b", "c")})
+    local t = {}
+    assert.are.equal(t, asyncio.sleep(0, t))
+    -- cancelled, a sleep with a result raises all the same
+    local task = asyncio.create_task(function() return asyncio.sleep(10, "never") end)
+    asyncio.sleep(0)
+    task:cancel()
+    local ok, err = pcall(task.await, task)
+    assert.is_false(ok)
+    assert.is_true(asyncio.is(err, asyncio.CancelledError))
   end)
 
   it("sleep(0) yields exactly one loop turn, first come first served", function()
