@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "http_server.h"
+#include "init.h"
 #include "waitq.h"
 
 #define SERVER_MT "asyncio.http.server.Daemon"
@@ -537,9 +538,6 @@ static int l_unknown_option(lua_State *L) {
   return 1;
 }
 
-extern const unsigned char lasync_http_server_lua[];
-extern const size_t lasync_http_server_lua_len;
-
 LASYNC_API int luaopen_asyncio_http_server(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"next", l_next},   {"port", l_port},
@@ -550,10 +548,7 @@ LASYNC_API int luaopen_asyncio_http_server(lua_State *L) {
   host_new_type(L, SERVER_MT, methods, meta, 0);
   host_handle_register(L, &SERVER_TYPE);
   web_request_types(L);
-  if (luaL_loadbufferx(L, (const char *)lasync_http_server_lua,
-                       lasync_http_server_lua_len, "=asyncio/http_server.lua",
-                       "t"))
-    return lua_error(L);
+  l_load_lua_part(L, "http_server");
   lua_newtable(L); /* core */
   lua_pushcfunction(L, l_listen);
   lua_setfield(L, -2, "listen");

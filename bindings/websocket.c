@@ -14,6 +14,7 @@
 #include <wslay/wslay.h>
 
 #include "host.h"
+#include "init.h"
 
 #define CODEC_MT "asyncio.websocket.Codec"
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -206,9 +207,6 @@ static int l_new_key(lua_State *L) {
   return 1;
 }
 
-extern const unsigned char lasync_websocket_lua[];
-extern const size_t lasync_websocket_lua_len;
-
 LASYNC_API int luaopen_asyncio_websocket(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"feed", l_feed},   {"queue", l_queue}, {"queue_close", l_queue_close},
@@ -219,10 +217,8 @@ LASYNC_API int luaopen_asyncio_websocket(lua_State *L) {
                                    {"new_key", l_new_key},
                                    {NULL, NULL}};
   host_new_type(L, CODEC_MT, methods, meta, 0);
-  if (luaL_loadbufferx(L, (const char *)lasync_websocket_lua,
-                       lasync_websocket_lua_len, "=asyncio/websocket.lua", "t"))
-    return lua_error(L);
-  luaL_newlib(L, funcs);
+  l_load_lua_part(L, "websocket");
+  luaL_newlib(L, funcs); /* core */
   lua_getglobal(L, "require");
   lua_pushstring(L, "asyncio");
   lua_call(L, 1, 1);
