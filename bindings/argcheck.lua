@@ -3,10 +3,12 @@
 -- to 'fetch' (string expected, got number)", raised at the caller's line
 -- as luaL_argerror does for a C function.
 --
--- argcheck(sources) -> argerror, checktype for a module whose code is in
--- the chunks named in the set `sources` ("=asyncio/http.lua" = true...):
--- the error points at the first frame outside them (and outside this
--- file), however deep inside the module the check was made.
+-- argcheck(sources) -> argerror, checktype, raise for a module whose code
+-- is in the chunks named in the set `sources` ("=asyncio/http.lua" =
+-- true...): the error points at the first frame outside them (and outside
+-- this file), however deep inside the module the check was made.  raise
+-- is for a module's messages that are not in Lua's wording ("serve():
+-- unknown option 'x'"): the same line, the message as given.
 local error, type = error, type
 local getinfo = debug and debug.getinfo
 local HERE = "=asyncio/argcheck.lua"
@@ -26,8 +28,13 @@ return function(sources)
     return level - 1 -- as argerror counts
   end
 
+  -- Each calls level_out itself: its fallback level counts from them.
   local function argerror(n, fname, msg)
     error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), level_out())
+  end
+
+  local function raise(msg)
+    error(msg, level_out())
   end
 
   -- v when it has type `want` (or is nil and `optional`), else an error.
@@ -37,5 +44,5 @@ return function(sources)
       v == nil and "no value" or type(v)))
   end
 
-  return argerror, checktype
+  return argerror, checktype, raise
 end

@@ -550,6 +550,8 @@ LASYNC_API int luaopen_asyncio_http_server(lua_State *L) {
   web_request_types(L);
   l_load_lua_part(L, "http_server");
   lua_newtable(L); /* core */
+  l_push_lua_part_loader(L); /* for argcheck.lua */
+  lua_setfield(L, -2, "lua_part");
   lua_pushcfunction(L, l_listen);
   lua_setfield(L, -2, "listen");
   lua_pushcfunction(L, l_unknown_option);

@@ -8,6 +8,11 @@ local core, asyncio = ...
 
 local M = {mhd_version = core.mhd_version}
 
+-- Argument errors name the caller's line, the first frame outside this
+-- file and websocket.lua (req:websocket() checks its protocols there).
+local argerror, _, raise = core.lua_part("argcheck")()({
+  ["=asyncio/http_server.lua"] = true, ["=asyncio/websocket.lua"] = true})
+
 -- Defaults: every one can be overridden in opts (docs/http_server.md).
 M.defaults = {
   max_body = 1024 * 1024,        -- bytes of a request body (413 beyond)
@@ -23,37 +28,37 @@ M.defaults = {
 local function check_opts(opts)
   if opts == nil then opts = {} end
   if type(opts) ~= "table" then
-    error("bad argument #4 to 'serve' (table expected, got " .. type(opts) .. ")", 3)
+    argerror(4, "serve", "table expected, got " .. type(opts))
   end
   local bad = core.unknown_option(opts)
-  if bad then error(("serve(): unknown option '%s'"):format(bad), 3) end
+  if bad then raise(("serve(): unknown option '%s'"):format(bad)) end
   local o = {}
   if opts.tls ~= nil then
     local t = opts.tls
     if type(t) ~= "table" or type(t.cert) ~= "string" or type(t.key) ~= "string"
        or t.cert:find("\0", 1, true) or t.key:find("\0", 1, true) then
-      error("serve(): option tls must be {cert = PEM string, key = PEM string}", 3)
+      raise("serve(): option tls must be {cert = PEM string, key = PEM string}")
     end
     for k in pairs(t) do
       if k ~= "cert" and k ~= "key" then
-        error(("serve(): unknown option 'tls.%s'"):format(tostring(k)), 3)
+        raise(("serve(): unknown option 'tls.%s'"):format(tostring(k)))
       end
     end
   end
   if opts.ssl ~= nil and opts.ssl ~= false then
     if opts.tls ~= nil then
-      error("serve(): options ssl and tls exclude each other (ssl is the SSLContext way)", 3)
+      raise("serve(): options ssl and tls exclude each other (ssl is the SSLContext way)")
     end
     local t = opts.ssl
     if t == true then
-      error("serve(): option ssl must be a server's SSLContext with a certificate, got true", 3)
+      raise("serve(): option ssl must be a server's SSLContext with a certificate, got true")
     end
     local ok, cert, key, prio = pcall(core.ssl_options, t)
     if not ok then
       if tostring(cert):find("SSLContext expected", 1, true) then
-        error("serve(): option ssl must be an SSLContext, got " .. type(t), 3)
+        raise("serve(): option ssl must be an SSLContext, got " .. type(t))
       end
-      error(cert, 3)
+      raise(cert)
     end
     o.tls = {cert = cert, key = key, priorities = prio}
   end
@@ -61,28 +66,28 @@ local function check_opts(opts)
     local x = opts[k]
     if x == nil then x = v end
     if math.type(x) == nil or x < 0 or x ~= x or x == math.huge then
-      error(("serve(): option %s must be a finite number >= 0, got %s")
-        :format(k, tostring(x)), 3)
+      raise(("serve(): option %s must be a finite number >= 0, got %s")
+        :format(k, tostring(x)))
     end
     o[k] = x
   end
   if opts.stream_body ~= nil and type(opts.stream_body) ~= "boolean" then
-    error("serve(): option stream_body must be a boolean, got " .. type(opts.stream_body), 3)
+    raise("serve(): option stream_body must be a boolean, got " .. type(opts.stream_body))
   end
   o.stream_body = opts.stream_body or false
   o.tls = o.tls or opts.tls -- kept in server.opts: libmicrohttpd may point into the PEM strings
   for _, k in ipairs {"max_body", "max_header_bytes", "max_connections",
                       "max_connections_per_ip", "idle_timeout", "backlog"} do
     if math.type(o[k]) ~= "integer" and o[k] ~= math.floor(o[k]) then
-      error(("serve(): option %s must be an integer, got %s"):format(k, o[k]), 3)
+      raise(("serve(): option %s must be an integer, got %s"):format(k, o[k]))
     end
     o[k] = math.tointeger(o[k])
   end
   if o.max_header_bytes < 1024 then
-    error("serve(): option max_header_bytes must be at least 1024", 3)
+    raise("serve(): option max_header_bytes must be at least 1024")
   end
   if o.header_timeout <= 0 then
-    error("serve(): option header_timeout must be > 0", 3)
+    raise("serve(): option header_timeout must be > 0")
   end
   return o
 end
@@ -114,7 +119,7 @@ Request.__index = Request
 function Request:read(max)
   if max == nil then max = 65536 end
   if math.type(max) ~= "integer" or max < 1 then
-    error("bad argument #1 to 'read' (positive integer expected, got " .. tostring(max) .. ")", 2)
+    argerror(1, "read", "positive integer expected, got " .. tostring(max))
   end
   return self._rq:read(max)
 end
@@ -148,29 +153,29 @@ local WS_OPTS = {max_message = true, protocols = true}
 function Request:websocket(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
-    error("bad argument #1 to 'websocket' (table expected, got " .. type(opts) .. ")", 2)
+    argerror(1, "websocket", "table expected, got " .. type(opts))
   end
   for k in pairs(opts) do
-    if not WS_OPTS[k] then error(("websocket(): unknown option '%s'"):format(tostring(k)), 2) end
+    if not WS_OPTS[k] then raise(("websocket(): unknown option '%s'"):format(tostring(k))) end
   end
   local h = self.headers
   local key = h["sec-websocket-key"]
   if not (h.upgrade or ""):lower():find("websocket", 1, true) or not key
      or h["sec-websocket-version"] ~= "13" or self.method ~= "GET" then
-    error("websocket(): not a WebSocket (version 13) handshake", 2)
+    raise("websocket(): not a WebSocket (version 13) handshake")
   end
   if self._tls then
     -- libmicrohttpd 0.9.75 relays an upgraded TLS connection through what
     -- is left of the connection's memory pool: 4 bytes per turn
-    error("websocket(): not supported on a TLS server (libmicrohttpd "
-      .. "relays upgraded TLS connections a few bytes at a time)", 2)
+    raise("websocket(): not supported on a TLS server (libmicrohttpd "
+      .. "relays upgraded TLS connections a few bytes at a time)")
   end
   local max = opts.max_message or 1024 * 1024
   if math.type(max) ~= "integer" or max < 1 then
-    error("websocket(): max_message must be a positive integer", 2)
+    raise("websocket(): max_message must be a positive integer")
   end
   local ws = require "asyncio.websocket"
-  local ours = ws.check_protocols(opts.protocols, "websocket()", 2)
+  local ours = ws.check_protocols(opts.protocols, "websocket()")
   local chosen
   if ours then
     local set = {}
@@ -308,15 +313,14 @@ Server.__close = Server.close
 
 function M.serve(handler, host, port, opts)
   if type(handler) ~= "function" and not (getmetatable(handler) or {}).__call then
-    error("bad argument #1 to 'serve' (function expected, got " .. type(handler) .. ")", 2)
+    argerror(1, "serve", "function expected, got " .. type(handler))
   end
   if host == nil then host = "127.0.0.1" end
   if type(host) ~= "string" or host:find("\0", 1, true) then
-    error("bad argument #2 to 'serve' (string without NUL expected)", 2)
+    argerror(2, "serve", "string without NUL expected")
   end
   if math.type(port) ~= "integer" or port < 0 or port > 65535 then
-    error("bad argument #3 to 'serve' (integer port 0..65535 expected, got "
-          .. tostring(port) .. ")", 2)
+    argerror(3, "serve", "integer port 0..65535 expected, got " .. tostring(port))
   end
   local o = check_opts(opts)
   local daemon = core.listen(host, port, o.max_body, o.max_connections,

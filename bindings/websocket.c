@@ -219,6 +219,8 @@ LASYNC_API int luaopen_asyncio_websocket(lua_State *L) {
   host_new_type(L, CODEC_MT, methods, meta, 0);
   l_load_lua_part(L, "websocket");
   luaL_newlib(L, funcs); /* core */
+  l_push_lua_part_loader(L); /* for argcheck.lua */
+  lua_setfield(L, -2, "lua_part");
   lua_getglobal(L, "require");
   lua_pushstring(L, "asyncio");
   lua_call(L, 1, 1);

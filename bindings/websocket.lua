@@ -6,6 +6,11 @@ local core, asyncio = ...
 
 local M = {accept_key = core.accept_key}
 
+-- Argument errors name the caller's line, the first frame outside this
+-- file and http_server.lua (whose req:websocket() calls check_protocols).
+local argerror, _, raise = core.lua_part("argcheck")()({
+  ["=asyncio/websocket.lua"] = true, ["=asyncio/http_server.lua"] = true})
+
 local TEXT, BINARY, CLOSE, PING = 1, 2, 8, 9
 
 local WS = {}
@@ -23,7 +28,7 @@ end
 local function parse_url(url)
   local scheme, host, port, path = url:match("^(wss?)://([^/:]+):?(%d*)(/?.*)$")
   if not scheme then
-    error("websocket(): url must be ws://host[:port]/path or wss://..., got " .. tostring(url), 3)
+    raise("websocket(): url must be ws://host[:port]/path or wss://..., got " .. tostring(url))
   end
   local tls = scheme == "wss"
   return host, tonumber(port) or (tls and 443 or 80), path ~= "" and path or "/", tls
@@ -34,25 +39,25 @@ local KNOWN = {max_message = true, headers = true, timeout = true,
 
 -- A subprotocol list (opts.protocols): a non-empty sequence of distinct
 -- tokens (RFC 6455 section 4.1); `who` names the function for errors.
-function M.check_protocols(list, who, level)
+function M.check_protocols(list, who)
   if list == nil then return nil end
   if type(list) ~= "table" or #list == 0 then
-    error(("%s: protocols must be a non-empty list of strings, got %s")
-      :format(who, type(list) == "table" and "an empty table" or type(list)), level + 1)
+    raise(("%s: protocols must be a non-empty list of strings, got %s")
+      :format(who, type(list) == "table" and "an empty table" or type(list)))
   end
   local seen = {}
   for k in pairs(list) do
     if math.type(k) ~= "integer" or k < 1 or k > #list then
-      error(("%s: protocols must be a list (key %s)"):format(who, tostring(k)), level + 1)
+      raise(("%s: protocols must be a list (key %s)"):format(who, tostring(k)))
     end
   end
   for i, p in ipairs(list) do
     if type(p) ~= "string" or not p:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
-      error(("%s: protocols[%d] must be a token (letters, digits, !#$%%&'*+-.^_`|~), got %s")
-        :format(who, i, type(p) == "string" and ("%q"):format(p) or type(p)), level + 1)
+      raise(("%s: protocols[%d] must be a token (letters, digits, !#$%%&'*+-.^_`|~), got %s")
+        :format(who, i, type(p) == "string" and ("%q"):format(p) or type(p)))
     end
     if seen[p] then
-      error(("%s: protocol '%s' is listed twice"):format(who, p), level + 1)
+      raise(("%s: protocol '%s' is listed twice"):format(who, p))
     end
     seen[p] = true
   end
@@ -72,12 +77,12 @@ end
 local function stream_opts(url, tls, opts)
   if not tls then
     if opts.ssl ~= nil or opts.server_hostname ~= nil then
-      error("websocket(): options ssl and server_hostname need a wss:// url, got " .. url, 3)
+      raise("websocket(): options ssl and server_hostname need a wss:// url, got " .. url)
     end
     return nil
   end
   if opts.ssl == false then
-    error("websocket(): a wss:// url cannot have ssl = false", 3)
+    raise("websocket(): a wss:// url cannot have ssl = false")
   end
   local ssl = opts.ssl
   if ssl == nil then ssl = true end
@@ -89,20 +94,20 @@ end
 -- for wss://, ssl and server_hostname (asyncio.open_connection's).
 function M.connect(url, opts)
   if type(url) ~= "string" or url:find("[%z\r\n ]") then
-    error("bad argument #1 to 'websocket' (url string without blanks, CR, LF, NUL expected)", 2)
+    argerror(1, "websocket", "url string without blanks, CR, LF, NUL expected")
   end
   opts = opts or {}
-  if type(opts) ~= "table" then error("bad argument #2 to 'websocket' (table expected)", 2) end
+  if type(opts) ~= "table" then argerror(2, "websocket", "table expected") end
   for k in pairs(opts) do
-    if not KNOWN[k] then error(("websocket(): unknown option '%s'"):format(tostring(k)), 2) end
+    if not KNOWN[k] then raise(("websocket(): unknown option '%s'"):format(tostring(k))) end
   end
   local host, port, path, tls = parse_url(url)
   local sopts = stream_opts(url, tls, opts)
   local max = opts.max_message or 1024 * 1024
   if math.type(max) ~= "integer" or max < 1 then
-    error("websocket(): max_message must be a positive integer", 2)
+    raise("websocket(): max_message must be a positive integer")
   end
-  local protocols = M.check_protocols(opts.protocols, "websocket()", 2)
+  local protocols = M.check_protocols(opts.protocols, "websocket()")
   local reader, writer = asyncio.open_connection(host, port, sopts)
   local key = core.new_key()
   local lines = {("GET %s HTTP/1.1"):format(path), ("Host: %s:%d"):format(host, port),
@@ -114,7 +119,7 @@ function M.connect(url, opts)
   for k, v in pairs(opts.headers or {}) do
     if tostring(k):find("[%c:]") or tostring(v):find("%c") then
       writer:close()
-      error("websocket(): bad handshake header " .. tostring(k), 2)
+      raise("websocket(): bad handshake header " .. tostring(k))
     end
     lines[#lines + 1] = k .. ": " .. v
   end
@@ -161,11 +166,11 @@ end
 
 -- send(data [, "binary"]): a text (default) or binary message.
 function WS:send(data, kind)
-  if type(data) ~= "string" then error("bad argument #1 to 'send' (string expected)", 2) end
+  if type(data) ~= "string" then argerror(1, "send", "string expected") end
   if self.closed then error(asyncio.ConnectionError("websocket: closed"), 2) end
   local op = kind == "binary" and BINARY or TEXT
   if kind ~= nil and kind ~= "binary" and kind ~= "text" then
-    error("bad argument #2 to 'send' ('text' or 'binary' expected)", 2)
+    argerror(2, "send", "'text' or 'binary' expected")
   end
   self.codec:queue(op, data)
   flush(self)

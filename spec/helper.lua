@@ -106,13 +106,14 @@ function helper.error_of(fn, ...)
   return err
 end
 
--- Calls fn() and asserts it raises "bad argument ..." at a line of the
--- spec file whose name matches `file` (a pattern: "redis_spec%.lua"), not
--- at a line of a compiled-in Lua part (asyncio/...); returns that line.
-function helper.arg_error_line(fn, file)
+-- Calls fn() and asserts it raises "bad argument ..." (or a message that
+-- starts with the pattern `lead`: "serve%(%): unknown option") at a line of
+-- the spec file whose name matches `file` (a pattern: "redis_spec%.lua"),
+-- not at a line of a compiled-in Lua part (asyncio/...); returns that line.
+function helper.arg_error_line(fn, file, lead)
   local err = tostring(helper.error_of(fn))
   assert.is_nil(err:find("asyncio/", 1, true), err)
-  local line = err:match("^[^:]*" .. file .. ":(%d+): bad argument")
+  local line = err:match("^[^:]*" .. file .. ":(%d+): " .. (lead or "bad argument"))
   assert.is_not_nil(line, err)
   return tonumber(line)
 end

@@ -253,3 +253,58 @@ describe("the course server against hostile clients", function()
     end)
   end)
 end)
+
+-- asyncio.http.server itself (under the course server): whatever the
+-- depth of the check in bindings/http_server.lua, a wrong argument names
+-- the caller's line, not one of the compiled-in part's.
+describe("asyncio.http.server's argument errors", function()
+  local web = require "asyncio.http.server"
+  local FILE = "http_server_hostile_spec%.lua"
+  local function line_of(f, lead) return helper.arg_error_line(f, FILE, lead) end
+  local function h() return "x" end
+  after_each(function() helper.no_leaks() end)
+
+  it("serve()'s point at the caller's line, the options' too", function()
+    local here = debug.getinfo(1, "l").currentline
+    assert.are.equal(here + 1, line_of(function() web.serve(nil, "127.0.0.1", 0) end))
+    assert.are.equal(here + 2, line_of(function() web.serve(h, 12, 0) end))
+    assert.are.equal(here + 3, line_of(function() web.serve(h, "127.0.0.1", 70000) end))
+    assert.are.equal(here + 4, line_of(function() web.serve(h, "127.0.0.1", 0, 5) end))
+    assert.are.equal(here + 5, line_of(function() web.serve(h, "127.0.0.1", 0, {max_bdy = 1}) end, "serve%(%): unknown option 'max_bdy'$"))
+    assert.are.equal(here + 6, line_of(function() web.serve(h, "127.0.0.1", 0, {tls = {cert = "a", key = "b", ca = 1}}) end, "serve%(%): unknown option 'tls.ca'$"))
+    assert.are.equal(here + 7, line_of(function() web.serve(h, "127.0.0.1", 0, {tls = {cert = "a\0", key = "b"}}) end, "serve%(%): option tls must be"))
+    assert.are.equal(here + 8, line_of(function() web.serve(h, "127.0.0.1", 0, {ssl = true, tls = {cert = "a", key = "b"}}) end, "serve%(%): options ssl and tls exclude"))
+    assert.are.equal(here + 9, line_of(function() web.serve(h, "127.0.0.1", 0, {ssl = true}) end, "serve%(%): option ssl must be a server's SSLContext with a certificate, got true$"))
+    assert.are.equal(here + 10, line_of(function() web.serve(h, "127.0.0.1", 0, {ssl = 1}) end, "serve%(%): option ssl must be an SSLContext, got number$"))
+    -- the message of the C check (a client's context), at the same line
+    assert.are.equal(here + 12, line_of(function() web.serve(h, "127.0.0.1", 0, {ssl = asyncio.ssl.create_default_context()}) end, "serve%(%): option ssl must be a server's SSLContext %(create_default_context"))
+    assert.are.equal(here + 13, line_of(function() web.serve(h, "127.0.0.1", 0, {max_body = -1}) end, "serve%(%): option max_body must be a finite number >= 0, got %-1$"))
+    assert.are.equal(here + 14, line_of(function() web.serve(h, "127.0.0.1", 0, {stream_body = 1}) end, "serve%(%): option stream_body must be a boolean, got number$"))
+    assert.are.equal(here + 15, line_of(function() web.serve(h, "127.0.0.1", 0, {idle_timeout = 1.5}) end, "serve%(%): option idle_timeout must be an integer, got 1.5$"))
+    assert.are.equal(here + 16, line_of(function() web.serve(h, "127.0.0.1", 0, {max_header_bytes = 1000}) end, "serve%(%): option max_header_bytes must be at least 1024$"))
+    assert.are.equal(here + 17, line_of(function() web.serve(h, "127.0.0.1", 0, {header_timeout = 0}) end, "serve%(%): option header_timeout must be > 0$"))
+  end)
+
+  it("req:read()'s points at the handler's line, through req:chunks() too", function()
+    local got, want = {}, {}
+    local srv = web.serve(function(req)
+      local function at(f) -- the handler's own failure would be a bare 500
+        local ok, line = pcall(line_of, f)
+        return ok and line or tostring(line)
+      end
+      local here = debug.getinfo(1, "l").currentline
+      got[1] = at(function() req:read(0) end)
+      got[2] = at(function() for _ in req:chunks(-1) do end end) -- read() runs in the iterator
+      got[3] = select(2, pcall(req.read, req, 1.5))
+      want = {here + 1, here + 2}
+      return "done"
+    end, "127.0.0.1", 0)
+    local res = http.fetch(("http://127.0.0.1:%d/"):format(srv.port), {method = "POST", body = "abc"})
+    srv:close()
+    srv:wait_closed()
+    assert.are.equal("done", res:text())
+    assert.are.same(want, {got[1], got[2]})
+    -- through pcall (a C function) no line at all, as luaL_argerror does
+    assert.are.equal("bad argument #1 to 'read' (positive integer expected, got 1.5)", got[3])
+  end)
+end)

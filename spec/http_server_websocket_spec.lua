@@ -4,6 +4,7 @@
 local helper = require "spec.helper"
 local websocket = require "asyncio.websocket"
 local web = require "asyncio.http.server"
+local FILE = "http_server_websocket_spec%.lua"
 
 -- Starts the Python peer; returns its process and port.
 local function peer()
@@ -114,6 +115,49 @@ describe("asyncio.websocket", function()
       srv:wait_closed()
     end)
 
+    it("errors of send() and req:websocket() name the caller's line", function()
+      local seen, got, want = {}, {}, {}
+      local srv = echo_server(seen)
+      local ws = websocket.connect(("ws://127.0.0.1:%d/x"):format(srv.port))
+      local here = debug.getinfo(1, "l").currentline
+      assert.are.equal(here + 1, helper.arg_error_line(function() ws:send(1) end, FILE))
+      assert.are.equal(here + 2, helper.arg_error_line(function() ws:send("x", "json") end, FILE))
+      ws:close()
+      -- in a handler; check_protocols runs in websocket.lua, called from
+      -- http_server.lua's req:websocket()
+      local hsrv = web.serve(function(req)
+        local function at(f, lead) -- the handler's own failure would be a bare 500
+          local ok, line = pcall(helper.arg_error_line, f, FILE, lead)
+          return ok and line or tostring(line)
+        end
+        local l = debug.getinfo(1, "l").currentline
+        if req.path == "/plain" then
+          got[5], want[5] = at(function() req:websocket() end, "websocket%(%): not a WebSocket %(version 13%) handshake$"), l + 2
+          return "done"
+        end
+        got[1] = at(function() req:websocket(7) end)
+        got[2] = at(function() req:websocket{proto = 1} end, "websocket%(%): unknown option 'proto'$")
+        got[3] = at(function() req:websocket{protocols = {"a b"}} end, "websocket%(%): protocols%[1%] must be a token")
+        got[4] = at(function() req:websocket{max_message = 0.5} end, "websocket%(%): max_message must be a positive integer$")
+        want[1], want[2], want[3], want[4] = l + 5, l + 6, l + 7, l + 8
+        return "done"
+      end, "127.0.0.1", 0)
+      srv:close()
+      srv:wait_closed()
+      local http = require "asyncio.http"
+      local url = ("http://127.0.0.1:%d/"):format(hsrv.port)
+      local ok1, res1 = pcall(http.fetch, url, {headers = {Upgrade = "websocket", Connection = "Upgrade",
+        ["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ==", ["Sec-WebSocket-Version"] = "13"}})
+      local ok2, res2 = pcall(http.fetch, url .. "plain")
+      hsrv:close()
+      hsrv:wait_closed()
+      assert.is_true(ok1, tostring(res1))
+      assert.is_true(ok2, tostring(res2))
+      assert.are.equal("done", res1:text())
+      assert.are.equal("done", res2:text())
+      assert.are.same(want, got)
+    end)
+
     it("lasync client to lasync server, and a plain request refused", function()
       local seen = {}
       local srv = echo_server(seen)
@@ -140,6 +184,24 @@ describe("asyncio.websocket", function()
     helper.fails_with("cannot have ssl = false", websocket.connect, "wss://127.0.0.1:1/", {ssl = false})
     helper.fails_with("unknown option 'max_msg'", websocket.connect, "ws://127.0.0.1:1/", {max_msg = 1})
     helper.fails_with("max_message must be", websocket.connect, "ws://127.0.0.1:1/", {max_message = 0})
+  end)
+
+  -- parse_url, stream_opts and check_protocols are a call or two below
+  -- connect(): the error names the caller's line all the same, and no
+  -- compiled-in part's (asyncio/websocket.lua).
+  it("argument errors name the caller's line, however deep the check", function()
+    local function line_of(f, lead) return helper.arg_error_line(f, FILE, lead) end
+    local url = "ws://127.0.0.1:1/"
+    local here = debug.getinfo(1, "l").currentline
+    assert.are.equal(here + 1, line_of(function() websocket.connect(42) end))
+    assert.are.equal(here + 2, line_of(function() websocket.connect(url, 5) end))
+    assert.are.equal(here + 3, line_of(function() websocket.connect(url, {max_msg = 1}) end, "websocket%(%): unknown option 'max_msg'$"))
+    assert.are.equal(here + 4, line_of(function() websocket.connect("http://127.0.0.1/") end, "websocket%(%): url must be ws://"))
+    assert.are.equal(here + 5, line_of(function() websocket.connect(url, {ssl = true}) end, "websocket%(%): options ssl and server_hostname need a wss:// url"))
+    assert.are.equal(here + 6, line_of(function() websocket.connect("wss://127.0.0.1:1/", {ssl = false}) end, "websocket%(%): a wss:// url cannot have ssl = false$"))
+    assert.are.equal(here + 7, line_of(function() websocket.connect(url, {max_message = 0}) end, "websocket%(%): max_message must be a positive integer$"))
+    assert.are.equal(here + 8, line_of(function() websocket.connect(url, {protocols = {"a", "a"}}) end, "websocket%(%): protocol 'a' is listed twice$"))
+    assert.are.equal(here + 9, line_of(function() websocket.connect(url, {protocols = {}}) end, "websocket%(%): protocols must be a non%-empty list"))
   end)
 
   describe("subprotocols (Sec-WebSocket-Protocol)", function()

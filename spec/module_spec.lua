@@ -102,6 +102,24 @@ describe("asyncio.so in a stock lua5.4", function()
     assert.matches("%.lua:6: bad argument #1 to 'connect' %(option 'db' must be an integer >= 0%)$", lines[3])
   end)
 
+  it("asyncio.http.server and asyncio.websocket load, their checks at the caller's line", function()
+    local out, err, status = lua54([[
+      local asyncio = require "asyncio"
+      local web, websocket = require "asyncio.http.server", require "asyncio.websocket"
+      asyncio.run(function()
+        print(select(2, pcall(function() local s = web.serve(print, "127.0.0.1", 0, {tls = {cert = "a", key = "b", x = 1}}) return s end)))
+        print(select(2, pcall(function() local w = websocket.connect("ws://127.0.0.1:1/", {protocols = {"a", "a"}}) return w end)))
+      end)
+    ]])
+    assert.are.equal(0, status, err)
+    -- the script's lines 4 and 5 are the file's 5 and 6 (the cpath line)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    assert.are.equal(2, #lines, out)
+    assert.matches("%.lua:5: serve%(%): unknown option 'tls%.x'$", lines[1])
+    assert.matches("%.lua:6: websocket%(%): protocol 'a' is listed twice$", lines[2])
+  end)
+
   it("closes cleanly when the state closes with tasks still pending", function()
     local out, err, status = lua54([[
       local asyncio = require "asyncio"
