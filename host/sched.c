@@ -483,6 +483,11 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
     }
   }
   h->run_target = outer;
+  /* Run from inside the loop (a C function a task calls, through
+   * lasync_run_until_done): the outer run's task may have ended meanwhile,
+   * when its task_end stopped nothing; its uv_run would turn on until the
+   * loop went quiet. */
+  if (outer && outer->state == TASK_DONE) uv_stop(h->loop);
   return deadlock;
 }
 

@@ -642,6 +642,45 @@ static void test_out_of_memory_in_loop(void) {
   lua_close(L);
 }
 
+/* A C function a task calls runs another task to its end
+ * (lasync_run_until_done inside the loop, as a synchronous wrapper would):
+ * the outer run must come back once its own task has ended meanwhile,
+ * although a sleeping task keeps the loop alive.  The loop turns until
+ * the awaited task's end stops it (sched.c): an outer task that ended
+ * while the inner run was the target stopped nothing, and the outer run
+ * turned until the sleeper woke. */
+static lasync_host *nest_host;
+static int nest_rc = 1;
+static int l_run_nested(lua_State *L) {
+  (void)L;
+  if (lasync_spawn_string(nest_host, "asyncio.sleep(0.3) inner = 'done'",
+                          "=inner") == 0)
+    nest_rc = lasync_run_until_done(nest_host);
+  return 0;
+}
+
+static void test_nested_run_until_done(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  nest_host = h;
+  lua_pushcfunction(L, l_run_nested);
+  lua_setglobal(L, "run_nested");
+  lasync_spawn_string(h,
+      "sleeper = asyncio.create_task(function() asyncio.sleep(20) end)\n"
+      "asyncio.create_task(run_nested)\n"
+      "asyncio.sleep(0.05) outer = 'done'", "=outer");
+  uint64_t t0 = uv_hrtime();
+  int rc = lasync_run_until_done(h);
+  double el = (double)(uv_hrtime() - t0) / 1e9;
+  CHECK(rc == 0 && nest_rc == 0, "both runs succeed (%d, %d)", rc, nest_rc);
+  CHECK(strcmp(global_string(L, "outer"), "done") == 0 &&
+            strcmp(global_string(L, "inner"), "done") == 0,
+        "both tasks ran to their end");
+  CHECK(el < 10, "the outer run came back when its task ended (%.3f s, "
+                 "the sleeper wakes at 20 s)", el);
+  lasync_free(h);
+}
+
 int main(void) {
   test_sigpipe();
   test_own_everything();
@@ -659,6 +698,7 @@ int main(void) {
   test_teardown_with_live_connection();
   test_to_thread_outlives_host();
   test_out_of_memory_in_loop();
+  test_nested_run_until_done();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
