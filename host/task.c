@@ -217,7 +217,10 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   int fn = lua_gettop(L) - nargs;
   host_task *t = lua_newuserdatauv(L, sizeof *t, 1);
   lua_State *co = lua_newthread(L);
-  luaL_checkstack(co, nargs + 3, "task arguments");
+  /* raised on L: co is no running thread, and an error thrown on it goes
+   * to the main thread's handler, past every frame in between */
+  if (!lua_checkstack(co, nargs + 3))
+    luaL_error(L, "stack overflow (task arguments)");
   lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
   memset(t, 0, sizeof *t);
   t->ready.run = host_task_step;

@@ -681,6 +681,48 @@ static void test_nested_run_until_done(void) {
   lasync_free(h);
 }
 
+/* A task spawns a task with many arguments while memory is short: growing
+ * the new thread's stack for them fails.  The error must be raised in the
+ * spawning task (its pcall catches it), not on the new thread, which has
+ * no handler: Lua then throws to the main thread's handler (none here: a
+ * panic, abort), past the task's resume and libuv's frames. */
+static mem *tight_mem;
+static int l_spawn_tight(lua_State *L) {
+  lasync_host *h = lasync_from_state(L);
+  tight_mem->limit = tight_mem->used + 16384;
+  lasync_spawn(h, L, lua_gettop(L) - 1);
+  tight_mem->limit = (size_t)-1;
+  return 1;
+}
+static int l_loose(lua_State *L) {
+  (void)L;
+  tight_mem->limit = (size_t)-1;
+  return 0;
+}
+
+static void test_spawn_out_of_memory(void) {
+  mem m = {0, (size_t)-1};
+  tight_mem = &m;
+  lua_State *L = lua_newstate(limited_alloc, &m);
+  lasync_host *h = lasync_new(NULL, L);
+  lasync_openlibs(h);
+  lua_pushcfunction(L, l_spawn_tight);
+  lua_setglobal(L, "spawn_tight");
+  lua_pushcfunction(L, l_loose);
+  lua_setglobal(L, "loose");
+  lasync_spawn_string(h,
+      "local args = {} for i = 1, 100000 do args[i] = i end\n"
+      "local ok, err = pcall(spawn_tight, select, table.unpack(args))\n"
+      "loose()\n"
+      "spawned = tostring(ok) .. ' ' .. tostring(err)", "=tight");
+  CHECK(lasync_run_until_done(h) == 0, "the spawning task goes on");
+  const char *got = global_string(L, "spawned");
+  CHECK(got && strstr(got, "false") == got && strstr(got, "task arguments"),
+        "its pcall caught the error: %s", got ? got : "(nil)");
+  lasync_free(h);
+  lua_close(L);
+}
+
 int main(void) {
   test_sigpipe();
   test_own_everything();
@@ -699,6 +741,7 @@ int main(void) {
   test_to_thread_outlives_host();
   test_out_of_memory_in_loop();
   test_nested_run_until_done();
+  test_spawn_out_of_memory();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
