@@ -723,6 +723,41 @@ static void test_spawn_out_of_memory(void) {
   lua_close(L);
 }
 
+/* Tasks spawned with memory short until a spawn fails: wherever it fails,
+ * no half-made Task may be left for the collector.  One that failed while
+ * it was anchored already had its finalizer, which takes a pending Task
+ * for the state closing: from then on no task was ever queued again. */
+static void test_spawn_until_out_of_memory(void) {
+  mem m = {0, (size_t)-1};
+  tight_mem = &m;
+  lua_State *L = lua_newstate(limited_alloc, &m);
+  lasync_host *h = lasync_new(NULL, L);
+  lasync_openlibs(h);
+  lua_pushcfunction(L, l_spawn_tight);
+  lua_setglobal(L, "spawn_tight");
+  lua_pushcfunction(L, l_loose);
+  lua_setglobal(L, "loose");
+  lasync_spawn_string(h,
+      "local function idle() asyncio.sleep(100) end\n"
+      "local ok, n = true, 0\n"
+      "while ok and n < 100000 do ok = pcall(spawn_tight, idle) n = n + 1 end\n"
+      "loose()\n"
+      "spawns = n\n"
+      "collectgarbage() collectgarbage()\n"
+      "asyncio.sleep(0.01)\n"
+      "after = 'woke'", "=many");
+  int rc = lasync_run_until_done(h);
+  lua_getglobal(L, "spawns");
+  lua_Integer n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  const char *after = global_string(L, "after");
+  CHECK(rc == 0 && n > 1 && n < 100000 && after && strcmp(after, "woke") == 0,
+        "the host goes on after spawn %d ran out of memory (rc %d, %s)",
+        (int)n, rc, after ? after : "(nil)");
+  lasync_free(h);
+  lua_close(L);
+}
+
 int main(void) {
   test_sigpipe();
   test_own_everything();
@@ -742,6 +777,7 @@ int main(void) {
   test_out_of_memory_in_loop();
   test_nested_run_until_done();
   test_spawn_out_of_memory();
+  test_spawn_until_out_of_memory();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
