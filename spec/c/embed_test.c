@@ -700,16 +700,24 @@ static int l_loose(lua_State *L) {
   return 0;
 }
 
-static void test_spawn_out_of_memory(void) {
-  mem m = {0, (size_t)-1};
-  tight_mem = &m;
-  lua_State *L = lua_newstate(limited_alloc, &m);
+/* A host on a state whose memory spawn_tight(fn, ...) makes short (16 KiB
+ * more than in use) while it spawns; loose() lifts the limit again. */
+static lasync_host *tight_host(mem *m) {
+  tight_mem = m;
+  lua_State *L = lua_newstate(limited_alloc, m);
   lasync_host *h = lasync_new(NULL, L);
   lasync_openlibs(h);
   lua_pushcfunction(L, l_spawn_tight);
   lua_setglobal(L, "spawn_tight");
   lua_pushcfunction(L, l_loose);
   lua_setglobal(L, "loose");
+  return h;
+}
+
+static void test_spawn_out_of_memory(void) {
+  mem m = {0, (size_t)-1};
+  lasync_host *h = tight_host(&m);
+  lua_State *L = lasync_state(h);
   lasync_spawn_string(h,
       "local args = {} for i = 1, 100000 do args[i] = i end\n"
       "local ok, err = pcall(spawn_tight, select, table.unpack(args))\n"
@@ -729,14 +737,8 @@ static void test_spawn_out_of_memory(void) {
  * for the state closing: from then on no task was ever queued again. */
 static void test_spawn_until_out_of_memory(void) {
   mem m = {0, (size_t)-1};
-  tight_mem = &m;
-  lua_State *L = lua_newstate(limited_alloc, &m);
-  lasync_host *h = lasync_new(NULL, L);
-  lasync_openlibs(h);
-  lua_pushcfunction(L, l_spawn_tight);
-  lua_setglobal(L, "spawn_tight");
-  lua_pushcfunction(L, l_loose);
-  lua_setglobal(L, "loose");
+  lasync_host *h = tight_host(&m);
+  lua_State *L = lasync_state(h);
   lasync_spawn_string(h,
       "local function idle() asyncio.sleep(100) end\n"
       "local ok, n = true, 0\n"
