@@ -760,6 +760,35 @@ static void test_spawn_until_out_of_memory(void) {
   lua_close(L);
 }
 
+/* The application stops the host from a callback of its own on the host's
+ * loop (a SIGTERM handler, say) while lasync_run_until_done waits: the
+ * stop cancels the task and lets it unwind in turns of its own, and the
+ * run must come back then, although the application's handle keeps the
+ * loop alive.  The task's end, inside those turns, stopped them rather
+ * than the run's uv_run, which turned until the handle closed. */
+static int stop_ticks;
+static void stop_tick(uv_timer_t *t) {
+  if (stop_ticks++ == 0) lasync_stop(t->data);
+  if (stop_ticks == 40) uv_timer_stop(t);
+}
+
+static void test_stop_from_app_callback(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  uv_timer_t timer;
+  uv_timer_init(lasync_loop(h), &timer);
+  timer.data = h;
+  uv_timer_start(&timer, stop_tick, 20, 50);
+  lasync_spawn_string(h, "asyncio.sleep(30)", "=stopped");
+  uint64_t t0 = uv_hrtime();
+  int rc = lasync_run_until_done(h);
+  double el = (double)(uv_hrtime() - t0) / 1e9;
+  CHECK(rc == LASYNC_ECANCELLED, "the task was cancelled (%d)", rc);
+  CHECK(stop_ticks < 10, "the run came back after the stop (%.3f s, %d "
+                         "ticks of the application's timer)", el, stop_ticks);
+  uv_close((uv_handle_t *)&timer, NULL);
+  lasync_free(h);
+}
+
 int main(void) {
   test_sigpipe();
   test_own_everything();
@@ -780,6 +809,7 @@ int main(void) {
   test_nested_run_until_done();
   test_spawn_out_of_memory();
   test_spawn_until_out_of_memory();
+  test_stop_from_app_callback();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
