@@ -121,7 +121,10 @@ LASYNC_API int lasync_run(lasync_host *h);
 
 /* [-1, +0] Runs the loop until the Task on top of the host's state ends;
  * returns 0 if it succeeded, LASYNC_ERROR if it failed (its error and
- * traceback are the last error), LASYNC_ECANCELLED if it was cancelled. */
+ * traceback are the last error), LASYNC_ECANCELLED if it was cancelled.
+ * It returns once the task ends, also when that happens in turns it did not
+ * start: a lasync_stop from the application's callback on the loop, or a
+ * lasync_run_until_done for another task from a C function a task calls. */
 LASYNC_API int lasync_run_until_done(lasync_host *h);
 
 /* The text of the last error (message and traceback), or NULL.  Valid

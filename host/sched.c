@@ -464,6 +464,15 @@ static void deadlock_where(lasync_host *h, host_task *t) {
   }
 }
 
+/* A uv_run of ours inside host_run_task's (a run or a stop from inside
+ * the loop: a C function a task calls, an application's callback) may have
+ * seen the awaited task end: task_end's uv_stop went to the inner run, and
+ * the outer one, in UV_RUN_DEFAULT, would turn on until the loop went
+ * quiet.  Called as the inner one is done with the loop. */
+static void restop_outer(lasync_host *h) {
+  if (h->run_target && h->run_target->state == TASK_DONE) uv_stop(h->loop);
+}
+
 /* uv_run(UV_RUN_DEFAULT) turns the loop until task_end stops it at t's end
  * (h->run_target): returning from uv_run(UV_RUN_ONCE) at every turn cost
  * a second clock update and timer run per turn (one extra turn's worth in
@@ -483,6 +492,7 @@ int host_run_task(lasync_host *h, host_task *t, lua_State *L) {
     }
   }
   h->run_target = outer;
+  restop_outer(h);
   return deadlock;
 }
 
@@ -502,6 +512,7 @@ void host_drain(lasync_host *h, lua_State *L) {
     if (!uv_run(h->loop, UV_RUN_ONCE) && !h->ready_head) break;
     if (turns == 1000) host_cancel_all(h, L); /* asked twice, as Ctrl-C */
   }
+  restop_outer(h);
 }
 
 void host_cancel_all(lasync_host *h, lua_State *L) {

@@ -68,11 +68,12 @@ static int pending_anchor(lua_State *L, lasync_host *h) {
     h->pending_free = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
   } else {
-    ref = ++h->pending_size;
+    ref = h->pending_size + 1;
   }
   lua_pushvalue(L, -2); /* the Task */
-  lua_rawseti(L, -2, ref);
+  lua_rawseti(L, -2, ref); /* may grow the table: out of memory raises */
   lua_pop(L, 1);
+  if (ref > h->pending_size) h->pending_size = ref;
   return ref;
 }
 
@@ -210,14 +211,17 @@ static int body(lua_State *L) {
 /* The Task is made before the thread, so that the thread goes straight
  * into its user value and fn and its arguments need one rotate to reach
  * the top (about 100 instructions of every spawn less than making the
- * thread first).  Nothing can fail between setting the metatable (its
- * __gc) and anchoring the Task. */
+ * thread first).  Nothing can fail after setting the metatable (its
+ * __gc), which comes last. */
 host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   if (h->stopped) luaL_error(L, "asyncio: the event loop is closed");
   int fn = lua_gettop(L) - nargs;
   host_task *t = lua_newuserdatauv(L, sizeof *t, 1);
   lua_State *co = lua_newthread(L);
-  luaL_checkstack(co, nargs + 3, "task arguments");
+  /* raised on L: co is no running thread, and an error thrown on it goes
+   * to the main thread's handler, past every frame in between */
+  if (!lua_checkstack(co, nargs + 3))
+    luaL_error(L, "stack overflow (task arguments)");
   lua_setiuservalue(L, -2, 1); /* the Task keeps its thread */
   memset(t, 0, sizeof *t);
   t->ready.run = host_task_step;
@@ -232,14 +236,16 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   host_where_note(h, L, &t->created);
   t->stats.created = t->stats.queued = uv_hrtime();
   if (h->trace) host_trace_wake(h, t);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, h->task_mt_ref); /* not by name */
-  lua_setmetatable(L, -2);
   *(host_task **)lua_getextraspace(co) = t;
   lua_rotate(L, fn, 1); /* [task fn args...] */
   lua_pushcfunction(co, body);
   lua_pushcfunction(co, body_msgh);
   lua_xmove(L, co, nargs + 1);
   t->ref = pending_anchor(L, h);
+  /* only now its __gc: anchoring may fail (the pending table grows), and
+   * a pending Task collected is taken for the state closing */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->task_mt_ref); /* not by name */
+  lua_setmetatable(L, -2);
   t->base = 1; /* the first resume calls body with the rest */
   h->npending++;
   t->flags |= TF_QUEUED;

@@ -642,6 +642,153 @@ static void test_out_of_memory_in_loop(void) {
   lua_close(L);
 }
 
+/* A C function a task calls runs another task to its end
+ * (lasync_run_until_done inside the loop, as a synchronous wrapper would):
+ * the outer run must come back once its own task has ended meanwhile,
+ * although a sleeping task keeps the loop alive.  The loop turns until
+ * the awaited task's end stops it (sched.c): an outer task that ended
+ * while the inner run was the target stopped nothing, and the outer run
+ * turned until the sleeper woke. */
+static lasync_host *nest_host;
+static int nest_rc = 1;
+static int l_run_nested(lua_State *L) {
+  (void)L;
+  if (lasync_spawn_string(nest_host, "asyncio.sleep(0.3) inner = 'done'",
+                          "=inner") == 0)
+    nest_rc = lasync_run_until_done(nest_host);
+  return 0;
+}
+
+static void test_nested_run_until_done(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  nest_host = h;
+  lua_pushcfunction(L, l_run_nested);
+  lua_setglobal(L, "run_nested");
+  lasync_spawn_string(h,
+      "sleeper = asyncio.create_task(function() asyncio.sleep(20) end)\n"
+      "asyncio.create_task(run_nested)\n"
+      "asyncio.sleep(0.05) outer = 'done'", "=outer");
+  uint64_t t0 = uv_hrtime();
+  int rc = lasync_run_until_done(h);
+  double el = (double)(uv_hrtime() - t0) / 1e9;
+  CHECK(rc == 0 && nest_rc == 0, "both runs succeed (%d, %d)", rc, nest_rc);
+  CHECK(strcmp(global_string(L, "outer"), "done") == 0 &&
+            strcmp(global_string(L, "inner"), "done") == 0,
+        "both tasks ran to their end");
+  CHECK(el < 10, "the outer run came back when its task ended (%.3f s, "
+                 "the sleeper wakes at 20 s)", el);
+  lasync_free(h);
+}
+
+/* A task spawns a task with many arguments while memory is short: growing
+ * the new thread's stack for them fails.  The error must be raised in the
+ * spawning task (its pcall catches it), not on the new thread, which has
+ * no handler: Lua then throws to the main thread's handler (none here: a
+ * panic, abort), past the task's resume and libuv's frames. */
+static mem *tight_mem;
+static int l_spawn_tight(lua_State *L) {
+  lasync_host *h = lasync_from_state(L);
+  tight_mem->limit = tight_mem->used + 16384;
+  lasync_spawn(h, L, lua_gettop(L) - 1);
+  tight_mem->limit = (size_t)-1;
+  return 1;
+}
+static int l_loose(lua_State *L) {
+  (void)L;
+  tight_mem->limit = (size_t)-1;
+  return 0;
+}
+
+/* A host on a state whose memory spawn_tight(fn, ...) makes short (16 KiB
+ * more than in use) while it spawns; loose() lifts the limit again. */
+static lasync_host *tight_host(mem *m) {
+  tight_mem = m;
+  lua_State *L = lua_newstate(limited_alloc, m);
+  lasync_host *h = lasync_new(NULL, L);
+  lasync_openlibs(h);
+  lua_pushcfunction(L, l_spawn_tight);
+  lua_setglobal(L, "spawn_tight");
+  lua_pushcfunction(L, l_loose);
+  lua_setglobal(L, "loose");
+  return h;
+}
+
+static void test_spawn_out_of_memory(void) {
+  mem m = {0, (size_t)-1};
+  lasync_host *h = tight_host(&m);
+  lua_State *L = lasync_state(h);
+  lasync_spawn_string(h,
+      "local args = {} for i = 1, 100000 do args[i] = i end\n"
+      "local ok, err = pcall(spawn_tight, select, table.unpack(args))\n"
+      "loose()\n"
+      "spawned = tostring(ok) .. ' ' .. tostring(err)", "=tight");
+  CHECK(lasync_run_until_done(h) == 0, "the spawning task goes on");
+  const char *got = global_string(L, "spawned");
+  CHECK(got && strstr(got, "false") == got && strstr(got, "task arguments"),
+        "its pcall caught the error: %s", got ? got : "(nil)");
+  lasync_free(h);
+  lua_close(L);
+}
+
+/* Tasks spawned with memory short until a spawn fails: wherever it fails,
+ * no half-made Task may be left for the collector.  One that failed while
+ * it was anchored already had its finalizer, which takes a pending Task
+ * for the state closing: from then on no task was ever queued again. */
+static void test_spawn_until_out_of_memory(void) {
+  mem m = {0, (size_t)-1};
+  lasync_host *h = tight_host(&m);
+  lua_State *L = lasync_state(h);
+  lasync_spawn_string(h,
+      "local function idle() asyncio.sleep(100) end\n"
+      "local ok, n = true, 0\n"
+      "while ok and n < 100000 do ok = pcall(spawn_tight, idle) n = n + 1 end\n"
+      "loose()\n"
+      "spawns = n\n"
+      "collectgarbage() collectgarbage()\n"
+      "asyncio.sleep(0.01)\n"
+      "after = 'woke'", "=many");
+  int rc = lasync_run_until_done(h);
+  lua_getglobal(L, "spawns");
+  lua_Integer n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  const char *after = global_string(L, "after");
+  CHECK(rc == 0 && n > 1 && n < 100000 && after && strcmp(after, "woke") == 0,
+        "the host goes on after spawn %d ran out of memory (rc %d, %s)",
+        (int)n, rc, after ? after : "(nil)");
+  lasync_free(h);
+  lua_close(L);
+}
+
+/* The application stops the host from a callback of its own on the host's
+ * loop (a SIGTERM handler, say) while lasync_run_until_done waits: the
+ * stop cancels the task and lets it unwind in turns of its own, and the
+ * run must come back then, although the application's handle keeps the
+ * loop alive.  The task's end, inside those turns, stopped them rather
+ * than the run's uv_run, which turned until the handle closed. */
+static int stop_ticks;
+static void stop_tick(uv_timer_t *t) {
+  if (stop_ticks++ == 0) lasync_stop(t->data);
+  if (stop_ticks == 40) uv_timer_stop(t);
+}
+
+static void test_stop_from_app_callback(void) {
+  lasync_host *h = lasync_new(NULL, NULL);
+  uv_timer_t timer;
+  uv_timer_init(lasync_loop(h), &timer);
+  timer.data = h;
+  uv_timer_start(&timer, stop_tick, 20, 50);
+  lasync_spawn_string(h, "asyncio.sleep(30)", "=stopped");
+  uint64_t t0 = uv_hrtime();
+  int rc = lasync_run_until_done(h);
+  double el = (double)(uv_hrtime() - t0) / 1e9;
+  CHECK(rc == LASYNC_ECANCELLED, "the task was cancelled (%d)", rc);
+  CHECK(stop_ticks < 10, "the run came back after the stop (%.3f s, %d "
+                         "ticks of the application's timer)", el, stop_ticks);
+  uv_close((uv_handle_t *)&timer, NULL);
+  lasync_free(h);
+}
+
 int main(void) {
   test_sigpipe();
   test_own_everything();
@@ -659,6 +806,10 @@ int main(void) {
   test_teardown_with_live_connection();
   test_to_thread_outlives_host();
   test_out_of_memory_in_loop();
+  test_nested_run_until_done();
+  test_spawn_out_of_memory();
+  test_spawn_until_out_of_memory();
+  test_stop_from_app_callback();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
