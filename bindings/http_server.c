@@ -37,6 +37,8 @@ static void on_again(uv_idle_t *i);
  * so running it at once for ever would spin while the peer is slow. */
 #define WEB_EAGER_RUNS 8
 #define WEB_BATCH_RUNS 4
+/* Runs a complete request waits unsuspended for its handler to start. */
+#define WEB_UNSUSPENDED_RUNS 8
 
 /* A run asked for at once goes through a uv_idle, never a 0 ms timer:
  * libuv 1.44 runs a timer restarted from its own callback again in the
@@ -54,6 +56,14 @@ static void server_run(web_server *s) {
     s->run_again = 0;
     MHD_run(s->d);
     if (s->stopped) return;
+    /* A request went to Lua unsuspended: running again before the
+     * scheduler has run its handler would only call on_access for
+     * nothing.  The next run is after the loop's check phase. */
+    if (s->dispatched) {
+      s->dispatched = 0;
+      timed = 1, ms = 0;
+      break;
+    }
     /* A connection closed: libmicrohttpd frees its slot at the end of
      * the run and watches the listening socket again (at max_connections
      * it had left it) only at the start of the next, yet says no
@@ -261,6 +271,7 @@ static int body_append(web_request *rq, const char *data, size_t n) {
 
 static void dispatch(web_server *s, web_request *rq) {
   host_task *t;
+  s->dispatched = 1;
   host_list_push(&s->ready, &rq->link);
   if ((t = waitq_pop(&s->waiters))) host_wake(t, NULL, 0);
 }
@@ -322,9 +333,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     rq->body_done = 1;
     web_request_wake_reader(rq);
   }
-  if (!rq->queued) web_request_suspend(rq); /* until the response */
-  if (!rq->queued && !host_list_linked(&rq->link) && !rq->lua)
+  if (rq->queued) return MHD_YES;
+  if (!host_list_linked(&rq->link) && !rq->lua) {
     dispatch(s, rq);
+    return MHD_YES;
+  }
+  /* Suspending costs libmicrohttpd two epoll_ctl calls (out of its set
+   * and back): a handler that answers in its first step finds the
+   * connection waiting here unsuspended, and the next run queues the
+   * answer.  Once the handler has started and not answered it awaits
+   * something: suspended until the response, as is a request whose
+   * handler has not started after a few runs (no busy loop). */
+  if (rq->started || ++rq->waits > WEB_UNSUSPENDED_RUNS)
+    web_request_suspend(rq);
   return MHD_YES;
 }
 

@@ -44,6 +44,11 @@ void web_request_resume(web_request *rq) {
   web_server_kick(rq->srv);
 }
 
+void web_request_answered(web_request *rq) {
+  if (rq->suspended) web_request_resume(rq);
+  else if (!rq->gone) web_server_kick(rq->srv);
+}
+
 static void wake_writer(web_request *rq) {
   host_task *t = rq->writer;
   if (!t) return;
@@ -93,9 +98,12 @@ void web_request_push(lua_State *L, web_request *rq) {
 
 /* ---- what was asked ------------------------------------------------------ */
 
-/* meta() -> method, path, version, remote ip, remote port */
+/* meta() -> method, path, version, remote ip, remote port.  The handler
+ * task's first call (http_server.lua's new_request): from then on a
+ * request not answered yet is suspended (on_access). */
 static int l_meta(lua_State *L) {
   web_request *rq = check_request(L);
+  rq->started = 1;
   char ip[64] = "";
   int port = 0;
   lua_pushstring(L, rq->method);
@@ -244,7 +252,7 @@ static int give(lua_State *L, web_request *rq, struct MHD_Response *r,
   rq->resp = r;
   rq->status = (unsigned)status;
   rq->queued = 1;
-  web_request_resume(rq);
+  web_request_answered(rq);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -363,7 +371,7 @@ static int l_gc(lua_State *L) {
     }
   }
   rq->out_done = 1;
-  web_request_resume(rq);
+  web_request_answered(rq);
   return 0;
 }
 
