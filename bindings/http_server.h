@@ -52,7 +52,7 @@ struct web_request {
   host_link link;           /* in server->ready until next() takes it */
   web_server *srv;          /* NULL once libmicrohttpd is done with it */
   struct MHD_Connection *c;
-  char *method, *path, *version;
+  char *method, *path, *version; /* one block, from method */
   /* the body received and not read yet: body[body_off..body_len) */
   char *body;
   size_t body_off, body_len, body_cap;

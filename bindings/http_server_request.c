@@ -24,9 +24,7 @@ void web_request_free(web_request *rq) {
   if (rq->up_fd >= 0) close(rq->up_fd);
   if (rq->urh) MHD_upgrade_action(rq->urh, MHD_UPGRADE_ACTION_CLOSE);
   free(rq->up_extra);
-  free(rq->method);
-  free(rq->path);
-  free(rq->version);
+  free(rq->method); /* path and version are in the same block */
   free(rq->body);
   free(rq->out);
   free(rq);
