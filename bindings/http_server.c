@@ -37,6 +37,8 @@ static void on_again(uv_idle_t *i);
  * so running it at once for ever would spin while the peer is slow. */
 #define WEB_EAGER_RUNS 8
 #define WEB_BATCH_RUNS 4
+/* Runs a complete request waits unsuspended for its handler to start. */
+#define WEB_UNSUSPENDED_RUNS 8
 
 /* A run asked for at once goes through a uv_idle, never a 0 ms timer:
  * libuv 1.44 runs a timer restarted from its own callback again in the
@@ -54,6 +56,14 @@ static void server_run(web_server *s) {
     s->run_again = 0;
     MHD_run(s->d);
     if (s->stopped) return;
+    /* A request went to Lua unsuspended: running again before the
+     * scheduler has run its handler would only call on_access for
+     * nothing.  The next run is after the loop's check phase. */
+    if (s->dispatched) {
+      s->dispatched = 0;
+      timed = 1, ms = 0;
+      break;
+    }
     /* A connection closed: libmicrohttpd frees its slot at the end of
      * the run and watches the listening socket again (at max_connections
      * it had left it) only at the start of the next, yet says no
@@ -166,41 +176,18 @@ static web_request *request_new(web_server *s, struct MHD_Connection *c,
   rq->up_fd = -1;
   rq->srv = s;
   rq->c = c;
-  rq->method = strdup(method);
-  rq->path = strdup(url);
-  rq->version = strdup(version);
-  if (!rq->method || !rq->path || !rq->version) {
+  /* one block for the three strings (web_request_free frees method) */
+  size_t ml = strlen(method) + 1, pl = strlen(url) + 1, vl = strlen(version) + 1;
+  if (!(rq->method = malloc(ml + pl + vl))) {
     web_request_free(rq);
     return NULL;
   }
+  rq->path = rq->method + ml;
+  rq->version = rq->path + pl;
+  memcpy(rq->method, method, ml);
+  memcpy(rq->path, url, pl);
+  memcpy(rq->version, version, vl);
   return rq;
-}
-
-/* A body larger than max_body: refused with 413 before it is read when
- * its length is declared; a chunked body that grows past it closes the
- * connection (libmicrohttpd cannot answer in the middle of a body). */
-static int declared_too_big(web_server *s, struct MHD_Connection *c) {
-  const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
-  return cl && strtoull(cl, NULL, 10) > s->max_body;
-}
-
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
-                                     const char *key, const char *value) {
-  int *n = cls;
-  (void)kind, (void)value;
-  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) n[0]++;
-  if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) n[1]++;
-  return MHD_YES;
-}
-
-/* Two Content-Length fields, or one beside Transfer-Encoding, frame the
- * body two ways (request smuggling through a proxy that picks the other
- * one): refused, as RFC 9112 section 6.3 allows. */
-static int ambiguous_framing(struct MHD_Connection *c) {
-  int n[2] = {0, 0};
-  MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, n);
-  return n[0] > 1 || n[1] > 1 || (n[0] && n[1]);
 }
 
 static int is_token(const char *s) {
@@ -211,31 +198,62 @@ static int is_token(const char *s) {
   return 1;
 }
 
-static enum MHD_Result check_field(void *cls, enum MHD_ValueKind kind,
-                                   const char *key, size_t klen,
-                                   const char *value, size_t vlen) {
-  int *st = cls; /* [0] bad, [1] Host fields */
+/* What one pass over a request's header fields found. */
+typedef struct {
+  int bad;                  /* a name not a token, control bytes in a value */
+  int hosts, lengths, encodings;
+  const char *length;       /* the first Content-Length's value */
+} head_scan;
+
+static enum MHD_Result scan_field(void *cls, enum MHD_ValueKind kind,
+                                  const char *key, size_t klen,
+                                  const char *value, size_t vlen) {
+  head_scan *st = cls;
   (void)kind;
-  if (!is_token(key) || strlen(key) != klen) st[0] = 1;
+  if (!is_token(key) || strlen(key) != klen) st->bad = 1;
   for (size_t i = 0; value && i < vlen; i++) { /* NUL included */
     unsigned char b = (unsigned char)value[i];
-    if ((b < 32 && b != '\t') || b == 127) st[0] = 1;
+    if ((b < 32 && b != '\t') || b == 127) st->bad = 1;
   }
-  if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) st[1]++;
+  if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+    st->hosts++;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    if (!st->lengths++) st->length = value;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    st->encodings++;
+  }
   return MHD_YES;
 }
 
-/* What libmicrohttpd 0.9.75 lets through and RFC 9112 refuses: a method
- * or field name that is not a token (a blank before the colon is how
- * requests are smuggled), control bytes in a value, an HTTP/1.1 request
- * without exactly one Host. */
-static int malformed(struct MHD_Connection *c, const char *method,
-                     const char *version) {
-  int st[2] = {0, 0};
-  if (!is_token(method)) return 1;
-  MHD_get_connection_values_n(c, MHD_HEADER_KIND, check_field, st);
-  if (st[0]) return 1;
-  return strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && st[1] != 1;
+/* Why a request is refused before it reaches the handler, or NULL; its
+ * status in *status.  One pass over the fields checks, in this order:
+ *  - what libmicrohttpd 0.9.75 lets through and RFC 9112 refuses: a
+ *    method or field name that is not a token (a blank before the colon
+ *    is how requests are smuggled), control bytes in a value, an HTTP/1.1
+ *    request without exactly one Host;
+ *  - two Content-Length fields, or one beside Transfer-Encoding: the body
+ *    framed two ways (request smuggling through a proxy that picks the
+ *    other one), refused as RFC 9112 section 6.3 allows;
+ *  - a body larger than max_body: refused with 413 before it is read
+ *    when its length is declared (a chunked body that grows past it
+ *    closes the connection: libmicrohttpd cannot answer in the middle of
+ *    a body). */
+static const char *refused(web_server *s, struct MHD_Connection *c,
+                           const char *method, const char *version,
+                           unsigned *status) {
+  head_scan st = {0, 0, 0, 0, NULL};
+  *status = MHD_HTTP_BAD_REQUEST;
+  if (!is_token(method)) return "malformed request\n";
+  MHD_get_connection_values_n(c, MHD_HEADER_KIND, scan_field, &st);
+  if (st.bad || (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && st.hosts != 1))
+    return "malformed request\n";
+  if (st.lengths > 1 || st.encodings > 1 || (st.lengths && st.encodings))
+    return "ambiguous body length\n";
+  if (st.length && strtoull(st.length, NULL, 10) > s->max_body) {
+    *status = 413;
+    return "request body too large\n";
+  }
+  return NULL;
 }
 
 static int body_append(web_request *rq, const char *data, size_t n) {
@@ -261,6 +279,7 @@ static int body_append(web_request *rq, const char *data, size_t n) {
 
 static void dispatch(web_server *s, web_request *rq) {
   host_task *t;
+  s->dispatched = 1;
   host_list_push(&s->ready, &rq->link);
   if ((t = waitq_pop(&s->waiters))) host_wake(t, NULL, 0);
 }
@@ -294,13 +313,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
   if (!rq) { /* the headers are in */
     web_conn *wc = conn_of(c);
     if (wc) wc->in_request = 1;
-    if (malformed(c, method, version))
-      return queue_plain(c, MHD_HTTP_BAD_REQUEST, "malformed request\n", 1);
-    if (ambiguous_framing(c))
-      return queue_plain(c, MHD_HTTP_BAD_REQUEST, "ambiguous body length\n", 1);
-    if (declared_too_big(s, c))
-      return queue_plain(c, 413,
-                         "request body too large\n", 1);
+    unsigned status;
+    const char *why = refused(s, c, method, version, &status);
+    if (why) return queue_plain(c, status, why, 1);
     if (!(rq = request_new(s, c, url, method, version))) return MHD_NO;
     *con_cls = rq;
     if (s->stream_body) dispatch(s, rq);
@@ -322,9 +337,19 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     rq->body_done = 1;
     web_request_wake_reader(rq);
   }
-  if (!rq->queued) web_request_suspend(rq); /* until the response */
-  if (!rq->queued && !host_list_linked(&rq->link) && !rq->lua)
+  if (rq->queued) return MHD_YES;
+  if (!host_list_linked(&rq->link) && !rq->lua) {
     dispatch(s, rq);
+    return MHD_YES;
+  }
+  /* Suspending costs libmicrohttpd two epoll_ctl calls (out of its set
+   * and back): a handler that answers in its first step finds the
+   * connection waiting here unsuspended, and the next run queues the
+   * answer.  Once the handler has started and not answered it awaits
+   * something: suspended until the response, as is a request whose
+   * handler has not started after a few runs (no busy loop). */
+  if (rq->started || ++rq->waits > WEB_UNSUSPENDED_RUNS)
+    web_request_suspend(rq);
   return MHD_YES;
 }
 

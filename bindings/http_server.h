@@ -36,6 +36,7 @@ struct web_server {
   unsigned stopped : 1;     /* MHD_stop_daemon ran */
   unsigned run_again : 1;   /* run once more: a connection closed, or
                                one was resumed during MHD_run */
+  unsigned dispatched : 1;  /* MHD_run queued a request for Lua */
 };
 
 /* One TCP connection (libmicrohttpd's socket context): when it started
@@ -51,7 +52,7 @@ struct web_request {
   host_link link;           /* in server->ready until next() takes it */
   web_server *srv;          /* NULL once libmicrohttpd is done with it */
   struct MHD_Connection *c;
-  char *method, *path, *version;
+  char *method, *path, *version; /* one block, from method */
   /* the body received and not read yet: body[body_off..body_len) */
   char *body;
   size_t body_off, body_len, body_cap;
@@ -76,6 +77,8 @@ struct web_request {
   unsigned out_done : 1;    /* the handler finished its stream */
   unsigned too_big : 1;
   unsigned body_done : 1;   /* the whole body was received */
+  unsigned started : 1;     /* its handler task ran (meta() was called) */
+  unsigned char waits;      /* runs it waited unsuspended, not started */
 };
 
 #define WEB_REQUEST_MT "asyncio.http.server.Request"
@@ -97,6 +100,9 @@ void web_request_free(web_request *rq);
 /* Suspends/resumes the connection (once each way). */
 void web_request_suspend(web_request *rq);
 void web_request_resume(web_request *rq);
+/* A response was set: resumes the connection, or (not suspended) has
+ * the next run queue it. */
+void web_request_answered(web_request *rq);
 /* Unread body bytes over which a streamed upload is suspended. */
 #define WEB_IN_HIGH (64 * 1024)
 /* Wakes a task parked in read() (new bytes, the end, or gone). */

@@ -93,23 +93,13 @@ local function check_opts(opts)
 end
 
 -- Header names are case-insensitive: the table stores them in lower case
--- and looks any spelling up; repeated fields are joined with ", ".
+-- (rq:fields) and looks any spelling up; repeated fields are joined with
+-- ", ".
 local headers_mt = {
   __index = function(t, k)
     if type(k) == "string" then return rawget(t, k:lower()) end
   end,
 }
-
-local function to_map(flat, mt)
-  local t = setmetatable({}, mt)
-  for i = 1, #flat, 2 do
-    local k, v = flat[i], flat[i + 1]
-    if mt then k = k:lower() end
-    local old = rawget(t, k)
-    t[k] = old and (old .. ", " .. v) or v
-  end
-  return t
-end
 
 local Request = {}
 Request.__index = Request
@@ -196,35 +186,17 @@ function Request:websocket(opts)
   return conn
 end
 
+-- meta() first: it tells the core the handler task runs (from then on an
+-- unanswered request is suspended, bindings/http_server.c's on_access).
 local function new_request(rq)
   local method, path, version, ip, port = rq:meta()
+  local headers, query = rq:fields(headers_mt)
   return setmetatable({
     _rq = rq, method = method, path = path, version = version,
-    headers = to_map(rq:pairs("header"), headers_mt),
-    query = to_map(rq:pairs("query")),
-    remote = {ip, port},
+    headers = headers, query = query, remote = {ip, port},
   }, Request)
 end
 
--- The response's headers as the flat list the core takes.
-local function flat_headers(h, closing)
-  local out = {}
-  if h ~= nil and type(h) ~= "table" then
-    error("handler: response headers must be a table, got " .. type(h), 0)
-  end
-  for k, v in pairs(h or {}) do
-    if type(k) ~= "string" or (type(v) ~= "string" and type(v) ~= "number") then
-      error("handler: response header names and values must be strings", 0)
-    end
-    out[#out + 1] = k
-    out[#out + 1] = tostring(v)
-  end
-  if closing then
-    out[#out + 1] = "Connection"
-    out[#out + 1] = "close"
-  end
-  return out
-end
 
 local function report(err)
   io.stderr:write("asyncio.http.server: handler failed: ", tostring(err), "\n")
@@ -240,15 +212,21 @@ local function answer(rq, res, closing)
   if math.type(status) ~= "integer" or status < 100 or status > 999 then
     error("handler: status must be an integer from 100 to 999", 0)
   end
-  local headers = flat_headers(res.headers, closing)
+  -- the core reads the headers map itself (names strings, values strings
+  -- or numbers: checked before anything else) and adds Connection: close
+  local headers = res.headers
+  if headers ~= nil and type(headers) ~= "table" then
+    error("handler: response headers must be a table, got " .. type(headers), 0)
+  end
   local body = res.body
   if body == nil or type(body) == "string" then
-    return rq:respond(status, headers, body or "")
+    return rq:respond_map(status, headers, body or "", closing)
   end
   if type(body) ~= "function" then
+    rq:check_headers(headers)
     error("handler: body must be a string or a function(write), got " .. type(body), 0)
   end
-  if not rq:start(status, headers) then return end
+  if not rq:start_map(status, headers, closing) then return end
   local ok, err = pcall(body, function(s) return rq:write(s) end)
   rq:finish()
   if not ok then error(err, 0) end

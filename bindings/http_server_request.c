@@ -7,6 +7,7 @@
  * handler's write() and libmicrohttpd's content reader: write() parks the
  * task while the buffer is over the high-water mark; the reader suspends
  * the connection while the buffer is empty. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -23,9 +24,7 @@ void web_request_free(web_request *rq) {
   if (rq->up_fd >= 0) close(rq->up_fd);
   if (rq->urh) MHD_upgrade_action(rq->urh, MHD_UPGRADE_ACTION_CLOSE);
   free(rq->up_extra);
-  free(rq->method);
-  free(rq->path);
-  free(rq->version);
+  free(rq->method); /* path and version are in the same block */
   free(rq->body);
   free(rq->out);
   free(rq);
@@ -42,6 +41,11 @@ void web_request_resume(web_request *rq) {
   rq->suspended = 0;
   MHD_resume_connection(rq->c);
   web_server_kick(rq->srv);
+}
+
+void web_request_answered(web_request *rq) {
+  if (rq->suspended) web_request_resume(rq);
+  else if (!rq->gone) web_server_kick(rq->srv);
 }
 
 static void wake_writer(web_request *rq) {
@@ -93,9 +97,12 @@ void web_request_push(lua_State *L, web_request *rq) {
 
 /* ---- what was asked ------------------------------------------------------ */
 
-/* meta() -> method, path, version, remote ip, remote port */
+/* meta() -> method, path, version, remote ip, remote port.  The handler
+ * task's first call (http_server.lua's new_request): from then on a
+ * request not answered yet is suspended (on_access). */
 static int l_meta(lua_State *L) {
   web_request *rq = check_request(L);
+  rq->started = 1;
   char ip[64] = "";
   int port = 0;
   lua_pushstring(L, rq->method);
@@ -120,29 +127,49 @@ static int l_meta(lua_State *L) {
   return 5;
 }
 
-static enum MHD_Result add_pair(void *cls, enum MHD_ValueKind kind,
-                                const char *key, size_t klen, const char *value,
-                                size_t vlen) {
+/* Header names are case-insensitive: stored in lower case.  A repeated
+ * name's values are joined with ", " in arrival order. */
+static enum MHD_Result add_field(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, size_t klen,
+                                 const char *value, size_t vlen) {
   lua_State *L = cls;
-  lua_Integer n = (lua_Integer)luaL_len(L, -1);
-  (void)kind;
-  lua_pushlstring(L, key, klen);
-  lua_rawseti(L, -2, n + 1);
-  lua_pushlstring(L, value ? value : "", value ? vlen : 0);
-  lua_rawseti(L, -2, n + 2);
+  if (kind == MHD_HEADER_KIND) {
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, klen);
+    for (size_t i = 0; i < klen; i++) p[i] = (char)tolower((unsigned char)key[i]);
+    luaL_pushresultsize(&b, klen);
+  } else {
+    lua_pushlstring(L, key, klen);
+  }
+  lua_pushvalue(L, -1);
+  if (lua_rawget(L, -3) == LUA_TSTRING) {
+    lua_pushliteral(L, ", ");
+    lua_pushlstring(L, value ? value : "", value ? vlen : 0);
+    lua_concat(L, 3);
+  } else {
+    lua_pop(L, 1);
+    lua_pushlstring(L, value ? value : "", value ? vlen : 0);
+  }
+  lua_rawset(L, -3);
   return MHD_YES;
 }
 
-/* pairs(kind) -> {name1, value1, name2, value2...} in arrival order;
- * kind "header" or "query" (decoded by libmicrohttpd). */
-static int l_pairs(lua_State *L) {
+/* fields(headers_mt) -> headers, query: the request's header fields (lower
+ * case names, headers_mt as metatable) and its decoded query as maps,
+ * repeated names joined with ", ".  One call instead of flat lists a Lua
+ * loop copies: the handler's request is built on every request. */
+static int l_fields(lua_State *L) {
   web_request *rq = check_request(L);
-  const char *k = luaL_checkstring(L, 2);
-  enum MHD_ValueKind kind =
-      strcmp(k, "query") == 0 ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND;
+  lua_settop(L, 2);
+  lua_createtable(L, 0, 4);
+  lua_pushvalue(L, 2);
+  lua_setmetatable(L, -2);
+  if (!rq->gone)
+    MHD_get_connection_values_n(rq->c, MHD_HEADER_KIND, add_field, L);
   lua_newtable(L);
-  if (!rq->gone) MHD_get_connection_values_n(rq->c, kind, add_pair, L);
-  return 1;
+  if (!rq->gone)
+    MHD_get_connection_values_n(rq->c, MHD_GET_ARGUMENT_KIND, add_field, L);
+  return 2;
 }
 
 static int gone_error(lua_State *L) {
@@ -212,24 +239,76 @@ static int valid_header_text(const char *s, size_t n) {
   return 1;
 }
 
-/* Adds the pairs of the flat list at idx; raises on CR, LF or NUL. */
+/* Adds the name and value at the top of the stack (popped); raises on
+ * CR, LF or NUL. */
+static void add_header(lua_State *L, struct MHD_Response *r) {
+  size_t kl, vl;
+  const char *k = lua_tolstring(L, -2, &kl);
+  const char *v = lua_tolstring(L, -1, &vl);
+  if (!k || !v || kl == 0 || !valid_header_text(k, kl) ||
+      !valid_header_text(v, vl) || strchr(k, ':') || strchr(k, ' ')) {
+    MHD_destroy_response(r);
+    luaL_error(L, "respond(): bad response header %s",
+               k ? lua_pushfstring(L, "'%s'", k) : "name");
+  }
+  MHD_add_response_header(r, k, v);
+  lua_pop(L, 2);
+}
+
+/* Adds the pairs of the flat list at idx. */
 static void add_headers(lua_State *L, int idx, struct MHD_Response *r) {
   lua_Integer n = (lua_Integer)luaL_len(L, idx);
   for (lua_Integer i = 1; i + 1 <= n; i += 2) {
-    size_t kl, vl;
     lua_rawgeti(L, idx, i);
     lua_rawgeti(L, idx, i + 1);
-    const char *k = lua_tolstring(L, -2, &kl);
-    const char *v = lua_tolstring(L, -1, &vl);
-    if (!k || !v || kl == 0 || !valid_header_text(k, kl) ||
-        !valid_header_text(v, vl) || strchr(k, ':') || strchr(k, ' ')) {
-      MHD_destroy_response(r);
-      luaL_error(L, "respond(): bad response header %s",
-                 k ? lua_pushfstring(L, "'%s'", k) : "name");
-    }
-    MHD_add_response_header(r, k, v);
-    lua_pop(L, 2);
+    add_header(L, r);
   }
+}
+
+/* A handler's headers: the map at idx (or nil) in pairs() order, then
+ * "Connection: close" when close; the handler's names and values are
+ * strings or numbers.  Checked before the response is made (r is made
+ * by make and destroyed on an error), read without a flat copy. */
+static void add_header_map(lua_State *L, int idx, struct MHD_Response *r,
+                           int close) {
+  if (!lua_isnil(L, idx)) {
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2); /* key, key, value: add_header pops the last two */
+      add_header(L, r);
+    }
+  }
+  if (close) MHD_add_response_header(r, "Connection", "close");
+}
+
+/* The headers argument at idx: a flat list, or with map a handler's map
+ * or nil and the closing flag at close_idx.  A map's names must be strings,
+ * its values strings or numbers: checked first, whatever else is wrong
+ * (as the Lua layer did when it flattened the map). */
+static void check_headers_arg(lua_State *L, int idx, int map) {
+  if (!map) {
+    luaL_checktype(L, idx, LUA_TTABLE);
+    return;
+  }
+  if (lua_isnil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int vt = lua_type(L, -1);
+    if (lua_type(L, -2) != LUA_TSTRING ||
+        (vt != LUA_TSTRING && vt != LUA_TNUMBER))
+      luaL_error(L, "handler: response header names and values must be strings");
+    lua_pop(L, 1);
+  }
+}
+
+static void add_headers_arg(lua_State *L, int idx, struct MHD_Response *r,
+                            int map, int close_idx) {
+  if (map)
+    add_header_map(L, idx, r, lua_toboolean(L, close_idx));
+  else
+    add_headers(L, idx, r);
 }
 
 static int check_status(lua_State *L, int idx) {
@@ -244,26 +323,33 @@ static int give(lua_State *L, web_request *rq, struct MHD_Response *r,
   rq->resp = r;
   rq->status = (unsigned)status;
   rq->queued = 1;
-  web_request_resume(rq);
+  web_request_answered(rq);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* respond(status, headers, body) -> true, or false when the client left */
-static int l_respond(lua_State *L) {
+static int respond(lua_State *L, int map) {
   web_request *rq = check_request(L);
   int status = check_status(L, 2);
   size_t len;
-  luaL_checktype(L, 3, LUA_TTABLE);
+  check_headers_arg(L, 3, map);
   const char *body = luaL_optlstring(L, 4, "", &len);
   if (rq->queued) return luaL_error(L, "respond(): already answered");
   if (rq->gone) return lua_pushboolean(L, 0), 1;
   struct MHD_Response *r = MHD_create_response_from_buffer(
       len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (!r) return luaL_error(L, "not enough memory");
-  add_headers(L, 3, r);
+  add_headers_arg(L, 3, r, map, 5);
   return give(L, rq, r, status);
 }
+
+/* respond(status, headers, body) -> true, or false when the client left;
+ * headers a flat list {name1, value1, ...} */
+static int l_respond(lua_State *L) { return respond(L, 0); }
+
+/* respond_map(status, headers, body, closing): headers a handler's map
+ * (or nil); closing adds "Connection: close". */
+static int l_respond_map(lua_State *L) { return respond(L, 1); }
 
 static ssize_t read_out(void *cls, uint64_t pos, char *buf, size_t max) {
   web_request *rq = cls;
@@ -281,19 +367,30 @@ static ssize_t read_out(void *cls, uint64_t pos, char *buf, size_t max) {
   return 0;
 }
 
-/* start(status, headers): a chunked response written with write(). */
-static int l_start(lua_State *L) {
+static int start(lua_State *L, int map) {
   web_request *rq = check_request(L);
   int status = check_status(L, 2);
-  luaL_checktype(L, 3, LUA_TTABLE);
+  check_headers_arg(L, 3, map);
   if (rq->queued) return luaL_error(L, "start(): already answered");
   if (rq->gone) return lua_pushboolean(L, 0), 1;
   struct MHD_Response *r = MHD_create_response_from_callback(
       MHD_SIZE_UNKNOWN, 16 * 1024, read_out, rq, NULL);
   if (!r) return luaL_error(L, "not enough memory");
-  add_headers(L, 3, r);
+  add_headers_arg(L, 3, r, map, 4);
   return give(L, rq, r, status);
 }
+
+/* start(status, headers): a chunked response written with write();
+ * start_map(status, headers, closing) as respond_map. */
+static int l_start(lua_State *L) { return start(L, 0); }
+
+/* check_headers(map): raises as respond_map would on a bad map. */
+static int l_check_headers(lua_State *L) {
+  check_request(L);
+  check_headers_arg(L, 2, 1);
+  return 0;
+}
+static int l_start_map(lua_State *L) { return start(L, 1); }
 
 static int write_cancel(host_task *t, int woken) {
   web_request *rq = t->wait_data;
@@ -363,7 +460,7 @@ static int l_gc(lua_State *L) {
     }
   }
   rq->out_done = 1;
-  web_request_resume(rq);
+  web_request_answered(rq);
   return 0;
 }
 
@@ -436,8 +533,10 @@ static int l_upgrade(lua_State *L) {
 
 void web_request_types(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"meta", l_meta},   {"pairs", l_pairs},   {"read", l_read},
+      {"meta", l_meta},   {"fields", l_fields},   {"read", l_read},
       {"respond", l_respond}, {"start", l_start}, {"write", l_write},
+      {"respond_map", l_respond_map}, {"start_map", l_start_map},
+      {"check_headers", l_check_headers},
       {"finish", l_finish}, {"upgrade", l_upgrade}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", l_gc}, {NULL, NULL}};
   host_new_type(L, WEB_REQUEST_MT, methods, meta, 0);

@@ -285,6 +285,49 @@ describe("asyncio.http.server's argument errors", function()
     assert.are.equal(here + 17, line_of(function() web.serve(h, "127.0.0.1", 0, {header_timeout = 0}) end, "serve%(%): option header_timeout must be > 0$"))
   end)
 
+  -- The core reads a handler's header map itself: what it refuses, and
+  -- the order of the checks (headers first), as the failure report says.
+  it("a handler's bad response is a 500 with the reason on stderr", function()
+    local cases = {
+      ["/nottable"] = {{headers = "x"}, "response headers must be a table, got string"},
+      ["/key"] = {{headers = {[1] = "x"}}, "response header names and values must be strings"},
+      ["/value"] = {{headers = {A = {}}}, "response header names and values must be strings"},
+      ["/bool"] = {{headers = {A = true}, body = function() end},
+                   "response header names and values must be strings"},
+      ["/both"] = {{headers = {A = false}, body = {}}, "response header names and values must be strings"},
+      ["/body"] = {{headers = {A = 1}, body = {}}, "body must be a string or a function%(write%), got table"},
+      ["/crlf"] = {{headers = {A = "1\r\nB: 2"}}, "bad response header 'A'"},
+      ["/nul"] = {{headers = {["A\0B"] = "1"}}, "bad response header"},
+      ["/colon"] = {{headers = {["A:B"] = "1"}, body = function(w) w("x") end}, "bad response header 'A:B'"},
+      ["/status"] = {{status = 1000}, "status must be an integer from 100 to 999"},
+    }
+    local reports = {}
+    local srv = web.serve(function(req) return cases[req.path][1] end, "127.0.0.1", 0)
+    local stderr = io.stderr
+    io.stderr = {write = function(_, ...) reports[#reports + 1] = table.concat({...}) end}
+    local ok, err = pcall(function()
+      for path, case in pairs(cases) do
+        reports = {}
+        local res = http.fetch(("http://127.0.0.1:%d%s"):format(srv.port, path))
+        assert.are.equal(500, res.status, path)
+        assert.are.equal("internal server error\n", res:text(), path)
+        assert.is_nil(res.headers["b"], path)
+        assert.matches(case[2], table.concat(reports), nil, false, path)
+      end
+      -- numbers are taken as their text, nil as no headers at all
+      cases["/num"] = {{headers = {["X-N"] = 12, ["X-F"] = 1.5}, body = "n"}}
+      cases["/nil"] = {{body = "none"}}
+      local res = http.fetch(("http://127.0.0.1:%d/num"):format(srv.port))
+      assert.are.same({200, "12", "1.5", "n"}, {res.status, res.headers["x-n"], res.headers["x-f"], res:text()})
+      res = http.fetch(("http://127.0.0.1:%d/nil"):format(srv.port))
+      assert.are.same({200, "none"}, {res.status, res:text()})
+    end)
+    io.stderr = stderr
+    srv:close()
+    srv:wait_closed()
+    assert(ok, err)
+  end)
+
   it("req:read()'s points at the handler's line, through req:chunks() too", function()
     local got, want = {}, {}
     local srv = web.serve(function(req)

@@ -100,6 +100,60 @@ print(c.sock is not None)
     end)
   end)
 
+  -- A handler that answers in its first step is picked up without the
+  -- connection being suspended; one that awaits is suspended until it
+  -- answers.  Both kinds, alternating on keep-alive connections.
+  it("answers handlers that return at once and handlers that await, mixed", function()
+    with_server(function(req)
+      local n = tonumber(req.query.n)
+      if n % 3 == 1 then asyncio.sleep(0) elseif n % 3 == 2 then asyncio.sleep(0.01) end
+      return {body = "r" .. n}
+    end, function(srv)
+      local function client(first)
+        local reqs = {}
+        for n = first, first + 8 do
+          reqs[#reqs + 1] = ("GET /?n=%d HTTP/1.1\r\nHost: a\r\n%s\r\n"):format(
+            n, n == first + 8 and "Connection: close\r\n" or "")
+        end
+        local r, w = asyncio.open_connection("127.0.0.1", srv.port)
+        local got = {}
+        for _, one in ipairs(reqs) do -- one at a time: each waits for its answer
+          w:write(one)
+          local head = r:readuntil("\r\n\r\n")
+          local len = tonumber(head:match("Content%-Length: (%d+)"))
+          got[#got + 1] = r:readexactly(len)
+        end
+        w:close()
+        return table.concat(got, ",")
+      end
+      local a = asyncio.create_task(client, 0)
+      local b = asyncio.create_task(client, 100)
+      assert.are.equal("r0,r1,r2,r3,r4,r5,r6,r7,r8", a:await())
+      assert.are.equal("r100,r101,r102,r103,r104,r105,r106,r107,r108", b:await())
+    end)
+  end)
+
+  it("a handler that awaits costs no busy loop while its client waits", function()
+    local release = asyncio.Event()
+    local started = asyncio.Event()
+    with_server(function()
+      started:set()
+      release:wait()
+      return "late"
+    end, function(srv)
+      local t = asyncio.create_task(function()
+        return http.fetch(("http://127.0.0.1:%d/"):format(srv.port)):text()
+      end)
+      started:wait()
+      local cpu = os.clock()
+      asyncio.sleep(0.3)
+      -- a busy loop re-running libmicrohttpd would burn the whole 0.3 s
+      assert.is_true(os.clock() - cpu < 0.1 * helper.slow, "CPU while waiting: " .. (os.clock() - cpu))
+      release:set()
+      assert.are.equal("late", t:await())
+    end)
+  end)
+
   it("reads a chunked request body", function()
     with_server(echo, function(srv)
       local reply = raw(srv.port, "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
