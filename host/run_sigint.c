@@ -34,8 +34,10 @@ struct host_sigint {
 };
 
 /* One run at a time owns SIGINT, process-wide (a signal handler has no
- * other way to find it). */
+ * other way to find it); `claimed` settles a race between two states'
+ * runs on two threads. */
 static host_sigint *volatile active;
+static int claimed;
 
 static void lstop(lua_State *L, lua_Debug *ar) {
   host_sigint *s = active;
@@ -100,12 +102,13 @@ static void closed(uv_handle_t *handle) {
 }
 
 host_sigint *host_sigint_start(lasync_host *h, host_task *main) {
-  if (!h->run_sigint || active) return NULL;
+  if (!h->run_sigint || __atomic_exchange_n(&claimed, 1, __ATOMIC_ACQ_REL))
+    return NULL;
   host_sigint *s = calloc(1, sizeof *s);
-  if (!s) return NULL;
-  if (sigaction(SIGINT, NULL, &s->saved) != 0 ||
+  if (!s || sigaction(SIGINT, NULL, &s->saved) != 0 ||
       s->saved.sa_handler == SIG_IGN) { /* started in the background */
     free(s);
+    __atomic_store_n(&claimed, 0, __ATOMIC_RELEASE);
     return NULL;
   }
   s->h = h;
@@ -119,6 +122,7 @@ host_sigint *host_sigint_start(lasync_host *h, host_task *main) {
       uv.sa_handler == SIG_DFL || uv.sa_handler == SIG_IGN) {
     uv_close((uv_handle_t *)&s->handle, closed);
     sigaction(SIGINT, &s->saved, NULL);
+    __atomic_store_n(&claimed, 0, __ATOMIC_RELEASE);
     return NULL;
   }
   uv_unref((uv_handle_t *)&s->handle); /* a deadlock is still one */
@@ -142,6 +146,7 @@ int host_sigint_stop(host_sigint *s) {
     sigaction(SIGINT, &s->saved, NULL);
   }
   active = NULL;
+  __atomic_store_n(&claimed, 0, __ATOMIC_RELEASE);
   uv_close((uv_handle_t *)&s->handle, closed);
   return interrupted;
 }
