@@ -489,6 +489,8 @@ struct lasync_host {
                              the binary's SIGINT handler sets its hook */
   unsigned char run_sigint; /* the outermost asyncio.run takes Ctrl-C
                              (asyncio.so's own host: run_sigint.c) */
+  volatile int sigint_handlers; /* add_signal_handler("SIGINT") watchers:
+                             Ctrl-C is theirs then, not asyncio.run's */
   /* shutdown: see host.c */
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;

@@ -12,7 +12,10 @@
  * goes on the thread that runs Lua for us now (h->current), as the lasync
  * binary does, and SIGINT goes back to SIG_DFL so that a second Ctrl-C
  * kills the process, as in lua.c.  lua.c's disposition is restored when
- * the run ends (libuv leaves SIG_DFL when its last SIGINT handle stops). */
+ * the run ends (libuv leaves SIG_DFL when its last SIGINT handle stops).
+ * While the program has its own asyncio.add_signal_handler("SIGINT"),
+ * Ctrl-C is that handler's alone (Python's add_signal_handler replaces
+ * asyncio.run's handler too). */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -56,7 +59,9 @@ static void lstop(lua_State *L, lua_Debug *ar) {
 static void on_sigint(int sig) {
   host_sigint *s = active;
   int saved = errno;
-  if (s) {
+  if (s && s->h->sigint_handlers) { /* the application's, as in Python */
+    s->uv_handler(sig);
+  } else if (s) {
     struct sigaction dfl;
     dfl.sa_handler = SIG_DFL; /* a second Ctrl-C kills, as lua.c's */
     dfl.sa_flags = 0;
@@ -82,6 +87,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
   (void)signum;
   s->pending = 0;
   s->hit = NULL;
+  if (s->h->sigint_handlers) return; /* add_signal_handler's turn */
   /* (hit is only compared: that coroutine may be gone by now) */
   if (!took && hit == s->main->co) return; /* asyncio.run raises it */
   if (s->main->state != TASK_DONE) {
