@@ -163,6 +163,7 @@ static int sig_close(host_handle *hd, lua_State *L) {
     s->fn_ref = LUA_NOREF;
   }
   int signum = s->handle.signum;
+  if (signum == SIGINT) s->h->sigint_handlers--;
   uv_close((uv_handle_t *)&s->handle, on_sig_closed);
   restore_sigpipe_guard(signum);
   return 1;
@@ -231,6 +232,7 @@ static int l_add_signal_handler(lua_State *L) {
                               lua_pushfstring(L, "%d", signum));
   }
   uv_unref((uv_handle_t *)&s->handle);
+  if (signum == SIGINT) h->sigint_handlers++; /* asyncio.run's Ctrl-C off */
   lua_rawseti(L, -2, signum);
   return 0;
 }

@@ -68,11 +68,23 @@ static int l_create_task(lua_State *L) {
 }
 
 /* Drives the loop from outside any task until t is done; then, like
- * Python's asyncio.run, cancels what is left and lets it unwind. */
+ * Python's asyncio.run, cancels what is left and lets it unwind.  The
+ * outermost asyncio.run in asyncio.so's host takes Ctrl-C as Python's
+ * does: the main task is cancelled and "interrupted!" (lua.c's words)
+ * raised once it has unwound (run_sigint.c). */
 static int run_outside(lua_State *L, lasync_host *h, host_task *t,
                        int cleanup) {
+  host_sigint *sig =
+      cleanup && !h->run_target ? host_sigint_start(h, t) : NULL;
   int deadlock = host_run_task(h, t, L);
   if (cleanup) host_drain(h, L);
+  int interrupted = host_sigint_stop(sig);
+  if (interrupted == 2 ||
+      (interrupted == 1 && t->outcome == OUTCOME_CANCELLED)) {
+    t->flags |= TF_RETRIEVED;
+    lua_pushliteral(L, "interrupted!");
+    return lua_error(L);
+  }
   if (deadlock) {
     luaL_where(L, 1);
     host_push_deadlock(L, h, "asyncio.run(): the main task");

@@ -221,6 +221,7 @@ lasync_host *host_for_module(lua_State *L) {
   h = lasync_new(NULL, L);
   if (!h) luaL_error(L, "asyncio: cannot create the event loop (out of memory)");
   h->app_done = 1;
+  h->run_sigint = 1; /* lua.c's Ctrl-C cannot reach a waiting loop */
   return h;
 }
 

@@ -487,6 +487,10 @@ struct lasync_host {
   lua_State *volatile current; /* the thread running Lua code for us now
                              (a task, or cbL in a callback), or NULL: where
                              the binary's SIGINT handler sets its hook */
+  unsigned char run_sigint; /* the outermost asyncio.run takes Ctrl-C
+                             (asyncio.so's own host: run_sigint.c) */
+  volatile int sigint_handlers; /* add_signal_handler("SIGINT") watchers:
+                             Ctrl-C is theirs then, not asyncio.run's */
   /* shutdown: see host.c */
   unsigned char stopping, stopped, state_closing, state_gone, app_done,
       loop_closed, in_free;
@@ -604,6 +608,17 @@ void host_push_report(lua_State *L, lua_State *where, int idx);
 lasync_host *host_new_owning(lua_State *L, host_pool *pool);
 /* The host of L, created (and owned by the state) if L has none yet. */
 lasync_host *host_for_module(lua_State *L);
+
+/* Ctrl-C for the outermost asyncio.run of a host with run_sigint set
+ * (run_sigint.c): from start to stop a SIGINT cancels `main` (or raises
+ * "interrupted!" in busy Lua code), and a second one kills.  start gives
+ * NULL when it does not apply (another run owns SIGINT, SIGINT ignored);
+ * stop puts the previous disposition back and says whether a SIGINT
+ * cancelled: 0 no, 1 the main task, 2 the other tasks, after main had
+ * ended.  */
+typedef struct host_sigint host_sigint;
+host_sigint *host_sigint_start(lasync_host *h, host_task *main);
+int host_sigint_stop(host_sigint *s);
 
 static inline uint64_t host_now(const lasync_host *h) {
   return h->clock_mode == HOST_CLOCK_REAL

@@ -172,4 +172,46 @@ function helper.log()
   return l
 end
 
+-- Starts a script in the background, waits for it to print "ready", sends
+-- it SIGINT, and (when `second` names a marker) a second SIGINT once that
+-- marker is printed; returns its output and exit status.  Waits for
+-- markers, not for fixed times, so a slow run (valgrind) stays correct.
+-- opts.prog runs another interpreter (shell words: "lua5.4", the oracle,
+-- or helper.lua54_cmd()); opts.fifo gives the script a stdin that stays
+-- open and empty (a read blocks).
+function helper.interrupt(script, second, opts)
+  opts = opts or {}
+  local path = helper.tmpname(".lua")
+  local out = helper.tmpname(".out")
+  local fifo = helper.tmpname(".fifo")
+  write_file(path, script)
+  local wait_for = [[i=0; while [ $i -lt 3000 ] && ! grep -q %s %s; do sleep 0.01; i=$((i+1)); done]]
+  local stdin = opts.fifo and ("mkfifo %s; "):format(shell_quote(fifo)) or ""
+  local cmd = ([[
+    %s%s %s %s > %s 2>&1 & pid=$!
+    %s
+    %s
+    %s
+    kill -INT $pid
+    %s
+    (for i in $(seq %d); do sleep 0.1; kill -0 $pid || exit; done; kill -KILL $pid) >/dev/null 2>&1 &
+    wait $pid; st=$?
+    cat %s; echo "status=$st"
+  ]]):format(stdin, opts.prog or helper.cmd, shell_quote(path), opts.fifo and ("< " .. shell_quote(fifo)) or "", shell_quote(out),
+             opts.fifo and ("exec 3> " .. shell_quote(fifo)) or "",
+             wait_for:format("ready", shell_quote(out)),
+             -- a SIGINT sent before the read(2) starts would be consumed
+             -- in Lua code and the read would then block (lua.c has the
+             -- same window; valgrind widens it): wait until the process
+             -- sits in read(0, ...) (syscall 0 on fd 0 in /proc/PID/syscall)
+             opts.fifo and [[i=0; while [ $i -lt 3000 ] && ! grep -q '^0 0x0 ' /proc/$pid/syscall 2>/dev/null; do sleep 0.01; i=$((i+1)); done]] or "",
+             second and (wait_for:format(shell_quote(second), shell_quote(out)) .. "; kill -INT $pid") or "",
+             300 * helper.slow, shell_quote(out)) -- the watchdog: a missed SIGINT fails, not hangs
+  local text = helper.sh("bash -c " .. shell_quote(cmd))
+  os.remove(path)
+  os.remove(out)
+  os.remove(fifo)
+  return text, tonumber(text:match("status=(%d+)"))
+end
+
 return helper
