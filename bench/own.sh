@@ -27,11 +27,12 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --only) ONLY=${2:?--only needs a list, e.g. W5,W6}; shift ;;
     --only=*) ONLY=${1#--only=} ;;
-    *) echo "usage: bench/own.sh [--quick] [--only W1,W5,...]" >&2; exit 2 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "own.sh: unknown argument: $1 (usage: bench/own.sh [--quick] [--only W1,W5,...])" >&2; exit 2 ;;
   esac
   shift
 done
-ONLY=$(printf '%s' "$ONLY" | tr 'a-z' 'A-Z')
+ONLY=$(printf '%s' "$ONLY" | tr 'a-z' 'A-Z' | tr -d ' ')
 for w in ${ONLY//,/ }; do
   case $w in W[1-7]) ;; *) echo "own.sh: unknown workload '$w' in --only (W1..W7)" >&2; exit 2 ;; esac
 done
@@ -61,9 +62,14 @@ if command -v taskset >/dev/null 2>&1 && taskset -c 0,1 true 2>/dev/null; then
 else
   PIN=0; PIN_NOTE="not pinned (no taskset or fewer than 2 CPUs)"
 fi
-pinned() { # CPU COMMAND...
-  local cpu=$1; shift
-  if [ "$PIN" = 1 ]; then taskset -c "$cpu" "$@"; else "$@"; fi
+# pin_to CPU: PIN_TO holds the words that pin a command to CPU (none
+# without pinning).
+# A command started as "${PIN_TO[@]}" COMMAND & is exec'd by the background
+# child (taskset execs it too), so $! is the command's own PID.
+pin_to() {
+  PIN_TO=()
+  [ "$PIN" = 1 ] && PIN_TO=(taskset -c "$1")
+  return 0
 }
 GNU_TIME=
 [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null && GNU_TIME=/usr/bin/time
@@ -101,7 +107,8 @@ failed() { # WORKLOAD MESSAGE [LOG]
 start_server() {
   local w=$1 cpu=$2; shift 2
   local log=$TMP/$w.server.log
-  pinned "$cpu" "$LASYNC" "$@" 0 >/dev/null 2>"$log" </dev/null &
+  pin_to "$cpu"
+  "${PIN_TO[@]}" "$LASYNC" "$@" 0 >/dev/null 2>"$log" </dev/null &
   SRV_PID=$!
   local deadline=$((SECONDS + START_TIMEOUT))
   PORT=
@@ -137,11 +144,8 @@ stop_server() {
 run_client() {
   local w=$1 cpu=$2; shift 2
   local out=$TMP/$w.out err=$TMP/$w.err
-  if [ "$PIN" = 1 ]; then
-    timeout "$CLIENT_TIMEOUT" taskset -c "$cpu" "$@" >"$out" 2>"$err" </dev/null &
-  else
-    timeout "$CLIENT_TIMEOUT" "$@" >"$out" 2>"$err" </dev/null &
-  fi
+  pin_to "$cpu"
+  timeout "$CLIENT_TIMEOUT" "${PIN_TO[@]}" "$@" >"$out" 2>"$err" </dev/null &
   CLI_PID=$!
   wait "$CLI_PID"
   local status=$?
