@@ -93,25 +93,23 @@ end)
 -- The W5 load generator against Python servers (the oracle: bytes.upper()
 -- changes a-z only, like Lua's string.upper in the C locale).
 describe("bench/w5_echo_client", function()
-  -- a client that stops (or gives up) mid-reply resets the Python side's
-  -- sockets: its threads' tracebacks are noise
-  local QUIET = {stderr = "devnull"}
-  local function run_client(port, secs)
+  -- Runs the client for 0.3 s against a Python server whose connections
+  -- run `body` (Python, the accepted socket is `c`); returns its stdout,
+  -- stderr and exit status.  The server's stderr is dropped: a client that
+  -- stops (or gives up) mid-reply resets its sockets, and the tracebacks
+  -- of its threads are noise.
+  local function against(body)
+    local srv, port = io_helper.py_server(body, nil, {stderr = "devnull"})
     local p = asyncio.create_subprocess_exec(ECHO_CLIENT,
-      {"127.0.0.1", tostring(port), "4", tostring(secs)},
-      {stdout = "pipe", stderr = "pipe"})
+      {"127.0.0.1", tostring(port), "4", "0.3"}, {stdout = "pipe", stderr = "pipe"})
     local out, err = p:communicate()
+    io_helper.stop(srv)
     return out, err, p.returncode
   end
+  local ECHO = "while True:\n    d = c.recv(65536)\n    if not d: break\n    c.sendall(%s)"
 
   it("counts checked round trips against an upper-casing echo server", function()
-    local srv, port = io_helper.py_server([[
-while True:
-    d = c.recv(65536)
-    if not d: break
-    c.sendall(d.upper())]], nil, QUIET)
-    local out, err, code = run_client(port, 0.3)
-    io_helper.stop(srv)
+    local out, err, code = against(ECHO:format("d.upper()"))
     assert.are.equal(0, code, err)
     local r = fields(out:match("RESULT [^\n]*"))
     assert.are.equal("W5", r.workload)
@@ -123,23 +121,14 @@ while True:
   end)
 
   it("gives ok=0 when a reply is not the upper-cased message", function()
-    local srv, port = io_helper.py_server([[
-while True:
-    d = c.recv(65536)
-    if not d: break
-    c.sendall(d)]], nil, QUIET)
-    local out, err, code = run_client(port, 0.3)
-    io_helper.stop(srv)
+    local out, err, code = against(ECHO:format("d"))
     assert.are.equal(1, code)
     assert.matches("ok=0", out, 1, true)
     assert.matches("a reply is not the upper-cased message", err, 1, true)
   end)
 
   it("gives ok=0 when the server closes a connection", function()
-    local srv, port = io_helper.py_server([[
-c.recv(65536)]], nil, QUIET)
-    local out, err, code = run_client(port, 0.3)
-    io_helper.stop(srv)
+    local out, err, code = against("c.recv(65536)")
     assert.are.equal(1, code)
     assert.matches("ok=0", out, 1, true)
     assert.matches("the server closed a connection", err, 1, true)
