@@ -57,7 +57,8 @@ fi
 # Server and client on different CPUs when there are two to pin to (as the
 # harness does: W1-W4 on CPU 1, W5 server 0 / client 1, W6-W7 server 1 /
 # client 0).
-if command -v taskset >/dev/null 2>&1 && taskset -c 0,1 true 2>/dev/null; then
+if command -v taskset >/dev/null 2>&1 && taskset -c 0 true 2>/dev/null &&
+   taskset -c 1 true 2>/dev/null; then
   PIN=1; PIN_NOTE="pinned with taskset"
 else
   PIN=0; PIN_NOTE="not pinned (no taskset or fewer than 2 CPUs)"
