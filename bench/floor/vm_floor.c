@@ -9,7 +9,7 @@
  * No event loop, no task records, no error handling beyond the checks, no
  * results table: what is left is what a thread per task costs in Lua 5.4.
  *
- * usage: vm_floor w1|w2 N [plain|pool|count] [gen|inc]
+ * usage: vm_floor w1|w2 N [plain|pool|count] [gen|inc|stop]
  *   w1     prints the W1 RESULT line (clock: spawning .. sum checked)
  *   w2     the same, with sleep(1.0) in the script (the floor's sleep does
  *          not wait): the peak RSS, at N and at N=0, gives bytes per task
@@ -18,7 +18,8 @@
  *   count  realloc, counting the blocks allocated while the threads are
  *          suspended, by size, per task (stderr)
  *   gen    the generational collector, as lua.c and lasync set it (default)
- *   inc    Lua's default incremental collector */
+ *   inc    Lua's default incremental collector
+ *   stop   no collection at all (what the collector costs, by difference) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,7 @@ static int fail(const char *what) {
 
 int main(int argc, char **argv) {
   if (argc < 3 || (strcmp(argv[1], "w1") != 0 && strcmp(argv[1], "w2") != 0))
-    return fail("usage: vm_floor w1|w2 N [plain|pool|count] [gen|inc]");
+    return fail("usage: vm_floor w1|w2 N [plain|pool|count] [gen|inc|stop]");
   int w2 = strcmp(argv[1], "w2") == 0;
   lua_Integer n = strtoll(argv[2], NULL, 10);
   const char *alloc = argc > 3 ? argv[3] : "plain";
@@ -104,8 +105,10 @@ int main(int argc, char **argv) {
   if (!L) return fail("cannot make a Lua state");
   if (strcmp(gc, "gen") == 0)
     lua_gc(L, LUA_GCGEN, 0, 0);
+  else if (strcmp(gc, "stop") == 0)
+    lua_gc(L, LUA_GCSTOP);
   else if (strcmp(gc, "inc") != 0)
-    return fail("the collector is gen or inc");
+    return fail("the collector is gen, inc or stop");
 
   /* W1's and W2's loop, with `spawn` for create_task; the task list is
    * spawn's (the benchmarks' `tasks`). */

@@ -53,7 +53,9 @@ local ok = count == n and sum == n * (n - 1) / 2
 local secs = now() - t0
 
 if w == "W2" then
-  print(string.format("RESULT workload=W2 n=%d seconds=%.6f ok=%d", n, secs, ok and 1 or 0))
+  print(string.format("RESULT workload=W2 n=%d seconds=%.6f ok=%d",
+                      n, secs, ok and 1 or 0))
 else
-  print(string.format("RESULT workload=W1 n=%d seconds=%.6f ok=%d rate=%.1f", n, secs, ok and 1 or 0, n / secs))
+  print(string.format("RESULT workload=W1 n=%d seconds=%.6f ok=%d rate=%.1f",
+                      n, secs, ok and 1 or 0, n / secs))
 end
