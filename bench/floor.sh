@@ -19,6 +19,8 @@
 #     when other programs share the CPU.
 # W2: bytes per task = (peak RSS at N - peak RSS at N=0) / N, each run's
 #     pair taken together, as the shared bench computes it.
+#     Then the blocks one suspended task holds on the Lua heap, by size
+#     (vm_floor's counting allocator).
 # --ir: instead, callgrind instructions per W1 task (total at N=20000 minus
 #     total at N=0, over N, as bench/ir.sh counts), which do not drift.
 #
@@ -162,3 +164,6 @@ for i in "${rows[@]}"; do
     "$(awk -v k="$(median ${rss[$i]})" 'BEGIN { print k / 1024 }')" \
     "$(awk -v k="$(median ${rss0[$i]})" 'BEGIN { print k / 1024 }')" "${bpt[$i]}"
 done
+echo "W2 on the Lua heap: the blocks each suspended vm_floor task holds" \
+  "(counting allocator)"
+"$floor" w2 "$w2_n" count 2>&1 >/dev/null | sed 's/^/  /'
