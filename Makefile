@@ -99,6 +99,7 @@ valgrind: build
 	  .ci/valgrind_specs.sh $(TEST_JOBS)
 	LASYNC_POOL=0 LASYNC_SLOW=10 $(VALGRIND) --error-exitcode=1 $(BUILD)/embed_test
 	LASYNC_POOL=0 $(VALGRIND) --error-exitcode=1 $(BUILD)/sensors
+	$(VALGRIND) --error-exitcode=1 $(BUILD)/vm_floor w1 2000 plain gen
 
 check: asan valgrind
 
