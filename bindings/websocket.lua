@@ -8,10 +8,10 @@ local M = {accept_key = core.accept_key}
 
 -- Argument errors name the caller's line, the first frame outside this
 -- file and http_server.lua (whose req:websocket() calls check_protocols).
-local argerror, _, raise = core.lua_part("argcheck")()({
+local argerror, checktype, raise = core.lua_part("argcheck")()({
   ["=asyncio/websocket.lua"] = true, ["=asyncio/http_server.lua"] = true})
 
-local TEXT, BINARY, CLOSE, PING = 1, 2, 8, 9
+local TEXT, BINARY, CLOSE, PING, PONG = 1, 2, 8, 9, 10
 
 local WS = {}
 WS.__index = WS
@@ -164,20 +164,57 @@ function M.wrap(reader, writer, client, max, early)
   return ws
 end
 
+-- The checks of the methods below, in the order a frame is built: each
+-- refuses before anything is queued, so a refused call leaves the
+-- connection as it was.  Lua strings are bytes: a text message and a close
+-- reason must be UTF-8 (RFC 6455 sections 5.6 and 7.1.6), which the peer
+-- would otherwise fail with 1007.
+local function check_self(self, fname)
+  if getmetatable(self) ~= WS then
+    raise(("calling '%s' on bad self (websocket expected, got %s)"):format(fname, type(self)))
+  end
+end
+
+-- A ping or pong payload: a control frame carries at most 125 bytes.
+local function check_control(data, fname)
+  checktype(data, 1, fname, "string", true)
+  if data and #data > 125 then
+    argerror(1, fname, ("at most 125 bytes expected (a control frame), got %d"):format(#data))
+  end
+  return data or ""
+end
+
+local function quote(v)
+  return type(v) == "string" and ("'%s'"):format((v:gsub("%z", "\\0"))) or type(v)
+end
+
 -- send(data [, "binary"]): a text (default) or binary message.
 function WS:send(data, kind)
-  if type(data) ~= "string" then argerror(1, "send", "string expected") end
-  if self.closed then error(asyncio.ConnectionError("websocket: closed"), 2) end
-  local op = kind == "binary" and BINARY or TEXT
+  check_self(self, "send")
+  checktype(data, 1, "send", "string")
   if kind ~= nil and kind ~= "binary" and kind ~= "text" then
-    argerror(2, "send", "'text' or 'binary' expected")
+    argerror(2, "send", "'text' or 'binary' expected, got " .. quote(kind))
   end
+  local op = kind == "binary" and BINARY or TEXT
+  if op == TEXT and not utf8.len(data) then
+    argerror(1, "send", "a text message must be valid UTF-8; send bytes as 'binary'")
+  end
+  if self.closed then error(asyncio.ConnectionError("websocket: closed"), 2) end
   self.codec:queue(op, data)
   flush(self)
 end
 
+-- ping([data]) and pong([data]): control frames; an unsolicited pong is a
+-- one-way heartbeat (RFC 6455 section 5.5.3).
 function WS:ping(data)
-  self.codec:queue(PING, data or "")
+  check_self(self, "ping")
+  self.codec:queue(PING, check_control(data, "ping"))
+  flush(self)
+end
+
+function WS:pong(data)
+  check_self(self, "pong")
+  self.codec:queue(PONG, check_control(data, "pong"))
   flush(self)
 end
 
@@ -226,12 +263,35 @@ function WS:receive()
   end
 end
 
+-- The codes an endpoint may send (RFC 6455 section 7.4 and IANA's
+-- registry): 1004-1006 and 1015 are reserved, never on the wire, and
+-- below 3000 is for the protocol to define.
+local function check_close_code(code)
+  if code == nil then return 1000 end
+  if math.type(code) ~= "integer" then
+    argerror(1, "close", "close code expected (an integer), got "
+      .. (type(code) == "number" and tostring(code) or type(code)))
+  end
+  if not ((code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014)
+          or (code >= 3000 and code <= 4999)) then
+    argerror(1, "close", ("close code 1000-1003, 1007-1014 or 3000-4999 expected, got %d"):format(code))
+  end
+  return code
+end
+
 -- close([code [, reason]]): the close handshake; waits up to 5 s for the
 -- peer's close frame.
 function WS:close(code, reason)
+  check_self(self, "close")
+  code = check_close_code(code)
+  checktype(reason, 2, "close", "string", true)
+  if reason and #reason > 123 then
+    argerror(2, "close", ("a reason of at most 123 bytes expected, got %d"):format(#reason))
+  end
+  if reason and not utf8.len(reason) then argerror(2, "close", "a reason must be valid UTF-8") end
   if self.closed then return end
   self.closing = true
-  self.codec:queue_close(code or 1000, reason or "")
+  self.codec:queue_close(code, reason or "")
   pcall(flush, self)
   pcall(asyncio.wait_for, function()
     while not self.closed do self:receive() end
@@ -239,6 +299,8 @@ function WS:close(code, reason)
   self.closed = true
   self.writer:close()
 end
-WS.__close = WS.close
+-- A <close> variable's __close gets the error that ends its scope as the
+-- second argument: not a close code.
+function WS.__close(self) self:close() end
 
 return M

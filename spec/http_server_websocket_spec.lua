@@ -204,6 +204,101 @@ describe("asyncio.websocket", function()
     assert.are.equal(here + 9, line_of(function() websocket.connect(url, {protocols = {}}) end, "websocket%(%): protocols must be a non%-empty list"))
   end)
 
+  -- Hostile arguments to the methods of a connection: each refused at the
+  -- caller's line in Lua's wording, before anything is sent, as Python's
+  -- websockets 10.4 refuses them (frames.py: control frames over 125
+  -- bytes, close codes outside 1000-1003, 1007-1014, 3000-4999, reasons
+  -- over 123 bytes); the connection goes on working, and what is allowed
+  -- at the limits reaches a Python websockets server intact.
+  it("refuses hostile arguments to send, ping, pong and close at the caller's line", function()
+    local code = [[
+import asyncio, websockets
+async def handler(ws):
+    try:
+        async for m in ws:
+            await ws.send(m)
+    except websockets.ConnectionClosed:
+        pass # a code other than 1000/1001
+    print(ws.close_code, len(ws.close_reason.encode()), ws.close_reason[:2], flush=True)
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0) as s:
+        print(s.sockets[0].getsockname()[1], flush=True)
+        await asyncio.sleep(30)
+asyncio.run(main())
+]]
+    local p = asyncio.create_subprocess_exec("/usr/bin/python3", {"-c", code}, {stdout = "pipe"})
+    local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+    local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
+    local function err(f)
+      local ok, e = pcall(f)
+      assert.is_false(ok, "expected an error")
+      return tostring(e)
+    end
+    local big = ("x"):rep(1000000)
+    local here = debug.getinfo(1, "l").currentline
+    local cases = {
+      {function() ws:ping(1) end, "bad argument #1 to 'ping' (string expected, got number)"},
+      {function() ws:ping({}) end, "bad argument #1 to 'ping' (string expected, got table)"},
+      {function() ws:ping(("p"):rep(126)) end, "bad argument #1 to 'ping' (at most 125 bytes expected (a control frame), got 126)"},
+      {function() ws:pong(true) end, "bad argument #1 to 'pong' (string expected, got boolean)"},
+      {function() ws:pong(big) end, "bad argument #1 to 'pong' (at most 125 bytes expected (a control frame), got 1000000)"},
+      {function() ws:send() end, "bad argument #1 to 'send' (string expected, got no value)"},
+      {function() ws:send(12) end, "bad argument #1 to 'send' (string expected, got number)"},
+      {function() ws:send("\xff\xfe") end, "bad argument #1 to 'send' (a text message must be valid UTF-8; send bytes as 'binary')"},
+      {function() ws:send("\xed\xa0\x80") end, "bad argument #1 to 'send' (a text message must be valid UTF-8; send bytes as 'binary')"},
+      {function() ws:send("x", {binary = true}) end, "bad argument #2 to 'send' ('text' or 'binary' expected, got table)"},
+      {function() ws:send("x", "json") end, "bad argument #2 to 'send' ('text' or 'binary' expected, got 'json')"},
+      {function() ws:send("x", "binary\0") end, "bad argument #2 to 'send' ('text' or 'binary' expected, got 'binary\\0')"},
+      {function() ws:close("a") end, "bad argument #1 to 'close' (close code expected (an integer), got string)"},
+      {function() ws:close(1000.5) end, "bad argument #1 to 'close' (close code expected (an integer), got 1000.5)"},
+      {function() ws:close(1005) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1005)"},
+      {function() ws:close(1006) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1006)"},
+      {function() ws:close(999) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 999)"},
+      {function() ws:close(5000) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 5000)"},
+      {function() ws:close(1004) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1004)"},
+      {function() ws:close(1015) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1015)"},
+      {function() ws:close(2999) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 2999)"},
+      {function() ws:close(65536 + 1000) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 66536)"},
+      {function() ws:close(1000, 5) end, "bad argument #2 to 'close' (string expected, got number)"},
+      {function() ws:close(1000, ("r"):rep(124)) end, "bad argument #2 to 'close' (a reason of at most 123 bytes expected, got 124)"},
+      {function() ws:close(1000, big) end, "bad argument #2 to 'close' (a reason of at most 123 bytes expected, got 1000000)"},
+      {function() ws:close(1000, "\xc0\x80") end, "bad argument #2 to 'close' (a reason must be valid UTF-8)"},
+      {function() ws.send("x") end, "calling 'send' on bad self (websocket expected, got string)"},
+      {function() ws.close(nil) end, "calling 'close' on bad self (websocket expected, got nil)"},
+    }
+    for i, c in ipairs(cases) do
+      local e = err(c[1])
+      assert.are.equal(("%s:%d: %s"):format(e:match("^[^:]*"), here + 1 + i, c[2]), e)
+      assert.matches("^[^:]*" .. FILE .. "$", e:match("^[^:]*"))
+    end
+    -- nothing was sent: the connection still works, at the limits too
+    ws:send("a\0b")
+    assert.are.same({"a\0b", "text"}, {ws:receive()})
+    ws:send("\xff\0", "binary")
+    assert.are.same({"\xff\0", "binary"}, {ws:receive()})
+    ws:ping(("p"):rep(125))
+    ws:pong(("q"):rep(125))
+    ws:send("after")
+    assert.are.same({"after", "text"}, {ws:receive()})
+    -- a <close> variable closes with 1000 when an error ends its scope
+    -- (__close gets the error as its second argument, not a code)
+    local ws2
+    local ok, e = pcall(function()
+      local w <close> = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
+      ws2 = w
+      error("boom", 0)
+    end)
+    assert.are.same({false, "boom", true}, {ok, e, ws2.closed})
+    assert.are.equal("1000 0 \n", asyncio.wait_for(function() return p.stdout:readline() end, 10))
+    -- a 123-byte reason of 2-byte characters, and the highest code
+    ws:close(4999, ("é"):rep(61) .. "!")
+    assert.is_true(ws.closed)
+    local out = asyncio.wait_for(function() return p.stdout:readline() end, 10)
+    assert.are.equal("4999 123 éé\n", out)
+    p:kill()
+    p:wait()
+  end)
+
   describe("subprotocols (Sec-WebSocket-Protocol)", function()
     -- Python's websockets library (Debian's python3-websockets) as the peer
     local PY = "/usr/bin/python3"
