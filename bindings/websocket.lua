@@ -31,7 +31,9 @@ local function parse_url(url)
     raise("websocket(): url must be ws://host[:port]/path or wss://..., got " .. tostring(url))
   end
   local tls = scheme == "wss"
-  return host, tonumber(port) or (tls and 443 or 80), path ~= "" and path or "/", tls
+  port = tonumber(port) or (tls and 443 or 80)
+  if port > 65535 then raise(("websocket(): url port must be 0-65535, got %d"):format(port)) end
+  return host, port, path ~= "" and path or "/", tls
 end
 
 local KNOWN = {max_message = true, headers = true, timeout = true,
@@ -86,7 +88,34 @@ local function stream_opts(url, tls, opts)
   end
   local ssl = opts.ssl
   if ssl == nil then ssl = true end
+  if ssl ~= true and type(ssl) ~= "userdata" then
+    raise("websocket(): option ssl must be true or an SSLContext, got " .. type(ssl))
+  end
+  if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
+    raise("websocket(): option server_hostname must be a string, got " .. type(opts.server_hostname))
+  end
   return {ssl = ssl, server_hostname = opts.server_hostname}
+end
+
+-- The extra handshake headers (opts.headers): name = value, a token and
+-- a string (or number) without control characters, refused before anything
+-- is sent.
+local function check_headers(headers)
+  if headers == nil then return {} end
+  if type(headers) ~= "table" then
+    raise("websocket(): option headers must be a table of name = value, got " .. type(headers))
+  end
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
+      raise(("websocket(): header name %s is not a token"):format(
+        type(k) == "string" and ("%q"):format(k) or type(k)))
+    end
+    if (type(v) ~= "string" and type(v) ~= "number") or tostring(v):find("%c") then
+      raise(("websocket(): header %s must be a string without control characters, got %s")
+        :format(k, type(v) == "string" and "one with a control character" or type(v)))
+    end
+  end
+  return headers
 end
 
 -- websocket(url [, opts]) -> ws.  opts: max_message (bytes, default 1 MiB),
@@ -108,6 +137,11 @@ function M.connect(url, opts)
     raise("websocket(): max_message must be a positive integer")
   end
   local protocols = M.check_protocols(opts.protocols, "websocket()")
+  local headers = check_headers(opts.headers)
+  local timeout = opts.timeout or 10
+  if type(timeout) ~= "number" or not (timeout > 0) then
+    raise("websocket(): timeout must be a positive number of seconds, got " .. tostring(timeout))
+  end
   local reader, writer = asyncio.open_connection(host, port, sopts)
   local key = core.new_key()
   local lines = {("GET %s HTTP/1.1"):format(path), ("Host: %s:%d"):format(host, port),
@@ -116,17 +150,11 @@ function M.connect(url, opts)
   if protocols then
     lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(protocols, ", ")
   end
-  for k, v in pairs(opts.headers or {}) do
-    if tostring(k):find("[%c:]") or tostring(v):find("%c") then
-      writer:close()
-      raise("websocket(): bad handshake header " .. tostring(k))
-    end
-    lines[#lines + 1] = k .. ": " .. v
-  end
+  for k, v in pairs(headers) do lines[#lines + 1] = k .. ": " .. v end
   writer:write(table.concat(lines, "\r\n") .. "\r\n\r\n")
   local ok, head = pcall(asyncio.wait_for, function()
     return reader:readuntil("\r\n\r\n")
-  end, opts.timeout or 10)
+  end, timeout)
   local accept, chosen
   for line in (ok and head or ""):gmatch("[^\r\n]+") do
     local n, v = line:match("^([^:]+):%s*(.-)%s*$")

@@ -184,6 +184,29 @@ describe("asyncio.websocket", function()
     helper.fails_with("cannot have ssl = false", websocket.connect, "wss://127.0.0.1:1/", {ssl = false})
     helper.fails_with("unknown option 'max_msg'", websocket.connect, "ws://127.0.0.1:1/", {max_msg = 1})
     helper.fails_with("max_message must be", websocket.connect, "ws://127.0.0.1:1/", {max_message = 0})
+    -- every option is checked before anything is sent (the port refuses)
+    local url = "ws://127.0.0.1:1/"
+    for _, c in ipairs{
+      {{headers = 5}, "websocket%(%): option headers must be a table of name = value, got number$"},
+      {{headers = {"x"}}, "websocket%(%): header name number is not a token$"},
+      {{headers = {["a b"] = "x"}}, [[websocket%(%): header name "a b" is not a token$]]},
+      {{headers = {["X-A:"] = "x"}}, [[websocket%(%): header name "X%-A:" is not a token$]]},
+      {{headers = {X = {}}}, "websocket%(%): header X must be a string without control characters, got table$"},
+      {{headers = {X = "a\0b"}}, "websocket%(%): header X must be a string without control characters, got one with a control character$"},
+      {{headers = {X = "a\r\nEvil: 1"}}, "websocket%(%): header X must .*got one with a control character$"},
+      {{timeout = "x"}, "websocket%(%): timeout must be a positive number of seconds, got x$"},
+      {{timeout = -1}, "websocket%(%): timeout must be a positive number of seconds, got %-1$"},
+      {{timeout = 0/0}, "websocket%(%): timeout must be a positive number of seconds, got "},
+    } do
+      helper.fails_with("^[^:]*http_server_websocket_spec%.lua:%d+: " .. c[2],
+        function() websocket.connect(url, c[1]) end)
+    end
+    helper.fails_with("websocket%(%): url port must be 0%-65535, got 99999999$",
+      websocket.connect, "ws://127.0.0.1:99999999/")
+    helper.fails_with("websocket%(%): option server_hostname must be a string, got number$",
+      websocket.connect, "wss://127.0.0.1:1/", {server_hostname = 5})
+    helper.fails_with("websocket%(%): option ssl must be true or an SSLContext, got string$",
+      websocket.connect, "wss://127.0.0.1:1/", {ssl = "x"})
   end)
 
   -- parse_url, stream_opts and check_protocols are a call or two below
