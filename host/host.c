@@ -293,19 +293,14 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
     t->flags |= TF_RETRIEVED;
     set_last_error(h, "interrupted!");
     rc = LASYNC_EINTERRUPTED;
-  } else if (interrupted == 3 && t->outcome == OUTCOME_FAILED) {
-    /* busy Lua code in the main task: its "interrupted!" and where */
-    t->flags |= TF_RETRIEVED;
-    host_task_push_report(L, -1);
-    set_last_error(h, lua_tostring(L, -1));
-    lua_pop(L, 1);
-    rc = LASYNC_EINTERRUPTED;
   } else if (t->outcome == OUTCOME_FAILED) {
     t->flags |= TF_RETRIEVED;
     host_task_push_report(L, -1);
     set_last_error(h, lua_tostring(L, -1));
     lua_pop(L, 1);
-    rc = LASYNC_ERROR;
+    /* 3: busy Lua code in the main task got "interrupted!" (the report
+     * says where) */
+    rc = interrupted == 3 ? LASYNC_EINTERRUPTED : LASYNC_ERROR;
   } else if (t->outcome == OUTCOME_CANCELLED) {
     rc = LASYNC_ECANCELLED;
   }
