@@ -58,6 +58,18 @@ describe("asyncio.websocket", function()
     assert.is_truthy(log:match("close 1009") or log:match("^reset"), log)
   end)
 
+  -- RFC 6455 section 8.1: a text message that is not UTF-8 fails the
+  -- connection with 1007, as Python's websockets does ("invalid start
+  -- byte"); wslay checks the payload.
+  it("fails a text message that is not UTF-8 with 1007", function()
+    local p, port = peer()
+    local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
+    ws:send("badutf8")
+    assert.are.same({nil, 1007, "failed by this side"}, {ws:receive()})
+    assert.is_true(ws.closed)
+    assert.matches("^close 1007 ", peer_log(p))
+  end)
+
   it("raises ConnectionError when the server does not switch protocols", function()
     local srv = web.serve(function() return "no websocket here" end, "127.0.0.1", 0)
     local err = helper.raises(asyncio.ConnectionError, websocket.connect,
