@@ -301,10 +301,14 @@ function TaskGroup:__close(err)
   if err ~= nil then
     if is_cancel(err) then propagate = err end
     if not self._aborting then self:_abort() end
-    if not is_cancel(err) then self._errors[#self._errors + 1] = err end
   end
   local during, received = self:_wait_children()
   propagate = during or propagate
+  -- the body's own error goes after those of the children, which failed
+  -- while the group waited for them (asyncio appends it there too)
+  if err ~= nil and not is_cancel(err) then
+    self._errors[#self._errors + 1] = err
+  end
   self._closed = true
   local parent = self._parent
   if self._cancel_requested then
