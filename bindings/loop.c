@@ -33,7 +33,7 @@ static int l_call_at(lua_State *L) {
   double when = host_check_seconds(L, 1, "delay");
   host_check_callable(L, 2);
   lua_remove(L, 1);
-  return schedule_at(L, h, host_deadline(h, when - (double)host_now(h) / 1e9));
+  return schedule_at(L, h, host_deadline_at(h, when));
 }
 
 /* ---- Handle methods --------------------------------------------------- */

@@ -90,7 +90,7 @@ static void tmo_arm(lua_State *L, int idx) {
 static void tmo_set_when(tmo *o, double when) {
   o->has_when = 1;
   o->when_s = when;
-  o->when = host_deadline(o->h, when - loop_now(o->h));
+  o->when = host_deadline_at(o->h, when);
 }
 
 static int new_timeout(lua_State *L, int absolute, const char *fname) {

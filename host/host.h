@@ -115,6 +115,10 @@ void host_timer_stop(lasync_host *h, host_timer *tm);
  * A negative delay gives a deadline in the past (so the heap keeps the
  * order of call_later(-2) before call_later(-1), as asyncio does). */
 uint64_t host_deadline(lasync_host *h, double seconds);
+/* The deadline at loop time `when` (asyncio.time() seconds): converted
+ * on its own, not through the time left, so equal `when`s give equal
+ * deadlines (and fire in the order they were set). */
+uint64_t host_deadline_at(lasync_host *h, double when);
 int host_timers_init(lasync_host *h);
 /* The one clock every deadline is on (asyncio.time(), sleep, call_at,
  * timeouts), in nanoseconds.  On the real clock it is uv_hrtime() shifted
