@@ -625,8 +625,9 @@ host_callback *host_callback_new(lasync_host *h, lua_State *L, int nargs) {
 }
 
 void host_callback_cancel(host_callback *c) {
-  if (c->cancelled || c->ran) return;
-  c->cancelled = 1;
+  if (c->cancelled) return;
+  c->cancelled = 1; /* even after it ran: cancelled() is then true (asyncio) */
+  if (c->ran) return; /* already released */
   host_timer_stop(c->h, &c->timer);
   if (!c->post.queued) callback_release(c); /* else when the queue gets it */
 }
