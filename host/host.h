@@ -185,7 +185,10 @@ enum {
   TF_NO_STACK = 1 << 9,     /* host_wake had no room for the values: raise */
   TF_WOKE_SELF = 1 << 10,   /* woken in its own step: ready at its end */
   TF_CTX_DATA = 1 << 11,    /* parked with ctx == data: k gets wait_data */
-  TF_CTX_SLOT = 1 << 12     /* parked with another ctx: on co at `base` */
+  TF_CTX_SLOT = 1 << 12,    /* parked with another ctx: on co at `base` */
+  TF_MSG_FIXED = 1 << 13    /* a cancel reached its wait: later ones keep
+                             * that message (as asyncio: the awaited future
+                             * got it) until the task resumes */
 };
 
 /* The record is most of what an idle task costs besides its Lua thread

@@ -275,7 +275,8 @@ static void task_end(lasync_host *h, host_task *t) {
   /* the end of its last step when it ends there (sched.c), else now */
   t->stats.ended = h->step_end ? h->step_end : uv_hrtime();
   h->step_end = 0;
-  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
+  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL |
+                TF_MSG_FIXED);
   t->wait_cancel = NULL;
   h->npending--;
   if (t == h->run_target) uv_stop(h->loop); /* host_run_task waits for it */

@@ -159,6 +159,46 @@ describe("conformance: oracle (CPython as the oracle)", function()
       assert.are.equal("b", helper.await_cancelled(t).message)
     end)
 
+    -- Python: pre ()
+    it("before the task ran, a cancel without a message drops the earlier one", function()
+      local t = a.create_task(function() a.sleep(10) end)
+      t:cancel("a")
+      t:cancel()
+      assert.are.equal("", helper.await_cancelled(t).message)
+    end)
+
+    -- Python: woken ('b',): woken by its event, nothing was delivered to
+    -- a wait yet, so the last message wins.
+    it("a task woken but not yet run takes the last message", function()
+      local ev = a.Event()
+      local t = a.create_task(function() ev:wait() a.sleep(0) end)
+      a.sleep(0)
+      ev:set()
+      t:cancel("a")
+      t:cancel("b")
+      assert.are.equal("b", helper.await_cancelled(t).message)
+    end)
+
+    -- Python: selfext ('self',); first ('one',), second ('two',)
+    it("a self-cancel's message is delivered at its next wait; a later cancel has its own", function()
+      local t = a.create_task(function() a.current_task():cancel("self") a.sleep(1) end)
+      a.sleep(0)
+      t:cancel("ext")
+      assert.are.equal("self", helper.await_cancelled(t).message)
+      local first
+      t = a.create_task(function()
+        local _, err = pcall(a.sleep, 1)
+        first = err.message
+        a.sleep(1)
+      end)
+      a.sleep(0)
+      t:cancel("one")
+      a.sleep(0)
+      t:cancel("two")
+      assert.are.equal("two", helper.await_cancelled(t).message)
+      assert.are.equal("one", first)
+    end)
+
     -- Python: in catch 1, still 1, r3 7 False 1
     it("a task that catches its cancel keeps cancelling() at 1 and returns", function()
       local seen = {}
