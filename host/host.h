@@ -179,7 +179,7 @@ enum {
   TF_MUST_CANCEL = 1 << 3, /* deliver CancelledError at the next resume/park */
   TF_THROW = 1 << 4,       /* the value pushed for the resume is an error */
   TF_RETRIEVED = 1 << 5,   /* the failure was looked at by someone */
-  TF_HAS_CALLBACKS = 1 << 6,/* Lua done callbacks in the extras table */
+  /* 1 << 6 is free */
   TF_CANCELLING = 1 << 7,   /* inside its cancel hook (await cycles) */
   TF_DEFER_CANCEL = 1 << 8, /* woken with a result: cancel at the next park */
   TF_NO_STACK = 1 << 9,     /* host_wake had no room for the values: raise */
