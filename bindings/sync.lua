@@ -46,23 +46,30 @@ end
 
 -- A list of tasks from a list of tasks, futures or functions, and the
 -- list of what the caller passed (a future stands for itself in results).
+-- A task or future given twice counts once, as in asyncio (which makes a
+-- set of them); each function is started as a task of its own.
 local function task_list(list, fname)
   if type(list) ~= "table" or is_task(list) then
     argerror(1, fname, "list of tasks expected, got "
       .. (is_task(list) and "a task" or type(list)))
   end
-  local tasks, given = {}, {}
+  local tasks, given, seen, n = {}, {}, {}, 0
   for i = 1, #list do
-    local aw = list[i]
-    given[i] = aw
-    if is_task(aw) then tasks[i] = aw
-    elseif is_future(aw) then tasks[i] = future_task(aw)
+    local aw, t = list[i], nil
+    if seen[aw] then -- a duplicate: skipped
+    elseif is_task(aw) then t = aw
+    elseif is_future(aw) then t = future_task(aw)
     elseif is_callable(aw) then
-      tasks[i] = create_task(aw)
-      given[i] = tasks[i]
+      t = create_task(aw)
+      aw = t
     else
       argerror(1, fname, ("item %d: task or function expected, got %s")
         :format(i, type(aw)))
+    end
+    if t then
+      seen[aw] = true
+      n = n + 1
+      tasks[n], given[n] = t, aw
     end
   end
   return tasks, given

@@ -303,6 +303,46 @@ describe("conformance: oracle (CPython as the oracle)", function()
     end)
   end)
 
+  describe("wait and as_completed", function()
+    -- Python: wait dup 1 0 (done is a set)
+    it("wait() lists a task given twice once", function()
+      local t = a.create_task(function() return a.sleep(0, 1) end)
+      local done, pending = a.wait({t, t})
+      assert.are.same({t}, done)
+      assert.are.same({}, pending)
+      local f = a.Future()
+      a.call_soon(function() f:set_result(2) end)
+      done, pending = a.wait({f, t, f})
+      assert.are.same({f, t}, done)
+    end)
+
+    -- Python: ac dup 1
+    it("as_completed() yields a task given twice once", function()
+      local t = a.create_task(function() return a.sleep(0, 1) end)
+      local n = 0
+      for f in a.as_completed({t, t}) do
+        assert.are.equal(t, f)
+        n = n + 1
+      end
+      assert.are.equal(1, n)
+    end)
+
+    -- Python: ['cb1', 'task', 'cb2', 'other', 'cb3', 'task2']
+    it("sleep(0) lets callbacks and tasks queued before it run first, in order", function()
+      local ev = {}
+      local function add(x) return function() ev[#ev + 1] = x end end
+      a.call_soon(add("cb1"))
+      a.sleep(0)
+      ev[#ev + 1] = "task"
+      a.call_soon(add("cb2"))
+      a.create_task(add("other"))
+      a.call_soon(add("cb3"))
+      a.sleep(0)
+      ev[#ev + 1] = "task2"
+      assert.are.same({"cb1", "task", "cb2", "other", "cb3", "task2"}, ev)
+    end)
+  end)
+
   describe("synchronisation races", function()
     -- Python: w cancelled
     it("an Event wait cancelled after set() but before it ran raises CancelledError", function()
