@@ -47,16 +47,48 @@ describe("conformance: oracle (CPython as the oracle)", function()
       assert.is_nil(next(running))
     end)
 
+    -- Python: ['w1', 'cb1', 'w2', 'cb2']
     it("a Future's callbacks and awaiters keep registration order too", function()
       local ev = {}
       local f = a.Future()
-      local w = a.create_task(function() f:await() ev[#ev + 1] = "w" end)
+      local function waiter(name)
+        return a.create_task(function() f:await() ev[#ev + 1] = name end)
+      end
+      local w1 = waiter("w1")
       a.sleep(0)
-      f:add_done_callback(function() ev[#ev + 1] = "cb" end)
-      a.call_soon(function() f:set_result(1) end)
-      w:await()
+      f:add_done_callback(function() ev[#ev + 1] = "cb1" end)
+      local w2 = waiter("w2")
       a.sleep(0)
-      assert.are.same({"w", "cb"}, ev)
+      f:add_done_callback(function() ev[#ev + 1] = "cb2" end)
+      local removed = function() ev[#ev + 1] = "never" end
+      f:add_done_callback(removed)
+      assert.are.equal(1, f:remove_done_callback(removed))
+      f:set_result(1)
+      w1:await() w2:await()
+      a.sleep(0)
+      assert.are.same({"w1", "cb1", "w2", "cb2"}, ev)
+    end)
+
+    -- Python: ['cb1', "w1 cancelled ('m',)", "w2 cancelled ('m',)", 'cb2']:
+    -- the cancelled awaiter cancels the future and is woken by it, in turn.
+    it("cancelling a task that awaits a Future wakes everyone in registration order", function()
+      local ev = {}
+      local f = a.Future()
+      f:add_done_callback(function() ev[#ev + 1] = "cb1" end)
+      local function waiter(name)
+        return a.create_task(function()
+          local ok, err = pcall(f.await, f)
+          ev[#ev + 1] = ok and name or (name .. " cancelled " .. tostring(err.message))
+        end)
+      end
+      local w1, w2 = waiter("w1"), waiter("w2")
+      a.sleep(0)
+      f:add_done_callback(function() ev[#ev + 1] = "cb2" end)
+      w2:cancel("m")
+      w1:await() w2:await()
+      a.sleep(0)
+      assert.are.same({"cb1", "w1 cancelled m", "w2 cancelled m", "cb2"}, ev)
+      assert.is_true(f:cancelled())
     end)
   end)
 
