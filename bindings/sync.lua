@@ -129,6 +129,7 @@ function M.wait(list, opts)
       .. "ALL_COMPLETED expected, got %s"):format(tostring(rw)))
   end
   local deadline = timeout and time() + timeout
+  local first = true
   while true do
     local done, pending, any_failed = {}, {}, false
     for i = 1, #tasks do
@@ -140,23 +141,30 @@ function M.wait(list, opts)
         pending[#pending + 1] = aw
       end
     end
-    if #pending == 0 or (rw == "FIRST_COMPLETED" and #done > 0)
-        or any_failed then
-      return done, pending
-    end
+    local enough = #pending == 0 or (rw == "FIRST_COMPLETED" and #done > 0)
+      or any_failed
+    if enough and not first then return done, pending end
     local remaining = deadline and deadline - time()
-    if remaining and remaining <= 0 then return done, pending end
-    local waiting = {}
-    for i = 1, #tasks do
-      if not given[i]:done() then waiting[#waiting + 1] = tasks[i] end
-    end
-    if not wait_any(waiting, remaining) then
-      deadline = time() -- timed out: report what we have
-    else
-      -- asyncio learns of a completion through a done callback, one turn
-      -- before the waiter runs: tasks finishing in that turn are done too
+    if enough then
+      -- asyncio's wait learns even of tasks done already through done
+      -- callbacks: it returns a loop turn later (and sees what ended then)
       M.sleep(0)
+    elseif remaining and remaining <= 0 then
+      return done, pending
+    else
+      local waiting = {}
+      for i = 1, #tasks do
+        if not given[i]:done() then waiting[#waiting + 1] = tasks[i] end
+      end
+      if not wait_any(waiting, remaining) then
+        deadline = time() -- timed out: report what we have
+      else
+        -- asyncio learns of a completion through a done callback, one turn
+        -- before the waiter runs: tasks finishing in that turn are done too
+        M.sleep(0)
+      end
     end
+    first = false
   end
 end
 

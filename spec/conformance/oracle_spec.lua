@@ -375,6 +375,53 @@ describe("conformance: oracle (CPython as the oracle)", function()
     end)
   end)
 
+  -- Python (3.11 `probe` script): which calls give the loop a turn when
+  -- nothing has to be waited for.  A task made just before the call runs
+  -- first only if the call yields.
+  describe("yielding when nothing is awaited", function()
+    local function runs_other_first(fn)
+      local ev = {}
+      a.create_task(function() ev[#ev + 1] = "other" end)
+      fn()
+      ev[#ev + 1] = "after"
+      a.sleep(0) a.sleep(0)
+      return ev[1] == "other"
+    end
+
+    it("gather and wait of finished tasks yield once (through done callbacks)", function()
+      local t = a.create_task(function() a.sleep(0) return 1 end)
+      t:await()
+      local bad = a.create_task(function() error("boom", 0) end)
+      pcall(bad.await, bad)
+      assert.is_true(runs_other_first(function() a.gather(t) end))
+      assert.is_true(runs_other_first(function() a.gather{t, bad, return_exceptions = true} end))
+      assert.is_true(runs_other_first(function() pcall(a.gather, bad, t) end))
+      assert.is_true(runs_other_first(function() a.wait({t}) end))
+      assert.is_true(runs_other_first(function()
+        a.wait({t, bad}, {return_when = "FIRST_EXCEPTION"})
+      end))
+      assert.are.same({}, a.gather()) -- nothing at all: done at once
+      assert.is_false(runs_other_first(function() a.gather() end))
+    end)
+
+    it("await of a done task, a set Event, a free Lock/Semaphore and a ready Queue do not", function()
+      local t = a.create_task(function() end)
+      t:await()
+      local e, l, s, q = a.Event(), a.Lock(), a.Semaphore(1), a.Queue()
+      e:set()
+      q:put_nowait(1)
+      assert.is_false(runs_other_first(function() t:await() end))
+      assert.is_false(runs_other_first(function() e:wait() end))
+      assert.is_false(runs_other_first(function() l:acquire() l:release() end))
+      assert.is_false(runs_other_first(function() s:acquire() s:release() end))
+      assert.is_false(runs_other_first(function() q:get() end))
+      assert.is_false(runs_other_first(function() q:put(2) end))
+      assert.is_false(runs_other_first(function() a.shield(t):await() end))
+      -- asyncio 3.12+: wait_for is a timeout around the await (3.11 yields)
+      assert.is_false(runs_other_first(function() a.wait_for(t, 1) end))
+    end)
+  end)
+
   describe("synchronisation races", function()
     -- Python: w cancelled
     it("an Event wait cancelled after set() but before it ran raises CancelledError", function()
