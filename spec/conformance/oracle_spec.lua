@@ -473,6 +473,19 @@ describe("conformance: oracle (CPython as the oracle)", function()
       end)
     end
 
+    -- Deliberate difference (docs/api.md, Queues).  Python: stolen y,
+    -- g done? False, then g gets z.  Here the item is the getter's.
+    it("an item put for a waiting getter is reserved for it (asyncio lets get_nowait take it)", function()
+      local q = a.Queue()
+      local g = a.create_task(function() return q:get() end)
+      a.sleep(0)
+      q:put_nowait("y")
+      assert.are.equal(0, q:qsize())
+      assert.is_true(q:empty())
+      helper.raises(a.QueueEmpty, q.get_nowait, q)
+      assert.are.equal("y", g:await())
+    end)
+
     -- Python: q after 1 5
     it("a get timed out by wait_for leaves no getter to eat the next item", function()
       local q = a.Queue()
