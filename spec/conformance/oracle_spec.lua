@@ -175,29 +175,23 @@ describe("conformance: oracle (CPython as the oracle)", function()
       assert.is_true(inner:cancelled())
     end)
 
-    it("a sleeping task sees the first message too", function()
-      local t = a.create_task(function() a.sleep(10) end)
-      a.sleep(0)
-      t:cancel("first")
-      t:cancel("second")
-      assert.are.equal("first", helper.await_cancelled(t).message)
-    end)
-
-    -- Python: ('b',): not started, nothing was delivered yet; the last wins.
-    it("before the task ran, the last message wins", function()
-      local t = a.create_task(function() a.sleep(10) end)
-      t:cancel("a")
-      t:cancel("b")
-      assert.are.equal("b", helper.await_cancelled(t).message)
-    end)
-
-    -- Python: pre ()
-    it("before the task ran, a cancel without a message drops the earlier one", function()
-      local t = a.create_task(function() a.sleep(10) end)
-      t:cancel("a")
-      t:cancel()
-      assert.are.equal("", helper.await_cancelled(t).message)
-    end)
+    -- Python: ('first',) for a sleeper (its sleep's future took the
+    -- first); not started, nothing was delivered yet: the last wins, a
+    -- cancel without a message included (('b',), ()).
+    for _, case in ipairs{
+      {"a sleeping task sees the first message", true, {"first", "second"}, "first"},
+      {"before the task ran, the last message wins", false, {"a", "b"}, "b"},
+      {"before the task ran, a cancel without a message drops the earlier one", false, {"a", nil}, ""},
+    } do
+      local name, started, msgs, want = case[1], case[2], case[3], case[4]
+      it(name, function()
+        local t = a.create_task(function() a.sleep(10) end)
+        if started then a.sleep(0) end
+        t:cancel(msgs[1])
+        t:cancel(msgs[2])
+        assert.are.equal(want, helper.await_cancelled(t).message)
+      end)
+    end
 
     -- Python: woken ('b',): woken by its event, nothing was delivered to
     -- a wait yet, so the last message wins.
