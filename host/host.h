@@ -312,8 +312,9 @@ typedef struct host_callback {
   host_posted post;
   host_timer timer;        /* call_later / call_at */
   lasync_host *h;
+  double when;             /* when(): the loop time as given (asyncio) */
   int ref;                 /* registry anchor until done */
-  unsigned char cancelled, ran;
+  unsigned char cancelled, ran, timed; /* timed: call_later / call_at */
 } host_callback;
 
 /* [fn args...] -> [Handle]; not yet queued (host_post it, or start its

@@ -106,6 +106,24 @@ describe("conformance: oracle (CPython as the oracle)", function()
       for i = 1, 8 do assert.are.equal(hs[1]:when(), hs[i]:when()) end
     end)
 
+    -- Python: call_at(w).when() == w
+    it("when() is the time given to call_at, exactly; call_later's is time() + delay", function()
+      for i = 1, 200 do
+        local when = a.time() + i * 0.0001234567
+        local h = a.call_at(when, function() end)
+        assert.are.equal(when, h:when())
+        h:cancel()
+      end
+      local before = a.time()
+      local h = a.call_later(0.5, function() end)
+      assert.is_true(h:when() >= before + 0.5 and h:when() <= a.time() + 0.5)
+      h:cancel()
+      assert.is_nil(a.call_soon(function() end):when())
+      h = a.call_at(0, function() end) -- long past: runs at once
+      assert.are.equal(0, h:when())
+      h:cancel()
+    end)
+
     it("a callback can cancel one due at the same instant", function()
       local ev, second = {}, nil
       local when = a.time() + 0.01
