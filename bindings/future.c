@@ -98,6 +98,11 @@ static int fut_cancel(lua_State *L) {
   return 1;
 }
 
+/* The done callbacks (user value 2) are pairs: the function, and how many
+ * tasks awaited the future when it was added.  Awaiters leave only when
+ * the future settles (a cancelled one cancels it), so that count places
+ * each callback among the awaiters, whose wake-ups go in the same order as
+ * in asyncio (where an awaiter's wake-up is itself a done callback). */
 static int fut_add_done_callback(lua_State *L) {
   lasync_future *f = host_future_check(L, 1);
   host_check_callable(L, 2);
@@ -113,8 +118,13 @@ static int fut_add_done_callback(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 1, 2);
   }
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1), awaiting = 0;
+  for (host_link *l = f->waiters.next; l != &f->waiters; l = l->next)
+    awaiting++;
   lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  lua_rawseti(L, -2, n + 1);
+  lua_pushinteger(L, awaiting);
+  lua_rawseti(L, -2, n + 2);
   return 0;
 }
 
@@ -123,8 +133,26 @@ static int fut_remove_done_callback(lua_State *L) {
   host_future_check(L, 1);
   luaL_checkany(L, 2);
   lua_Integer removed = 0;
-  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE)
-    removed = host_list_remove_value(L, lua_gettop(L), 2);
+  if (lua_getiuservalue(L, 1, 2) == LUA_TTABLE) {
+    int cbs = lua_gettop(L);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, cbs), j = 1;
+    for (lua_Integer i = 1; i + 1 <= n; i += 2) {
+      lua_rawgeti(L, cbs, i);
+      if (lua_rawequal(L, -1, 2)) {
+        removed++;
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_rawseti(L, cbs, j);
+      lua_rawgeti(L, cbs, i + 1);
+      lua_rawseti(L, cbs, j + 1);
+      j += 2;
+    }
+    for (; j <= n; j++) {
+      lua_pushnil(L);
+      lua_rawseti(L, cbs, j);
+    }
+  }
   lua_pushinteger(L, removed);
   return 1;
 }

@@ -13,8 +13,11 @@ static int l_call_soon(lua_State *L) {
   return 1;
 }
 
-static int schedule_at(lua_State *L, lasync_host *h, uint64_t due) {
+static int schedule_at(lua_State *L, lasync_host *h, uint64_t due,
+                       double when) {
   host_callback *c = host_callback_new(h, L, lua_gettop(L) - 1);
+  c->when = when;
+  c->timed = 1;
   if (host_timer_start(h, &c->timer, due))
     return luaL_error(L, "asyncio: out of memory");
   return 1;
@@ -25,7 +28,8 @@ static int l_call_later(lua_State *L) {
   double delay = host_check_seconds(L, 1, "delay");
   host_check_callable(L, 2);
   lua_remove(L, 1);
-  return schedule_at(L, h, host_deadline(h, delay));
+  return schedule_at(L, h, host_deadline(h, delay),
+                     (double)host_now(h) / 1e9 + (delay > 0 ? delay : 0));
 }
 
 static int l_call_at(lua_State *L) {
@@ -33,7 +37,7 @@ static int l_call_at(lua_State *L) {
   double when = host_check_seconds(L, 1, "delay");
   host_check_callable(L, 2);
   lua_remove(L, 1);
-  return schedule_at(L, h, host_deadline(h, when - (double)host_now(h) / 1e9));
+  return schedule_at(L, h, host_deadline_at(h, when), when);
 }
 
 /* ---- Handle methods --------------------------------------------------- */
@@ -55,8 +59,8 @@ static int handle_cancelled(lua_State *L) {
 
 static int handle_when(lua_State *L) {
   host_callback *c = check_handle(L);
-  if (!c->timer.due) return 0;
-  lua_pushnumber(L, (lua_Number)c->timer.due / 1e9);
+  if (!c->timed) return 0; /* call_soon's */
+  lua_pushnumber(L, c->when);
   return 1;
 }
 

@@ -46,23 +46,30 @@ end
 
 -- A list of tasks from a list of tasks, futures or functions, and the
 -- list of what the caller passed (a future stands for itself in results).
+-- A task or future given twice counts once, as in asyncio (which makes a
+-- set of them); each function is started as a task of its own.
 local function task_list(list, fname)
   if type(list) ~= "table" or is_task(list) then
     argerror(1, fname, "list of tasks expected, got "
       .. (is_task(list) and "a task" or type(list)))
   end
-  local tasks, given = {}, {}
+  local tasks, given, seen, n = {}, {}, {}, 0
   for i = 1, #list do
-    local aw = list[i]
-    given[i] = aw
-    if is_task(aw) then tasks[i] = aw
-    elseif is_future(aw) then tasks[i] = future_task(aw)
+    local aw, t = list[i], nil
+    if seen[aw] then -- a duplicate: skipped
+    elseif is_task(aw) then t = aw
+    elseif is_future(aw) then t = future_task(aw)
     elseif is_callable(aw) then
-      tasks[i] = create_task(aw)
-      given[i] = tasks[i]
+      t = create_task(aw)
+      aw = t
     else
       argerror(1, fname, ("item %d: task or function expected, got %s")
         :format(i, type(aw)))
+    end
+    if t then
+      seen[aw] = true
+      n = n + 1
+      tasks[n], given[n] = t, aw
     end
   end
   return tasks, given
@@ -122,6 +129,7 @@ function M.wait(list, opts)
       .. "ALL_COMPLETED expected, got %s"):format(tostring(rw)))
   end
   local deadline = timeout and time() + timeout
+  local first = true
   while true do
     local done, pending, any_failed = {}, {}, false
     for i = 1, #tasks do
@@ -133,23 +141,30 @@ function M.wait(list, opts)
         pending[#pending + 1] = aw
       end
     end
-    if #pending == 0 or (rw == "FIRST_COMPLETED" and #done > 0)
-        or any_failed then
-      return done, pending
-    end
+    local enough = #pending == 0 or (rw == "FIRST_COMPLETED" and #done > 0)
+      or any_failed
+    if enough and not first then return done, pending end
     local remaining = deadline and deadline - time()
-    if remaining and remaining <= 0 then return done, pending end
-    local waiting = {}
-    for i = 1, #tasks do
-      if not given[i]:done() then waiting[#waiting + 1] = tasks[i] end
-    end
-    if not wait_any(waiting, remaining) then
-      deadline = time() -- timed out: report what we have
-    else
-      -- asyncio learns of a completion through a done callback, one turn
-      -- before the waiter runs: tasks finishing in that turn are done too
+    if enough then
+      -- asyncio's wait learns even of tasks done already through done
+      -- callbacks: it returns a loop turn later (and sees what ended then)
       M.sleep(0)
+    elseif remaining and remaining <= 0 then
+      return done, pending
+    else
+      local waiting = {}
+      for i = 1, #tasks do
+        if not given[i]:done() then waiting[#waiting + 1] = tasks[i] end
+      end
+      if not wait_any(waiting, remaining) then
+        deadline = time() -- timed out: report what we have
+      else
+        -- asyncio learns of a completion through a done callback, one turn
+        -- before the waiter runs: tasks finishing in that turn are done too
+        M.sleep(0)
+      end
     end
+    first = false
   end
 end
 
@@ -301,10 +316,14 @@ function TaskGroup:__close(err)
   if err ~= nil then
     if is_cancel(err) then propagate = err end
     if not self._aborting then self:_abort() end
-    if not is_cancel(err) then self._errors[#self._errors + 1] = err end
   end
   local during, received = self:_wait_children()
   propagate = during or propagate
+  -- the body's own error goes after those of the children, which failed
+  -- while the group waited for them (asyncio appends it there too)
+  if err ~= nil and not is_cancel(err) then
+    self._errors[#self._errors + 1] = err
+  end
   self._closed = true
   local parent = self._parent
   if self._cancel_requested then

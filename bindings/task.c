@@ -167,34 +167,70 @@ static int task_exception(lua_State *L) {
   return 1;
 }
 
+/* ---- done callbacks ---------------------------------------------------- */
+
+/* A Lua done callback waits in the task's listener list beside its
+ * awaiters, so that when the task ends they are told in the order they
+ * came: in asyncio an awaiter's wake-up is itself a done callback, and
+ * `t:add_done_callback(cb); t:await()` resumes after cb ran.  The node is
+ * a userdata (user value 1: the function) that a registry reference keeps
+ * until it fires or is removed. */
+typedef struct done_cb {
+  host_listener l;
+  int ref;
+} done_cb;
+
+static void done_cb_fire(host_listener *l, host_task *t) {
+  done_cb *d = host_container_of(l, done_cb, l);
+  lasync_host *h = t->h;
+  if (h->state_closing) return; /* the state is going: nothing runs */
+  lua_State *L = h->cbL;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, d->ref);
+  d->ref = LUA_NOREF;
+  lua_getiuservalue(L, -1, 1);
+  lua_remove(L, -2);
+  host_task_push(L, t);
+  host_call_soon(h, L, 1);
+}
+
 static int task_add_done_callback(lua_State *L) {
   host_task *t = host_check_task_arg(L, 1);
   host_check_callable(L, 2);
+  lua_settop(L, 2);
   if (t->state == TASK_DONE) {
-    lua_settop(L, 2);
     lua_pushvalue(L, 1);
     host_call_soon(t->h, L, 1);
     return 0;
   }
-  host_task_extras(L, 1, 1);
-  if (lua_getfield(L, -1, "callbacks") != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "callbacks");
-  }
+  done_cb *d = lua_newuserdatauv(L, sizeof *d, 1);
   lua_pushvalue(L, 2);
-  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-  t->flags |= TF_HAS_CALLBACKS;
+  lua_setiuservalue(L, -2, 1);
+  d->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  host_task_listen(t, &d->l, done_cb_fire);
   return 0;
 }
 
 static int task_remove_done_callback(lua_State *L) {
-  host_check_task_arg(L, 1);
+  host_task *t = host_check_task_arg(L, 1);
+  luaL_checkany(L, 2);
   lua_Integer removed = 0;
-  host_task_extras(L, 1, 0);
-  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE)
-    removed = host_list_remove_value(L, lua_gettop(L), 2);
+  host_link *head = &t->awaiters;
+  for (host_link *n = head->next, *next; n != head; n = next) {
+    next = n->next;
+    host_listener *l = host_container_of(n, host_listener, link);
+    if (l->fn != done_cb_fire) continue;
+    done_cb *d = host_container_of(l, done_cb, l);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref);
+    lua_getiuservalue(L, -1, 1);
+    if (lua_rawequal(L, -1, 2)) {
+      host_task_unlisten(l);
+      luaL_unref(L, LUA_REGISTRYINDEX, d->ref);
+      d->ref = LUA_NOREF;
+      removed++;
+    }
+    lua_pop(L, 2);
+  }
   lua_pushinteger(L, removed);
   return 1;
 }

@@ -90,7 +90,7 @@ static void tmo_arm(lua_State *L, int idx) {
 static void tmo_set_when(tmo *o, double when) {
   o->has_when = 1;
   o->when_s = when;
-  o->when = host_deadline(o->h, when - loop_now(o->h));
+  o->when = host_deadline_at(o->h, when);
 }
 
 static int new_timeout(lua_State *L, int absolute, const char *fname) {
@@ -396,6 +396,19 @@ static int gather_k(lua_State *L, lua_KContext ctx) {
   return gather_collect(L);
 }
 
+/* Every child had ended before the gather, or one had failed (its index
+ * from 1 is `failed`, 0 if none): asyncio's gather still learns of them
+ * through done callbacks, so it returns (or raises that failure) a loop
+ * turn later, and so does this one. */
+static int gather_ready_k(lua_State *L, lua_KContext failed) {
+  lua_settop(L, 1);
+  if (failed) {
+    lua_rawgeti(L, 1, (lua_Integer)failed);
+    return host_task_results(L, lua_touserdata(L, -1));
+  }
+  return gather_collect(L);
+}
+
 /* gather(a, b, ...) or gather{a, b, ..., return_exceptions = true}: a, b
  * are tasks or functions (started as tasks). */
 static int l_gather(lua_State *L) {
@@ -412,7 +425,7 @@ static int l_gather(lua_State *L) {
   lua_createtable(L, nargs, 0); /* the children, as tasks */
   int children = lua_gettop(L);
   uint32_t pending = 0;
-  host_task *failed = NULL; /* the first child already failed, in order */
+  int failed = 0; /* the first child already failed, in order (from 1) */
   for (int i = 1; i <= nargs; i++) {
     int item;
     if (list) {
@@ -441,16 +454,18 @@ static int l_gather(lua_State *L) {
     if (c->state != TASK_DONE)
       pending++;
     else if (c->outcome != OUTCOME_OK && !failed)
-      failed = c;
+      failed = i;
     lua_rawseti(L, children, i);
     if (list) lua_pop(L, 1);
   }
   lua_replace(L, 1);
   lua_settop(L, 1);
-  /* an already failed child fails it now (seen while listing them: no
-   * second pass over the children) */
-  if (failed && !return_exceptions) return host_task_results(L, failed);
-  if (pending == 0) return gather_collect(L);
+  if (nargs == 0) return gather_collect(L); /* asyncio: done at once */
+  if (pending == 0 || (failed && !return_exceptions)) {
+    host_wake(parent, NULL, 0);
+    return host_park(L, parent, NULL, NULL, gather_ready_k,
+                     return_exceptions ? 0 : (lua_KContext)failed);
+  }
   gather_state *g =
       malloc(sizeof *g + (size_t)nargs * sizeof(gather_child));
   if (!g) return luaL_error(L, "asyncio: gather(): out of memory");

@@ -159,19 +159,33 @@ int host_future_settle(lua_State *L, lasync_future *f, int state, int n) {
   }
   lua_setiuservalue(L, box, 1);
   f->state = (unsigned char)state;
-  host_task *t;
-  while ((t = waitq_pop(&f->waiters))) host_wake(t, NULL, 0);
-  /* done callbacks run on the loop, in the order they were added */
+  /* Awaiters are woken and done callbacks run on the loop in the order
+   * they came: each callback is a pair (fn, awaiters before it), see
+   * bindings/future.c. */
+  lua_Integer ncb = 0, next = 1, woken = 0;
   if (lua_getiuservalue(L, box, 2) == LUA_TTABLE) {
-    lua_Integer ncb = (lua_Integer)lua_rawlen(L, -1);
+    ncb = (lua_Integer)lua_rawlen(L, -1);
     lua_pushnil(L);
     lua_setiuservalue(L, box, 2);
-    for (lua_Integer i = 1; i <= ncb; i++) {
-      lua_rawgeti(L, -1, i);
+  }
+  int cbs = lua_gettop(L);
+  host_task *t;
+  do {
+    t = waitq_pop(&f->waiters);
+    for (; next + 1 <= ncb; next += 2) {
+      lua_rawgeti(L, cbs, next + 1);
+      lua_Integer before = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      if (t && before > woken) break;
+      lua_rawgeti(L, cbs, next);
       lua_pushvalue(L, box);
       host_call_soon(f->hd.h, L, 1);
     }
-  }
+    if (t) {
+      host_wake(t, NULL, 0);
+      woken++;
+    }
+  } while (t);
   lua_settop(L, base);
   if (!f->app) end_share(f);
   return 0;
@@ -251,8 +265,14 @@ static int await_k(lua_State *L, lua_KContext ctx) {
  * future already settled keeps its outcome. */
 static int await_cancel(host_task *t, int woken) {
   lasync_future *f = t->wait_data;
+  if (!woken && !t->h->state_closing) {
+    /* the task stays an awaiter: the settling wakes it in its turn, with
+     * the future's CancelledError (asyncio), and awaiters only ever leave
+     * a pending future this way (see the done callbacks' counts) */
+    host_future_cancel_for(f, t);
+    if (!waitq_linked(t)) return 1; /* passed on: woken by the settling */
+  }
   waitq_remove(t);
-  if (!woken && !t->h->state_closing) host_future_cancel_for(f, t);
   return 0;
 }
 

@@ -115,6 +115,10 @@ void host_timer_stop(lasync_host *h, host_timer *tm);
  * A negative delay gives a deadline in the past (so the heap keeps the
  * order of call_later(-2) before call_later(-1), as asyncio does). */
 uint64_t host_deadline(lasync_host *h, double seconds);
+/* The deadline at loop time `when` (asyncio.time() seconds): converted
+ * on its own, not through the time left, so equal `when`s give equal
+ * deadlines (and fire in the order they were set). */
+uint64_t host_deadline_at(lasync_host *h, double when);
 int host_timers_init(lasync_host *h);
 /* The one clock every deadline is on (asyncio.time(), sleep, call_at,
  * timeouts), in nanoseconds.  On the real clock it is uv_hrtime() shifted
@@ -175,13 +179,16 @@ enum {
   TF_MUST_CANCEL = 1 << 3, /* deliver CancelledError at the next resume/park */
   TF_THROW = 1 << 4,       /* the value pushed for the resume is an error */
   TF_RETRIEVED = 1 << 5,   /* the failure was looked at by someone */
-  TF_HAS_CALLBACKS = 1 << 6,/* Lua done callbacks in the extras table */
+  /* 1 << 6 is free */
   TF_CANCELLING = 1 << 7,   /* inside its cancel hook (await cycles) */
   TF_DEFER_CANCEL = 1 << 8, /* woken with a result: cancel at the next park */
   TF_NO_STACK = 1 << 9,     /* host_wake had no room for the values: raise */
   TF_WOKE_SELF = 1 << 10,   /* woken in its own step: ready at its end */
   TF_CTX_DATA = 1 << 11,    /* parked with ctx == data: k gets wait_data */
-  TF_CTX_SLOT = 1 << 12     /* parked with another ctx: on co at `base` */
+  TF_CTX_SLOT = 1 << 12,    /* parked with another ctx: on co at `base` */
+  TF_MSG_FIXED = 1 << 13    /* a cancel reached its wait: later ones keep
+                             * that message (as asyncio: the awaited future
+                             * got it) until the task resumes */
 };
 
 /* The record is most of what an idle task costs besides its Lua thread
@@ -305,8 +312,9 @@ typedef struct host_callback {
   host_posted post;
   host_timer timer;        /* call_later / call_at */
   lasync_host *h;
+  double when;             /* when(): the loop time as given (asyncio) */
   int ref;                 /* registry anchor until done */
-  unsigned char cancelled, ran;
+  unsigned char cancelled, ran, timed; /* timed: call_later / call_at */
 } host_callback;
 
 /* [fn args...] -> [Handle]; not yet queued (host_post it, or start its

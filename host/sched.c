@@ -243,7 +243,8 @@ static int task_prepare(lasync_host *h, host_task *t) {
 /* The wait is over: the task is neither queued nor parked any more.
  * wait_data stays for park_k (it may be k's ctx), which clears it. */
 static inline void task_ready_flags(host_task *t) {
-  t->flags &= ~(TF_QUEUED | TF_PARKED | TF_MUST_CANCEL | TF_NO_STACK);
+  t->flags &= ~(TF_QUEUED | TF_PARKED | TF_MUST_CANCEL | TF_NO_STACK |
+                TF_MSG_FIXED);
   if (t->flags & TF_DEFER_CANCEL) /* the wake's values arrive first */
     t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
@@ -358,6 +359,7 @@ int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
     /* The task asked for its own cancellation before this suspension: it is
      * delivered here, after the primitive undoes what it just set up. */
     int woken = (t->flags & TF_QUEUED) != 0;
+    t->flags |= TF_MSG_FIXED;
     if (cancel && cancel(t, woken) && !woken) {
       t->flags &= ~TF_MUST_CANCEL; /* passed on: the awaited thing decides */
     } else {
@@ -414,11 +416,14 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   if (t->state == TASK_DONE) return 0;
   if (t->h->trace) host_trace_cancel(t->h, t);
   t->ncancels++;
-  if (msgidx && !lua_isnoneornil(L, msgidx)) {
-    lua_pushvalue(L, msgidx);
+  if (!(t->flags & TF_MSG_FIXED)) { /* else the first one was delivered */
     if (t->cancel_msg_ref != LUA_NOREF)
       luaL_unref(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
-    t->cancel_msg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    t->cancel_msg_ref = LUA_NOREF;
+    if (msgidx && !lua_isnoneornil(L, msgidx)) {
+      lua_pushvalue(L, msgidx);
+      t->cancel_msg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
   }
   if (!(t->flags & TF_PARKED)) { /* running, or not started yet */
     t->flags |= TF_MUST_CANCEL;
@@ -434,6 +439,7 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   /* A hook may cancel what the task awaits; through a cycle of awaits that
    * comes back here, and the task then takes the CancelledError itself. */
   if (t->flags & TF_CANCELLING) return 0;
+  t->flags |= TF_MSG_FIXED; /* delivered to what it waits on, or queued */
   if (t->wait_cancel) {
     t->flags |= TF_CANCELLING;
     int passed = t->wait_cancel(t, 0);
@@ -625,8 +631,9 @@ host_callback *host_callback_new(lasync_host *h, lua_State *L, int nargs) {
 }
 
 void host_callback_cancel(host_callback *c) {
-  if (c->cancelled || c->ran) return;
-  c->cancelled = 1;
+  if (c->cancelled) return;
+  c->cancelled = 1; /* even after it ran: cancelled() is then true (asyncio) */
+  if (c->ran) return; /* already released */
   host_timer_stop(c->h, &c->timer);
   if (!c->post.queued) callback_release(c); /* else when the queue gets it */
 }

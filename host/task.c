@@ -140,27 +140,6 @@ void host_task_push_name(lua_State *L, int idx) {
   lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
 }
 
-/* Done callbacks run through call_soon, after the task has ended, in the
- * order they were added (asyncio). */
-static void schedule_callbacks(lasync_host *h, host_task *t) {
-  lua_State *L = h->cbL;
-  int top = lua_gettop(L);
-  host_task_push(L, t);
-  host_task_extras(L, top + 1, 0);
-  if (lua_istable(L, -1) && lua_getfield(L, -1, "callbacks") == LUA_TTABLE) {
-    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-    for (lua_Integer i = 1; i <= n; i++) {
-      lua_rawgeti(L, top + 3, i);
-      lua_pushvalue(L, top + 1);
-      host_call_soon(h, L, 1);
-    }
-    lua_pushnil(L);
-    lua_setfield(L, top + 2, "callbacks");
-  }
-  lua_settop(L, top);
-  t->flags &= ~TF_HAS_CALLBACKS;
-}
-
 /* ---- the task body ------------------------------------------------------ */
 
 /* The message keeps its type (cancel(5) gives 5, as asyncio's args do);
@@ -275,7 +254,8 @@ static void task_end(lasync_host *h, host_task *t) {
   /* the end of its last step when it ends there (sched.c), else now */
   t->stats.ended = h->step_end ? h->step_end : uv_hrtime();
   h->step_end = 0;
-  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL);
+  t->flags &= ~(TF_MUST_CANCEL | TF_PARKED | TF_THROW | TF_DEFER_CANCEL |
+                TF_MSG_FIXED);
   t->wait_cancel = NULL;
   h->npending--;
   if (t == h->run_target) uv_stop(h->loop); /* host_run_task waits for it */
@@ -297,7 +277,6 @@ void host_task_finish(lasync_host *h, host_task *t) {
     t->outcome = OUTCOME_CANCELLED;
   }
   task_end(h, t);
-  if (t->flags & TF_HAS_CALLBACKS) schedule_callbacks(h, t);
   pending_release(cb, h, t->ref);
   t->ref = LUA_NOREF;
   if (t->cancel_msg_ref != LUA_NOREF) {

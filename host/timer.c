@@ -175,6 +175,14 @@ uint64_t host_deadline(lasync_host *h, double seconds) {
   return now + (uint64_t)ns;
 }
 
+uint64_t host_deadline_at(lasync_host *h, double when) {
+  if (when != when) return host_now(h); /* callers reject NaN */
+  if (when <= 0) return 0;
+  double ns = ceil(when * 1e9);
+  if (ns >= (double)(UINT64_MAX / 2)) return UINT64_MAX / 2;
+  return (uint64_t)ns;
+}
+
 int host_timers_init(lasync_host *h) {
   int rc = uv_timer_init(h->loop, &h->timer);
   if (rc) return rc;

@@ -12,7 +12,7 @@ describe("gather", function()
     assert.are.same({"a", "b", "c"}, r)
   end)
 
-  it("raises at once the failure of the first child, in argument order, that already failed", function()
+  it("raises the failure of the first child, in argument order, that already failed, without waiting for the rest", function()
     local a = asyncio.create_task(function() error("A", 0) end)
     local b = asyncio.create_task(function() error("B", 0) end)
     local ok_child = asyncio.create_task(function() return "ok" end)
