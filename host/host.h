@@ -237,6 +237,10 @@ host_task *host_test_task_arg(lua_State *L, int idx);
 /* Creates a task for the function at idx-nargs... : pops fn and its nargs
  * arguments from L, pushes the Task object. */
 host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs);
+/* Before t's first step: the function on top of L (popped) replaces its
+ * message handler, which must record the failure as the default one does
+ * (host_task_record_failure). */
+void host_task_set_msgh(host_task *t, lua_State *L);
 void host_task_push(lua_State *L, host_task *t);
 /* The scheduler's step for a task (the ready entry's run). */
 void host_task_step(lasync_host *h, host_ready *r);
