@@ -489,9 +489,20 @@ static int l_os_exit(lua_State *L) {
     lua_pushnil(L);
     return lua_error(L);
   }
-  /* elsewhere (another task, a callback, a finalizer) as lua.c: the state
-   * closes under the running code, which never returns */
-  if (lua_toboolean(L, 2)) lua_close(L);
+  /* elsewhere (a coroutine, another task, a callback, a finalizer) as
+   * lua.c: the state closes under the running code, which never returns.
+   * lua_close closes the main thread's pending <close> variables, those
+   * of lua.c's main chunk even when a coroutine calls os.exit: here the
+   * main task's, when it runs (a coroutine it resumed calls os.exit). */
+  if (lua_toboolean(L, 2)) {
+    lua_Debug ar;
+    if (c->main && lua_status(c->main->co) == LUA_OK &&
+        lua_getstack(c->main->co, 0, &ar)) {
+      c->exiting = 1; /* for main_msgh: a __close that fails */
+      host_closethread(c->main->co, L);
+    }
+    lua_close(L);
+  }
   fflush(NULL);
   exit(status);
 }
