@@ -562,7 +562,10 @@ int main(int argc, char **argv) {
   c.thread = pthread_self();
   the_cli = &c;
   if (argv[0] && argv[0][0]) progname = argv[0];
-  if (argc > 1 && strncmp(argv[1], "--workers", 9) == 0)
+  /* lasync's own first option; anything else that starts with "--" is
+   * lua.c's unrecognized option */
+  if (argc > 1 && (strcmp(argv[1], "--workers") == 0 ||
+                   strncmp(argv[1], "--workers=", 10) == 0))
     return host_workers_main(argc, argv);
   host_workers_child();
   int tool = host_tools_main(argc, argv); /* lasync ps PID, trace-view... */
