@@ -441,6 +441,10 @@ typedef struct host_pool host_pool;
 /* A new state with the host's allocator (*pool is what to free after
  * lua_close, possibly NULL), panic and warning functions. */
 lua_State *host_newstate(host_pool **pool);
+/* Holds each of fds 0-2 that is closed with a descriptor that acts as a
+ * closed one, so that the loop's own descriptors never take them
+ * (stdfds.c).  Before uv_loop_init. */
+void host_hold_std_fds(void);
 void host_pool_free(host_pool *pool);
 
 struct lasync_host {

@@ -172,6 +172,26 @@ print('not reached')]]},
    script = "setmetatable({}, {__gc = function() print('gc') end})\nerror('e')"},
   {"-W with a failing __gc during the run", args = "-W -e 'setmetatable({}, {__gc = function() error(\"run gc\") end}) collectgarbage() print(\"after\")'"},
 
+  -- the standard descriptors closed (libuv must not take them)
+  {"stdin closed, no arguments", args = "<&-", stdin = false},
+  {"stdin closed, - as the script", args = "- <&-", stdin = false},
+  {"stdin closed, io.read", args = "-e 'print(io.read())' <&-", stdin = false},
+  {"stdin closed, a task on the loop", args = "-e 'asyncio = asyncio or {sleep = function() end} asyncio.sleep(0.01) print(io.read())' <&-", stdin = false},
+  {"stdout closed", args = "-e 'print(1) io.stderr:write(\"on stderr\\n\")' >&-"},
+  {"stdout closed, an error", args = "-e 'print(1) error(\"x\")' >&-"},
+  {"stderr closed, an error", args = "-e 'print(1) error(\"x\")' 2>&-"},
+  {"all three closed", args = "-e 'print(io.read()) error(\"x\")' <&- >&- 2>&-; echo \"status $?\"", stdin = false},
+  {"a child of os.execute sees the closed stdin", args = "-e 'print(os.execute(\"cat\"))' <&- 2>&1", stdin = false},
+  {"stdout is /dev/full", args = "-e 'print(1)' >/dev/full"},
+  {"stdout is /dev/full, io.write's result", args = "-e 'print(io.stdout:write(\"x\"))' >/dev/full 2>&1"},
+
+  -- the chunk from stdin (no arguments, not a terminal): lua.c 5.4.4
+  -- reports its failure but exits 0
+  {"a failing chunk from stdin without arguments", args = "", stdin = "print('a') error('x')"},
+  {"a syntax error from stdin without arguments", args = "", stdin = "x = = 1"},
+  {"a failing chunk from stdin with -", args = "-", stdin = "error('x')"},
+  {"os.exit(3, true) in a chunk from stdin", args = "", stdin = "os.exit(3, true)"},
+
   -- the state lua.c makes
   {"a read-only _G refuses -l's global", args = "-e 'setmetatable(_G, {__newindex = function() error(\"ro\") end})' -l str=string"},
   {"require removed before -l", args = "-e 'require = nil' -l string"},
@@ -198,4 +218,21 @@ describe("the lasync command line as lua5.4's (oracle)", function()
   for _, case in ipairs(cases) do
     it(case[1] .. ": lasync " .. case.args, oracle.test(case, tmp))
   end
+end)
+
+-- The same guard in a stock lua5.4 that loads asyncio.so: its loop must not
+-- take the closed stdin either (libuv aborted when it closed it).
+describe("asyncio.so in a stock lua5.4 with stdin closed", function()
+  if not oracle.have_lua54() then return end
+  local helper = require "spec.helper"
+
+  it("reads EBADF from stdin, as lua5.4 alone, and exits cleanly", function()
+    local code = ("package.cpath = %q .. '/?.so;' .. package.cpath\n"):format(helper.module_dir)
+      .. "local asyncio = require 'asyncio'\n"
+      .. "print(asyncio.run(function() asyncio.sleep(0.01) return io.read() end))"
+    local out, err, status = helper.sh(helper.lua54_cmd() .. " -e " .. helper.quote(code) .. " <&-")
+    local out54, err54, status54 = helper.sh("lua5.4 -e 'print(io.read())' <&-")
+    assert.are.same({out54, err54, status54}, {out, err, status})
+    assert.are.equal("nil\tBad file descriptor\t9\n", out)
+  end)
 end)

@@ -39,13 +39,14 @@ local UNSET = "env -u LUA_INIT -u LUA_INIT_5_4 -u LUA_PATH -u LUA_PATH_5_4"
   .. " -u LUA_CPATH -u LUA_CPATH_5_4"
 
 -- case.args are shell words after the program (they may end with a
--- redirection or a pipe); case.env: name = value.
+-- redirection or a pipe); case.env: name = value; case.stdin: its text, or
+-- false for no redirection of stdin (the case's args may close it: <&-).
 local function run(case, dir, prog, progname)
   local env = {UNSET}
   for k, v in pairs(case.env or {}) do env[#env + 1] = k .. "=" .. q(v) end
-  local stdin = dir .. "/stdin.txt"
-  local cmd = ("cd %s && %s %s %s < %s"):format(q(dir), table.concat(env, " "),
-    prog, case.args, q(stdin))
+  local stdin = case.stdin == false and "" or " < " .. q(dir .. "/stdin.txt")
+  local cmd = ("cd %s && %s %s %s%s"):format(q(dir), table.concat(env, " "),
+    prog, case.args, stdin)
   local out, err, status = helper.sh(cmd)
   return normalise(out, progname), normalise(err, progname), status
 end
@@ -56,7 +57,7 @@ function oracle.prepare(case, dir)
   local write = helper.write_file
   if case.script then write(dir .. "/script.lua", case.script) end
   for name, text in pairs(case.files or {}) do write(dir .. "/" .. name, text) end
-  write(dir .. "/stdin.txt", case.stdin or "")
+  if case.stdin ~= false then write(dir .. "/stdin.txt", case.stdin or "") end
   if case.setup then
     local _, err, status = helper.sh("cd " .. q(dir) .. " && " .. case.setup)
     assert.are.equal(0, status, err)
