@@ -533,8 +533,8 @@ static int pmain(cli *c, int args, int script) {
     if (isatty(0)) {
       print_version();
       doREPL(c);
-    } else if (dofile(c, NULL) != LUA_OK) {
-      return 0;
+    } else {
+      dofile(c, NULL); /* lua.c 5.4.4 exits 0 even when it failed */
     }
   }
   return !c->exiting;
