@@ -29,6 +29,8 @@ local cases = {
   {"-i - reads the script then the REPL from stdin", args = "-i -", stdin = "print(5)\n"},
   {"- then -i: -i is the script's", args = "- -i", stdin = "print(...)"},
   {"-E -W -- before the script", args = "-W -E -- args.lua x", files = {["args.lua"] = args_lua}},
+  {"-l a-b: 5.4.4 keeps the whole name as the global", args = "-l a-b -e 'print(_G[\"a-b\"], a)'",
+   files = {["a-b.lua"] = "return 'hyphen'"}},
   {"an unknown option after -e", args = "-e 'print(1)' -q"},
   {"an unknown long option", args = "--workersx script.lua", script = "print('no')"},
   {"-X is not lua.c's, but takes an argument in lasync", args = "-X", skip_reason = "lasync's -X"},
