@@ -164,8 +164,11 @@ static int co_wrap(lua_State *L) {
 }
 
 static int co_yield(lua_State *L) {
-  if (host_task_of(L))
-    return luaL_error(L, "attempt to yield from outside a coroutine");
+  if (host_task_of(L)) { /* lua_yield's own message: no position (the
+                          * raiser is a C function), even at the top */
+    lua_pushliteral(L, "attempt to yield from outside a coroutine");
+    return lua_error(L);
+  }
   return lua_yield(L, lua_gettop(L));
 }
 

@@ -138,6 +138,7 @@ static lasync_host *create(uv_loop_t *loop, lua_State *L, int owns_state) {
   lasync_host *h = calloc(1, sizeof *h);
   if (!h) return NULL;
   if (!loop) {
+    host_hold_std_fds();
     if (uv_loop_init(&h->own_loop)) {
       free(h);
       return NULL;

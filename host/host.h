@@ -244,6 +244,10 @@ host_task *host_test_task_arg(lua_State *L, int idx);
 /* Creates a task for the function at idx-nargs... : pops fn and its nargs
  * arguments from L, pushes the Task object. */
 host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs);
+/* Before t's first step: the function on top of L (popped) replaces its
+ * message handler, which must record the failure as the default one does
+ * (host_task_record_failure). */
+void host_task_set_msgh(host_task *t, lua_State *L);
 void host_task_push(lua_State *L, host_task *t);
 /* The scheduler's step for a task (the ready entry's run). */
 void host_task_step(lasync_host *h, host_ready *r);
@@ -445,6 +449,10 @@ typedef struct host_pool host_pool;
 /* A new state with the host's allocator (*pool is what to free after
  * lua_close, possibly NULL), panic and warning functions. */
 lua_State *host_newstate(host_pool **pool);
+/* Holds each of fds 0-2 that is closed with a descriptor that acts as a
+ * closed one, so that the loop's own descriptors never take them
+ * (stdfds.c).  Before uv_loop_init. */
+void host_hold_std_fds(void);
 void host_pool_free(host_pool *pool);
 
 struct lasync_host {

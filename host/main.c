@@ -45,6 +45,7 @@ typedef struct cli {
   int hit_main;          /* the hook raised "interrupted!" in the main task */
   int interrupted;       /* the main task (or all) cancelled by Ctrl-C */
   int exiting, exit_code;/* os.exit(code, true) from the main task */
+  int exit_raise;        /* os.exit's nil error is on its way to main_msgh */
   int repl;              /* the prompt was used: the program ends with it */
   host_lines *lines;     /* the prompt's line reader, while it runs */
 } cli;
@@ -159,30 +160,59 @@ static void l_message(const char *pname, const char *msg) {
   fflush(stderr);
 }
 
-/* The message lua.c's msghandler would make: the error with the traceback
- * taken when it was raised (the report the task recorded), or for an error
- * object with __tostring that string alone, as it was made then. */
-static void push_message(lua_State *L, cli *c, int task, int err) {
-  if (c->main->outcome == OUTCOME_CANCELLED) {
-    luaL_tolstring(L, err, NULL); /* no report is taken for these */
-    return;
+/* lua.c's msghandler, as the message handler of each chunk's main task:
+ * the failure is recorded as for any task (the report: the message and the
+ * traceback taken here), and the error becomes lua.c's message, so that the
+ * chunk's <close> variables see what they see under lua.c: a string or
+ * number with the traceback (the report), an object's __tostring alone
+ * (the report's first part: __tostring runs once, as in lua.c), else
+ * "(error object is a T value)" and the traceback.  A CancelledError stays
+ * (lasync's own), and so does os.exit's nil.  Under os.exit's unwinding
+ * (lua.c runs those __close from lua_close, on a reset stack) the
+ * traceback stops at the __close: no "[C]: in ?" for lua.c's pmain. */
+static int main_msgh(lua_State *L) {
+  cli *c = lua_touserdata(L, lua_upvalueindex(1));
+  host_task *t = host_task_of(L);
+  lua_settop(L, 1);
+  if (c->exit_raise) {
+    c->exit_raise = 0;
+    return 1;
   }
-  host_task_push_report(L, task);
-  if (!lua_isstring(L, -1)) {
-    lua_pop(L, 1);
-    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, err));
-    return;
-  }
-  const char *r = lua_tostring(L, -1);
-  if (lua_type(L, err) != LUA_TSTRING && lua_type(L, err) != LUA_TNUMBER &&
+  if (!t || host_is_cancelled_error(L, 1)) return 1;
+  host_task_record_failure(L, t, L, 1, 1);
+  host_task_push_report_of(L, t);
+  size_t len;
+  const char *r = lua_tolstring(L, -1, &len);
+  if (!r) return 1;
+  const char *cut = NULL;
+  int type = lua_type(L, 1);
+  if (type != LUA_TSTRING && type != LUA_TNUMBER &&
       strncmp(r, "(error object is a ", 19) != 0) {
-    /* __tostring gave the message when the error was raised; the report
-     * is that message .. "\nstack traceback:..." (luaL_traceback) */
-    const char *cut = NULL, *p = r;
-    while ((p = strstr(p, "\nstack traceback:\n")) != NULL) cut = p++;
-    if (cut) {
-      lua_pushlstring(L, r, (size_t)(cut - r));
-      lua_remove(L, -2);
+    /* the report is __tostring's text .. "\nstack traceback:..." */
+    for (const char *p = r; (p = strstr(p, "\nstack traceback:\n")); p++)
+      cut = p;
+  } else if (c->exiting) {
+    static const char pmain_frame[] = "\n\t[C]: in ?";
+    size_t n = sizeof pmain_frame - 1;
+    if (len >= n && memcmp(r + len - n, pmain_frame, n) == 0) cut = r + len - n;
+  }
+  if (cut) lua_pushlstring(L, r, (size_t)(cut - r));
+  return 1;
+}
+
+/* The message for a main task that failed: main_msgh's (a string), or
+ * for what it let through, the CancelledError's text or the report. */
+static void push_message(lua_State *L, cli *c, int task, int err) {
+  if (lua_type(L, err) == LUA_TSTRING) {
+    lua_pushvalue(L, err);
+  } else if (c->main->outcome == OUTCOME_CANCELLED) {
+    luaL_tolstring(L, err, NULL); /* no report is taken for these */
+  } else {
+    host_task_push_report(L, task);
+    if (!lua_isstring(L, -1)) {
+      lua_pop(L, 1);
+      lua_pushfstring(L, "(error object is a %s value)",
+                      luaL_typename(L, err));
     }
   }
 }
@@ -211,6 +241,9 @@ static int docall(cli *c, int narg, int nres) {
   lasync_host *h = c->h;
   lua_State *L = h->L;
   c->main = host_task_spawn(h, L, narg);
+  lua_pushlightuserdata(L, c);
+  lua_pushcclosure(L, main_msgh, 1);
+  host_task_set_msgh(c->main, L);
   c->task_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   set_sigint(on_sigint);
   int deadlock = host_run_task(h, c->main, h->cbL);
@@ -452,12 +485,24 @@ static int l_os_exit(lua_State *L) {
   if (lua_toboolean(L, 2) && c->main && L == c->main->co) {
     c->exiting = 1;
     c->exit_code = status;
+    c->exit_raise = 1;
     lua_pushnil(L);
     return lua_error(L);
   }
-  /* elsewhere (another task, a callback, a finalizer) as lua.c: the state
-   * closes under the running code, which never returns */
-  if (lua_toboolean(L, 2)) lua_close(L);
+  /* elsewhere (a coroutine, another task, a callback, a finalizer) as
+   * lua.c: the state closes under the running code, which never returns.
+   * lua_close closes the main thread's pending <close> variables, those
+   * of lua.c's main chunk even when a coroutine calls os.exit: here the
+   * main task's, when it runs (a coroutine it resumed calls os.exit). */
+  if (lua_toboolean(L, 2)) {
+    lua_Debug ar;
+    if (c->main && lua_status(c->main->co) == LUA_OK &&
+        lua_getstack(c->main->co, 0, &ar)) {
+      c->exiting = 1; /* for main_msgh: a __close that fails */
+      host_closethread(c->main->co, L);
+    }
+    lua_close(L);
+  }
   fflush(NULL);
   exit(status);
 }
@@ -488,8 +533,8 @@ static int pmain(cli *c, int args, int script) {
     if (isatty(0)) {
       print_version();
       doREPL(c);
-    } else if (dofile(c, NULL) != LUA_OK) {
-      return 0;
+    } else {
+      dofile(c, NULL); /* lua.c 5.4.4 exits 0 even when it failed */
     }
   }
   return !c->exiting;
@@ -517,7 +562,10 @@ int main(int argc, char **argv) {
   c.thread = pthread_self();
   the_cli = &c;
   if (argv[0] && argv[0][0]) progname = argv[0];
-  if (argc > 1 && strncmp(argv[1], "--workers", 9) == 0)
+  /* lasync's own first option; anything else that starts with "--" is
+   * lua.c's unrecognized option */
+  if (argc > 1 && (strcmp(argv[1], "--workers") == 0 ||
+                   strncmp(argv[1], "--workers=", 10) == 0))
     return host_workers_main(argc, argv);
   host_workers_child();
   int tool = host_tools_main(argc, argv); /* lasync ps PID, trace-view... */

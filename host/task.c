@@ -232,6 +232,14 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   return t;
 }
 
+/* Before its first step: the function on top of L (popped) becomes t's
+ * message handler instead of body_msgh; it must record the failure as
+ * body_msgh does.  The binary's main tasks get lua.c's. */
+void host_task_set_msgh(host_task *t, lua_State *L) {
+  lua_xmove(L, t->co, 1);
+  lua_replace(t->co, 2); /* [body, msgh, fn, args...] */
+}
+
 /* ---- ending ------------------------------------------------------------- */
 
 /* The one place a task ends: it no longer waits, counts as pending, or

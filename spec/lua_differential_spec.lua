@@ -1,17 +1,8 @@
--- lasync against lua5.4 (the oracle): each case runs under both, in the
--- same directory with the same files, environment and stdin, and stdout,
--- stderr and the exit status must be the same once the program name is
--- written as "lua" in both.
+-- lasync against lua5.4 (the oracle), case by case: spec/lua54_oracle.lua
+-- runs each under both and compares stdout, stderr and the exit status
+-- (what it normalises, and why, is listed there).  More command-line
+-- cases: spec/cli_oracle_spec.lua.
 --
--- The documented differences (each one also normalised below):
---  1. `-v` (and the REPL's banner) names lasync and libuv before lua.c's
---     own line, which it ends with ("lasync 0.1.0 (libuv 1.44.2) -- Lua
---     5.4.4  Copyright ..."): the binary is lasync, and scripts that read
---     `lua -v` find what they look for.
---  2. Addresses in "table: 0x..." differ from run to run anyway.
---  3. After a Lua stack overflow, the traceback's "(skipping N levels)"
---     may differ by a few levels: a task's thread starts with an empty
---     stack, lua.c's main chunk above pmain's frames.
 -- Behaviour not compared here, and why:
 --  - The exact C-stack depth for nested coroutines may differ by one level
 --    (a task starts from the scheduler, not from lua.c's pmain); the cases
@@ -20,14 +11,11 @@
 --    that its <close> variables run, and a pcall on the way catches that.
 --  - Ctrl-C: spec/cli_spec.lua (it needs a running process).
 local helper = require "spec.helper"
+local oracle = require "spec.lua54_oracle"
 local q = helper.quote
 
-local LUA = "lua5.4"
-
-local function have_lua54()
-  local _, _, status = helper.sh("command -v " .. LUA .. " >/dev/null")
-  return status == 0
-end
+local LUA = oracle.LUA
+local have_lua54 = oracle.have_lua54
 
 local mod_ok = [[
 local main = not pcall(debug.getlocal, 4, 1)
@@ -225,52 +213,6 @@ print(g())
   {"REPL: the main-script idiom and yield", args = "-i", stdin = "pcall(debug.getlocal, 4, 1)\npcall(coroutine.yield)\n"},
 }
 
-local write = helper.write_file
-
-local function escape(s) return (s:gsub("%p", "%%%0")) end
-
-local function normalise(text, progname)
-  text = text:gsub(escape(progname), "lua")
-  text = text:gsub("lasync [%d.]+ %(libuv [%d.]+%) %-%- ", "") -- difference 1
-  text = text:gsub("0x%x+", "0xADDR") -- difference 2
-  text = text:gsub("%(skipping %d+ levels%)", "(skipping N levels)") -- difference 3
-  return text
-end
-
-local function run(case, dir, prog, progname)
-  local env = {"env -u LUA_INIT -u LUA_INIT_5_4 -u LUA_PATH -u LUA_PATH_5_4"}
-  for k, v in pairs(case.env or {}) do env[#env + 1] = k .. "=" .. q(v) end
-  local stdin = dir .. "/stdin.txt"
-  local cmd = ("cd %s && %s %s %s < %s"):format(q(dir), table.concat(env, " "),
-    prog, case.args, q(stdin))
-  local out, err, status = helper.sh(cmd)
-  return normalise(out, progname), normalise(err, progname), status
-end
-
--- Runs case under the oracle lua5.4 and under prog (whose name in its
--- messages is progname), in dir; asserts that stdout, stderr and the exit
--- status are the same.
-local function same_as_lua54(case, dir, prog, progname)
-  local out1, err1, st1 = run(case, dir, LUA, LUA)
-  local out2, err2, st2 = run(case, dir, prog, progname)
-  assert.are.same({stdout = out1, stderr = err1, status = st1},
-                  {stdout = out2, stderr = err2, status = st2})
-end
-
--- Gives each test of the enclosing describe a fresh directory, tmp.path,
--- removed after it.
-local function fresh_dir()
-  local tmp = {}
-  before_each(function()
-    tmp.path = helper.tmpname("")
-    assert(os.execute("mkdir -p " .. q(tmp.path)))
-  end)
-  after_each(function()
-    os.execute("rm -rf " .. q(tmp.path))
-  end)
-  return tmp
-end
-
 -- The prefix that makes a stock lua5.4 load asyncio.so from the build
 -- (with the sanitizer runtime and the valgrind wrapper when the specs run
 -- that way).
@@ -284,16 +226,11 @@ describe("lasync behaves as lua5.4 (differential)", function()
     it("needs lua5.4 (apt-get install lua5.4)", function() pending("no lua5.4") end)
     return
   end
-  local tmp = fresh_dir()
-
+  local tmp = oracle.tmpdir()
+  before_each(tmp.make)
+  after_each(tmp.remove)
   for _, case in ipairs(cases) do
-    it(case[1] .. ": lasync " .. case.args, function()
-      local dir = tmp.path
-      if case.script then write(dir .. "/script.lua", case.script) end
-      for name, text in pairs(case.files or {}) do write(dir .. "/" .. name, text) end
-      write(dir .. "/stdin.txt", case.stdin or "")
-      same_as_lua54(case, dir, helper.cmd, helper.lasync)
-    end)
+    it(case[1] .. ": lasync " .. case.args, oracle.test(case, tmp))
   end
 end)
 
@@ -301,15 +238,15 @@ end)
 -- stock lua5.4 they must still behave as lua5.4's own.
 describe("a stock lua5.4 after require 'asyncio' keeps its coroutines (differential)", function()
   if not have_lua54() then return end
-  local tmp = fresh_dir()
+  local tmp = oracle.tmpdir()
+  before_each(tmp.make)
+  after_each(tmp.remove)
 
   for _, case in ipairs(cases) do
     if case[1]:find("coroutine") and case.script then
       it(case[1], function()
-        local dir = tmp.path
-        write(dir .. "/script.lua", case.script)
-        write(dir .. "/stdin.txt", "")
-        same_as_lua54(case, dir, lua54_with_module(), LUA)
+        oracle.prepare({script = case.script}, tmp.path)
+        oracle.same_as_lua54(case, tmp.path, lua54_with_module(), LUA)
       end)
     end
   end
