@@ -287,3 +287,99 @@ print(data.split(b"\r\n")[0].decode(), data.endswith(b"late"), flush=True)
     assert.are.equal("HTTP/1.1 200 OK True", out)
   end)
 end)
+
+describe("hostile sweep: WebSocket", function()
+  local web = require "asyncio.http.server"
+  after_each(helper.no_leaks)
+
+  -- A raw RFC 6455 client (spec/fixtures/ws_frames.py) that sends the
+  -- bytes `evil` after the handshake and prints the close frame's code.
+  local function evil_client(port, evil)
+    local p, out = io_helper.python(([==[
+import base64, os, socket, struct, sys
+sys.path.insert(0, "spec/fixtures")
+from ws_frames import Frames
+s = socket.create_connection(("127.0.0.1", %d))
+s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)) +
+          b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+buf = b""
+while b"\r\n\r\n" not in buf: buf += s.recv(4096)
+f = Frames(s, buf.split(b"\r\n\r\n", 1)[1])
+s.sendall(%s)
+s.settimeout(5)
+try:
+    fin, op, masked, data = f.frame()
+    print(op, struct.unpack(">H", data[:2])[0] if len(data) >= 2 else "no code", flush=True)
+except Exception as e:
+    print("no close frame:", type(e).__name__, flush=True)
+]==]):format(port, evil))
+    p:wait()
+    return out
+  end
+
+  local MASK = [[b"\x80\x80\x80\x80"]]
+  local cases = {
+    {"a ping over 125 bytes", [[b"\x89\xfe\x00\x7e" + ]] .. MASK .. [[ + b"p" * 126]]},
+    {"a fragmented ping", [[b"\x09\x81" + ]] .. MASK .. [[ + b"p"]]},
+    {"a 64-bit length with its top bit set", [[b"\x82\xff\x80" + b"\x00" * 7 + ]] .. MASK},
+  }
+  for _, c in ipairs(cases) do
+    it(c[1] .. " is answered with close 1002 (protocol error), as RFC 6455 7.4.1", function()
+      local seen = asyncio.Future()
+      local srv = web.serve(function(req)
+        local ws = req:websocket()
+        local m, code = ws:receive()
+        seen:set_result({m, code})
+      end, "127.0.0.1", 0)
+      local out = evil_client(srv.port, c[2])
+      local got = asyncio.wait_for(seen, 5)
+      srv:close()
+      srv:wait_closed()
+      assert.are.equal("8 1002", out)
+      assert.are.same({nil, 1002}, got)
+    end)
+  end
+
+  it("the client side answers a server's bad frame with a masked close 1002", function()
+    local websocket = require "asyncio.websocket"
+    local p, port = io_helper.python([==[
+import base64, hashlib, socket, struct, sys
+sys.path.insert(0, "spec/fixtures")
+from ws_frames import Frames
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen()
+print(ls.getsockname()[1], flush=True)
+c, _ = ls.accept()
+buf = b""
+while b"\r\n\r\n" not in buf: buf += c.recv(4096)
+key = [l.split(b":")[1].strip() for l in buf.split(b"\r\n") if l.lower().startswith(b"sec-websocket-key")][0]
+acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+          b"Sec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+c.sendall(b"\x89\x7e\x00\x7e" + b"p" * 126)
+c.settimeout(5)
+fin, op, masked, data = Frames(c).frame()
+print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
+]==])
+    local ws = websocket.connect("ws://127.0.0.1:" .. port .. "/")
+    local m, code = ws:receive()
+    local out = p.stdout:read()
+    p:wait()
+    assert.is_nil(m)
+    assert.are.equal(1002, code)
+    assert.are.equal("8 1 1002\n", out)
+  end)
+
+  it("an unknown opcode still gets close 1002 (wslay's own check)", function()
+    local srv = web.serve(function(req)
+      local ws = req:websocket()
+      ws:receive()
+    end, "127.0.0.1", 0)
+    local out = evil_client(srv.port, [[b"\x83\x80" + b"\x80\x80\x80\x80"]])
+    srv:close()
+    srv:wait_closed()
+    assert.are.equal("8 1002", out)
+  end)
+end)
