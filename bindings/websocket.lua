@@ -164,20 +164,41 @@ function M.wrap(reader, writer, client, max, early)
   return ws
 end
 
+-- Raises ConnectionError (at the caller's caller) once nothing more can
+-- be sent: the connection is closed, or our close frame is queued (wslay
+-- would refuse the message, and it was lost without a word).
+local function check_open(self)
+  if self.closed then error(asyncio.ConnectionError("websocket: closed"), 3) end
+  if self.closing then error(asyncio.ConnectionError("websocket: closing"), 3) end
+end
+
 -- send(data [, "binary"]): a text (default) or binary message.
 function WS:send(data, kind)
   if type(data) ~= "string" then argerror(1, "send", "string expected") end
-  if self.closed then error(asyncio.ConnectionError("websocket: closed"), 2) end
   local op = kind == "binary" and BINARY or TEXT
   if kind ~= nil and kind ~= "binary" and kind ~= "text" then
     argerror(2, "send", "'text' or 'binary' expected")
   end
-  self.codec:queue(op, data)
+  check_open(self)
+  if not self.codec:queue(op, data) then -- the peer's close is queued for an answer
+    error(asyncio.ConnectionError("websocket: closing"), 2)
+  end
   flush(self)
 end
 
+-- ping([data]): data is a control frame's payload, 125 bytes at most
+-- (RFC 6455 section 5.5).
 function WS:ping(data)
-  self.codec:queue(PING, data or "")
+  if data ~= nil and type(data) ~= "string" then
+    argerror(1, "ping", "string expected, got " .. type(data))
+  end
+  if data and #data > 125 then
+    argerror(1, "ping", "at most 125 bytes (a control frame's payload), got " .. #data)
+  end
+  check_open(self)
+  if not self.codec:queue(PING, data or "") then
+    error(asyncio.ConnectionError("websocket: closing"), 2)
+  end
   flush(self)
 end
 

@@ -372,6 +372,50 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
     assert.are.equal("8 1 1002\n", out)
   end)
 
+  it("send() and ping() while our close handshake runs raise, instead of dropping the data", function()
+    local websocket = require "asyncio.websocket"
+    local got = {}
+    local srv = web.serve(function(req)
+      local ws = req:websocket()
+      asyncio.sleep(0.5) -- answers the close late
+      while true do
+        local m = ws:receive()
+        if not m then break end
+        got[#got + 1] = m
+      end
+    end, "127.0.0.1", 0)
+    local ws = websocket.connect("ws://127.0.0.1:" .. srv.port .. "/")
+    ws:send("before")
+    local t = asyncio.create_task(function() ws:close() end)
+    asyncio.sleep(0.1)
+    local e = helper.error_of(ws.send, ws, "during")
+    assert.is_true(asyncio.is(e, asyncio.ConnectionError), tostring(e))
+    assert.matches("websocket: closing", e.message)
+    e = helper.error_of(ws.ping, ws)
+    assert.is_true(asyncio.is(e, asyncio.ConnectionError), tostring(e))
+    t:await()
+    srv:close()
+    srv:wait_closed()
+    assert.are.same({"before"}, got)
+  end)
+
+  it("ping() refuses a payload a control frame cannot carry, naming itself", function()
+    local websocket = require "asyncio.websocket"
+    local srv = web.serve(function(req)
+      local ws = req:websocket()
+      while ws:receive() do end
+    end, "127.0.0.1", 0)
+    local ws = websocket.connect("ws://127.0.0.1:" .. srv.port .. "/")
+    assert.matches("hostile_sweep_spec%.lua:%d+: bad argument #1 to 'ping' %(at most 125 bytes",
+      tostring(helper.error_of(function() ws:ping(("x"):rep(126)) end)))
+    assert.matches("hostile_sweep_spec%.lua:%d+: bad argument #1 to 'ping' %(string expected, got table",
+      tostring(helper.error_of(function() ws:ping({}) end)))
+    ws:ping(("x"):rep(125))
+    ws:close()
+    srv:close()
+    srv:wait_closed()
+  end)
+
   it("an unknown opcode still gets close 1002 (wslay's own check)", function()
     local srv = web.serve(function(req)
       local ws = req:websocket()
