@@ -263,6 +263,40 @@ print(data.split(b"\r\n")[0].decode(), data.split(b"\r\n\r\n", 1)[1].decode(), f
     assert.are.equal("HTTP/1.1 200 OK 5242880", out)
   end)
 
+  it("HTTPS: clients silent after their ClientHello cost ~0% CPU, and others are served", function()
+    th.certs()
+    local http = require "asyncio.http"
+    local srv = web.serve(function() return "ok" end, "127.0.0.1", 0,
+      {ssl = th.server_ctx(), header_timeout = 30})
+    local p = io_helper.python(([==[
+import socket, ssl, time
+socks = []
+for i in range(20):
+    s = socket.create_connection(("127.0.0.1", %d))
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ssl.create_default_context().wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    s.sendall(out.read()) # the ClientHello, then nothing
+    socks.append((s, obj))
+print("silent", flush=True)
+time.sleep(30)
+]==]):format(srv.port))
+    asyncio.sleep(0.5)
+    local c0 = cpu_seconds()
+    asyncio.sleep(2)
+    local cpu = cpu_seconds() - c0
+    local r = http.fetch(("https://localhost:%d/"):format(srv.port), {cafile = th.certs().ca})
+    io_helper.stop(p)
+    srv:close()
+    srv:wait_closed()
+    th.cleanup()
+    assert.are.equal("ok", r.body)
+    assert.is_true(cpu < 0.1 * helper.slow, ("%.2f s of CPU in 2 s"):format(cpu))
+  end)
+
   it("a client that sends a whole request and half-closes still gets its answer", function()
     local srv = web.serve(function()
       asyncio.sleep(1.5) -- past an EOF check or two
