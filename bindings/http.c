@@ -44,6 +44,7 @@
 
 #define POOL_MAX 64                /* idle easy handles kept per session */
 #define STREAM_HIGH (256 * 1024)   /* a stream pauses curl above this */
+#define SOCK_ERR_POLLS 16          /* on_poll: actions after a reset */
 /* A body that is buffered whole (not streamed) is capped by default, so
  * an endless body or a gzip bomb (counted decoded) cannot exhaust memory;
  * option max_body changes it, max_body=false lifts it. */
@@ -61,6 +62,8 @@ typedef struct sock {
   host_link link; /* in session->socks while open */
   session *s;
   curl_socket_t fd;
+  int events; /* UV_READABLE / UV_WRITABLE: what curl waits for */
+  int errs;   /* poll errors in a row (see on_poll) */
 } sock;
 
 struct session {
@@ -344,13 +347,27 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   sock *k = host_container_of(p, sock, poll);
   session *s = k->s;
   int flags = 0, running;
-  if (status < 0)
-    flags = CURL_CSELECT_ERR;
-  else {
+  if (status < 0) {
+    /* libuv reports EPOLLERR (a reset) as an error and stops the poll.
+     * The socket may still hold the end of the answer (a server that
+     * resets right after its last byte, or closes with our request
+     * unread): curl reads it, and sees the error itself ("Connection
+     * reset by peer") if something is missing.  Told CURL_CSELECT_ERR it
+     * dropped the answer ("select/poll returned error"). */
+    flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
+    k->errs++;
+  } else {
+    k->errs = 0;
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
   curl_multi_socket_action(s->multi, k->fd, flags, &running);
+  /* k is freed only in its close callback: still readable here.  More
+   * to read: poll on, a bounded number of times (each action reads up to
+   * a socket buffer), lest a socket curl no longer reads spin. */
+  if (status < 0 && k->errs < SOCK_ERR_POLLS && k->events &&
+      !uv_is_closing((uv_handle_t *)&k->poll))
+    uv_poll_start(&k->poll, k->events, on_poll);
   check_done(s);
 }
 
@@ -391,6 +408,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
   int ev = 0;
   if (what & CURL_POLL_IN) ev |= UV_READABLE;
   if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
+  k->events = ev;
   return uv_poll_start(&k->poll, ev, on_poll) ? -1 : 0;
 }
 
