@@ -24,34 +24,13 @@ describe("hostile sweep: TLS", function()
   teardown(th.cleanup)
   after_each(helper.no_leaks)
 
-  it("a client that closes without close_notify: the server reads its data, then EOF", function()
+  -- A TLS server whose handler reads once (read(n)); a Python TLS client
+  -- connected to it runs `then_` (Python, `t` the TLS socket).  Returns
+  -- what the read gave: {true, data} or {false, error}.
+  local function one_read(n, then_)
     local got = asyncio.Future()
     local srv <close> = asyncio.start_server(function(r, w)
-      local ok, data = pcall(r.read, r)
-      got:set_result({ok, ok and data or tostring(data)})
-      w:close()
-    end, "127.0.0.1", 0, {ssl = th.server_ctx()})
-    -- FIN on the raw socket: no close_notify record
-    local p = th.python(([[
-ctx = ssl.create_default_context(cafile=certs["ca"])
-s = socket.create_connection(("127.0.0.1", %d))
-t = ctx.wrap_socket(s, server_hostname="localhost")
-t.sendall(b"unterminated")
-print("sent", flush=True)
-socket.socket(fileno=t.fileno()).shutdown(socket.SHUT_WR)
-time.sleep(1)
-]]):format(srv.port))
-    local res = asyncio.wait_for(got, 5)
-    p:wait()
-    assert.is_true(res[1], res[2])
-    assert.are.equal("unterminated", res[2])
-  end)
-
-  it("a record header over the TLS maximum is an SSLError, not a buffer that grows", function()
-    local got = asyncio.Future()
-    local srv <close> = asyncio.start_server(function(r, w)
-      local ok, e = pcall(r.read, r, 100)
-      got:set_result({ok, e})
+      got:set_result({pcall(r.read, r, n)})
       w:close()
     end, "127.0.0.1", 0, {ssl = th.server_ctx()})
     local p = th.python(([[
@@ -60,12 +39,23 @@ ctx = ssl.create_default_context(cafile=certs["ca"])
 s = socket.create_connection(("127.0.0.1", %d))
 t = ctx.wrap_socket(s, server_hostname="localhost")
 print("up", flush=True)
-# an application-data record claiming 65535 bytes, then the bytes
-os.write(t.fileno(), b"\x17\x03\x03\xff\xff" + b"\x00" * 65535)
-time.sleep(1)
-]]):format(srv.port))
+]]):format(srv.port) .. then_ .. "\ntime.sleep(1)\n")
     local res = asyncio.wait_for(got, 5)
-    p:kill() p:wait()
+    io_helper.stop(p)
+    return res
+  end
+
+  it("a client that closes without close_notify: the server reads its data, then EOF", function()
+    -- FIN on the raw socket: no close_notify record
+    local res = one_read(nil, [[
+t.sendall(b"unterminated")
+socket.socket(fileno=t.fileno()).shutdown(socket.SHUT_WR)]])
+    assert.are.same({true, "unterminated"}, res)
+  end)
+
+  it("a record header over the TLS maximum is an SSLError, not a buffer that grows", function()
+    -- an application-data record claiming 65535 bytes, then the bytes
+    local res = one_read(100, [[os.write(t.fileno(), b"\x17\x03\x03\xff\xff" + b"\x00" * 65535)]])
     assert.is_false(res[1])
     assert.is_true(asyncio.is(res[2], ssl.SSLError), tostring(res[2]))
   end)
@@ -265,36 +255,6 @@ except socket.timeout:
     end)
   end
 
-  it("a half-closed upload the handler reads late (back-pressure) arrives whole", function()
-    local srv = web.serve(function(req)
-      asyncio.sleep(1.5) -- the connection is suspended, the client's FIN in
-      local n = 0
-      for chunk in req:chunks() do n = n + #chunk end
-      return tostring(n)
-    end, "127.0.0.1", 0, {stream_body = true, max_body = 8 << 20})
-    local p, out = io_helper.python(([[
-import socket, threading
-s = socket.create_connection(("127.0.0.1", %d))
-n = 5 << 20
-def send():
-    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %%d\r\nConnection: close\r\n\r\n" %% n)
-    s.sendall(b"u" * n)
-    s.shutdown(socket.SHUT_WR)
-threading.Thread(target=send).start()
-s.settimeout(20)
-data = b""
-while True:
-    b = s.recv(65536)
-    if not b: break
-    data += b
-print(data.split(b"\r\n")[0].decode(), data.split(b"\r\n\r\n", 1)[1].decode(), flush=True)
-]]):format(srv.port))
-    p:wait()
-    srv:close()
-    srv:wait_closed()
-    assert.are.equal("HTTP/1.1 200 OK 5242880", out)
-  end)
-
   it("HTTPS: clients silent after their ClientHello cost ~0% CPU, and others are served", function()
     th.certs()
     local http = require "asyncio.http"
@@ -329,28 +289,52 @@ time.sleep(30)
     assert.is_true(cpu < 0.1 * helper.slow, ("%.2f s of CPU in 2 s"):format(cpu))
   end)
 
-  it("a client that sends a whole request and half-closes still gets its answer", function()
-    local srv = web.serve(function()
-      asyncio.sleep(1.5) -- past an EOF check or two
-      return "late"
-    end, "127.0.0.1", 0)
+  -- A Python client that POSTs an n-byte body, half-closes (SHUT_WR) and
+  -- reads to the end: returns the status line and the body.
+  local function half_closed_post(port, n)
     local p, out = io_helper.python(([[
-import socket
+import socket, threading
 s = socket.create_connection(("127.0.0.1", %d))
-s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc")
-s.shutdown(socket.SHUT_WR)
-s.settimeout(10)
+n = %d
+def send():
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %%d\r\nConnection: close\r\n\r\n" %% n)
+    s.sendall(b"u" * n)
+    s.shutdown(socket.SHUT_WR)
+threading.Thread(target=send).start()
+s.settimeout(20)
 data = b""
 while True:
     b = s.recv(65536)
     if not b: break
     data += b
-print(data.split(b"\r\n")[0].decode(), data.endswith(b"late"), flush=True)
-]]):format(srv.port))
+print(data.split(b"\r\n")[0].decode(), data.split(b"\r\n\r\n", 1)[1].decode(), flush=True)
+]]):format(port, n))
     p:wait()
+    return out
+  end
+
+  it("a half-closed upload the handler reads late (back-pressure) arrives whole", function()
+    local srv = web.serve(function(req)
+      asyncio.sleep(1.5) -- the connection is suspended, the client's FIN in
+      local n = 0
+      for chunk in req:chunks() do n = n + #chunk end
+      return tostring(n)
+    end, "127.0.0.1", 0, {stream_body = true, max_body = 8 << 20})
+    local out = half_closed_post(srv.port, 5 << 20)
     srv:close()
     srv:wait_closed()
-    assert.are.equal("HTTP/1.1 200 OK True", out)
+    assert.are.equal("HTTP/1.1 200 OK 5242880", out)
+  end)
+
+  it("a client that sends a whole request and half-closes still gets its answer", function()
+    local srv = web.serve(function(req)
+      asyncio.sleep(1.5) -- past an EOF check or two
+      return "late:" .. req:body()
+    end, "127.0.0.1", 0)
+    local out = half_closed_post(srv.port, 3)
+    srv:close()
+    srv:wait_closed()
+    assert.are.equal("HTTP/1.1 200 OK late:uuu", out)
   end)
 end)
 
