@@ -262,4 +262,19 @@ function WS:close(code, reason)
 end
 WS.__close = WS.close
 
+-- The server's end of a connection whose handler is done (returned,
+-- failed or cancelled) without closing it: the close frame (code) is
+-- queued without waiting for the peer to read it or to answer, and the
+-- socket closed; before, it stayed open until the garbage collector.
+function M.finish(ws, code)
+  if ws.closed then return end
+  ws.closed, ws.closing = true, true
+  pcall(ws.codec.queue_close, ws.codec, code, "")
+  pcall(function()
+    local out = ws.codec:output()
+    if out ~= "" then ws.writer:write(out) end
+  end)
+  ws.writer:close()
+end
+
 return M

@@ -466,6 +466,56 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
     srv:wait_closed()
   end)
 
+  -- A lasync client on srv; returns what its receive() gives within
+  -- `wait` seconds (or "nothing" if it still waits then).
+  local function client_sees(srv, wait, first)
+    local websocket = require "asyncio.websocket"
+    local ws = websocket.connect("ws://127.0.0.1:" .. srv.port .. "/")
+    if first then ws:send(first) end
+    local ok, m, code = pcall(asyncio.wait_for, function() return ws:receive() end, wait)
+    ws.writer:close()
+    return ok and {m, code} or "nothing"
+  end
+
+  -- The upgraded socket was the handler's alone: when the handler failed,
+  -- returned without ws:close(), or was cancelled by the server's close,
+  -- it stayed open until the garbage collector found it, and the client
+  -- waited in receive().
+  it("a handler that fails after the upgrade: the client gets close 1011 at once", function()
+    local srv = web.serve(function(req)
+      local ws = req:websocket()
+      ws:receive()
+      error("handler bug")
+    end, "127.0.0.1", 0)
+    local got = client_sees(srv, 2 * helper.slow, "boom")
+    srv:close()
+    srv:wait_closed()
+    assert.are.same({nil, 1011}, got)
+  end)
+
+  it("a handler that returns without ws:close(): the client gets close 1000", function()
+    local srv = web.serve(function(req)
+      local ws = req:websocket()
+      ws:receive()
+    end, "127.0.0.1", 0)
+    local got = client_sees(srv, 2 * helper.slow, "bye")
+    srv:close()
+    srv:wait_closed()
+    assert.are.same({nil, 1000}, got)
+  end)
+
+  it("server close(): a handler blocked in receive() is cancelled and its client gets 1001", function()
+    local srv = web.serve(function(req)
+      local ws = req:websocket()
+      ws:receive()
+    end, "127.0.0.1", 0, {shutdown_timeout = 0.2})
+    local t = asyncio.create_task(client_sees, srv, 3 * helper.slow)
+    asyncio.sleep(0.3)
+    srv:close()
+    srv:wait_closed()
+    assert.are.same({nil, 1001}, t:await())
+  end)
+
   it("an unknown opcode still gets close 1002 (wslay's own check)", function()
     local srv = web.serve(function(req)
       local ws = req:websocket()
