@@ -359,6 +359,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     return MHD_YES; /* libmicrohttpd sends 100 Continue if asked */
   }
   if (rq->resp) { /* resumed with the handler's response */
+    web_conn *wc = conn_of(c);
+    if (wc) wc->in_body = 0; /* answered, maybe early: left to finish */
     enum MHD_Result ret = MHD_queue_response(c, rq->status, rq->resp);
     MHD_destroy_response(rq->resp);
     rq->resp = NULL;
