@@ -37,11 +37,8 @@ static void on_again(uv_idle_t *i);
  * so running it at once for ever would spin while the peer is slow. */
 #define WEB_EAGER_RUNS 8
 /* Past those, the wait between runs doubles from 1 ms up to 2^6 = 64 ms
- * while libmicrohttpd still asks for 0, no request is in progress on any
- * connection, and neither the network (on_poll), a response
- * (web_server_kick) nor a callback of libmicrohttpd's in the runs
- * (s->progress: a head or body bytes in, a connection opened or done)
- * brought anything new: clients silent
+ * while libmicrohttpd still asks for 0 and neither the network (on_poll)
+ * nor a response (web_server_kick) brought anything new: clients silent
  * mid-handshake cost a 1 ms timer for ever before (7% of a core for one,
  * 35% for twenty, until header_timeout cut them).  Anything they send
  * wakes the epoll and makes the server eager again. */
@@ -52,16 +49,6 @@ static void on_again(uv_idle_t *i);
 /* The longest between two sweeps (on_sweep), in milliseconds. */
 #define WEB_SWEEP_MS 500
 
-/* Whether a connection has a request in progress: libmicrohttpd's "run
- * again at once" is then its way of moving a body or an answer (the
- * edge-triggered epoll says nothing of bytes already there), never to
- * be slowed down. */
-static int requests_in_flight(web_server *s) {
-  for (host_link *l = s->conns.next; l != &s->conns; l = l->next)
-    if (host_container_of(l, web_conn, link)->in_request) return 1;
-  return 0;
-}
-
 /* A run asked for at once goes through a uv_idle, never a 0 ms timer:
  * libuv 1.44 runs a timer restarted from its own callback again in the
  * same pass, so the loop would never poll and a client in this process
@@ -70,7 +57,6 @@ static int requests_in_flight(web_server *s) {
 static void server_run(web_server *s) {
   MHD_UNSIGNED_LONG_LONG ms = 0;
   int timed = 0;
-  s->progress = 0;
   /* A few runs back to back while libmicrohttpd has work at once (GnuTLS
    * records already read): one loop turn per run cost HTTPS a quarter
    * of its requests per second under wrk. */
@@ -104,8 +90,6 @@ static void server_run(web_server *s) {
     uv_idle_stop(&s->again);
     return;
   }
-  if (ms == 0 && (s->progress || requests_in_flight(s)))
-    s->zero_runs = 0; /* an upload, an answer going out: work, not a spin */
   if (ms == 0 && s->zero_runs++ < WEB_EAGER_RUNS) {
     uv_idle_start(&s->again, on_again);
     return;
@@ -157,7 +141,6 @@ static void on_connection(void *cls, struct MHD_Connection *c,
                           enum MHD_ConnectionNotificationCode code) {
   web_server *s = cls;
   web_conn *wc = *socket_context;
-  s->progress = 1;
   if (code == MHD_CONNECTION_NOTIFY_STARTED) {
     wc = calloc(1, sizeof *wc);
     if (!wc) return;
@@ -179,7 +162,6 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   web_request *rq = *con_cls;
   web_conn *wc = conn_of(c);
   (void)toe;
-  s->progress = 1;
   /* not while MHD_stop_daemon runs: at lasync_stop the loop may be gone */
   if (wc && !s->stopped) { /* keep-alive: the header deadline starts again */
     wc->in_request = wc->in_body = 0;
@@ -345,7 +327,6 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
                                  size_t *upload_size, void **con_cls) {
   web_server *s = cls;
   web_request *rq = *con_cls;
-  s->progress = 1;
   if (!rq) { /* the headers are in */
     web_conn *wc = conn_of(c);
     if (wc) wc->in_request = 1;

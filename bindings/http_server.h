@@ -32,8 +32,6 @@ struct web_server {
   size_t max_body;
   double header_timeout;
   unsigned zero_runs;       /* MHD_run calls in a row that asked for more */
-  unsigned progress;        /* a libmicrohttpd callback ran in this
-                               server_run (work was done, not a spin) */
   unsigned stream_body : 1; /* handlers run at the headers, read the body */
   unsigned stopped : 1;     /* MHD_stop_daemon ran */
   unsigned run_again : 1;   /* run once more: a connection closed, or

@@ -354,7 +354,6 @@ static int l_respond_map(lua_State *L) { return respond(L, 1); }
 static ssize_t read_out(void *cls, uint64_t pos, char *buf, size_t max) {
   web_request *rq = cls;
   (void)pos;
-  if (rq->srv) rq->srv->progress = 1; /* no back-off while it streams */
   if (rq->out_len) {
     size_t n = rq->out_len < max ? rq->out_len : max;
     memcpy(buf, rq->out, n);
