@@ -36,13 +36,6 @@ static void on_again(uv_idle_t *i);
  * done (GnuTLS's EAGAIN does not clear the connection's read-ready mark),
  * so running it at once for ever would spin while the peer is slow. */
 #define WEB_EAGER_RUNS 8
-/* Past those, the wait between runs doubles from 1 ms up to 2^6 = 64 ms
- * while libmicrohttpd still asks for 0 and neither the network (on_poll)
- * nor a response (web_server_kick) brought anything new: clients silent
- * mid-handshake cost a 1 ms timer for ever before (7% of a core for one,
- * 35% for twenty, until header_timeout cut them).  Anything they send
- * wakes the epoll and makes the server eager again. */
-#define WEB_BACKOFF_SHIFT 6
 #define WEB_BATCH_RUNS 4
 /* Runs a complete request waits unsuspended for its handler to start. */
 #define WEB_UNSUSPENDED_RUNS 8
@@ -95,16 +88,8 @@ static void server_run(web_server *s) {
     return;
   }
   uv_idle_stop(&s->again);
-  if (ms) {
-    s->zero_runs = 0;
-  } else { /* still "at once" with nothing new: back off, 1 ms doubling */
-    unsigned k = s->zero_runs - WEB_EAGER_RUNS - 1;
-    ms = k < WEB_BACKOFF_SHIFT ? (MHD_UNSIGNED_LONG_LONG)1 << k
-                               : (MHD_UNSIGNED_LONG_LONG)1 << WEB_BACKOFF_SHIFT;
-    if (s->zero_runs > WEB_EAGER_RUNS + WEB_BACKOFF_SHIFT + 1)
-      s->zero_runs = WEB_EAGER_RUNS + WEB_BACKOFF_SHIFT + 1; /* no wrap */
-  }
-  uv_timer_start(&s->timer, on_timer, ms, 0);
+  if (ms) s->zero_runs = 0;
+  uv_timer_start(&s->timer, on_timer, ms ? ms : 1, 0);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
