@@ -99,6 +99,7 @@ valgrind: build
 	  .ci/valgrind_specs.sh $(TEST_JOBS)
 	LASYNC_POOL=0 LASYNC_SLOW=10 $(VALGRIND) --error-exitcode=1 $(BUILD)/embed_test
 	LASYNC_POOL=0 $(VALGRIND) --error-exitcode=1 $(BUILD)/sensors
+	$(VALGRIND) --error-exitcode=1 $(BUILD)/vm_floor w1 2000 plain gen
 
 check: asan valgrind
 
@@ -106,9 +107,10 @@ test: spec check
 	@echo "make test: specs, sanitizers and valgrind all passed"
 
 # With the comparison harness beside the project (BENCH_HARNESS), the
-# project's rows beside the peers'; without it, the project's own workloads
-# that need no server (W1-W4, default arguments), each timed: W5-W7 need
-# the harness's echo clients and HTTP server.
+# project's rows beside the peers'; without it (a plain clone), the project's
+# own workloads W1-W7 alone (bench/own.sh: its own W5 load generator and
+# HTTP servers, on loopback).  Both take BENCH_ARGS: --quick (small sizes),
+# --only W5,W6.
 BENCH_HARNESS ?= ../shared/bench/run
 bench: build
 	@if [ -x $(BENCH_HARNESS) ]; then \
@@ -117,14 +119,8 @@ bench: build
 	    $(BENCH_HARNESS) $(BENCH_ARGS); \
 	else \
 	  echo "make bench: no comparison harness at $(BENCH_HARNESS) (set BENCH_HARNESS=...);"; \
-	  echo "running the project's workloads W1-W4 alone (W5-W7 and the peer comparison need the harness):"; \
-	  for w in bench/w[1-4]_*.lua; do \
-	    start=$$(date +%s.%N); \
-	    out=$$($(LASYNC) $$w) || { echo "$$w failed"; exit 1; }; \
-	    end=$$(date +%s.%N); \
-	    awk -v w=$$w -v s=$$start -v e=$$end -v o="$$out" \
-	      'BEGIN { printf "  %-20s %6.2f s  %s\n", w, e - s, o }'; \
-	  done; \
+	  echo "running the project's own workloads W1-W7 (bench/own.sh):"; \
+	  LASYNC=$(abspath $(LASYNC)) bench/own.sh $(BENCH_ARGS); \
 	fi
 	@echo "to_thread: one CPU-bound job in 1 worker, then split over 2 (bench/to_thread.lua):"
 	@$(LASYNC) bench/to_thread.lua

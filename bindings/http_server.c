@@ -37,6 +37,12 @@ static void on_again(uv_idle_t *i);
  * so running it at once for ever would spin while the peer is slow. */
 #define WEB_EAGER_RUNS 8
 #define WEB_BATCH_RUNS 4
+/* Past the eager runs, a TLS server whose "at once" only handshakes
+ * waiting for their peers explain (web_tls_only_handshakes) runs again
+ * after a back-off that doubles up to this, instead of every millisecond
+ * (2% of a core per stalled client): the peer's bytes wake the poll, and
+ * what libmicrohttpd might still have hidden waits at most this long. */
+#define WEB_STALL_MAX_MS 250
 /* Runs a complete request waits unsuspended for its handler to start. */
 #define WEB_UNSUSPENDED_RUNS 8
 /* The longest between two sweeps (on_sweep), in milliseconds. */
@@ -50,6 +56,7 @@ static void on_again(uv_idle_t *i);
 static void server_run(web_server *s) {
   MHD_UNSIGNED_LONG_LONG ms = 0;
   int timed = 0;
+  unsigned long acts = s->acts;
   /* A few runs back to back while libmicrohttpd has work at once (GnuTLS
    * records already read): one loop turn per run cost HTTPS a quarter
    * of its requests per second under wrk. */
@@ -88,14 +95,23 @@ static void server_run(web_server *s) {
     return;
   }
   uv_idle_stop(&s->again);
-  if (ms) s->zero_runs = 0;
-  uv_timer_start(&s->timer, on_timer, ms ? ms : 1, 0);
+  if (ms) {
+    s->zero_runs = s->stall_ms = 0;
+  } else if (s->tls && acts == s->acts && web_tls_only_handshakes(s)) {
+    s->stall_ms = s->stall_ms ? s->stall_ms * 2 : 2;
+    if (s->stall_ms > WEB_STALL_MAX_MS) s->stall_ms = WEB_STALL_MAX_MS;
+    ms = s->stall_ms;
+  } else {
+    s->stall_ms = 0;
+    ms = 1;
+  }
+  uv_timer_start(&s->timer, on_timer, ms, 0);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
   web_server *s = p->data;
   (void)status, (void)events;
-  s->zero_runs = 0; /* the network moved: eager again */
+  s->zero_runs = s->stall_ms = 0; /* the network moved: eager again */
   server_run(s);
 }
 
@@ -107,7 +123,7 @@ static void on_again(uv_idle_t *i) { server_run(i->data); }
  * loop's next turn (not here, inside a Lua call). */
 void web_server_kick(web_server *s) {
   if (s && !s->stopped) {
-    s->zero_runs = 0;
+    s->zero_runs = s->stall_ms = 0;
     s->run_again = 1;
     uv_idle_start(&s->again, on_again);
   }
@@ -126,6 +142,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
                           enum MHD_ConnectionNotificationCode code) {
   web_server *s = cls;
   web_conn *wc = *socket_context;
+  s->acts++;
   if (code == MHD_CONNECTION_NOTIFY_STARTED) {
     wc = calloc(1, sizeof *wc);
     if (!wc) return;
@@ -147,6 +164,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   web_request *rq = *con_cls;
   web_conn *wc = conn_of(c);
   (void)toe;
+  s->acts++;
   /* not while MHD_stop_daemon runs: at lasync_stop the loop may be gone */
   if (wc && !s->stopped) { /* keep-alive: the header deadline starts again */
     wc->in_request = wc->in_body = 0;
@@ -312,6 +330,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
                                  size_t *upload_size, void **con_cls) {
   web_server *s = cls;
   web_request *rq = *con_cls;
+  s->acts++;
   if (!rq) { /* the headers are in */
     web_conn *wc = conn_of(c);
     if (wc) wc->in_request = 1;
@@ -449,6 +468,7 @@ static int l_listen(lua_State *L) {
   const char *prio = luaL_optstring(L, 13, NULL); /* from {ssl = ctx} */
   if (cert && key) {
     flags |= MHD_USE_TLS;
+    s->tls = 1;
     tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)cert};
     tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key};
     if (prio)

@@ -32,11 +32,14 @@ struct web_server {
   size_t max_body;
   double header_timeout;
   unsigned zero_runs;       /* MHD_run calls in a row that asked for more */
+  unsigned stall_ms;        /* the back-off while only handshakes wait */
+  unsigned long acts;       /* callbacks libmicrohttpd made (progress) */
   unsigned stream_body : 1; /* handlers run at the headers, read the body */
   unsigned stopped : 1;     /* MHD_stop_daemon ran */
   unsigned run_again : 1;   /* run once more: a connection closed, or
                                one was resumed during MHD_run */
   unsigned dispatched : 1;  /* MHD_run queued a request for Lua */
+  unsigned tls : 1;         /* libmicrohttpd's GnuTLS (serve's tls/ssl) */
 };
 
 /* One TCP connection (libmicrohttpd's socket context): when it started
@@ -87,6 +90,10 @@ struct web_request {
 /* ssl_options(ctx) -> certificate chain PEM, key PEM, GnuTLS priority
  * string of a server's SSLContext (bindings/http_server_tls.c). */
 int web_l_ssl_options(lua_State *L);
+
+/* Whether libmicrohttpd's "run again at once" can only come from TLS
+ * handshakes waiting for their peers (http_server_tls.c). */
+int web_tls_only_handshakes(web_server *s);
 
 /* Runs libmicrohttpd on the loop's next turn (after a resume). */
 void web_server_kick(web_server *s);

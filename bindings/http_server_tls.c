@@ -9,8 +9,10 @@
  * What does not is refused rather than dropped: client certificates
  * (verify_mode), a set_ciphers list (OpenSSL's names), ALPN other than
  * "http/1.1" (libmicrohttpd 0.9.75 answers no ALPN, which clients take as
- * HTTP/1.1). */
+ * HTTP/1.1).  And web_tls_only_handshakes, which keeps a handshake
+ * stalled by its client from costing the loop a run every millisecond. */
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -100,4 +102,27 @@ int web_l_ssl_options(lua_State *L) {
   push_bio(L, kb);
   push_priorities(L, ctx);
   return 3;
+}
+
+/* libmicrohttpd 0.9.75 says "run again at once" (MHD_get_timeout gives 0)
+ * for as long as a connection's TLS handshake waits for its peer: the
+ * handshake reads the socket through GnuTLS, whose EAGAIN does not clear
+ * the connection's read-ready mark, so the connection stays on the
+ * epoll "ready" list.  Running it again only reads EAGAIN once more; the
+ * peer's next bytes are an edge on the epoll descriptor, which our poll
+ * sees.  That is the only explanation when no connection is in a request
+ * (a request being read, handled or answered is real work) and no socket
+ * holds unread bytes (left there by a run that read only part). */
+int web_tls_only_handshakes(web_server *s) {
+  if (host_list_empty(&s->conns)) return 0;
+  for (host_link *l = s->conns.next; l != &s->conns; l = l->next) {
+    web_conn *wc = host_container_of(l, web_conn, link);
+    if (wc->in_request) return 0;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(wc->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int unread = 0;
+    if (!ci || ioctl(ci->connect_fd, FIONREAD, &unread) != 0 || unread > 0)
+      return 0;
+  }
+  return 1;
 }

@@ -8,10 +8,10 @@ local M = {accept_key = core.accept_key}
 
 -- Argument errors name the caller's line, the first frame outside this
 -- file and http_server.lua (whose req:websocket() calls check_protocols).
-local argerror, _, raise = core.lua_part("argcheck")()({
+local argerror, checktype, raise = core.lua_part("argcheck")()({
   ["=asyncio/websocket.lua"] = true, ["=asyncio/http_server.lua"] = true})
 
-local TEXT, BINARY, CLOSE, PING = 1, 2, 8, 9
+local TEXT, BINARY, CLOSE, PING, PONG = 1, 2, 8, 9, 10
 
 local WS = {}
 WS.__index = WS
@@ -31,7 +31,9 @@ local function parse_url(url)
     raise("websocket(): url must be ws://host[:port]/path or wss://..., got " .. tostring(url))
   end
   local tls = scheme == "wss"
-  return host, tonumber(port) or (tls and 443 or 80), path ~= "" and path or "/", tls
+  port = tonumber(port) or (tls and 443 or 80)
+  if port > 65535 then raise(("websocket(): url port must be 0-65535, got %d"):format(port)) end
+  return host, port, path ~= "" and path or "/", tls
 end
 
 local KNOWN = {max_message = true, headers = true, timeout = true,
@@ -86,7 +88,34 @@ local function stream_opts(url, tls, opts)
   end
   local ssl = opts.ssl
   if ssl == nil then ssl = true end
+  if ssl ~= true and type(ssl) ~= "userdata" then
+    raise("websocket(): option ssl must be true or an SSLContext, got " .. type(ssl))
+  end
+  if opts.server_hostname ~= nil and type(opts.server_hostname) ~= "string" then
+    raise("websocket(): option server_hostname must be a string, got " .. type(opts.server_hostname))
+  end
   return {ssl = ssl, server_hostname = opts.server_hostname}
+end
+
+-- The extra handshake headers (opts.headers): name = value, a token and
+-- a string (or number) without control characters, refused before anything
+-- is sent.
+local function check_headers(headers)
+  if headers == nil then return {} end
+  if type(headers) ~= "table" then
+    raise("websocket(): option headers must be a table of name = value, got " .. type(headers))
+  end
+  for k, v in pairs(headers) do
+    if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+%-.^_`|~]+$") then
+      raise(("websocket(): header name %s is not a token"):format(
+        type(k) == "string" and ("%q"):format(k) or type(k)))
+    end
+    if (type(v) ~= "string" and type(v) ~= "number") or tostring(v):find("%c") then
+      raise(("websocket(): header %s must be a string without control characters, got %s")
+        :format(k, type(v) == "string" and "one with a control character" or type(v)))
+    end
+  end
+  return headers
 end
 
 -- websocket(url [, opts]) -> ws.  opts: max_message (bytes, default 1 MiB),
@@ -108,6 +137,11 @@ function M.connect(url, opts)
     raise("websocket(): max_message must be a positive integer")
   end
   local protocols = M.check_protocols(opts.protocols, "websocket()")
+  local headers = check_headers(opts.headers)
+  local timeout = opts.timeout or 10
+  if type(timeout) ~= "number" or not (timeout > 0) then
+    raise("websocket(): timeout must be a positive number of seconds, got " .. tostring(timeout))
+  end
   local reader, writer = asyncio.open_connection(host, port, sopts)
   local key = core.new_key()
   local lines = {("GET %s HTTP/1.1"):format(path), ("Host: %s:%d"):format(host, port),
@@ -116,17 +150,11 @@ function M.connect(url, opts)
   if protocols then
     lines[#lines + 1] = "Sec-WebSocket-Protocol: " .. table.concat(protocols, ", ")
   end
-  for k, v in pairs(opts.headers or {}) do
-    if tostring(k):find("[%c:]") or tostring(v):find("%c") then
-      writer:close()
-      raise("websocket(): bad handshake header " .. tostring(k))
-    end
-    lines[#lines + 1] = k .. ": " .. v
-  end
+  for k, v in pairs(headers) do lines[#lines + 1] = k .. ": " .. v end
   writer:write(table.concat(lines, "\r\n") .. "\r\n\r\n")
   local ok, head = pcall(asyncio.wait_for, function()
     return reader:readuntil("\r\n\r\n")
-  end, opts.timeout or 10)
+  end, timeout)
   local accept, chosen
   for line in (ok and head or ""):gmatch("[^\r\n]+") do
     local n, v = line:match("^([^:]+):%s*(.-)%s*$")
@@ -164,41 +192,78 @@ function M.wrap(reader, writer, client, max, early)
   return ws
 end
 
+-- The checks of the methods below, in the order a frame is built: each
+-- refuses before anything is queued, so a refused call leaves the
+-- connection as it was.  Lua strings are bytes: a text message and a close
+-- reason must be UTF-8 (RFC 6455 sections 5.6 and 7.1.6), which the peer
+-- would otherwise fail with 1007.
+local function check_self(self, fname)
+  if getmetatable(self) ~= WS then
+    raise(("calling '%s' on bad self (websocket expected, got %s)"):format(fname, type(self)))
+  end
+end
+
+-- A ping or pong payload: a control frame carries at most 125 bytes.
+local function check_control(data, fname)
+  checktype(data, 1, fname, "string", true)
+  if data and #data > 125 then
+    argerror(1, fname, ("at most 125 bytes expected (a control frame), got %d"):format(#data))
+  end
+  return data or ""
+end
+
+local function quote(v)
+  return type(v) == "string" and ("'%s'"):format((v:gsub("%z", "\\0"))) or type(v)
+end
+
 -- Raises ConnectionError (at the caller's caller) once nothing more can
--- be sent: the connection is closed, or our close frame is queued (wslay
--- would refuse the message, and it was lost without a word).
+-- be sent: the connection is closed, or a close frame is queued (ours,
+-- or the answer to the peer's): wslay refuses the message then, and it
+-- was lost without a word.
 local function check_open(self)
   if self.closed then error(asyncio.ConnectionError("websocket: closed"), 3) end
   if self.closing then error(asyncio.ConnectionError("websocket: closing"), 3) end
 end
 
+-- Queues a frame; a refusal (the peer's close is queued for an answer)
+-- raises at the caller's caller.
+local function queue(self, op, data)
+  if not self.codec:queue(op, data) then
+    error(asyncio.ConnectionError("websocket: closing"), 3)
+  end
+end
+
 -- send(data [, "binary"]): a text (default) or binary message.
 function WS:send(data, kind)
-  if type(data) ~= "string" then argerror(1, "send", "string expected") end
-  local op = kind == "binary" and BINARY or TEXT
+  check_self(self, "send")
+  checktype(data, 1, "send", "string")
   if kind ~= nil and kind ~= "binary" and kind ~= "text" then
-    argerror(2, "send", "'text' or 'binary' expected")
+    argerror(2, "send", "'text' or 'binary' expected, got " .. quote(kind))
+  end
+  local op = kind == "binary" and BINARY or TEXT
+  if op == TEXT and not utf8.len(data) then
+    argerror(1, "send", "a text message must be valid UTF-8; send bytes as 'binary'")
   end
   check_open(self)
-  if not self.codec:queue(op, data) then -- the peer's close is queued for an answer
-    error(asyncio.ConnectionError("websocket: closing"), 2)
-  end
+  queue(self, op, data)
   flush(self)
 end
 
--- ping([data]): data is a control frame's payload, 125 bytes at most
--- (RFC 6455 section 5.5).
+-- ping([data]) and pong([data]): control frames; an unsolicited pong is a
+-- one-way heartbeat (RFC 6455 section 5.5.3).
 function WS:ping(data)
-  if data ~= nil and type(data) ~= "string" then
-    argerror(1, "ping", "string expected, got " .. type(data))
-  end
-  if data and #data > 125 then
-    argerror(1, "ping", "at most 125 bytes (a control frame's payload), got " .. #data)
-  end
+  check_self(self, "ping")
+  data = check_control(data, "ping")
   check_open(self)
-  if not self.codec:queue(PING, data or "") then
-    error(asyncio.ConnectionError("websocket: closing"), 2)
-  end
+  queue(self, PING, data)
+  flush(self)
+end
+
+function WS:pong(data)
+  check_self(self, "pong")
+  data = check_control(data, "pong")
+  check_open(self)
+  queue(self, PONG, data)
   flush(self)
 end
 
@@ -247,12 +312,35 @@ function WS:receive()
   end
 end
 
+-- The codes an endpoint may send (RFC 6455 section 7.4 and IANA's
+-- registry): 1004-1006 and 1015 are reserved, never on the wire, and
+-- below 3000 is for the protocol to define.
+local function check_close_code(code)
+  if code == nil then return 1000 end
+  if math.type(code) ~= "integer" then
+    argerror(1, "close", "close code expected (an integer), got "
+      .. (type(code) == "number" and tostring(code) or type(code)))
+  end
+  if not ((code >= 1000 and code <= 1003) or (code >= 1007 and code <= 1014)
+          or (code >= 3000 and code <= 4999)) then
+    argerror(1, "close", ("close code 1000-1003, 1007-1014 or 3000-4999 expected, got %d"):format(code))
+  end
+  return code
+end
+
 -- close([code [, reason]]): the close handshake; waits up to 5 s for the
 -- peer's close frame.
 function WS:close(code, reason)
+  check_self(self, "close")
+  code = check_close_code(code)
+  checktype(reason, 2, "close", "string", true)
+  if reason and #reason > 123 then
+    argerror(2, "close", ("a reason of at most 123 bytes expected, got %d"):format(#reason))
+  end
+  if reason and not utf8.len(reason) then argerror(2, "close", "a reason must be valid UTF-8") end
   if self.closed then return end
   self.closing = true
-  self.codec:queue_close(code or 1000, reason or "")
+  self.codec:queue_close(code, reason or "")
   pcall(flush, self)
   pcall(asyncio.wait_for, function()
     while not self.closed do self:receive() end
@@ -260,7 +348,9 @@ function WS:close(code, reason)
   self.closed = true
   self.writer:close()
 end
-WS.__close = WS.close
+-- A <close> variable's __close gets the error that ends its scope as the
+-- second argument: not a close code.
+function WS.__close(self) self:close() end
 
 -- The server's end of a connection whose handler is done (returned,
 -- failed or cancelled) without closing it: the close frame (code) is

@@ -283,14 +283,24 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
     lua_pop(L, 1);
     return LASYNC_ECLOSED;
   }
+  /* the outermost run takes Ctrl-C if the application asked */
+  host_sigint *sig = h->run_target ? NULL : host_sigint_start(h, t);
   int deadlock = host_run_task(h, t, h->cbL);
+  int interrupted = host_sigint_stop(sig);
   int rc = 0;
-  if (t->outcome == OUTCOME_FAILED) {
+  if (interrupted == 2 ||
+      (interrupted == 1 && t->outcome == OUTCOME_CANCELLED)) {
+    t->flags |= TF_RETRIEVED;
+    set_last_error(h, "interrupted!");
+    rc = LASYNC_EINTERRUPTED;
+  } else if (t->outcome == OUTCOME_FAILED) {
     t->flags |= TF_RETRIEVED;
     host_task_push_report(L, -1);
     set_last_error(h, lua_tostring(L, -1));
     lua_pop(L, 1);
-    rc = LASYNC_ERROR;
+    /* 3: busy Lua code in the main task got "interrupted!" (the report
+     * says where) */
+    rc = interrupted == 3 ? LASYNC_EINTERRUPTED : LASYNC_ERROR;
   } else if (t->outcome == OUTCOME_CANCELLED) {
     rc = LASYNC_ECANCELLED;
   }
@@ -301,6 +311,10 @@ LASYNC_API int lasync_run_until_done(lasync_host *h) {
   }
   lua_pop(L, 1);
   return rc;
+}
+
+LASYNC_API void lasync_handle_sigint(lasync_host *h, int on) {
+  h->run_sigint = on != 0;
 }
 
 /* ---- stopping and freeing ----------------------------------------------- */

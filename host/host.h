@@ -487,8 +487,9 @@ struct lasync_host {
   lua_State *volatile current; /* the thread running Lua code for us now
                              (a task, or cbL in a callback), or NULL: where
                              the binary's SIGINT handler sets its hook */
-  unsigned char run_sigint; /* the outermost asyncio.run takes Ctrl-C
-                             (asyncio.so's own host: run_sigint.c) */
+  unsigned char run_sigint; /* the outermost asyncio.run (and
+                             lasync_run_until_done) takes Ctrl-C: asyncio.so's
+                             own host, or lasync_handle_sigint (run_sigint.c) */
   volatile int sigint_handlers; /* add_signal_handler("SIGINT") watchers:
                              Ctrl-C is theirs then, not asyncio.run's */
   /* shutdown: see host.c */
@@ -615,7 +616,7 @@ lasync_host *host_for_module(lua_State *L);
  * NULL when it does not apply (another run owns SIGINT, SIGINT ignored);
  * stop puts the previous disposition back and says whether a SIGINT
  * cancelled: 0 no, 1 the main task, 2 the other tasks, after main had
- * ended.  */
+ * ended; 3 it raised "interrupted!" in the main task's busy Lua code.  */
 typedef struct host_sigint host_sigint;
 host_sigint *host_sigint_start(lasync_host *h, host_task *main);
 int host_sigint_stop(host_sigint *s);

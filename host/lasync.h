@@ -5,7 +5,7 @@
  * runs the loop, unless a function says otherwise.
  *
  * - The host never calls exit(), never writes to stdout and installs no
- *   signal handler.  Text it cannot hand back (a task failure nobody
+ *   signal handler (unless asked to take Ctrl-C: lasync_handle_sigint).  Text it cannot hand back (a task failure nobody
  *   retrieved, an error in a callback) goes to the reporter (default:
  *   stderr) and is kept as the last error.
  * - The host has no global state: hosts on different loops, in different
@@ -39,6 +39,8 @@
 #define LASYNC_EDONE (-4)      /* the future was already completed */
 #define LASYNC_ETHREAD (-5)    /* called from a thread that is not the
                                   loop's: futures are single-threaded */
+#define LASYNC_EINTERRUPTED (-6) /* Ctrl-C ended the run
+                                    (lasync_handle_sigint) */
 
 typedef struct lasync_host lasync_host;
 typedef struct lasync_future lasync_future;
@@ -133,6 +135,27 @@ LASYNC_API const char *lasync_last_error(lasync_host *h);
 
 LASYNC_API void lasync_set_reporter(lasync_host *h, lasync_report_fn fn,
                                     void *ud);
+
+/* ---- Ctrl-C ------------------------------------------------------------- */
+
+/* Opt-in (off by default): the host takes Ctrl-C as Python's asyncio.run
+ * and the lasync binary do.  While lasync_run_until_done, or asyncio.run
+ * called on the host's state outside any task, drives the outermost run,
+ * a SIGINT cancels that run's main task; once it has unwound (its <close>
+ * handlers and except branches ran), lasync_run_until_done returns
+ * LASYNC_EINTERRUPTED with the last error "interrupted!" and asyncio.run
+ * raises "interrupted!".  Busy Lua code is stopped by "interrupted!" at
+ * its next instruction, as in lua.c.  A main task that catches the
+ * cancellation and returns has succeeded.  A second SIGINT in the same run
+ * kills the process (SIG_DFL, as lua.c and Python do).  The SIGINT
+ * disposition is the host's only during such a run: before and after it,
+ * and with on = 0, it is whatever the application had (given back at the
+ * end of each run); a SIGINT ignored (SIG_IGN, a background job) stays
+ * ignored, and while Lua has asyncio.add_signal_handler("SIGINT"), Ctrl-C
+ * is that handler's.  One run in the process takes SIGINT at a time.
+ * lasync_run (no main task) and an application driving its own loop do
+ * not take it. */
+LASYNC_API void lasync_handle_sigint(lasync_host *h, int on);
 
 /* ---- C futures ---------------------------------------------------------- */
 /* An application exposes its own asynchronous operation to Lua as a

@@ -15,7 +15,12 @@
  * the run ends (libuv leaves SIG_DFL when its last SIGINT handle stops).
  * While the program has its own asyncio.add_signal_handler("SIGINT"),
  * Ctrl-C is that handler's alone (Python's add_signal_handler replaces
- * asyncio.run's handler too). */
+ * asyncio.run's handler too).
+ *
+ * An embedding application opts in with lasync_handle_sigint (off by
+ * default: lasync.h promises no signal handler unasked); then
+ * lasync_run_until_done's outermost run takes Ctrl-C the same way and
+ * returns LASYNC_EINTERRUPTED (host.c). */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -33,7 +38,8 @@ struct host_sigint {
   volatile sig_atomic_t pending;
   lua_State *hit;              /* where the hook raised "interrupted!" */
   int interrupted;             /* the uv callback cancelled: 1 the main
-                                  task, 2 the rest after it had ended */
+                                  task, 2 the rest after it had ended; 3
+                                  the hook raised in the main task */
 };
 
 /* One run at a time owns SIGINT, process-wide (a signal handler has no
@@ -52,7 +58,8 @@ static void lstop(lua_State *L, lua_Debug *ar) {
   host_task *t = host_task_of(L);
   /* another task (or a callback) was running: the Ctrl-C is reported
    * once, by asyncio.run, not again as that task's unretrieved error */
-  if (t && L != s->main->co) t->flags |= TF_RETRIEVED;
+  if (L == s->main->co) s->interrupted = 3;
+  else if (t) t->flags |= TF_RETRIEVED;
   luaL_error(L, "interrupted!");
 }
 

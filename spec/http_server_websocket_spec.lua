@@ -58,6 +58,18 @@ describe("asyncio.websocket", function()
     assert.is_truthy(log:match("close 1009") or log:match("^reset"), log)
   end)
 
+  -- RFC 6455 section 8.1: a text message that is not UTF-8 fails the
+  -- connection with 1007, as Python's websockets does ("invalid start
+  -- byte"); wslay checks the payload.
+  it("fails a text message that is not UTF-8 with 1007", function()
+    local p, port = peer()
+    local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
+    ws:send("badutf8")
+    assert.are.same({nil, 1007, "failed by this side"}, {ws:receive()})
+    assert.is_true(ws.closed)
+    assert.matches("^close 1007 ", peer_log(p))
+  end)
+
   it("raises ConnectionError when the server does not switch protocols", function()
     local srv = web.serve(function() return "no websocket here" end, "127.0.0.1", 0)
     local err = helper.raises(asyncio.ConnectionError, websocket.connect,
@@ -184,6 +196,29 @@ describe("asyncio.websocket", function()
     helper.fails_with("cannot have ssl = false", websocket.connect, "wss://127.0.0.1:1/", {ssl = false})
     helper.fails_with("unknown option 'max_msg'", websocket.connect, "ws://127.0.0.1:1/", {max_msg = 1})
     helper.fails_with("max_message must be", websocket.connect, "ws://127.0.0.1:1/", {max_message = 0})
+    -- every option is checked before anything is sent (the port refuses)
+    local url = "ws://127.0.0.1:1/"
+    for _, c in ipairs{
+      {{headers = 5}, "websocket%(%): option headers must be a table of name = value, got number$"},
+      {{headers = {"x"}}, "websocket%(%): header name number is not a token$"},
+      {{headers = {["a b"] = "x"}}, [[websocket%(%): header name "a b" is not a token$]]},
+      {{headers = {["X-A:"] = "x"}}, [[websocket%(%): header name "X%-A:" is not a token$]]},
+      {{headers = {X = {}}}, "websocket%(%): header X must be a string without control characters, got table$"},
+      {{headers = {X = "a\0b"}}, "websocket%(%): header X must be a string without control characters, got one with a control character$"},
+      {{headers = {X = "a\r\nEvil: 1"}}, "websocket%(%): header X must .*got one with a control character$"},
+      {{timeout = "x"}, "websocket%(%): timeout must be a positive number of seconds, got x$"},
+      {{timeout = -1}, "websocket%(%): timeout must be a positive number of seconds, got %-1$"},
+      {{timeout = 0/0}, "websocket%(%): timeout must be a positive number of seconds, got "},
+    } do
+      helper.fails_with("^[^:]*http_server_websocket_spec%.lua:%d+: " .. c[2],
+        function() websocket.connect(url, c[1]) end)
+    end
+    helper.fails_with("websocket%(%): url port must be 0%-65535, got 99999999$",
+      websocket.connect, "ws://127.0.0.1:99999999/")
+    helper.fails_with("websocket%(%): option server_hostname must be a string, got number$",
+      websocket.connect, "wss://127.0.0.1:1/", {server_hostname = 5})
+    helper.fails_with("websocket%(%): option ssl must be true or an SSLContext, got string$",
+      websocket.connect, "wss://127.0.0.1:1/", {ssl = "x"})
   end)
 
   -- parse_url, stream_opts and check_protocols are a call or two below
@@ -202,6 +237,101 @@ describe("asyncio.websocket", function()
     assert.are.equal(here + 7, line_of(function() websocket.connect(url, {max_message = 0}) end, "websocket%(%): max_message must be a positive integer$"))
     assert.are.equal(here + 8, line_of(function() websocket.connect(url, {protocols = {"a", "a"}}) end, "websocket%(%): protocol 'a' is listed twice$"))
     assert.are.equal(here + 9, line_of(function() websocket.connect(url, {protocols = {}}) end, "websocket%(%): protocols must be a non%-empty list"))
+  end)
+
+  -- Hostile arguments to the methods of a connection: each refused at the
+  -- caller's line in Lua's wording, before anything is sent, as Python's
+  -- websockets 10.4 refuses them (frames.py: control frames over 125
+  -- bytes, close codes outside 1000-1003, 1007-1014, 3000-4999, reasons
+  -- over 123 bytes); the connection goes on working, and what is allowed
+  -- at the limits reaches a Python websockets server intact.
+  it("refuses hostile arguments to send, ping, pong and close at the caller's line", function()
+    local code = [[
+import asyncio, websockets
+async def handler(ws):
+    try:
+        async for m in ws:
+            await ws.send(m)
+    except websockets.ConnectionClosed:
+        pass # a code other than 1000/1001
+    print(ws.close_code, len(ws.close_reason.encode()), ws.close_reason[:2], flush=True)
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0) as s:
+        print(s.sockets[0].getsockname()[1], flush=True)
+        await asyncio.sleep(30)
+asyncio.run(main())
+]]
+    local p = asyncio.create_subprocess_exec("/usr/bin/python3", {"-c", code}, {stdout = "pipe"})
+    local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+    local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
+    local function err(f)
+      local ok, e = pcall(f)
+      assert.is_false(ok, "expected an error")
+      return tostring(e)
+    end
+    local big = ("x"):rep(1000000)
+    local here = debug.getinfo(1, "l").currentline
+    local cases = {
+      {function() ws:ping(1) end, "bad argument #1 to 'ping' (string expected, got number)"},
+      {function() ws:ping({}) end, "bad argument #1 to 'ping' (string expected, got table)"},
+      {function() ws:ping(("p"):rep(126)) end, "bad argument #1 to 'ping' (at most 125 bytes expected (a control frame), got 126)"},
+      {function() ws:pong(true) end, "bad argument #1 to 'pong' (string expected, got boolean)"},
+      {function() ws:pong(big) end, "bad argument #1 to 'pong' (at most 125 bytes expected (a control frame), got 1000000)"},
+      {function() ws:send() end, "bad argument #1 to 'send' (string expected, got no value)"},
+      {function() ws:send(12) end, "bad argument #1 to 'send' (string expected, got number)"},
+      {function() ws:send("\xff\xfe") end, "bad argument #1 to 'send' (a text message must be valid UTF-8; send bytes as 'binary')"},
+      {function() ws:send("\xed\xa0\x80") end, "bad argument #1 to 'send' (a text message must be valid UTF-8; send bytes as 'binary')"},
+      {function() ws:send("x", {binary = true}) end, "bad argument #2 to 'send' ('text' or 'binary' expected, got table)"},
+      {function() ws:send("x", "json") end, "bad argument #2 to 'send' ('text' or 'binary' expected, got 'json')"},
+      {function() ws:send("x", "binary\0") end, "bad argument #2 to 'send' ('text' or 'binary' expected, got 'binary\\0')"},
+      {function() ws:close("a") end, "bad argument #1 to 'close' (close code expected (an integer), got string)"},
+      {function() ws:close(1000.5) end, "bad argument #1 to 'close' (close code expected (an integer), got 1000.5)"},
+      {function() ws:close(1005) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1005)"},
+      {function() ws:close(1006) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1006)"},
+      {function() ws:close(999) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 999)"},
+      {function() ws:close(5000) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 5000)"},
+      {function() ws:close(1004) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1004)"},
+      {function() ws:close(1015) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 1015)"},
+      {function() ws:close(2999) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 2999)"},
+      {function() ws:close(65536 + 1000) end, "bad argument #1 to 'close' (close code 1000-1003, 1007-1014 or 3000-4999 expected, got 66536)"},
+      {function() ws:close(1000, 5) end, "bad argument #2 to 'close' (string expected, got number)"},
+      {function() ws:close(1000, ("r"):rep(124)) end, "bad argument #2 to 'close' (a reason of at most 123 bytes expected, got 124)"},
+      {function() ws:close(1000, big) end, "bad argument #2 to 'close' (a reason of at most 123 bytes expected, got 1000000)"},
+      {function() ws:close(1000, "\xc0\x80") end, "bad argument #2 to 'close' (a reason must be valid UTF-8)"},
+      {function() ws.send("x") end, "calling 'send' on bad self (websocket expected, got string)"},
+      {function() ws.close(nil) end, "calling 'close' on bad self (websocket expected, got nil)"},
+    }
+    for i, c in ipairs(cases) do
+      local e = err(c[1])
+      assert.are.equal(("%s:%d: %s"):format(e:match("^[^:]*"), here + 1 + i, c[2]), e)
+      assert.matches("^[^:]*" .. FILE .. "$", e:match("^[^:]*"))
+    end
+    -- nothing was sent: the connection still works, at the limits too
+    ws:send("a\0b")
+    assert.are.same({"a\0b", "text"}, {ws:receive()})
+    ws:send("\xff\0", "binary")
+    assert.are.same({"\xff\0", "binary"}, {ws:receive()})
+    ws:ping(("p"):rep(125))
+    ws:pong(("q"):rep(125))
+    ws:send("after")
+    assert.are.same({"after", "text"}, {ws:receive()})
+    -- a <close> variable closes with 1000 when an error ends its scope
+    -- (__close gets the error as its second argument, not a code)
+    local ws2
+    local ok, e = pcall(function()
+      local w <close> = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
+      ws2 = w
+      error("boom", 0)
+    end)
+    assert.are.same({false, "boom", true}, {ok, e, ws2.closed})
+    assert.are.equal("1000 0 \n", asyncio.wait_for(function() return p.stdout:readline() end, 10))
+    -- a 123-byte reason of 2-byte characters, and the highest code
+    ws:close(4999, ("é"):rep(61) .. "!")
+    assert.is_true(ws.closed)
+    local out = asyncio.wait_for(function() return p.stdout:readline() end, 10)
+    assert.are.equal("4999 123 éé\n", out)
+    p:kill()
+    p:wait()
   end)
 
   describe("subprotocols (Sec-WebSocket-Protocol)", function()

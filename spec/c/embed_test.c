@@ -94,10 +94,17 @@ static int l_now(lua_State *L) {
   return lasync_await(L, f);
 }
 
+static int l_interrupt(lua_State *L);
+static int l_sigint_soon(lua_State *L);
+
 static void register_app(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, l_compute);
   lua_setfield(L, -2, "compute");
+  lua_pushcfunction(L, l_interrupt);
+  lua_setfield(L, -2, "interrupt");
+  lua_pushcfunction(L, l_sigint_soon);
+  lua_setfield(L, -2, "sigint_soon");
   lua_pushcfunction(L, l_now);
   lua_setfield(L, -2, "now");
   lua_setglobal(L, "app");
@@ -789,6 +796,137 @@ static void test_stop_from_app_callback(void) {
   lasync_free(h);
 }
 
+/* ---- Ctrl-C (lasync_handle_sigint) -------------------------------------- */
+
+static volatile sig_atomic_t app_sigints;
+static void app_on_sigint(int sig) { (void)sig; app_sigints++; }
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+static void raise_sigint_once(uv_timer_t *t) {
+  raise(SIGINT);
+  uv_close((uv_handle_t *)t, free_handle);
+}
+
+/* A SIGINT from the loop 20 ms from now (the timer closes and frees
+ * itself). */
+static void sigint_later(lasync_host *h) {
+  uv_timer_t *timer = malloc(sizeof *timer);
+  uv_update_time(lasync_loop(h));
+  uv_timer_init(lasync_loop(h), timer);
+  uv_timer_start(timer, raise_sigint_once, 20, 0);
+}
+
+
+/* app.interrupt(): a Ctrl-C while Lua code runs (a busy task). */
+static int l_interrupt(lua_State *L) {
+  (void)L;
+  raise(SIGINT);
+  return 0;
+}
+
+/* app.sigint_soon(): a Ctrl-C from the loop 20 ms after the task got
+ * here (so that it has started: under valgrind its first step may come
+ * after a timer started before it). */
+static int l_sigint_soon(lua_State *L) {
+  sigint_later(lasync_from_state(L));
+  return 0;
+}
+
+static void sigint_handler_is(void (*want)(int), const char *what) {
+  struct sigaction now;
+  sigaction(SIGINT, NULL, &now);
+  CHECK(now.sa_handler == want, "%s", what);
+}
+
+/* Runs `code` (which calls app.sigint_soon()) as the main task; returns
+ * lasync_run_until_done's code, its time in *el. */
+static int run_with_sigint(lasync_host *h, const char *code, double *el) {
+  lasync_spawn_string(h, code, "=main");
+  uint64_t t0 = uv_hrtime();
+  int rc = lasync_run_until_done(h);
+  *el = (double)(uv_hrtime() - t0) / 1e9;
+  return rc;
+}
+
+static const char *CLEANUP =
+    "app.sigint_soon() local ok, e = pcall(asyncio.sleep, 30)\n"
+    "cleanup = asyncio.is(e, asyncio.CancelledError) and 'cancelled' or tostring(e)\n"
+    "error(e, 0)";
+
+static void test_sigint_default_untouched(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = app_on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  app_sigints = 0;
+  lasync_host *h = lasync_new(NULL, NULL);
+  double el;
+  register_app(lasync_state(h));
+  int rc = run_with_sigint(h, "app.sigint_soon() asyncio.sleep(0.2) result = 'slept'", &el);
+  CHECK(rc == 0 && app_sigints == 1,
+        "by default Ctrl-C is the application's: the task runs on (%d), its "
+        "handler ran %d time(s)", rc, (int)app_sigints);
+  CHECK(strcmp(global_string(lasync_state(h), "result"), "slept") == 0,
+        "the task finished");
+  sigint_handler_is(app_on_sigint, "and its handler stays");
+  lasync_free(h);
+}
+
+static void test_sigint_opt_in(void) {
+  app_sigints = 0;
+  lasync_host *h = lasync_new(NULL, NULL);
+  lua_State *L = lasync_state(h);
+  register_app(L);
+  lasync_handle_sigint(h, 1);
+  sigint_handler_is(app_on_sigint, "opting in installs nothing until a run");
+  double el;
+  int rc = run_with_sigint(h, CLEANUP, &el);
+  CHECK(rc == LASYNC_EINTERRUPTED, "Ctrl-C ends the run with "
+        "LASYNC_EINTERRUPTED (%d) after %.3f s", rc, el);
+  CHECK(el < 5, "at once, not after the 30 s sleep (%.3f s)", el);
+  const char *c = global_string(L, "cleanup");
+  CHECK(c && strcmp(c, "cancelled") == 0,
+        "the main task was cancelled and unwound: %s", c ? c : "(nothing)");
+  const char *e = lasync_last_error(h);
+  CHECK(e && strcmp(e, "interrupted!") == 0, "last error 'interrupted!': %s",
+        e ? e : "(none)");
+  CHECK(app_sigints == 0, "the application's handler did not get it");
+  sigint_handler_is(app_on_sigint, "the application's handler is given back");
+
+  /* a main task that catches the cancellation and returns: a success */
+  rc = run_with_sigint(h, "app.sigint_soon() local ok = pcall(asyncio.sleep, 30) caught = not ok",
+                       &el);
+  CHECK(rc == 0 && lua_getglobal(L, "caught") && lua_toboolean(L, -1),
+        "a main task that catches the cancellation succeeds (%d)", rc);
+  lua_pop(L, 1);
+
+  /* busy Lua code: the hook raises "interrupted!" at its next instruction */
+  lasync_spawn_string(h, "app.interrupt() local n = 0 while true do n = n + 1 end",
+                      "=busy");
+  rc = lasync_run_until_done(h);
+  e = lasync_last_error(h);
+  CHECK(rc == LASYNC_EINTERRUPTED && e && strstr(e, "interrupted!"),
+        "busy Lua code is interrupted (%d): %s", rc, e ? e : "(none)");
+  sigint_handler_is(app_on_sigint, "given back again");
+
+  /* asyncio.run from the host's state, outside any task, takes it too */
+  int bad = luaL_dostring(L, "asyncio.run(function() app.sigint_soon() asyncio.sleep(30) end)");
+  const char *msg = lua_tostring(L, -1);
+  CHECK(bad && msg && strstr(msg, "interrupted!"),
+        "asyncio.run raises 'interrupted!': %s", msg ? msg : "(nothing)");
+  lua_pop(L, 1);
+
+  /* opting out: the application's again */
+  lasync_handle_sigint(h, 0);
+  rc = run_with_sigint(h, "app.sigint_soon() asyncio.sleep(0.1) result = 'slept again'", &el);
+  CHECK(rc == 0 && app_sigints == 1,
+        "after opting out the run ignores Ctrl-C (%d), the application's "
+        "handler ran %d time(s)", rc, (int)app_sigints);
+  lasync_free(h);
+  signal(SIGINT, SIG_DFL);
+}
+
 int main(void) {
   test_sigpipe();
   test_own_everything();
@@ -810,6 +948,8 @@ int main(void) {
   test_spawn_out_of_memory();
   test_spawn_until_out_of_memory();
   test_stop_from_app_callback();
+  test_sigint_default_untouched();
+  test_sigint_opt_in();
   printf("1..%d\n%d passed, %d failed\n", count, count - failures, failures);
   return failures != 0;
 }
