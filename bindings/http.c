@@ -399,6 +399,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     }
     k->s = s;
     k->fd = fd;
+    k->events = k->errs = 0;
     k->poll.data = s;
     s->nhandles++;
     host_list_push(&s->socks, &k->link);
