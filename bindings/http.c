@@ -23,6 +23,7 @@
  *
  * The Lua half (http.lua, compiled in) does options, responses, headers
  * and the Session class. */
+#include <ctype.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@
 
 #define POOL_MAX 64                /* idle easy handles kept per session */
 #define STREAM_HIGH (256 * 1024)   /* a stream pauses curl above this */
+#define SOCK_ERR_POLLS 16          /* on_poll: actions after a reset */
 /* A body that is buffered whole (not streamed) is capped by default, so
  * an endless body or a gzip bomb (counted decoded) cannot exhaust memory;
  * option max_body changes it, max_body=false lifts it. */
@@ -60,6 +62,8 @@ typedef struct sock {
   host_link link; /* in session->socks while open */
   session *s;
   curl_socket_t fd;
+  int events; /* UV_READABLE / UV_WRITABLE: what curl waits for */
+  int errs;   /* poll errors in a row (see on_poll) */
 } sock;
 
 struct session {
@@ -98,6 +102,11 @@ typedef struct xfer {
   unsigned char state, want;
   unsigned char has_slot, stream, follow, verify, ready, paused;
   unsigned char too_large, head_too_large, oom, has_location;
+  unsigned char in_1xx;     /* the head being read is a 1xx's */
+  unsigned char bad_answer; /* CURLE_UNSUPPORTED_PROTOCOL came from the
+                               server's answer (HTTP/0.9, garbage), not
+                               from the URL */
+  size_t head_total;        /* bytes of this head and the 1xx before it */
   unsigned char idempotent; /* the method of the last send may be sent again
                                (GET HEAD PUT DELETE OPTIONS) */
   unsigned char tries;      /* sends since the last response began */
@@ -297,6 +306,15 @@ static void xfer_complete(xfer *x, CURLcode rc) {
   session *s = x->s;
   x->result = rc;
   if (rc == CURLE_OK && !x->ready) capture_info(x);
+  if (rc == CURLE_UNSUPPORTED_PROTOCOL) {
+    /* a request went out and no status line came back: the server's
+     * answer was not HTTP; a scheme curl cannot fetch sends nothing, and a
+     * redirect to one has the 3xx's code */
+    long sent = 0, code = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    x->bad_answer = sent > 0 && code == 0;
+  }
   curl_multi_remove_handle(s->multi, x->easy);
   host_list_remove(&x->link);
   running_dec(s);
@@ -329,13 +347,27 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   sock *k = host_container_of(p, sock, poll);
   session *s = k->s;
   int flags = 0, running;
-  if (status < 0)
-    flags = CURL_CSELECT_ERR;
-  else {
+  if (status < 0) {
+    /* libuv reports EPOLLERR (a reset) as an error and stops the poll.
+     * The socket may still hold the end of the answer (a server that
+     * resets right after its last byte, or closes with our request
+     * unread): curl reads it, and sees the error itself ("Connection
+     * reset by peer") if something is missing.  Told CURL_CSELECT_ERR it
+     * dropped the answer ("select/poll returned error"). */
+    flags = CURL_CSELECT_IN | CURL_CSELECT_OUT;
+    k->errs++;
+  } else {
+    k->errs = 0;
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
   curl_multi_socket_action(s->multi, k->fd, flags, &running);
+  /* k is freed only in its close callback: still readable here.  More
+   * to read: poll on, a bounded number of times (each action reads up to
+   * a socket buffer), lest a socket curl no longer reads spin. */
+  if (status < 0 && k->errs < SOCK_ERR_POLLS && k->events &&
+      !uv_is_closing((uv_handle_t *)&k->poll))
+    uv_poll_start(&k->poll, k->events, on_poll);
   check_done(s);
 }
 
@@ -367,6 +399,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     }
     k->s = s;
     k->fd = fd;
+    k->events = k->errs = 0;
     k->poll.data = s;
     s->nhandles++;
     host_list_push(&s->socks, &k->link);
@@ -376,6 +409,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
   int ev = 0;
   if (what & CURL_POLL_IN) ev |= UV_READABLE;
   if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
+  k->events = ev;
   return uv_poll_start(&k->poll, ev, on_poll) ? -1 : 0;
 }
 
@@ -408,10 +442,17 @@ static size_t on_header(char *d, size_t size, size_t n, void *ud) {
     x->head.len = 0; /* a new response: after a redirect or a 1xx */
     x->has_location = 0;
     x->tries = 0;    /* the server answered: a later send is no retry */
+    /* 1xx heads count towards the final one's MAX_HEAD (curl sums them
+     * too, to 300 KiB, and calls going past that a receive error): an
+     * endless run of 100 Continue is headers_too_large */
+    if (!x->in_1xx) x->head_total = 0;
+    const char *sp = memchr(d, ' ', len);
+    x->in_1xx = sp && (size_t)(sp - d) + 2 < len && sp[1] == '1' &&
+                isdigit((unsigned char)sp[2]);
   } else if (len >= 9 && strncasecmp(d, "location:", 9) == 0) {
     x->has_location = 1;
   }
-  if (len > MAX_HEAD - x->head.len) {
+  if (len > MAX_HEAD - x->head_total) {
     x->head_too_large = 1;
     return 0;
   }
@@ -419,6 +460,7 @@ static size_t on_header(char *d, size_t size, size_t n, void *ud) {
     x->oom = 1;
     return 0;
   }
+  x->head_total += len;
   if (x->stream && (len <= 2 && (d[0] == '\r' || d[0] == '\n'))) {
     long code = 0;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -501,6 +543,7 @@ static const char *error_kind(xfer *x) {
   if (x->too_large) return "body_too_large";
   if (x->head_too_large || giant_header(x)) return "headers_too_large";
   if (x->not_retried) return "reset";
+  if (x->bad_answer) return "protocol";
   switch (x->result) {
   case CURLE_GOT_NOTHING:
   case CURLE_SEND_ERROR:

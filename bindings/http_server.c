@@ -45,6 +45,8 @@ static void on_again(uv_idle_t *i);
 #define WEB_STALL_MAX_MS 250
 /* Runs a complete request waits unsuspended for its handler to start. */
 #define WEB_UNSUSPENDED_RUNS 8
+/* The longest between two sweeps (on_sweep), in milliseconds. */
+#define WEB_SWEEP_MS 500
 
 /* A run asked for at once goes through a uv_idle, never a 0 ms timer:
  * libuv 1.44 runs a timer restarted from its own callback again in the
@@ -165,7 +167,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   s->acts++;
   /* not while MHD_stop_daemon runs: at lasync_stop the loop may be gone */
   if (wc && !s->stopped) { /* keep-alive: the header deadline starts again */
-    wc->in_request = 0;
+    wc->in_request = wc->in_body = 0;
     wc->since = uv_now(s->hd.h->loop);
   }
   if (rq) web_request_completed(rq);
@@ -337,10 +339,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     if (why) return queue_plain(c, status, why, 1);
     if (!(rq = request_new(s, c, url, method, version))) return MHD_NO;
     *con_cls = rq;
+    if (wc) wc->in_body = 1;
     if (s->stream_body) dispatch(s, rq);
     return MHD_YES; /* libmicrohttpd sends 100 Continue if asked */
   }
   if (rq->resp) { /* resumed with the handler's response */
+    web_conn *wc = conn_of(c);
+    if (wc) wc->in_body = 0; /* answered, maybe early: left to finish */
     enum MHD_Result ret = MHD_queue_response(c, rq->status, rq->resp);
     MHD_destroy_response(rq->resp);
     rq->resp = NULL;
@@ -353,6 +358,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c,
     return MHD_YES;
   }
   if (!rq->body_done) {
+    web_conn *wc = conn_of(c);
+    if (wc) wc->in_body = 0;
     rq->body_done = 1;
     web_request_wake_reader(rq);
   }
@@ -376,7 +383,26 @@ static void on_log(void *cls, const char *fmt, va_list ap) {
   (void)cls, (void)fmt, (void)ap; /* errors reach clients as statuses */
 }
 
-/* ---- the header deadline ------------------------------------------------ */
+/* ---- the header deadline and clients gone mid-request -------------------- */
+
+/* libmicrohttpd 0.9.75 takes a read shorter than asked for as "the socket
+ * is drained" and waits for the next edge of its edge-triggered epoll: a
+ * FIN that came with a client's last bytes makes none.  A client gone
+ * after part of a request head or body then held its connection (a
+ * max_connections slot, in CLOSE-WAIT) until header_timeout or
+ * idle_timeout: a cheap way to fill the server.  The sweep looks at the
+ * connections whose request cannot be complete yet; one at its end
+ * (nothing unread, the peer's FIN) has its reading side shut, which wakes
+ * the epoll, and libmicrohttpd reads the end and closes it.  A client
+ * that sent a whole request and half-closed is left alone: it waits for
+ * its answer. */
+static void shut_if_gone(web_conn *wc) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(wc->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  char b;
+  if (ci && recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0)
+    shutdown(ci->connect_fd, SHUT_RD);
+}
 
 static void on_sweep(uv_timer_t *t) {
   web_server *s = t->data;
@@ -384,7 +410,11 @@ static void on_sweep(uv_timer_t *t) {
   uint64_t limit = (uint64_t)(s->header_timeout * 1000);
   for (host_link *l = s->conns.next; l != &s->conns; l = l->next) {
     web_conn *wc = host_container_of(l, web_conn, link);
-    if (wc->in_request || now - wc->since < limit) continue;
+    if (wc->in_request && !wc->in_body) continue;
+    if (wc->in_request || now - wc->since < limit) {
+      shut_if_gone(wc);
+      continue;
+    }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(wc->c, MHD_CONNECTION_INFO_CONNECTION_FD);
     /* libmicrohttpd has no "close this connection": shutting the socket
@@ -477,7 +507,11 @@ static int l_listen(lua_State *L) {
   host_handle_hold(&s->hd);
   host_handle_attach(box, &s->hd);
   uv_poll_start(&s->poll, UV_READABLE, on_poll);
+  /* a quarter of header_timeout, and at least once a second for the
+   * clients gone mid-request (a recv per such connection: idle costs
+   * nothing to speak of) */
   uint64_t every = (uint64_t)(s->header_timeout * 250) + 1;
+  if (every > WEB_SWEEP_MS) every = WEB_SWEEP_MS;
   uv_timer_start(&s->sweep, on_sweep, every, every);
   server_run(s);
   return 1;

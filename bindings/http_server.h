@@ -49,6 +49,7 @@ typedef struct web_conn {
   struct MHD_Connection *c;
   uint64_t since;           /* uv_now when it began waiting for headers */
   unsigned in_request : 1;
+  unsigned in_body : 1;     /* a request accepted, its body not all in */
 } web_conn;
 
 struct web_request {

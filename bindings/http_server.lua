@@ -183,6 +183,7 @@ function Request:websocket(opts)
   local reader, writer, early = self._rq:upgrade(head)
   local conn = ws.wrap(reader, writer, false, max, early)
   conn.protocol = chosen
+  self._ws = conn -- run_handler closes it if the handler does not
   return conn
 end
 
@@ -240,7 +241,17 @@ local function run_handler(srv, rq)
   req._tls = srv.opts.tls ~= nil
   local ok, res = xpcall(srv.handler, debug.traceback, req)
   if req.upgraded then
-    ok = true -- answered with 101: what follows is the handler's own
+    -- answered with 101: no HTTP answer, but the WebSocket is closed with
+    -- 1000 (the handler returned), 1001 (cancelled: the server closes) or
+    -- 1011 (it failed, reported as any handler's failure)
+    local cancelled = not ok and asyncio.is(res, asyncio.CancelledError)
+    if not ok and not cancelled and not asyncio.is(res, asyncio.ConnectionError) then
+      report(res)
+    end
+    if req._ws then
+      require("asyncio.websocket").finish(req._ws, ok and 1000 or cancelled and 1001 or 1011)
+    end
+    ok = true
   elseif ok then
     ok, res = pcall(answer, rq, res, srv.closing)
   end

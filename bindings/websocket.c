@@ -25,6 +25,12 @@ typedef struct codec {
   size_t in_len;
   lua_State *L;            /* feed(): the message list is on top */
   luaL_Buffer *out;        /* output(): where frames go */
+  int client;
+  /* A frame wslay's frame layer refused (a control frame over 125 bytes
+   * or fragmented, a 64-bit length with its top bit set): wslay 1.1.1
+   * queues a close frame without a status code then, where RFC 6455
+   * section 7.4.1 has 1002; output() sends a 1002 of its own instead. */
+  int proto_error, proto_close_sent;
 } codec;
 
 static ssize_t on_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
@@ -100,6 +106,7 @@ static int l_new(lua_State *L) {
   codec *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   luaL_setmetatable(L, CODEC_MT);
+  c->client = client;
   int rc = client ? wslay_event_context_client_init(&c->ctx, &cbs, c)
                   : wslay_event_context_server_init(&c->ctx, &cbs, c);
   if (rc != 0) return luaL_error(L, "not enough memory");
@@ -121,6 +128,10 @@ static int l_feed(lua_State *L) {
   c->L = NULL;
   c->in = NULL;
   c->in_len = 0;
+  if (rc == WSLAY_ERR_CALLBACK_FAILURE) { /* on_recv never fails: a bad frame */
+    c->proto_error = 1;
+    return luaL_error(L, "websocket: protocol error (a malformed frame)");
+  }
   if (rc != 0) return luaL_error(L, "websocket: protocol error (%d)", rc);
   return 1;
 }
@@ -149,9 +160,30 @@ static int l_queue_close(lua_State *L) {
   return 1;
 }
 
+/* The close frame with status 1002 (masked when a client): wslay's
+ * queue is left unsent, its close frame has no status code. */
+static int push_proto_close(lua_State *L, codec *c) {
+  unsigned char f[8] = {0x88, 0x02, 0x03, 0xea}; /* FIN close, 2 bytes: 1002 */
+  size_t n = 4;
+  if (c->proto_close_sent) return lua_pushliteral(L, ""), 1;
+  c->proto_close_sent = 1;
+  if (c->client) {
+    unsigned char mask[4];
+    if (RAND_bytes(mask, 4) != 1) return luaL_error(L, "websocket: no random bytes");
+    f[1] = 0x82;
+    memcpy(f + 2, mask, 4);
+    f[6] = 0x03 ^ mask[0];
+    f[7] = 0xea ^ mask[1];
+    n = 8;
+  }
+  lua_pushlstring(L, (const char *)f, n);
+  return 1;
+}
+
 /* output() -> the bytes to send now (masked when a client) */
 static int l_output(lua_State *L) {
   codec *c = check_codec(L);
+  if (c->proto_error) return push_proto_close(L, c);
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   c->out = &b;
@@ -167,7 +199,8 @@ static int l_state(lua_State *L) {
   lua_pushboolean(L, wslay_event_get_close_received(c->ctx));
   lua_pushboolean(L, wslay_event_get_close_sent(c->ctx));
   lua_pushinteger(L, wslay_event_get_status_code_received(c->ctx));
-  lua_pushinteger(L, wslay_event_get_status_code_sent(c->ctx));
+  lua_pushinteger(L, c->proto_error ? 1002
+                                     : wslay_event_get_status_code_sent(c->ctx));
   return 4;
 }
 

@@ -216,6 +216,23 @@ local function quote(v)
   return type(v) == "string" and ("'%s'"):format((v:gsub("%z", "\\0"))) or type(v)
 end
 
+-- Raises ConnectionError (at the caller's caller) once nothing more can
+-- be sent: the connection is closed, or a close frame is queued (ours,
+-- or the answer to the peer's): wslay refuses the message then, and it
+-- was lost without a word.
+local function check_open(self)
+  if self.closed then error(asyncio.ConnectionError("websocket: closed"), 3) end
+  if self.closing then error(asyncio.ConnectionError("websocket: closing"), 3) end
+end
+
+-- Queues a frame; a refusal (the peer's close is queued for an answer)
+-- raises at the caller's caller.
+local function queue(self, op, data)
+  if not self.codec:queue(op, data) then
+    error(asyncio.ConnectionError("websocket: closing"), 3)
+  end
+end
+
 -- send(data [, "binary"]): a text (default) or binary message.
 function WS:send(data, kind)
   check_self(self, "send")
@@ -227,8 +244,8 @@ function WS:send(data, kind)
   if op == TEXT and not utf8.len(data) then
     argerror(1, "send", "a text message must be valid UTF-8; send bytes as 'binary'")
   end
-  if self.closed then error(asyncio.ConnectionError("websocket: closed"), 2) end
-  self.codec:queue(op, data)
+  check_open(self)
+  queue(self, op, data)
   flush(self)
 end
 
@@ -236,13 +253,17 @@ end
 -- one-way heartbeat (RFC 6455 section 5.5.3).
 function WS:ping(data)
   check_self(self, "ping")
-  self.codec:queue(PING, check_control(data, "ping"))
+  data = check_control(data, "ping")
+  check_open(self)
+  queue(self, PING, data)
   flush(self)
 end
 
 function WS:pong(data)
   check_self(self, "pong")
-  self.codec:queue(PONG, check_control(data, "pong"))
+  data = check_control(data, "pong")
+  check_open(self)
+  queue(self, PONG, data)
   flush(self)
 end
 
@@ -330,5 +351,20 @@ end
 -- A <close> variable's __close gets the error that ends its scope as the
 -- second argument: not a close code.
 function WS.__close(self) self:close() end
+
+-- The server's end of a connection whose handler is done (returned,
+-- failed or cancelled) without closing it: the close frame (code) is
+-- queued without waiting for the peer to read it or to answer, and the
+-- socket closed; before, it stayed open until the garbage collector.
+function M.finish(ws, code)
+  if ws.closed then return end
+  ws.closed, ws.closing = true, true
+  pcall(ws.codec.queue_close, ws.codec, code, "")
+  pcall(function()
+    local out = ws.codec:output()
+    if out ~= "" then ws.writer:write(out) end
+  end)
+  ws.writer:close()
+end
 
 return M
