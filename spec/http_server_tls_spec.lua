@@ -173,7 +173,9 @@ end)
     local c0 = cpu()
     asyncio.sleep(3)
     local used = cpu() - c0
-    assert.is_true(used <= 0.02 * helper.slow, ("%.2f s of CPU in 3 s"):format(used))
+    -- 0.12-0.16 s before; the bound leaves room for a loaded machine
+    -- (the clock ticks in 10 ms steps)
+    assert.is_true(used <= 0.06 * helper.slow, ("%.2f s of CPU in 3 s"):format(used))
     -- a whole handshake meanwhile, as fast as ever
     local t0 = asyncio.time()
     local function get(path)
@@ -181,14 +183,14 @@ end)
         {cafile = c.ca, timeout = 10 * helper.slow}):text()
     end
     assert.are.equal("ok /fine", get("/fine"))
-    assert.is_true(asyncio.time() - t0 < 1 * helper.slow, "fetch took " .. (asyncio.time() - t0))
+    assert.is_true(asyncio.time() - t0 < 2 * helper.slow, "fetch took " .. (asyncio.time() - t0))
     -- and the stalled client still gets its handshake when it goes on:
     -- the rest of the record, then garbage; GnuTLS fails it and closes
     t0 = asyncio.time()
     w:write(("y"):rep(0x200 - 44))
     local rest, closed = webhelper.read_all(r, 10)
     assert.is_true(closed)
-    assert.is_true(asyncio.time() - t0 < 1 * helper.slow, "closed after " .. (asyncio.time() - t0))
+    assert.is_true(asyncio.time() - t0 < 2 * helper.slow, "closed after " .. (asyncio.time() - t0))
     assert.is_true(#rest < 100, "a TLS alert at most, got " .. #rest .. " bytes")
     w:close()
     assert.are.equal("ok /quit", get("/quit"))
