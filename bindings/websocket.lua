@@ -251,20 +251,22 @@ end
 
 -- ping([data]) and pong([data]): control frames; an unsolicited pong is a
 -- one-way heartbeat (RFC 6455 section 5.5.3).
-function WS:ping(data)
-  check_self(self, "ping")
-  data = check_control(data, "ping")
+-- Called in tail position only, so that argument errors still point at
+-- the caller of ping/pong.
+local function send_control(self, name, op, data)
+  check_self(self, name)
+  data = check_control(data, name)
   check_open(self)
-  queue(self, PING, data)
+  queue(self, op, data)
   flush(self)
 end
 
+function WS:ping(data)
+  return send_control(self, "ping", PING, data)
+end
+
 function WS:pong(data)
-  check_self(self, "pong")
-  data = check_control(data, "pong")
-  check_open(self)
-  queue(self, PONG, data)
-  flush(self)
+  return send_control(self, "pong", PONG, data)
 end
 
 -- receive() -> data, kind ("text"/"binary"); nil, code, reason once the
