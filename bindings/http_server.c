@@ -137,6 +137,19 @@ static web_conn *conn_of(struct MHD_Connection *c) {
   return ci ? ci->socket_context : NULL;
 }
 
+static void on_sweep(uv_timer_t *t);
+
+/* The sweep runs only while there are connections: a server nobody is
+ * connected to wakes for nothing.  A quarter of header_timeout, and at
+ * least every WEB_SWEEP_MS for the clients gone mid-request (a recv per
+ * such connection: that costs nothing to speak of). */
+static void sweep_start(web_server *s) {
+  if (uv_is_closing((uv_handle_t *)&s->sweep)) return;
+  uint64_t every = (uint64_t)(s->header_timeout * 250) + 1;
+  if (every > WEB_SWEEP_MS) every = WEB_SWEEP_MS;
+  uv_timer_start(&s->sweep, on_sweep, every, every);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c,
                           void **socket_context,
                           enum MHD_ConnectionNotificationCode code) {
@@ -148,6 +161,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     if (!wc) return;
     wc->c = c;
     wc->since = uv_now(s->hd.h->loop);
+    if (host_list_empty(&s->conns)) sweep_start(s);
     host_list_push(&s->conns, &wc->link);
     *socket_context = wc;
   } else if (wc) {
@@ -155,6 +169,7 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     host_list_remove(&wc->link);
     free(wc);
     *socket_context = NULL;
+    if (host_list_empty(&s->conns)) uv_timer_stop(&s->sweep);
   }
 }
 
@@ -507,12 +522,6 @@ static int l_listen(lua_State *L) {
   host_handle_hold(&s->hd);
   host_handle_attach(box, &s->hd);
   uv_poll_start(&s->poll, UV_READABLE, on_poll);
-  /* a quarter of header_timeout, and at least once a second for the
-   * clients gone mid-request (a recv per such connection: idle costs
-   * nothing to speak of) */
-  uint64_t every = (uint64_t)(s->header_timeout * 250) + 1;
-  if (every > WEB_SWEEP_MS) every = WEB_SWEEP_MS;
-  uv_timer_start(&s->sweep, on_sweep, every, every);
   server_run(s);
   return 1;
 }

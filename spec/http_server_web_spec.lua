@@ -46,6 +46,30 @@ end
 describe("asyncio.http.server", function()
   after_each(function() helper.no_leaks() end)
 
+  -- "An idle program at 0% CPU": the sweep for clients gone mid-request
+  -- runs only while someone is connected.  The main thread's voluntary
+  -- context switches count its sleeps in epoll_wait; a sweep every 0.5 s
+  -- would add four in 2 s.  Valgrind's scheduler switches on its own.
+  it("does not wake the loop while nobody is connected", function()
+    if helper.slow >= 10 then return end
+    local function switches()
+      return tonumber(helper.read_file("/proc/self/status"):match("voluntary_ctxt_switches:%s*(%d+)"))
+    end
+    local srv = web.serve(function() return "x" end, "127.0.0.1", 0)
+    -- a connection comes and goes first: the sweep must stop after it
+    local r, w = asyncio.open_connection("127.0.0.1", srv.port)
+    w:write("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert.matches("^HTTP/1.1 200", r:read())
+    w:close()
+    asyncio.sleep(0.2)
+    local s0 = switches()
+    asyncio.sleep(2)
+    local woke = switches() - s0
+    srv:close()
+    srv:wait_closed()
+    assert.is_true(woke <= 2, woke .. " wake-ups in 2 s")
+  end)
+
   it("gives the handler method, path, parsed query, case-insensitive headers, body, remote", function()
     local seen
     with_server(function(req)
