@@ -69,14 +69,22 @@ describe("fetcher.lua --redis", function()
       end
       return 0
     end
-    -- a loaded machine may find b between two URLs: wait until it holds one
-    while held_by_b() == 0 do
+    -- a loaded machine may find b between two URLs, and b may ack the URL
+    -- it held between our look and the kill: freeze b with SIGSTOP, look,
+    -- and kill only a frozen b that holds something
+    local held = 0
+    while held == 0 do
       assert.is_true(asyncio.time() < deadline, "b never held a URL")
-      asyncio.sleep(0.001)
+      b:send_signal("SIGSTOP")
+      held = held_by_b()
+      if held == 0 then
+        b:send_signal("SIGCONT")
+        asyncio.sleep(0.001)
+      end
     end
     b:kill()
     b:wait()
-    local held = held_by_b()
+    assert.are.equal(held, held_by_b(), "b's pending URLs changed after it was frozen")
     local out_a, err_a = a.stdout:read(), a.stderr:read()
     assert.are.equal(0, a:wait(), err_a)
     local out_c, err_c = c.stdout:read(), c.stderr:read()
