@@ -63,7 +63,7 @@ static const char *push_who(lua_State *L, host_task *t) {
   if (!t || t->state == TASK_DONE) return lua_pushliteral(L, "a callback");
   host_task_push(L, t);
   host_task_push_name(L, -1);
-  if (t->created.src) host_push_where(L, &t->created);
+  if (t->created_src) host_push_created(L, t);
   else lua_pushliteral(L, "the host (a main chunk)");
   lua_pushfstring(L, "<Task name='%s' created at %s>", lua_tostring(L, -2),
                   lua_tostring(L, -1));
@@ -147,8 +147,8 @@ int host_debug_blocked(lasync_host *h, char *buf, size_t size,
   else if (t && d->step_seq == seq)
     snprintf(buf, size, "the loop is blocked for %.3f seconds by Task-%u "
              "(created at %s:%d), in C code (no Lua traceback yet)", secs,
-             (unsigned)t->id, t->created.src ? t->created.src : "?",
-             t->created.line);
+             (unsigned)t->id, t->created_src ? t->created_src : "?",
+             t->created_line);
   else if (d->step_seq == seq)
     snprintf(buf, size, "the loop is blocked for %.3f seconds by a "
              "callback, in C code", secs);

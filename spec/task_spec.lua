@@ -138,6 +138,52 @@ describe("tasks", function()
     for i, t in ipairs(quick) do assert.are.equal(-((i - 1) % 40 + 1), t:result()) end
   end)
 
+  it("a Task takes at most 240 bytes of the Lua heap (the pool's 240-byte class, W2)", function()
+    local testing = require("asyncio.testing")
+    local t = asyncio.create_task(function() end)
+    -- the record was 200 bytes (256 with the userdata around it): the
+    -- cancel message, the failure's report and the trace's flow moved out
+    assert.is_true(testing._task_bytes(t) <= 240, testing._task_bytes(t))
+    t:await()
+  end)
+
+  it("keeps each task's cancel message and failure report while records are reused", function()
+    local kept = {}
+    local function sink()
+      local s = { text = "" }
+      function s:write(...)
+        for _, v in ipairs({ ... }) do self.text = self.text .. v end
+        return self
+      end
+      return s
+    end
+    for i = 1, 60 do
+      local f = asyncio.create_task(function() error("boom-" .. i) end)
+      local c = asyncio.create_task(function() asyncio.sleep(10) end)
+      local plain = asyncio.create_task(function() asyncio.sleep(10) end)
+      asyncio.sleep(0)
+      c:cancel("msg-" .. i)
+      plain:cancel()
+      local ok, err = pcall(c.await, c)
+      assert.is_false(ok)
+      assert.are.equal("msg-" .. i, err.message)
+      ok, err = pcall(plain.await, plain)
+      assert.is_false(ok)
+      -- not an earlier task's message, whose record this one may reuse
+      assert.is_nil(tostring(err.message):find("msg-", 1, true))
+      assert.is_false(pcall(f.await, f))
+      if i % 10 == 0 then kept[i] = f end
+      f, c, plain = nil, nil, nil
+      collectgarbage()
+    end
+    for i, f in pairs(kept) do
+      local out = sink()
+      f:print_stack({ file = out })
+      assert.truthy(out.text:find("boom-" .. i, 1, true), out.text)
+      assert.is_nil(out.text:find("boom-" .. (i + 1), 1, true), out.text)
+    end
+  end)
+
   it("runs done callbacks with the task, soon after it ends, in order", function()
     local log = helper.log()
     local t = asyncio.create_task(function() return 1 end)
