@@ -542,6 +542,8 @@ struct lasync_host {
   host_link closeables;   /* bindings' resources to close at stop */
   char *last_error;
   const char *where_last; /* where.c: the last interned source */
+  const char *where_source; /* where.c: its chunk's source string (anchored),
+                               or NULL */
   /* The task t awaits (task:await(), asyncio.run inside a task), or NULL;
    * set by the task bindings, for the places that follow a chain of
    * awaits (deadlock messages, the call graph). */

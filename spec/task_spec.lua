@@ -184,6 +184,40 @@ describe("tasks", function()
     end
   end)
 
+  it("records where each task was made while spawns alternate between chunks", function()
+    local long = "@" .. string.rep("d/", 30) .. "long.lua" -- not a short string
+    local long2 = "@" .. string.rep("e/", 30) .. "long.lua"
+    local names = { "@a.lua", "=chunk b", long, "@a.lua", long2, "=asyncio/x.lua" }
+    local spawners = {}
+    for i, name in ipairs(names) do
+      -- line i of each chunk spawns: the line tells them apart too
+      spawners[i] = assert(load(string.rep("\n", i - 1) ..
+        "local f = ... return asyncio.create_task(f)", name))
+    end
+    local seen = {}
+    for round = 1, 3 do
+      for i = 1, #names do
+        local t = spawners[i](function() end)
+        local at = t:stats().created_at
+        if i == 6 then -- asyncio's own chunk: the user's line that called it
+          assert.matches("task_spec%.lua:%d+$", at)
+        else
+          local _, _, src, line = at:find("^(.*):(%d+)$")
+          assert.are.equal(i, tonumber(line), at)
+          if i == 1 or i == 4 then assert.are.equal("a.lua", src) end
+          if i == 2 then assert.are.equal("chunk b", src) end
+          if i == 3 or i == 5 then -- shortened by Lua, distinct at the end
+            assert.matches((i == 3 and "d/" or "e/") .. "long%.lua$", src)
+          end
+          if round > 1 then assert.are.equal(seen[i], at) end
+          seen[i] = at
+        end
+        t:await()
+      end
+      collectgarbage()
+    end
+  end)
+
   it("runs done callbacks with the task, soon after it ends, in order", function()
     local log = helper.log()
     local t = asyncio.create_task(function() return 1 end)
