@@ -157,4 +157,24 @@ describe("gather", function()
     assert.is_false(ok2)
     assert.matches("item 2: task or function expected, got string", err2)
   end)
+
+  it("a refused argument after pending children leaves them unwatched, and a later gather takes them", function()
+    local ev = asyncio.Event()
+    local done = asyncio.create_task(function() return "early" end)
+    asyncio.sleep(0)
+    local a = asyncio.create_task(function() ev:wait() return "a" end)
+    local b = asyncio.create_task(function() ev:wait() return "b" end)
+    for _ = 1, 50 do -- half-made gather records are garbage, not listeners
+      assert.is_false(pcall(asyncio.gather, done, a, b, 42))
+      assert.is_false(pcall(asyncio.gather, {a, done, b, "x"}))
+    end
+    collectgarbage()
+    ev:set()
+    asyncio.sleep(0) -- a and b end: nothing may be told of it but their awaiters
+    local c = asyncio.create_task(function() asyncio.sleep(0) return "c" end)
+    -- done before, pending, done, pending: each child in its own slot
+    assert.are.same({"early", "c", "a", "b"}, asyncio.gather(done, c, a, b))
+    local d = asyncio.create_task(function() asyncio.sleep(0) return "d" end)
+    assert.are.same({"a", "d", "early"}, asyncio.gather{a, d, done})
+  end)
 end)
