@@ -182,6 +182,15 @@ describe("an idle lasync program", function()
     tlshelper.cleanup()
   end)
 
+  -- the instrument itself: a program that polls four times a second
+  it("sees a program that polls (the counter works)", function()
+    if helper.slow >= 10 then return end
+    local r = measure("a task polling every 0.25 s (control)", READY .. [[
+while true do asyncio.sleep(0.25) end
+]])
+    assert.is_true(r.wakes >= 4 and r.loop >= 4, r.name .. ": " .. r.wakes)
+  end)
+
   idle("a task sleeping an hour", READY .. [[
 asyncio.create_task(function() asyncio.sleep(3600) end)
 ]])
