@@ -112,6 +112,7 @@ local function measure(name, script, opts)
   local _ <close> = helper.finally(function() os.remove(path) end)
   local argv = {}
   for k, v in pairs(opts.env or {}) do argv[#argv + 1] = k .. "=" .. v end
+  for _, w in ipairs(opts.prefix or {}) do argv[#argv + 1] = w end
   argv[#argv + 1] = helper.lasync
   for _, f in ipairs(opts.flags or {}) do argv[#argv + 1] = f end
   if not opts.no_script then argv[#argv + 1] = path end
@@ -374,6 +375,24 @@ asyncio.sleep(0)
   end)
 
   idle("the REPL waiting for input", "", {flags = {"-i"}, no_script = true, ready = "\n> "})
+
+  -- fd 0 non-blocking (set by whoever shares it): reads said EAGAIN and
+  -- the REPL retried every 10 ms
+  it("the REPL waiting on a non-blocking stdin", function()
+    if helper.slow >= 10 then return end
+    local wrap = helper.tmpname(".py")
+    helper.write_file(wrap, [[
+import os, sys
+r, w = os.pipe()
+os.set_blocking(r, False)
+os.dup2(r, 0)
+os.set_inheritable(w, True)  # held open by the REPL itself: no end of input
+os.execv(sys.argv[1], sys.argv[1:])
+]])
+    local _ <close> = helper.finally(function() os.remove(wrap) end)
+    assert_idle(measure("the REPL waiting on a non-blocking stdin", "",
+      {prefix = {"python3", wrap}, flags = {"-i"}, no_script = true, ready = "\n> "}))
+  end)
 
   idle("a `lasync ps` target, after one ps", READY .. "asyncio.sleep(3600)\n", {
     flags = {"-X", "inspect"}, stop = "SIGTERM",
