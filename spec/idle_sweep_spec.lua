@@ -293,6 +293,28 @@ asyncio.sleep(3600)
 ]], {args = {srv.port}}))
   end)
 
+  it("http.fetch after a request, and a Session with timeouts after an HTTPS request", function()
+    if helper.slow >= 10 then return end
+    local srv = web.serve(function() return "x" end, "127.0.0.1", 0)
+    local tsrv = web.serve(function() return "x" end, "127.0.0.1", 0, {ssl = tlshelper.server_ctx()})
+    local _ <close> = helper.finally(function()
+      srv:close() tsrv:close() srv:wait_closed() tsrv:wait_closed()
+    end)
+    assert_idle(measure("http.fetch after a request", [[
+local http = require "asyncio.http"
+assert(http.fetch("http://127.0.0.1:" .. arg[1] .. "/").status == 200)
+print("ready") io.stdout:flush()
+asyncio.sleep(3600)
+]], {args = {srv.port}}))
+    assert_idle(measure("an http.Session with timeouts after an HTTPS request", [[
+local http = require "asyncio.http"
+local s = http.Session{timeout = 30, connect_timeout = 10, cafile = arg[2]}
+assert(s:get("https://localhost:" .. arg[1] .. "/").status == 200)
+print("ready") io.stdout:flush()
+asyncio.sleep(3600)
+]], {args = {tsrv.port, tlshelper.certs().ca}}))
+  end)
+
   idle("an idle WebSocket connection (both ends)", [[
 local web = require "asyncio.http.server"
 local websocket = require "asyncio.websocket"
