@@ -381,6 +381,10 @@ asyncio.sleep(0)
       {env = {LASYNC_TRACE = out}}))
   end)
 
+  idle("a reader of stdin waiting (asyncio.stdin())", [[
+local r = asyncio.stdin()
+]] .. READY .. "r:readline()\n")
+
   idle("the REPL waiting for input", "", {flags = {"-i"}, no_script = true, ready = "\n> "})
 
   -- fd 0 non-blocking (set by whoever shares it): reads said EAGAIN and
