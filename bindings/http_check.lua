@@ -3,7 +3,7 @@
 local I = ...
 local core = I.core
 local argerror, checktype = I.argerror, I.checktype
-local ipairs = ipairs
+local ipairs, type = ipairs, type
 
 -- A CR or LF in a header, the method or the URL would let the caller's
 -- data end the line and start another header or a second request
@@ -34,6 +34,10 @@ local function checkurl(url, n, fname)
   return checkline(url, n, fname, "url")
 end
 
+-- The timeout options: seconds, or false for none (nil: the default).
+local TIMEOUTS = {"timeout", "connect_timeout", "read_timeout"}
+local MAX_TIMEOUT = core.MAX_TIMEOUT
+
 -- Unknown keys, and the values that are checked before a request exists.
 local function checkoptions(opts, n, fname, which)
   local bad = core.unknown_option(opts, which)
@@ -42,6 +46,13 @@ local function checkoptions(opts, n, fname, which)
     if opts[k] ~= nil then
       checktype(opts[k], n, fname, "string")
       checkline(opts[k], n, fname, ("option '%s'"):format(k))
+    end
+  end
+  for _, k in ipairs(TIMEOUTS) do
+    local v = opts[k]
+    if v ~= nil and v ~= false and not (type(v) == "number" and v > 0 and v <= MAX_TIMEOUT) then
+      argerror(n, fname, ("option '%s' must be a number of seconds in (0, %d] or false (no limit), got %s"):format(
+        k, MAX_TIMEOUT, type(v) == "number" and ("%.14g"):format(v) or type(v)))
     end
   end
   local mb = opts.max_body
