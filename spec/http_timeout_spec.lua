@@ -189,6 +189,31 @@ c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%d
       end)
     end)
 
+    it("a loop kept busy for longer than read_timeout does not blame the server", function()
+      -- the answer comes while the loop is blocked; when the loop runs
+      -- again, timers come before the sockets are polled.  The sleep lets
+      -- curl's own timer (happy eyeballs, 200 ms) go first, else it would
+      -- read the answer before read_timeout is looked at.
+      local url, p = raw([[
+c.recv(65536)
+print("got", flush=True)
+time.sleep(0.5)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+time.sleep(5)
+]])
+      local t = asyncio.create_task(function()
+        return http.fetch(url, {read_timeout = 0.5}).body
+      end)
+      assert.are.equal("got\n", p.stdout:readline())
+      asyncio.sleep(0.3)
+      local t0 = asyncio.time()
+      while asyncio.time() - t0 < 1 do end -- no yield: the loop is blocked
+      local ok, body = pcall(t.await, t)
+      io_helper.stop(p)
+      assert.is_true(ok, tostring(body))
+      assert.are.equal("ok", body)
+    end)
+
     it("false (per request or per session) waits as long as it takes", function()
       against([[
 c.recv(65536)
