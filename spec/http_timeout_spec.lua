@@ -305,6 +305,32 @@ time.sleep(120)
       end)
     end
 
+    it("the other options: wrong types and values name the option and the value", function()
+      local cases = {
+        {"max_redirects", -1, "must be an integer >= 0, got %-1%)"},
+        {"max_redirects", 1.5, "must be an integer >= 0, got 1%.5%)"},
+        {"max_redirects", "3", "must be an integer >= 0, got string%)"},
+        {"max_body", 0 / 0, "must be an integer >= 0 or false, got nan%)"},
+        {"max_body", math.huge, "must be an integer >= 0 or false, got inf%)"},
+        -- a string or a 0 would be true to Lua: verify = 0 would verify
+        {"verify", 0, "must be true or false, got 0%)"},
+        {"follow_redirects", "no", "must be true or false, got string%)"},
+        {"stream", 1, "must be true or false, got 1%)"},
+        {"cafile", 5, "must be a string, got 5%)"},
+        {"proxy", true, "must be a string, got boolean%)"},
+      }
+      for _, c in ipairs(cases) do
+        helper.arg_error_line(function() http.fetch(url, {[c[1]] = c[2]}) end, "http_timeout_spec%.lua")
+        local e = tostring(helper.error_of(http.fetch, url, {[c[1]] = c[2]}))
+        assert.matches("bad argument #2 to 'fetch' %(option '"
+          .. c[1] .. "' " .. c[3], e)
+        if c[1] ~= "stream" then -- a per-request option only
+          e = tostring(helper.error_of(http.Session, {[c[1]] = c[2]}))
+          assert.matches("bad argument #1 to 'Session' %(option '" .. c[1] .. "' " .. c[3], e)
+        end
+      end
+    end)
+
     it("a misspelt timeout is an unknown option", function()
       assert.matches("unknown option 'read_timout'",
         tostring(helper.error_of(http.fetch, "http://127.0.0.1:9/", {read_timout = 1})))
