@@ -139,17 +139,21 @@ for i in range(1000):
     end)
 
     it("a stream its reader leaves unread for longer is not the server's silence", function()
-      -- 8 MiB fill the stream's buffer: curl is paused, nothing moves
+      -- 8 MiB fill the stream's buffer: curl is paused, nothing moves.
+      -- The body is made before the request comes (on a loaded machine,
+      -- making it took longer than read_timeout: a silent server indeed).
       against([[
+body = b"y" * 8388608
 c.recv(65536)
-c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n" + b"y" * 8388608)
-time.sleep(5)
+c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 8388608\r\n\r\n")
+c.sendall(body)
+time.sleep(10)
 ]], function(url)
-        local rt = 0.3 * slow
+        local rt = 0.5 * slow
         local r <close> = http.fetch(url, {read_timeout = rt, stream = true})
         local next_chunk, state = r:iter_chunks()
         local n = #next_chunk(state)
-        asyncio.sleep(3 * rt)
+        asyncio.sleep(4 * rt)
         for chunk in next_chunk, state do n = n + #chunk end
         assert.are.equal(8388608, n)
       end)
