@@ -2,8 +2,8 @@
  * libuv loop.  No HTTP is parsed here beyond splitting the status line.
  *
  * One session = one curl multi handle (its connection cache is the
- * keep-alive pool), one uv_timer for curl's timeout and one uv_poll per
- * socket curl asks about.  The session follows host/handle.h: its C struct
+ * keep-alive pool), one uv_timer for curl's timeout, one for read_timeout
+ * (ours, see on_read_timer) and one uv_poll per socket curl asks about.  The session follows host/handle.h: its C struct
  * is malloc'd and freed
  * only when its Lua object is closed and every one of its handles has run
  * its close callback.  Those handles are referenced (keep the loop alive)
@@ -1261,13 +1261,13 @@ static int l_fs(lua_State *L) {
 
 static const char *const REQUEST_OPTIONS[] = {
     "method", "headers", "body", "json", "query", "timeout", "connect_timeout",
-    "read_timeout", "follow_redirects", "max_redirects", "verify", "cafile", "max_body",
-    "proxy", "stream", "retry", "json_codec", NULL};
+    "read_timeout", "follow_redirects", "max_redirects", "verify", "cafile",
+    "max_body", "proxy", "stream", "retry", "json_codec", NULL};
 
 static const char *const SESSION_OPTIONS[] = {
     "limit", "limit_per_host", "headers", "base_url", "timeout",
-    "connect_timeout", "read_timeout", "follow_redirects", "max_redirects", "verify",
-    "cafile", "max_body", "proxy", "retry", "json_codec", NULL};
+    "connect_timeout", "read_timeout", "follow_redirects", "max_redirects",
+    "verify", "cafile", "max_body", "proxy", "retry", "json_codec", NULL};
 
 /* core.getdate(s) -> seconds since the epoch of an HTTP date (Retry-After
  * may be one), or nil when s is not a date curl can read. */
