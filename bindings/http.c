@@ -3,8 +3,8 @@
  *
  * One session = one curl multi handle (its connection cache is the
  * keep-alive pool), one uv_timer for curl's timeout, one for read_timeout
- * (ours, see on_read_timer) and one uv_poll per socket curl asks about.  The session follows host/handle.h: its C struct
- * is malloc'd and freed
+ * (ours, see on_read_timer) and one uv_poll per socket curl asks about.
+ * The session follows host/handle.h: its C struct is malloc'd and freed
  * only when its Lua object is closed and every one of its handles has run
  * its close callback.  Those handles are referenced (keep the loop alive)
  * only while a transfer is running, so an idle pool does not keep a
