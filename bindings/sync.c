@@ -12,7 +12,9 @@
  *   fairness comes from the queue, not from handing ownership over.
  *
  * A waiter cancelled after it was woken gives its turn to the next one from
- * its cancel hook.  acquire() returns the object itself, whose __close
+ * its cancel hook, which runs when the cancelled task resumes (TF_UNDO_LATE):
+ * asyncio's waiter does that in its except clause, so the next one runs a
+ * loop turn after the cancelled one, not in the same turn.  acquire() returns the object itself, whose __close
  * releases it: `local g <close> = lock:acquire()`. */
 #include <string.h>
 
@@ -109,6 +111,7 @@ static int sem_acquire(lua_State *L) {
   }
   host_task *t = host_check_task(L, "acquire");
   waitq_push(&s->waiters, t);
+  t->flags |= TF_UNDO_LATE; /* sem_cancel(woken) when it runs, as asyncio */
   return host_park(L, t, sem_cancel, s, sem_acquire_k, (lua_KContext)s);
 }
 

@@ -189,7 +189,11 @@ enum {
   TF_MSG_FIXED = 1 << 13,   /* a cancel reached its wait: later ones keep
                              * that message (as asyncio: the awaited future
                              * got it) until the task resumes */
-  TF_HAS_REPORT = 1 << 14   /* has a failure's report (host_task_rare) */
+  TF_HAS_REPORT = 1 << 14,  /* has a failure's report (host_task_rare) */
+  TF_UNDO_LATE = 1 << 15    /* woken, then cancelled: its cancel hook runs
+                             * when it resumes, not in cancel() (asyncio:
+                             * the waiter hands its turn on from its own
+                             * except clause, a loop turn later) */
 };
 
 /* The record is most of what an idle task costs besides its Lua thread

@@ -228,6 +228,8 @@ static int task_prepare(lasync_host *h, host_task *t) {
   } else if (t->flags & (TF_MUST_CANCEL | TF_NO_STACK)) {
     lua_settop(co, t->base); /* the wake's values, if any, go */
     if (t->flags & TF_MUST_CANCEL) {
+      if ((t->flags & TF_UNDO_LATE) && t->wait_cancel)
+        t->wait_cancel(t, 1); /* the woken wait it will not use (cancel) */
       give_cancelled(h, t);
     } else { /* host_wake found no room for the values on co's stack */
       lua_pushliteral(h->cbL, "not enough memory");
@@ -244,7 +246,7 @@ static int task_prepare(lasync_host *h, host_task *t) {
  * wait_data stays for park_k (it may be k's ctx), which clears it. */
 static inline void task_ready_flags(host_task *t) {
   t->flags &= ~(TF_QUEUED | TF_PARKED | TF_MUST_CANCEL | TF_NO_STACK |
-                TF_MSG_FIXED);
+                TF_MSG_FIXED | TF_UNDO_LATE);
   if (t->flags & TF_DEFER_CANCEL) /* the wake's values arrive first */
     t->flags = (unsigned short)((t->flags & ~TF_DEFER_CANCEL) | TF_MUST_CANCEL);
   t->wait_cancel = NULL;
@@ -428,8 +430,10 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
     return 1;
   }
   if (t->flags & TF_QUEUED) { /* woken, not run yet: undo the wake */
-    if (t->wait_cancel) t->wait_cancel(t, 1);
-    t->wait_cancel = NULL;
+    if (!(t->flags & TF_UNDO_LATE)) { /* else when it resumes */
+      if (t->wait_cancel) t->wait_cancel(t, 1);
+      t->wait_cancel = NULL;
+    }
     t->flags &= ~TF_DEFER_CANCEL; /* delivered at once instead */
     t->flags |= TF_MUST_CANCEL;
     return 1;
