@@ -550,11 +550,15 @@ local function barrier_pass(self, index)
   end
 end
 
+local function check_barrier(self, fname)
+  if getmetatable(self) ~= Barrier then
+    argerror(1, fname, "asyncio.Barrier expected, got " .. type(self))
+  end
+end
+
 -- wait() -> the arrival index, 0 .. parties-1 (as in Python).
 function BarrierMethods:wait()
-  if getmetatable(self) ~= Barrier then
-    argerror(1, "wait", "asyncio.Barrier expected")
-  end
+  check_barrier(self, "wait")
   local _ <close> = self._cond:acquire()
   barrier_block(self)
   local index = self._count
@@ -567,6 +571,7 @@ function BarrierMethods:wait()
 end
 
 function BarrierMethods:reset()
+  check_barrier(self, "reset")
   local _ <close> = self._cond:acquire()
   if self._count > 0 then
     if self._state ~= RESETTING then self._state = RESETTING end
@@ -577,6 +582,7 @@ function BarrierMethods:reset()
 end
 
 function BarrierMethods:abort()
+  check_barrier(self, "abort")
   local _ <close> = self._cond:acquire()
   self._state = BROKEN
   self._cond:notify_all()
