@@ -33,6 +33,7 @@ typedef struct sem {
   lua_Integer value;  /* free permits (Lock: 1 unlocked, 0 locked) */
   lua_Integer bound;  /* BoundedSemaphore: the initial value */
   lua_Integer nwoken; /* woken waiters that have not run yet */
+  lua_Integer nstale; /* Lock: cancelled first waiters not run yet */
   host_link waiters;
   int kind;
 } sem;
@@ -70,11 +71,23 @@ static int sem_wake_next(sem *s) {
  * unless one is already woken). */
 static void sem_wake_all_free(sem *s) {
   if (s->kind == K_LOCK) {
-    if (s->value > 0 && s->nwoken == 0) sem_wake_next(s);
+    if (s->value > 0 && s->nwoken == 0 && s->nstale == 0) sem_wake_next(s);
     return;
   }
   while (s->value > 0 && sem_wake_next(s)) {
   }
+}
+
+/* A Lock's first waiter cancelled before it was woken: asyncio leaves its
+ * future first in the queue until the task runs, and release() in the
+ * meantime wakes nobody (it looks at the first future only); the task
+ * wakes the next one when it runs.  Called then (TF_UNDO_LATE). */
+static int sem_stale_done(host_task *t, int woken) {
+  sem *s = t->wait_data;
+  (void)woken;
+  s->nstale--;
+  sem_wake_all_free(s);
+  return 0;
 }
 
 static int sem_cancel(host_task *t, int woken) {
@@ -83,7 +96,14 @@ static int sem_cancel(host_task *t, int woken) {
     s->nwoken--;
     if (s->kind != K_LOCK) s->value++; /* the permit it will never use */
   } else {
+    int first = s->waiters.next == &t->qlink;
     waitq_remove(t);
+    if (s->kind == K_LOCK && first && (t->flags & TF_UNDO_LATE)) {
+      s->nstale++; /* it runs sem_stale_done when it resumes */
+      t->wait_cancel = sem_stale_done;
+      return 0;
+    }
+    t->flags &= ~TF_UNDO_LATE;
   }
   sem_wake_all_free(s);
   return 0;
@@ -139,7 +159,8 @@ static int sem_release(lua_State *L) {
   s->value++;
   /* one waiter per release, as asyncio; a woken semaphore waiter wakes
    * more when it runs if permits are still free */
-  if (s->kind != K_LOCK || s->nwoken == 0) sem_wake_next(s);
+  if (s->kind != K_LOCK || (s->nwoken == 0 && s->nstale == 0))
+    sem_wake_next(s);
   return 0;
 }
 
@@ -152,7 +173,7 @@ static int sem_locked(lua_State *L) {
 
 static int sem_tostring(lua_State *L) {
   sem *s = check_sem(L);
-  lua_Integer waiters = s->nwoken; /* asyncio counts them as waiters */
+  lua_Integer waiters = s->nwoken + s->nstale; /* asyncio counts them */
   for (host_link *l = s->waiters.next; l != &s->waiters; l = l->next)
     waiters++;
   if (s->kind == K_LOCK)

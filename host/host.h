@@ -190,10 +190,13 @@ enum {
                              * that message (as asyncio: the awaited future
                              * got it) until the task resumes */
   TF_HAS_REPORT = 1 << 14,  /* has a failure's report (host_task_rare) */
-  TF_UNDO_LATE = 1 << 15    /* woken, then cancelled: its cancel hook runs
+  TF_UNDO_LATE = 1 << 15    /* set by a primitive before host_park: if
+                             * woken, then cancelled, its cancel hook runs
                              * when it resumes, not in cancel() (asyncio:
                              * the waiter hands its turn on from its own
-                             * except clause, a loop turn later) */
+                             * except clause, a loop turn later); a hook
+                             * called un-woken that leaves it set is
+                             * called again, woken, at resume */
 };
 
 /* The record is most of what an idle task costs besides its Lua thread

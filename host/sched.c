@@ -362,6 +362,7 @@ int host_park(lua_State *L, host_task *t, host_cancel_fn cancel, void *data,
      * delivered here, after the primitive undoes what it just set up. */
     int woken = (t->flags & TF_QUEUED) != 0;
     t->flags |= TF_MSG_FIXED;
+    t->flags &= ~TF_UNDO_LATE; /* it is running: undone now */
     if (cancel && cancel(t, woken) && !woken) {
       t->flags &= ~TF_MUST_CANCEL; /* passed on: the awaited thing decides */
     } else {
@@ -448,7 +449,8 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
     t->flags &= ~TF_CANCELLING;
     if (passed) return 1;
   }
-  t->wait_cancel = NULL;
+  /* a hook that left TF_UNDO_LATE set is called again, woken, at resume */
+  if (!(t->flags & TF_UNDO_LATE)) t->wait_cancel = NULL;
   t->flags |= TF_MUST_CANCEL | TF_QUEUED;
   t->stats.queued = uv_hrtime();
   host_ready_push(t->h, &t->ready);

@@ -533,6 +533,53 @@ describe("conformance: oracle (CPython as the oracle)", function()
       assert.is_false(lock:locked())
     end)
 
+    -- Python keeps a cancelled waiter's future in the queue until the task
+    -- runs; release() looks at the first future only, finds it done and
+    -- wakes nobody, and the cancelled task wakes the next one when it
+    -- runs.  Python 3.11 and 3.13:
+    -- ['turn 0 False', 'w1 cancelled', 'turn 1 False', 'w2 acquired', 'turn 2 False']
+    it("Lock: release() right after the first waiter was cancelled wakes the next a turn later", function()
+      local lock, log = a.Lock(), {}
+      local function waiter(name) return function()
+        local ok, err = pcall(lock.acquire, lock)
+        if not ok then log[#log + 1] = name .. " cancelled" error(err, 0) end
+        log[#log + 1] = name .. " acquired"
+        lock:release()
+      end end
+      lock:acquire()
+      local w1 = a.create_task(waiter("w1"))
+      a.create_task(waiter("w2"))
+      a.sleep(0)
+      w1:cancel()    -- still waiting, not woken
+      lock:release() -- in the same turn
+      for i = 0, 2 do
+        log[#log + 1] = ("turn %d %s"):format(i, lock:locked() and "True" or "False")
+        a.sleep(0)
+      end
+      assert.are.same({"turn 0 False", "w1 cancelled", "turn 1 False", "w2 acquired",
+                       "turn 2 False"}, log)
+    end)
+
+    -- Python: a newcomer takes a free lock at once when every queued
+    -- future is cancelled: ['main acquired, w1 done False', 'w1 cancelled']
+    it("Lock: a newcomer takes a free lock whose only waiter was cancelled", function()
+      local lock, log = a.Lock(), {}
+      lock:acquire()
+      local w1 = a.create_task(function()
+        local ok, err = pcall(lock.acquire, lock)
+        if not ok then log[#log + 1] = "w1 cancelled" error(err, 0) end
+      end)
+      a.sleep(0)
+      w1:cancel()
+      lock:release()
+      lock:acquire()
+      log[#log + 1] = "main acquired, w1 done " .. (w1:done() and "True" or "False")
+      a.sleep(0)
+      lock:release()
+      assert.are.same({"main acquired, w1 done False", "w1 cancelled"}, log)
+      assert.is_false(lock:locked())
+    end)
+
     -- Found by the fuzz spec too: the same for a permit.
     -- Python 3.11: ['turn 0 locked=True', 'w1 cancelled',
     -- 'turn 1 locked=True', 'w2 acquired', 'turn 2 locked=True']
