@@ -38,6 +38,21 @@ function helper.read_file(path)
   return s
 end
 
+-- A small deterministic random generator (an LCG) for the fuzz specs, so
+-- that a seed gives the same program whatever math.random does:
+-- r.float() in [0, 1), r.int(lo, hi).
+function helper.lcg(seed)
+  local state = seed * 2654435761 % 4294967296
+  local function next_int()
+    state = (state * 1103515245 + 12345) % 2147483648
+    return state
+  end
+  return {
+    float = function() return next_int() / 2147483648 end,
+    int = function(lo, hi) return lo + next_int() % (hi - lo + 1) end,
+  }
+end
+
 function helper.tmpname(suffix)
   local p = os.tmpname()
   os.remove(p)

@@ -9,19 +9,7 @@
 -- docs/api.md "Queues"), and that is not what this test is about.
 local helper = require "spec.helper"
 
--- A small deterministic generator (an LCG), so that a seed gives the same
--- program whatever math.random does.
-local function rng(seed)
-  local state = seed * 2654435761 % 4294967296
-  local function next_int()
-    state = (state * 1103515245 + 12345) % 2147483648
-    return state
-  end
-  return {
-    float = function() return next_int() / 2147483648 end,
-    int = function(lo, hi) return lo + next_int() % (hi - lo + 1) end,
-  }
-end
+local rng = helper.lcg
 
 local function program(seed)
   local r = rng(seed)

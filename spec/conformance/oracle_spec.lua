@@ -509,55 +509,52 @@ describe("conformance: oracle (CPython as the oracle)", function()
       assert.are.equal(5, q:get_nowait())
     end)
 
-    -- Found by spec/conformance/oracle_sync_fuzz_spec.lua:
-    -- a waiter woken by release() and cancelled before it ran hands the
-    -- lock on when it runs (its except clause in asyncio), so the next
-    -- waiter runs a turn later.  Python 3.11 and 3.13:
-    -- ['turn 0', 'w1 cancelled', 'turn 1', 'w2 acquired', 'turn 2']
-    it("Lock: a woken waiter cancelled before it ran hands over when it runs", function()
-      local lock, log = a.Lock(), {}
+    -- w1 and w2 queue on p (a Lock held by the test, or a Semaphore(0));
+    -- p is released and w1 cancelled in one turn, in the order `order`
+    -- says; then three turns are logged.  As Python's
+    --   async def waiter(name):
+    --       try: await p.acquire(); log.append(f'{name} acquired'); p.release()
+    --       except asyncio.CancelledError: log.append(f'{name} cancelled'); raise
+    local function release_and_cancel(p, hold, order)
+      local log = {}
       local function waiter(name) return function()
-        local ok, err = pcall(lock.acquire, lock)
+        local ok, err = pcall(p.acquire, p)
         if not ok then log[#log + 1] = name .. " cancelled" error(err, 0) end
         log[#log + 1] = name .. " acquired"
-        lock:release()
+        p:release()
       end end
-      lock:acquire()
+      if hold then p:acquire() end
       local w1 = a.create_task(waiter("w1"))
       a.create_task(waiter("w2"))
       a.sleep(0)
-      lock:release() -- wakes w1
-      w1:cancel()    -- before w1 has run
-      for i = 0, 2 do log[#log + 1] = "turn " .. i a.sleep(0) end
-      assert.are.same({"turn 0", "w1 cancelled", "turn 1", "w2 acquired", "turn 2"}, log)
-      assert.is_false(lock:locked())
+      if order == "cancel first" then w1:cancel() p:release()
+      else p:release() w1:cancel() end
+      for i = 0, 2 do
+        log[#log + 1] = ("turn %d locked=%s"):format(i, p:locked() and "True" or "False")
+        a.sleep(0)
+      end
+      return log
+    end
+
+    -- Found by spec/conformance/oracle_sync_fuzz_spec.lua: a waiter woken
+    -- by release() and cancelled before it ran hands the lock on when it
+    -- runs (its except clause in asyncio), so the next waiter runs a turn
+    -- later.  Python 3.11 and 3.13: ['turn 0 locked=False', 'w1 cancelled',
+    -- 'turn 1 locked=False', 'w2 acquired', 'turn 2 locked=False']
+    it("Lock: a woken waiter cancelled before it ran hands over when it runs", function()
+      assert.are.same({"turn 0 locked=False", "w1 cancelled", "turn 1 locked=False",
+                       "w2 acquired", "turn 2 locked=False"},
+                      release_and_cancel(a.Lock(), true, "release first"))
     end)
 
     -- Python keeps a cancelled waiter's future in the queue until the task
     -- runs; release() looks at the first future only, finds it done and
     -- wakes nobody, and the cancelled task wakes the next one when it
-    -- runs.  Python 3.11 and 3.13:
-    -- ['turn 0 False', 'w1 cancelled', 'turn 1 False', 'w2 acquired', 'turn 2 False']
+    -- runs.  Python 3.11 and 3.13: the same log as above.
     it("Lock: release() right after the first waiter was cancelled wakes the next a turn later", function()
-      local lock, log = a.Lock(), {}
-      local function waiter(name) return function()
-        local ok, err = pcall(lock.acquire, lock)
-        if not ok then log[#log + 1] = name .. " cancelled" error(err, 0) end
-        log[#log + 1] = name .. " acquired"
-        lock:release()
-      end end
-      lock:acquire()
-      local w1 = a.create_task(waiter("w1"))
-      a.create_task(waiter("w2"))
-      a.sleep(0)
-      w1:cancel()    -- still waiting, not woken
-      lock:release() -- in the same turn
-      for i = 0, 2 do
-        log[#log + 1] = ("turn %d %s"):format(i, lock:locked() and "True" or "False")
-        a.sleep(0)
-      end
-      assert.are.same({"turn 0 False", "w1 cancelled", "turn 1 False", "w2 acquired",
-                       "turn 2 False"}, log)
+      assert.are.same({"turn 0 locked=False", "w1 cancelled", "turn 1 locked=False",
+                       "w2 acquired", "turn 2 locked=False"},
+                      release_and_cancel(a.Lock(), true, "cancel first"))
     end)
 
     -- Python: a newcomer takes a free lock at once when every queued
@@ -580,27 +577,13 @@ describe("conformance: oracle (CPython as the oracle)", function()
       assert.is_false(lock:locked())
     end)
 
-    -- Found by the fuzz spec too: the same for a permit.
-    -- Python 3.11: ['turn 0 locked=True', 'w1 cancelled',
-    -- 'turn 1 locked=True', 'w2 acquired', 'turn 2 locked=True']
+    -- Found by the fuzz spec too: the same for a permit.  Python 3.11:
+    -- ['turn 0 locked=True', 'w1 cancelled', 'turn 1 locked=True',
+    -- 'w2 acquired', 'turn 2 locked=False']
     it("Semaphore: a woken waiter cancelled before it ran passes its permit when it runs", function()
-      local sem, log = a.Semaphore(0), {}
-      local function waiter(name) return function()
-        local ok, err = pcall(sem.acquire, sem)
-        if not ok then log[#log + 1] = name .. " cancelled" error(err, 0) end
-        log[#log + 1] = name .. " acquired"
-      end end
-      local w1 = a.create_task(waiter("w1"))
-      a.create_task(waiter("w2"))
-      a.sleep(0)
-      sem:release() -- the permit goes to w1
-      w1:cancel()   -- before w1 has run
-      for i = 0, 2 do
-        log[#log + 1] = ("turn %d locked=%s"):format(i, sem:locked() and "True" or "False")
-        a.sleep(0)
-      end
       assert.are.same({"turn 0 locked=True", "w1 cancelled", "turn 1 locked=True",
-                       "w2 acquired", "turn 2 locked=True"}, log)
+                       "w2 acquired", "turn 2 locked=False"},
+                      release_and_cancel(a.Semaphore(0), false, "release first"))
     end)
 
     -- Deliberate difference from 3.11 (docs/api.md: lasync follows 3.13,
