@@ -75,7 +75,7 @@ function M.program(seed, opts)
   local ctor, state_py, state_lua
   if kind == "Semaphore" or kind == "BoundedSemaphore" then
     local v = r.int(0, 2)
-    ctor = { ("asyncio.%s(%d)"):format(kind, v), ("a.%s(%d)"):format(kind, v) }
+    ctor = { ("%s(%d)"):format(kind, v), ("a.%s(%d)"):format(kind, v) }
     state_py, state_lua = "P.locked()", "P:locked()"
   elseif kind == "Barrier" then
     local n = r.int(1, 3)
@@ -94,10 +94,12 @@ function M.program(seed, opts)
   end
   local py = {
     "import asyncio, sys",
-    -- lasync follows asyncio 3.13 (docs/api.md), where a task leaving a
-    -- Condition's wait() by an error (a cancellation) passes one
-    -- notification on, as it may have been notified (gh-112202: 3.11 loses
-    -- it).  On an older Python the oracle gets that from this subclass.
+    -- lasync follows asyncio 3.13 where 3.11 differs (docs/api.md), and
+    -- on an older Python the oracle gets 3.13's rules from the subclasses
+    -- below (spec/conformance/oracle_spec.lua pins both differences): a
+    -- task leaving a Condition's wait() by an error (a cancellation)
+    -- passes one notification on, as it may have been notified (3.11
+    -- loses it),
     "Condition = asyncio.Condition",
     "if sys.version_info < (3, 13):",
     "    class Condition(asyncio.Condition):",
@@ -107,6 +109,21 @@ function M.program(seed, opts)
     "            except BaseException:",
     "                self.notify(1)",
     "                raise",
+    -- and a task leaving Semaphore.acquire() (with the permit, cancelled
+    -- or not) wakes as many waiters as there are free permits (3.11: one).
+    "if sys.version_info < (3, 13):",
+    "    class _Wake:",
+    "        async def acquire(self):",
+    "            try: return await super().acquire()",
+    "            finally:",
+    "                while self._value > 0:",
+    "                    v = self._value",
+    "                    self._wake_up_next()",
+    "                    if self._value == v: break",
+    "    class Semaphore(_Wake, asyncio.Semaphore): pass",
+    "    class BoundedSemaphore(_Wake, asyncio.BoundedSemaphore): pass",
+    "else:",
+    "    Semaphore, BoundedSemaphore = asyncio.Semaphore, asyncio.BoundedSemaphore",
     "async def main():",
     "    P = " .. ctor[1],
     "    if isinstance(P, asyncio.Barrier): P._cond = Condition()",
