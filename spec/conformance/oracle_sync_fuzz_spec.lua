@@ -6,7 +6,8 @@
 -- as a Python asyncio script and as a lasync one, and both must print the
 -- same log line for line: each operation's result or error class, who was
 -- cancelled where, cancel()'s results, the turn each thing happened in.
--- ORACLE_SEEDS=n runs seeds 1..n (CI: 24, every kind four times),
+-- ORACLE_SEEDS=n runs seeds 1..n (CI: 24, every kind four times; 12 under
+-- valgrind),
 -- ORACLE_SEED_FROM=m starts at m.
 local helper = require "spec.helper"
 local gen = require "spec.sync_oracle_gen"
@@ -39,7 +40,8 @@ local function side_by_side(want, got)
 end
 
 describe("conformance: oracle, random synchronisation programs against CPython", function()
-  local seeds = tonumber(os.getenv("ORACLE_SEEDS")) or 24
+  -- under valgrind (LASYNC_SLOW=10) each kind twice instead of four times
+  local seeds = tonumber(os.getenv("ORACLE_SEEDS")) or (helper.slow >= 10 and 12 or 24)
   local from = tonumber(os.getenv("ORACLE_SEED_FROM")) or 1
   local py_exe
 
