@@ -6,6 +6,20 @@ local assert = require "luassert"
 -- Upper time bounds are multiplied by this under ASan (3) and valgrind (10).
 helper.slow = tonumber(os.getenv("LASYNC_SLOW")) or 1
 
+-- Waits (in the running task) until pred() returns a true value and
+-- returns that value; fails, naming `what`, after `sec` seconds (scaled by
+-- helper.slow).  For a condition another process, thread or task brings
+-- about: a fixed sleep is too short on a loaded machine.
+function helper.wait_until(pred, sec, what)
+  local deadline = asyncio.time() + sec * helper.slow
+  while true do
+    local v = pred()
+    if v then return v end
+    if asyncio.time() > deadline then error("timed out waiting for " .. what, 2) end
+    asyncio.sleep(0.01)
+  end
+end
+
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
   return (os.getenv("PWD") or ".") .. "/" .. path

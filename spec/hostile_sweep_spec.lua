@@ -443,9 +443,10 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
   it("send() and ping() while our close handshake runs raise, instead of dropping the data", function()
     local websocket = require "asyncio.websocket"
     local got = {}
+    local answer = asyncio.Event()
     local srv = web.serve(function(req)
       local ws = req:websocket()
-      asyncio.sleep(0.5) -- answers the close late
+      answer:wait() -- answers the close late: once the client has tried
       while true do
         local m = ws:receive()
         if not m then break end
@@ -461,6 +462,7 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
     assert.matches("websocket: closing", e.message)
     e = helper.error_of(ws.ping, ws)
     assert.is_true(asyncio.is(e, asyncio.ConnectionError), tostring(e))
+    answer:set()
     t:await()
     srv:close()
     srv:wait_closed()
@@ -514,12 +516,14 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
   end
 
   it("server close(): a handler blocked in receive() is cancelled and its client gets 1001", function()
+    local upgraded = asyncio.Event()
     local srv = web.serve(function(req)
       local ws = req:websocket()
+      upgraded:set()
       ws:receive()
     end, "127.0.0.1", 0, {shutdown_timeout = 0.2})
     local t = asyncio.create_task(client_sees, srv, 3 * helper.slow)
-    asyncio.sleep(0.3)
+    upgraded:wait() -- a close before the upgrade would refuse the client instead
     srv:close()
     srv:wait_closed()
     assert.are.same({nil, 1001}, t:await())
