@@ -114,10 +114,14 @@ describe("course scripts", function()
     end)
 
     it("echo_server.lua --serve: a real server that nc could talk to, stopping by itself", function()
-      local port = tonumber((helper.sh([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])))
+      -- port 0: the script binds one the kernel picks and prints it (a
+      -- port picked here could be taken before the script binds it)
       local out_file = helper.tmpname(".out")
-      local pid = tonumber((helper.sh(("%s scripts/echo_server.lua --serve %g --port %d >%s 2>&1 & echo $!")
-        :format(helper.cmd, 1.5 * slow, port, out_file))))
+      local pid = tonumber((helper.sh(("%s scripts/echo_server.lua --serve %g --port 0 >%s 2>&1 & echo $!")
+        :format(helper.cmd, 1.5 * slow, out_file))))
+      local port = tonumber(helper.wait_until(function()
+        return helper.read_file(out_file):match("serving on 127%.0%.0%.1:(%d+)")
+      end, 10, "the echo server's port"))
       local reply
       local deadline = asyncio.time() + 10 * slow
       while not reply and asyncio.time() < deadline do

@@ -20,6 +20,25 @@ function helper.wait_until(pred, sec, what)
   end
 end
 
+-- A loopback port nobody listens on, kept that way: a process binds it
+-- without listening (a connect is refused) and holds it, so no other
+-- process can take it meanwhile, until release() is called.  (A port
+-- freed again after bind(0) may be taken by anyone before it is used.)
+-- Returns the port and release.
+function helper.refusing_port()
+  local holder = asyncio.create_subprocess_exec("python3", {"-c", [[
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()]]}, {stdin = "pipe", stdout = "pipe"})
+  local port = tonumber(holder.stdout:readline())
+  return port, function()
+    holder.stdin:close()
+    holder:wait()
+  end
+end
+
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
   return (os.getenv("PWD") or ".") .. "/" .. path

@@ -36,7 +36,8 @@ local function wait_ready(proc, socket)
   error("redis-server did not start on " .. socket)
 end
 
--- M.start{port=, args={...}} -> {port=, url=, socket=, stop(), restart()}
+-- M.start{port=, args={...} or function() return {...} end}
+--   -> {port=, url=, socket=, stop(), start(), cleanup()}
 function M.start(opts)
   opts = opts or {}
   local s = {port = opts.port or free_port()}
@@ -47,7 +48,15 @@ function M.start(opts)
     local args = {"--port", tostring(s.port), "--bind", "127.0.0.1",
       "--save", "", "--appendonly", "no", "--dir", s.dir,
       "--unixsocket", s.socket, "--unixsocketperm", "700"}
-    for _, a in ipairs(opts.args or {}) do args[#args + 1] = a end
+    -- opts.args may be a function giving them (picking more ports) for
+    -- each first-start attempt; a restart passes the same again
+    if not s.started then
+      s.extra = type(opts.args) == "function" and opts.args() or opts.args or {}
+    end
+    for i, a in ipairs(s.extra) do
+      args[#args + 1] = a
+      if a == "--unixsocket" then s.socket = s.extra[i + 1] end -- the last one counts
+    end
     s.proc = asyncio.create_subprocess_exec("redis-server", args,
       {stdin = "devnull", stdout = "devnull", stderr = "devnull"})
     return wait_ready(s.proc, s.socket)
