@@ -374,7 +374,8 @@ describe("asyncio.http", function()
     end)
 
     it("closing a stream another task is reading wakes that task with InvalidStateError", function()
-      local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=300", {stream = true})
+      -- the body takes 6 s: still coming at the close, however loaded the machine
+      local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=2000", {stream = true})
       local reader = asyncio.create_task(function() return r:read() end)
       asyncio.sleep(0.05)
       r:close()
@@ -395,7 +396,7 @@ describe("asyncio.http", function()
 
     it("a stream whose session closes raises kind closed, then InvalidStateError", function()
       local s = http.Session()
-      local r = s:get(py.url .. "/chunked?n=3&size=2&delay_ms=300", {stream = true})
+      local r = s:get(py.url .. "/chunked?n=3&size=2&delay_ms=2000", {stream = true})
       local reader = asyncio.create_task(function() return r:read() end)
       asyncio.sleep(0.05)
       s:close()
@@ -566,7 +567,7 @@ describe("asyncio.http", function()
       local a = asyncio.create_task(function() return s:get(py.url .. "/slow?ms=100").status end)
       local b = asyncio.create_task(function() return s:get(py.url .. "/slow?ms=10").status end)
       local c = asyncio.create_task(function() return s:get(py.url .. "/slow?ms=10").status end)
-      asyncio.sleep(0.02)
+      asyncio.sleep(0) -- one turn: all three have asked (a fixed sleep could outlast a's 100 ms)
       assert.are.equal(2, s:stats().waiting)
       b:cancel()
       assert.are.same({200, 200}, {a:await(), c:await()})
@@ -574,7 +575,8 @@ describe("asyncio.http", function()
     end)
 
     it("cancelling a stream reader leaves the response usable; cancel mid-stream frees it", function()
-      local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=100", {stream = true})
+      -- chunks 0.3 s apart: the cancel after 0.05 s comes before the last
+      local r = http.fetch(py.url .. "/chunked?n=3&size=2&delay_ms=300", {stream = true})
       local got = {}
       local t = asyncio.create_task(function()
         for c in r:iter_chunks() do got[#got + 1] = c end
