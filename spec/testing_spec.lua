@@ -115,6 +115,25 @@ describe("testing.run with the virtual clock", function()
     os.remove(path)
   end)
 
+  -- The grace for requests in flight (250 ms) counts from the last step
+  -- that ended: a FIFO's writer paces read_file's thread-pool jobs (open,
+  -- reads, the read of EOF) 60 ms apart, 0.36 s in all.  Counted from when
+  -- the loop went quiet, the clock jumped past the 1 s wait_for at 0.25 s.
+  it("waits for a file operation whose steps each end within the grace, however long the whole", function()
+    local fifo = helper.tmpname(".fifo")
+    assert.is_true(os.execute("mkfifo " .. helper.quote(fifo)))
+    local writer = a.create_subprocess_shell(("sleep 0.06; exec 3>%s; for x in a b c d; do sleep 0.06; printf $x >&3; done; sleep 0.06"):format(helper.quote(fifo)))
+    local took, got = real_duration(function()
+      return testing.run(function()
+        return a.wait_for(function() return a.fs.read_file(fifo) end, 1)
+      end)
+    end)
+    assert.are.equal(0, writer:wait())
+    os.remove(fifo)
+    assert.are.equal("abcd", got)
+    assert.is_true(took >= 0.3, took)
+  end)
+
   it("jumps after a short real grace when a write never completes (a peer that never reads)", function()
     local took, elapsed = real_duration(function()
       return testing.run(function()
