@@ -95,13 +95,17 @@ for s in socks:
         if s.recv(100) == b"": closed += 1
     except Exception as e:
         closed += 1
-print(closed, round(time.time() - t), flush=True)
+print(closed, round(time.time() - t, 2), flush=True)
 ]]):format(srv.port))
     local c0, t0 = cpu_seconds(), asyncio.get_event_loop():time()
-    local out = asyncio.wait_for(function() return p.stdout:readline() end, 15)
+    local out = asyncio.wait_for(function() return p.stdout:readline() end, 15 * helper.slow)
     p:wait()
     local cpu = cpu_seconds() - c0
-    assert.matches("^40 [01]\n$", out)
+    -- all 40 closed, about 1 s after they connected (the slack is scaled:
+    -- a loaded machine fires the deadline late)
+    local closed, secs = out:match("^(%d+) ([%d.]+)\n$")
+    assert.are.equal("40", closed, out)
+    assert.is_true(tonumber(secs) < 1.5 * helper.slow, out)
     assert.are.equal(0, calls)
     assert.is_true(cpu < 0.2 * helper.slow, "cpu " .. cpu)
   end)
