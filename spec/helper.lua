@@ -39,6 +39,20 @@ sys.stdin.read()]]}, {stdin = "pipe", stdout = "pipe"})
   end
 end
 
+-- A clock of the time this process's main thread has spent blocked
+-- (asleep in a poll, a timer, a lock), in seconds: the wall clock less
+-- what /proc/self/schedstat counts on a CPU and waiting for one.  The
+-- difference of two readings is the time a program waited on its own,
+-- which a loaded machine does not stretch (it stretches the wait for a
+-- CPU instead): bound that, not the wall time, where the code's own
+-- waiting is the point.
+function helper.blocked_clock()
+  local f = assert(io.open("/proc/self/schedstat"))
+  local run, queued = f:read("n", "n")
+  f:close()
+  return asyncio.time() - (run + queued) / 1e9
+end
+
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
   return (os.getenv("PWD") or ".") .. "/" .. path

@@ -19,20 +19,6 @@ local function cpu_seconds(pid)
   return (tonumber(fields[12]) + tonumber(fields[13])) / 100
 end
 
--- Seconds the main thread spent blocked (neither on a CPU nor waiting
--- for one) since `from` (an earlier return of this function, or nil):
--- wall time less /proc/self/schedstat's run and run-queue times.  A
--- program slowed by its own waits (timers, back-offs) shows there; one
--- slowed by a loaded machine does not.
-local function blocked_seconds(from)
-  local f = assert(io.open("/proc/self/schedstat"))
-  local run, queued = f:read("n", "n")
-  f:close()
-  local now = {wall = asyncio.time(), busy = (run + queued) / 1e9}
-  if from then return (now.wall - from.wall) - (now.busy - from.busy) end
-  return now
-end
-
 describe("hostile sweep: TLS", function()
   setup(function() th.certs() end)
   teardown(th.cleanup)
@@ -318,9 +304,9 @@ time.sleep(30)
     -- the back-off made the loop sleep: count the time the loop thread
     -- was blocked, not the wall time a loaded machine stretches (10.6 s
     -- under ASan with ctest -j6 on two busy cores, against 3 * 3)
-    local t0, b0 = asyncio.time(), blocked_seconds()
+    local t0, b0 = asyncio.time(), helper.blocked_clock()
     local r = http.fetch(("https://localhost:%d/"):format(srv.port), {cafile = th.certs().ca})
-    local took, blocked = asyncio.time() - t0, blocked_seconds(b0)
+    local took, blocked = asyncio.time() - t0, helper.blocked_clock() - b0
     srv:close()
     srv:wait_closed()
     th.cleanup()
