@@ -278,7 +278,7 @@ t.recv(1)
       assert.is_true(asyncio.is(err, asyncio.OSError))
       assert.are.equal("WRONG_VERSION_NUMBER", err.reason)
       assert.matches("%[SSL: WRONG_VERSION_NUMBER%] wrong version number", tostring(err))
-      asyncio.sleep(0.05)
+      helper.wait_until(function() return received end, 5, "the server's read")
       -- what reached the server was a ClientHello (record type 22), not text
       assert.are.equal(22, received:byte(1))
     end)
