@@ -362,8 +362,14 @@ describe("the REPL with stdin not a terminal", function()
   end)
 
   it("runs tasks of earlier lines while it waits for the next piped line", function()
-    local out, err, status = helper.sh("(echo 'asyncio.create_task(function() asyncio.sleep(0.1) print(\"bg ran\") end)'; sleep " .. 0.5 * SLOW .. "; echo 'print(\"second\")') | "
-      .. ENV .. LASYNC .. " -i")
+    -- the second line is sent once "bg ran" is out (or after 10 s): a
+    -- fixed pause could end before a loaded machine had started lasync
+    local file = helper.tmpname(".out")
+    local _, err, status = helper.sh("(echo 'asyncio.create_task(function() asyncio.sleep(0.1) print(\"bg ran\") end)'; "
+      .. "i=0; while [ $i -lt " .. 1000 * SLOW .. " ] && ! grep -q '> bg ran' " .. q(file) .. "; do sleep 0.01; i=$((i+1)); done; "
+      .. "echo 'print(\"second\")') | " .. ENV .. LASYNC .. " -i > " .. q(file))
+    local out = helper.read_file(file)
+    os.remove(file)
     assert.are.equal(0, status, err)
     -- "bg ran" came while the REPL waited for the second line
     assert.matches("\n> bg ran\nprint%(\"second\"%)\nsecond\n> \n$", out)
