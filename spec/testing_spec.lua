@@ -123,13 +123,23 @@ describe("testing.run with the virtual clock", function()
   end)
 
   -- The grace for requests in flight (250 ms) counts from the last step
-  -- that ended: a FIFO's writer paces read_file's thread-pool jobs (open,
-  -- reads, the read of EOF) 60 ms apart, 0.36 s in all.  Counted from when
-  -- the loop went quiet, the clock jumped past the 1 s wait_for at 0.25 s.
+  -- that ended: a FIFO's writer (started and ready before the run) paces
+  -- read_file's thread-pool jobs, a read per byte 10 ms apart, 0.4 s in
+  -- all.  Counted from when the loop went quiet, the clock jumped past the
+  -- 1 s wait_for at 0.25 s.
   with_threads("waits for a file operation whose steps each end within the grace, however long the whole", function()
     local fifo = helper.tmpname(".fifo")
     assert.is_true(os.execute("mkfifo " .. helper.quote(fifo)))
-    local writer = a.create_subprocess_shell(("sleep 0.06; exec 3>%s; for x in a b c d; do sleep 0.06; printf $x >&3; done; sleep 0.06"):format(helper.quote(fifo)))
+    local writer = a.create_subprocess_exec("python3", {"-c", [[
+import os, sys, time
+print("ready", flush=True)
+fd = os.open(sys.argv[1], os.O_WRONLY) # until read_file opens it
+for _ in range(40):
+    time.sleep(0.01)
+    os.write(fd, b"x")
+os.close(fd)
+]], fifo}, {stdout = "pipe"})
+    assert.are.equal("ready\n", writer.stdout:readline())
     local took, got = real_duration(function()
       return testing.run(function()
         return a.wait_for(function() return a.fs.read_file(fifo) end, 1)
@@ -137,7 +147,7 @@ describe("testing.run with the virtual clock", function()
     end)
     assert.are.equal(0, writer:wait())
     os.remove(fifo)
-    assert.are.equal("abcd", got)
+    assert.are.equal(("x"):rep(40), got)
     assert.is_true(took >= 0.3, took)
   end)
 
