@@ -208,12 +208,22 @@ describe("the REPL on a terminal", function()
   it("puts output without a newline above the prompt too", function()
     local p = open(LASYNC)
     p:wait("\n>%s*\n$")
-    p:line(("asyncio.create_task(function() asyncio.sleep(%g) io.write('partial') asyncio.sleep(%g) io.stderr:write('err\\n') end)")
-      :format(0.3 * SLOW, 0.5 * SLOW))
+    -- the task writes when told (a file appears), once "abc" is typed: a
+    -- loaded machine typed it after the task's fixed 0.3 s had passed
+    local go = helper.tmpname(".go")
+    p:line(("asyncio.create_task(function() "
+      .. "local function go(n) repeat local f = io.open(%q .. n) if f then f:close() return end asyncio.sleep(0.01) until false end "
+      .. "go(1) io.write('partial') go(2) io.stderr:write('err\\n') end)"):format(go))
+    p:wait("\n>%s*\n$")
     p:type("abc")
+    p:wait("\n> abc\n$")
+    helper.write_file(go .. "1", "")
     local s = p:wait("\npartial\n> abc\n$")
     assert.are.equal("> abc", last_line(s))
+    helper.write_file(go .. "2", "")
     s = p:wait("\npartial\nerr\n> abc\n$")
+    os.remove(go .. "1")
+    os.remove(go .. "2")
   end)
 
   it("tries an HTTP request at the prompt while a background task prints", function()
