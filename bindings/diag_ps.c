@@ -66,7 +66,7 @@ static void push_ps(lua_State *L, lasync_host *h) {
     snprintf(busy, sizeof busy, "%.3f", (double)t->stats.busy / 1e9);
     host_task_push_name(L, task);
     push_waits(L, t);
-    if (t->created.src) host_push_where(L, &t->created);
+    if (t->created_src) host_push_created(L, t);
     else lua_pushliteral(L, "the host");
     snprintf(row, sizeof row, "%6d  %-20s %-8s %9s %7d  %-40s %s",
              (int)t->id, lua_tostring(L, -3), state_of_task(t), busy,

@@ -17,7 +17,7 @@ static int task_stats(lua_State *L) {
   uint64_t life = end - s->created, used = s->busy + s->scheduled;
   lua_createtable(L, 0, 9);
   set_seconds(L, "created", s->created);
-  host_push_where(L, &t->created);
+  host_push_created(L, t);
   lua_setfield(L, -2, "created_at");
   lua_pushinteger(L, t->steps);
   lua_setfield(L, -2, "steps");

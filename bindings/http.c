@@ -2,9 +2,9 @@
  * libuv loop.  No HTTP is parsed here beyond splitting the status line.
  *
  * One session = one curl multi handle (its connection cache is the
- * keep-alive pool), one uv_timer for curl's timeout and one uv_poll per
- * socket curl asks about.  The session follows host/handle.h: its C struct
- * is malloc'd and freed
+ * keep-alive pool), one uv_timer for curl's timeout, one for read_timeout
+ * (ours, see on_read_timer) and one uv_poll per socket curl asks about.
+ * The session follows host/handle.h: its C struct is malloc'd and freed
  * only when its Lua object is closed and every one of its handles has run
  * its close callback.  Those handles are referenced (keep the loop alive)
  * only while a transfer is running, so an idle pool does not keep a
@@ -52,6 +52,12 @@
 /* The response's header block, 1xx and trailers included; curl already
  * refuses a single header line over CURL_MAX_HTTP_HEADER (100 KiB). */
 #define MAX_HEAD (256 * 1024)
+/* "No timeout" for curl's connect timeout, where 0 means curl's own 300 s:
+ * 24 days, longer than any TCP stack keeps trying. */
+#define NO_CONNECT_TIMEOUT ((long)INT_MAX)
+/* The longest timeout option, in seconds (11.6 days): longer is taken for
+ * a mistake (milliseconds?) rather than clamped; false means none. */
+#define MAX_TIMEOUT 1000000
 
 /* ---- types ------------------------------------------------------------ */
 
@@ -71,6 +77,9 @@ struct session {
   lasync_host *h;
   CURLM *multi;
   uv_timer_t timer;
+  uv_timer_t read_timer; /* read_timeout: the earliest stalled transfer */
+  uint64_t read_due;     /* when read_timer fires (loop ms); 0: stopped */
+  long connect_ms, read_ms; /* the session's defaults (0: none) */
   host_link socks;   /* open sock handles */
   host_link active;  /* xfers in the multi handle */
   host_link waiters; /* waitq: tasks waiting for a slot (wait_data: xfer) */
@@ -97,7 +106,9 @@ typedef struct xfer {
   long status;
   curl_off_t max_body;   /* -1: no cap (a stream is never capped here) */
   curl_off_t received;
-  long timeout_ms, connect_timeout_ms, max_redirs;
+  long timeout_ms, connect_timeout_ms, read_timeout_ms, max_redirs;
+  uint64_t last_io;      /* loop ms of the last byte received (read_timeout) */
+  curl_off_t up_seen;    /* request body bytes sent at the last check */
   CURLcode result;
   unsigned char state, want;
   unsigned char has_slot, stream, follow, verify, ready, paused;
@@ -112,6 +123,10 @@ typedef struct xfer {
   unsigned char tries;      /* sends since the last response began */
   unsigned char not_retried; /* stopped curl from sending it again */
   unsigned char special; /* options beyond the pooled handles' base set */
+  unsigned char sent;    /* connected, the request on its way (read_timeout
+                            applies from then on) */
+  unsigned char read_expired; /* ended by read_timeout */
+  unsigned char stalled; /* past its read deadline at the last check */
   char err[CURL_ERROR_SIZE];
   uint64_t trace_t0;     /* when it was sent, if LASYNC_TRACE is on */
 } xfer;
@@ -147,6 +162,7 @@ static void sock_close(sock *k) {
 static void set_ref(session *s, int on) {
   void (*fn)(uv_handle_t *) = on ? uv_ref : uv_unref;
   fn((uv_handle_t *)&s->timer);
+  fn((uv_handle_t *)&s->read_timer);
   for (host_link *l = s->socks.next; l != &s->socks; l = l->next)
     fn((uv_handle_t *)&host_container_of(l, sock, link)->poll);
 }
@@ -156,7 +172,11 @@ static void running_inc(session *s) {
 }
 
 static void running_dec(session *s) {
-  if (--s->nrunning == 0) set_ref(s, 0);
+  if (--s->nrunning == 0) {
+    set_ref(s, 0);
+    uv_timer_stop(&s->read_timer); /* an idle session is never woken */
+    s->read_due = 0;
+  }
 }
 
 static size_t on_write(char *d, size_t size, size_t n, void *ud);
@@ -201,7 +221,7 @@ static void slot_release(session *s) {
  * sets only its own pointers and URL.  Proxies from the environment are
  * not used unless asked for (aiohttp's trust_env=False): it also spares a
  * getenv() round per request. */
-static void set_base(CURL *e) {
+static void set_base(session *s, CURL *e) {
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -214,6 +234,8 @@ static void set_base(CURL *e) {
   curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
   curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, DEFAULT_MAX_BODY);
   curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   s->connect_ms ? s->connect_ms : NO_CONNECT_TIMEOUT);
 }
 
 /* A handle goes back to the pool in its base state: a plain request only
@@ -226,7 +248,7 @@ static void pool_put(session *s, CURL *e, int special) {
   }
   if (special) {
     curl_easy_reset(e);
-    set_base(e);
+    set_base(s, e);
   } else {
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
     curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
@@ -378,6 +400,66 @@ static void on_timeout(uv_timer_t *tm) {
   check_done(s);
 }
 
+/* ---- read_timeout ------------------------------------------------------ */
+
+/* read_timeout is ours, not curl's low-speed limit (an average over whole
+ * seconds, which a burst keeps above the limit for seconds after the
+ * server went quiet): a transfer fails when nothing arrives, and no byte
+ * of its request body leaves, for that long once the request is on its
+ * way.  Bytes only stamp x->last_io; one timer per session fires at the
+ * earliest deadline and looks at every running transfer, so a busy
+ * transfer restarts no timer and an idle session has none running. */
+static void on_read_timer(uv_timer_t *tm);
+
+static void read_timer_want(session *s, uint64_t due) {
+  if (s->read_due && s->read_due <= due) return;
+  uint64_t now = uv_now(s->h->loop);
+  s->read_due = due;
+  uv_timer_start(&s->read_timer, on_read_timer, due > now ? due - now : 0, 0);
+}
+
+static void xfer_complete(xfer *x, CURLcode rc);
+
+/* A transfer past its deadline is looked at once more a millisecond later,
+ * after the loop has polled its sockets: bytes that came while the loop
+ * was busy (a long Lua step, a stopped process) are not a silent server. */
+static void on_read_timer(uv_timer_t *tm) {
+  session *s = host_container_of(tm, session, read_timer);
+  uint64_t now = uv_now(s->h->loop), next = 0;
+  host_link *l = s->active.next;
+  s->read_due = 0;
+  while (l != &s->active) {
+    xfer *x = host_container_of(l, xfer, link);
+    l = l->next; /* x may leave the list */
+    if (!x->read_timeout_ms || !x->sent || x->paused) continue;
+    curl_off_t up = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    if (up != x->up_seen) {
+      x->up_seen = up;
+      x->last_io = now;
+      x->stalled = 0;
+    }
+    uint64_t due = x->last_io + (uint64_t)x->read_timeout_ms;
+    if (due <= now) {
+      if (x->stalled) {
+        x->read_expired = 1;
+        xfer_complete(x, CURLE_OPERATION_TIMEDOUT);
+        continue;
+      }
+      x->stalled = 1;
+      due = now + 1;
+    }
+    if (!next || due < next) next = due;
+  }
+  if (next) read_timer_want(s, next);
+}
+
+/* A byte came, or the reader took the paused stream's data. */
+static void read_io(xfer *x) {
+  x->last_io = uv_now(x->s->h->loop);
+  x->stalled = 0;
+}
+
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
                      void *socketp) {
   session *s = userp;
@@ -437,6 +519,7 @@ static int is_redirect(long code) {
 static size_t on_header(char *d, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   size_t len = size * n;
+  read_io(x);
   if (x->ready) return len; /* trailers */
   if (len >= 5 && memcmp(d, "HTTP/", 5) == 0) {
     x->head.len = 0; /* a new response: after a redirect or a 1xx */
@@ -473,6 +556,7 @@ static size_t on_header(char *d, size_t size, size_t n, void *ud) {
 static size_t on_write(char *d, size_t size, size_t n, void *ud) {
   xfer *x = ud;
   size_t len = size * n;
+  read_io(x);
   if (x->stream) {
     if (!x->ready) mark_ready(x);
     if (x->body.len >= STREAM_HIGH) { /* the consumer is slower */
@@ -525,6 +609,10 @@ static int on_prereq(void *ud, char *ip_remote, char *ip_local, int port_remote,
     return CURL_PREREQFUNC_ABORT;
   }
   x->tries++;
+  x->sent = 1; /* connected: from now on, read_timeout */
+  read_io(x);
+  if (x->read_timeout_ms)
+    read_timer_want(x->s, x->last_io + (uint64_t)x->read_timeout_ms);
   return CURL_PREREQFUNC_OK;
 }
 
@@ -537,13 +625,25 @@ static int giant_header(xfer *x) {
   return x->result == CURLE_OUT_OF_MEMORY && !x->oom && x->received == 0;
 }
 
+/* curl reports a malformed chunked body (a chunk size that is not hex,
+ * too long, a missing CRLF) as CURLE_RECV_ERROR, the code of a reset
+ * socket too; only its text tells them apart.  Every such message of
+ * curl's chunk decoder names it: 7.x "Illegal or missing hexadecimal
+ * sequence in chunked-encoding", 8.x "chunk hex-length char not a hex
+ * digit", "invalid chunk size"; a socket error reads "Recv failure: ...". */
+static int bad_chunk(xfer *x) {
+  return x->result == CURLE_RECV_ERROR && strstr(x->err, "chunk") != NULL;
+}
+
 /* "reset": the connection was closed or reset before the whole answer
- * came (a kind of its own so that a retry policy can name it). */
+ * came (a kind of its own so that a retry policy can name it);
+ * "protocol": the server's answer broke HTTP, which sending it again
+ * would not mend. */
 static const char *error_kind(xfer *x) {
   if (x->too_large) return "body_too_large";
   if (x->head_too_large || giant_header(x)) return "headers_too_large";
   if (x->not_retried) return "reset";
-  if (x->bad_answer) return "protocol";
+  if (x->bad_answer || bad_chunk(x)) return "protocol";
   switch (x->result) {
   case CURLE_GOT_NOTHING:
   case CURLE_SEND_ERROR:
@@ -615,6 +715,9 @@ static void xfer_error_text(xfer *x, char *msg, size_t size) {
              : "not sent again since the method is not idempotent");
   else if (x->oom)
     snprintf(msg, size, "out of memory");
+  else if (x->read_expired)
+    snprintf(msg, size, "nothing from the server for %.3g s (read_timeout)",
+             x->read_timeout_ms / 1000.0);
   else
     snprintf(msg, size, "%s",
              x->err[0] ? x->err : curl_easy_strerror(x->result));
@@ -640,6 +743,20 @@ static void trace_xfer(lua_State *L, xfer *x) {
     host_trace_http(t->h, t, x->trace_t0, lua_tostring(L, 2), url, x->status,
                     x->body.len, NULL);
   }
+}
+
+/* A timeout option at index idx in milliseconds (rounded up): nil is
+ * dflt, false is 0 (none).  http.lua has checked it and named the
+ * caller; this keeps anything else from reaching curl. */
+static long timeout_ms(lua_State *L, int idx, const char *name, long dflt) {
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL) return dflt;
+  if (t == LUA_TBOOLEAN && !lua_toboolean(L, idx)) return 0;
+  lua_Number sec = lua_tonumber(L, idx);
+  if (t != LUA_TNUMBER || !(sec > 0 && sec <= MAX_TIMEOUT))
+    luaL_error(L, "asyncio.http: option '%s' must be a number of seconds in "
+                  "(0, %d] or false", name, MAX_TIMEOUT);
+  return (long)(sec * 1000 + 0.999);
 }
 
 /* ---- the session object ----------------------------------------------- */
@@ -696,6 +813,7 @@ static int session_close_hook(host_handle *hd, lua_State *L) {
   curl_multi_cleanup(s->multi);
   s->multi = NULL;
   uv_close((uv_handle_t *)&s->timer, handle_closed);
+  uv_close((uv_handle_t *)&s->read_timer, handle_closed);
   return 1;
 }
 
@@ -705,11 +823,15 @@ static int l_close(lua_State *L) {
   return 0;
 }
 
-/* core.session(limit, limit_per_host) -> session object */
+/* core.session(limit, limit_per_host, connect_timeout, read_timeout)
+ * -> session object; the timeouts (seconds, or false: none) are its
+ * requests' defaults, given by http.lua. */
 static int l_session(lua_State *L) {
   lasync_host *h = HOST(L);
   lua_Integer limit = luaL_optinteger(L, 1, 100);
   lua_Integer per_host = luaL_optinteger(L, 2, 0);
+  long connect_ms = timeout_ms(L, 3, "connect_timeout", 0);
+  long read_ms = timeout_ms(L, 4, "read_timeout", 0);
   luaL_argcheck(L, limit >= 0, 1, "limit must be >= 0");
   luaL_argcheck(L, per_host >= 0, 2, "limit_per_host must be >= 0");
   host_handle **box = host_handle_newbox(L, SESSION_MT, 0);
@@ -726,9 +848,14 @@ static int l_session(lua_State *L) {
     free(s);
     return luaL_error(L, "asyncio.http: cannot create a curl multi handle");
   }
+  uv_timer_init(h->loop, &s->read_timer); /* cannot fail: no system call */
   s->timer.data = s;
-  s->nhandles = 1;
+  s->read_timer.data = s;
+  s->nhandles = 2;
   uv_unref((uv_handle_t *)&s->timer);
+  uv_unref((uv_handle_t *)&s->read_timer);
+  s->connect_ms = connect_ms;
+  s->read_ms = read_ms;
   host_handle_init(&s->hd, &SESSION_TYPE, h);
   host_handle_attach(box, &s->hd);
   long maxconn = limit ? (long)(limit < 100000 ? limit : 100000) : 100;
@@ -778,15 +905,9 @@ static int perform_cancel(host_task *t, int woken) {
   return 0;
 }
 
-static long opt_ms(lua_State *L, int o, const char *name) {
-  long ms = 0;
-  if (lua_getfield(L, o, name) != LUA_TNIL) {
-    lua_Number sec = lua_tonumber(L, -1);
-    if (!lua_isnumber(L, -1) || !(sec > 0))
-      luaL_error(L, "asyncio.http: option '%s' must be a positive number of "
-                    "seconds", name);
-    ms = sec * 1000 > LONG_MAX / 2 ? LONG_MAX / 2 : (long)(sec * 1000 + 0.999);
-  }
+static long opt_ms(lua_State *L, int o, const char *name, long dflt) {
+  lua_getfield(L, o, name);
+  long ms = timeout_ms(L, -1, name, dflt);
   lua_pop(L, 1);
   return ms;
 }
@@ -800,14 +921,17 @@ static int opt_bool(lua_State *L, int o, const char *name, int dflt) {
 
 /* Reads the normalized options (made by http.lua) into x.  Raises on a
  * bad value, before anything is held. */
-static void read_options(lua_State *L, xfer *x) {
+static void read_options(lua_State *L, session *s, xfer *x) {
   x->follow = 1;
   x->verify = 1;
   x->max_redirs = 10;
   x->max_body = DEFAULT_MAX_BODY;
+  x->connect_timeout_ms = s->connect_ms;
+  x->read_timeout_ms = s->read_ms;
   if (lua_isnil(L, 4)) return;
-  x->timeout_ms = opt_ms(L, 4, "timeout");
-  x->connect_timeout_ms = opt_ms(L, 4, "connect_timeout");
+  x->timeout_ms = opt_ms(L, 4, "timeout", 0);
+  x->connect_timeout_ms = opt_ms(L, 4, "connect_timeout", s->connect_ms);
+  x->read_timeout_ms = opt_ms(L, 4, "read_timeout", s->read_ms);
   x->follow = opt_bool(L, 4, "follow_redirects", 1);
   x->verify = opt_bool(L, 4, "verify", 1);
   x->stream = opt_bool(L, 4, "stream", 0);
@@ -890,7 +1014,7 @@ static int start(lua_State *L, host_task *t, xfer *x) {
   if (s->npool) {
     e = s->pool[--s->npool];
   } else if ((e = curl_easy_init())) {
-    set_base(e);
+    set_base(s, e);
   }
   if (!e) {
     xfer_close(x, L);
@@ -910,14 +1034,15 @@ static int start(lua_State *L, host_task *t, xfer *x) {
   lua_pop(L, 1);
   int get = strcmp(method, "GET") == 0 && !body;
   x->special = !get || x->hdrs || !x->follow || x->max_redirs != 10 ||
-               x->timeout_ms || x->connect_timeout_ms || !x->verify ||
+               x->timeout_ms || x->connect_timeout_ms != s->connect_ms ||
+               !x->verify ||
                x->max_body != DEFAULT_MAX_BODY || !lua_isnil(L, 4);
   if (x->special) {
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)x->follow);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, x->max_redirs);
     if (x->timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms);
-    if (x->connect_timeout_ms)
-      curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms
+                     ? x->connect_timeout_ms : NO_CONNECT_TIMEOUT);
     if (!x->verify) {
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -1042,7 +1167,7 @@ static int l_perform(lua_State *L) {
   host_handle_attach(box, &x->hd); /* two holds: the transfer, the box */
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, X_IDX, 1); /* the session outlives its transfers */
-  read_options(L, x);
+  read_options(L, s, x);
   x->idempotent = is_idempotent(lua_tostring(L, 2));
   x->s = s;
   if (s->inflight < s->limit) {
@@ -1073,6 +1198,9 @@ static int take_chunk(lua_State *L, xfer *x) {
     x->body.len = 0;
     if (x->paused && x->easy) {
       x->paused = 0;
+      read_io(x); /* the server's silence so far was ours */
+      if (x->read_timeout_ms)
+        read_timer_want(x->s, x->last_io + (uint64_t)x->read_timeout_ms);
       curl_easy_pause(x->easy, CURLPAUSE_CONT);
     }
     return 1;
@@ -1133,13 +1261,13 @@ static int l_fs(lua_State *L) {
 
 static const char *const REQUEST_OPTIONS[] = {
     "method", "headers", "body", "json", "query", "timeout", "connect_timeout",
-    "follow_redirects", "max_redirects", "verify", "cafile", "max_body",
-    "proxy", "stream", "retry", "json_codec", NULL};
+    "read_timeout", "follow_redirects", "max_redirects", "verify", "cafile",
+    "max_body", "proxy", "stream", "retry", "json_codec", NULL};
 
 static const char *const SESSION_OPTIONS[] = {
     "limit", "limit_per_host", "headers", "base_url", "timeout",
-    "connect_timeout", "follow_redirects", "max_redirects", "verify",
-    "cafile", "max_body", "proxy", "retry", "json_codec", NULL};
+    "connect_timeout", "read_timeout", "follow_redirects", "max_redirects",
+    "verify", "cafile", "max_body", "proxy", "retry", "json_codec", NULL};
 
 /* core.getdate(s) -> seconds since the epoch of an HTTP date (Retry-After
  * may be one), or nil when s is not a date curl can read. */
@@ -1211,6 +1339,8 @@ LASYNC_API int luaopen_asyncio_http(lua_State *L) {
   lua_setfield(L, -2, "StatusError");
   lua_pushstring(L, curl_version());
   lua_setfield(L, -2, "curl_version");
+  lua_pushinteger(L, MAX_TIMEOUT);
+  lua_setfield(L, -2, "MAX_TIMEOUT");
   host_new_type(L, RESPONSE_MT, NULL, NULL, 0); /* http.lua fills it */
   luaL_getmetatable(L, RESPONSE_MT);
   lua_call(L, 2, 1);

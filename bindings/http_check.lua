@@ -3,7 +3,7 @@
 local I = ...
 local core = I.core
 local argerror, checktype = I.argerror, I.checktype
-local ipairs = ipairs
+local ipairs, type = ipairs, type
 
 -- A CR or LF in a header, the method or the URL would let the caller's
 -- data end the line and start another header or a second request
@@ -34,19 +34,49 @@ local function checkurl(url, n, fname)
   return checkline(url, n, fname, "url")
 end
 
+-- The timeout options: seconds, or false for none (nil: the default).
+local TIMEOUTS = {"timeout", "connect_timeout", "read_timeout"}
+local MAX_TIMEOUT = core.MAX_TIMEOUT
+-- Flags: a string "no" or a 0 would be true to Lua, and verify = 0 would
+-- leave verification on for a caller who meant off.
+local FLAGS = {"follow_redirects", "verify", "stream"}
+
+-- What a bad value was, for the message: a number as written, else its type.
+local function shown(v)
+  if v ~= v then return "nan" end
+  return type(v) == "number" and ("%.14g"):format(v) or type(v)
+end
+
 -- Unknown keys, and the values that are checked before a request exists.
+-- Each message names the option and what it was given.
 local function checkoptions(opts, n, fname, which)
   local bad = core.unknown_option(opts, which)
   if bad then argerror(n, fname, ("unknown option '%s'"):format(bad)) end
+  local function refuse(k, must)
+    argerror(n, fname, ("option '%s' must be %s, got %s"):format(k, must, shown(opts[k])))
+  end
   for _, k in ipairs{"proxy", "cafile"} do
     if opts[k] ~= nil then
-      checktype(opts[k], n, fname, "string")
+      if type(opts[k]) ~= "string" then refuse(k, "a string") end
       checkline(opts[k], n, fname, ("option '%s'"):format(k))
     end
   end
+  for _, k in ipairs(TIMEOUTS) do
+    local v = opts[k]
+    if v ~= nil and v ~= false and not (type(v) == "number" and v > 0 and v <= MAX_TIMEOUT) then
+      refuse(k, ("a number of seconds in (0, %d] or false (no limit)"):format(MAX_TIMEOUT))
+    end
+  end
+  for _, k in ipairs(FLAGS) do
+    if opts[k] ~= nil and type(opts[k]) ~= "boolean" then refuse(k, "true or false") end
+  end
+  local mr = opts.max_redirects
+  if mr ~= nil and not (math.type(mr) == "integer" and mr >= 0) then
+    refuse("max_redirects", "an integer >= 0")
+  end
   local mb = opts.max_body
   if mb ~= nil and mb ~= false and not (math.type(mb) == "integer" and mb >= 0) then
-    argerror(n, fname, "option 'max_body' must be an integer >= 0 or false")
+    refuse("max_body", "an integer >= 0 or false")
   end
 end
 

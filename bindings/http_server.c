@@ -29,6 +29,7 @@ static const host_handle_type SERVER_TYPE = {SERVER_MT, "server",
 
 static void on_timer(uv_timer_t *t);
 static void on_again(uv_idle_t *i);
+static void sweep_soon(web_server *s);
 
 /* How many times in a row libmicrohttpd may ask to run again at once
  * (a timeout of 0) before it waits a millisecond between runs.  During a
@@ -57,6 +58,8 @@ static void server_run(web_server *s) {
   MHD_UNSIGNED_LONG_LONG ms = 0;
   int timed = 0;
   unsigned long acts = s->acts;
+  /* whatever this run reads, the sweep looks after it (on_sweep) */
+  sweep_soon(s);
   /* A few runs back to back while libmicrohttpd has work at once (GnuTLS
    * records already read): one loop turn per run cost HTTPS a quarter
    * of its requests per second under wrk. */
@@ -139,16 +142,27 @@ static web_conn *conn_of(struct MHD_Connection *c) {
 
 static void on_sweep(uv_timer_t *t);
 
-/* The sweep runs only while there are connections: a server nobody is
- * connected to wakes for nothing.  A quarter of header_timeout, and at
- * least every WEB_SWEEP_MS for the clients gone mid-request (a recv per
- * such connection: that costs nothing to speak of). */
-static void sweep_start(web_server *s) {
-  if (uv_is_closing((uv_handle_t *)&s->sweep)) return;
+/* The sweep runs only after libmicrohttpd has run (it may have read the
+ * bytes a FIN hid behind: on_sweep), within a quarter of header_timeout
+ * and at most WEB_SWEEP_MS later, and at the next header deadline.  An
+ * idle keep-alive connection costs one wake-up at its deadline; a server
+ * nobody is connected to, none. */
+static uint64_t sweep_every(web_server *s) {
   uint64_t every = (uint64_t)(s->header_timeout * 250) + 1;
-  if (every > WEB_SWEEP_MS) every = WEB_SWEEP_MS;
-  uv_timer_start(&s->sweep, on_sweep, every, every);
+  return every > WEB_SWEEP_MS ? WEB_SWEEP_MS : every;
 }
+
+static void sweep_in(web_server *s, uint64_t ms) {
+  if (s->stopped || uv_is_closing((uv_handle_t *)&s->sweep) ||
+      host_list_empty(&s->conns))
+    return;
+  if (uv_is_active((uv_handle_t *)&s->sweep) &&
+      uv_timer_get_due_in(&s->sweep) <= ms)
+    return;
+  uv_timer_start(&s->sweep, on_sweep, ms, 0);
+}
+
+static void sweep_soon(web_server *s) { sweep_in(s, sweep_every(s)); }
 
 static void on_connection(void *cls, struct MHD_Connection *c,
                           void **socket_context,
@@ -161,9 +175,9 @@ static void on_connection(void *cls, struct MHD_Connection *c,
     if (!wc) return;
     wc->c = c;
     wc->since = uv_now(s->hd.h->loop);
-    if (host_list_empty(&s->conns)) sweep_start(s);
     host_list_push(&s->conns, &wc->link);
     *socket_context = wc;
+    sweep_soon(s);
   } else if (wc) {
     s->run_again = 1;
     host_list_remove(&wc->link);
@@ -423,10 +437,13 @@ static void on_sweep(uv_timer_t *t) {
   web_server *s = t->data;
   uint64_t now = uv_now(s->hd.h->loop);
   uint64_t limit = (uint64_t)(s->header_timeout * 1000);
+  uint64_t next = UINT64_MAX; /* the next header deadline */
   for (host_link *l = s->conns.next; l != &s->conns; l = l->next) {
     web_conn *wc = host_container_of(l, web_conn, link);
     if (wc->in_request && !wc->in_body) continue;
     if (wc->in_request || now - wc->since < limit) {
+      if (!wc->in_request && wc->since + limit < next)
+        next = wc->since + limit;
       shut_if_gone(wc);
       continue;
     }
@@ -437,6 +454,11 @@ static void on_sweep(uv_timer_t *t) {
     if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
     wc->since = now; /* once */
   }
+  /* A gone client's FIN, when libmicrohttpd reads what came before it,
+   * is a new edge on its epoll (on_poll, then the sweep again), and
+   * bytes read later are read by a run (server_run): no need to look
+   * again before either, but at the deadline. */
+  if (next != UINT64_MAX) sweep_in(s, next - now + 1);
 }
 
 /* ---- Lua: listen, next, port, close -------------------------------------- */

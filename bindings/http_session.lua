@@ -13,12 +13,19 @@ local Session = {}
 Session.__index = Session
 Session.__name = "asyncio.http.Session"
 
-local DEFAULT_KEYS = {"timeout", "connect_timeout", "follow_redirects",
+local DEFAULT_KEYS = {"timeout", "follow_redirects",
   "max_redirects", "verify", "cafile", "max_body", "proxy"}
 
--- http.Session{limit=100, limit_per_host=0, timeout=, connect_timeout=,
---   headers=, base_url=, verify=, cafile=, proxy=, follow_redirects=,
---   max_redirects=, max_body=, retry=, json_codec=}
+-- The timeouts every request has unless it or its session says otherwise
+-- (seconds; false: none).  A server that accepts and never answers, or
+-- goes quiet mid-body, fails in read_timeout; a long download that keeps
+-- moving is never cut (no total timeout by default).  The C half holds
+-- them per session, so a plain s:get(url) needs no options table.
+local CONNECT_TIMEOUT, READ_TIMEOUT = 30, 60
+
+-- http.Session{limit=100, limit_per_host=0, timeout=, connect_timeout=30,
+--   read_timeout=60, headers=, base_url=, verify=, cafile=, proxy=,
+--   follow_redirects=, max_redirects=, max_body=, retry=, json_codec=}
 function http.Session(opts)
   checktype(opts, 1, "Session", "table", true)
   opts = opts or {}
@@ -44,8 +51,11 @@ function http.Session(opts)
       defaults[k] = opts[k]
     end
   end
+  local connect_timeout, read_timeout = opts.connect_timeout, opts.read_timeout
+  if connect_timeout == nil then connect_timeout = CONNECT_TIMEOUT end
+  if read_timeout == nil then read_timeout = READ_TIMEOUT end
   local self = setmetatable({
-    _core = core.session(limit, per_host),
+    _core = core.session(limit, per_host, connect_timeout, read_timeout),
     _defaults = defaults,
     _retry = retry or nil,
     _json = codec,
@@ -54,6 +64,8 @@ function http.Session(opts)
     headers = opts.headers,
     base_url = opts.base_url,
     timeout = opts.timeout,
+    connect_timeout = connect_timeout,
+    read_timeout = read_timeout,
   }, Session)
   self._plain = not defaults and not opts.headers and not retry and not codec
   return self

@@ -81,8 +81,28 @@ static int l_real_time(lua_State *L) {
  * task and handle records it: host/where.c). */
 static int l_task_origin(lua_State *L) {
   host_task *t = host_check_task_arg(L, 1);
-  if (t->created.src) host_push_where(L, &t->created);
+  if (t->created_src) host_push_created(L, t);
   else lua_pushnil(L);
+  return 1;
+}
+
+/* _task_bytes(task) -> the bytes of the Lua heap the Task object takes:
+ * its record and the userdata around it (one user value: the thread),
+ * measured by making one like it with the collector held.  What W2 pays
+ * per task depends on it (docs/performance.md: the pool's size classes). */
+static int l_task_bytes(lua_State *L) {
+  size_t size = lua_rawlen(L, 1);
+  host_check_task_arg(L, 1);
+  int running = lua_gc(L, LUA_GCISRUNNING);
+  lua_gc(L, LUA_GCSTOP);
+  size_t before = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 +
+                  (size_t)lua_gc(L, LUA_GCCOUNTB);
+  lua_newuserdatauv(L, size, 1);
+  size_t after = (size_t)lua_gc(L, LUA_GCCOUNT) * 1024 +
+                 (size_t)lua_gc(L, LUA_GCCOUNTB);
+  lua_pop(L, 1);
+  if (running) lua_gc(L, LUA_GCRESTART);
+  lua_pushinteger(L, (lua_Integer)(after - before));
   return 1;
 }
 
@@ -328,6 +348,7 @@ static const luaL_Reg funcs[] = {{"_set_clock", l_set_clock},
                                  {"wait_idle", l_wait_idle},
                                  {"real_time", l_real_time},
                                  {"_task_origin", l_task_origin},
+                                 {"_task_bytes", l_task_bytes},
                                  {"_handles", l_handles},
                                  {"_close_handle", l_close_handle},
                                  {"_handle_id", l_handle_id},

@@ -3,8 +3,8 @@
  * where it is stuck, taken while it is stuck; resources left open at exit
  * are reported with where they were opened.
  *
- * The traceback comes from a watchdog thread: it wakes a few times per
- * slow_callback_duration and, when one step has run too long, sets a hook
+ * The traceback comes from a watchdog thread: it sleeps until the running
+ * step's slow_callback_duration is over and, if that step still runs, sets a hook
  * on the Lua thread that runs it -- lua_sethook is the one call that may
  * be made from outside the running thread (lua.c makes it from its SIGINT
  * handler).  The hook runs on the loop's thread at the next instruction,
@@ -14,7 +14,13 @@
  *
  * The loop thread marks each step's start and end under the watchdog's
  * mutex (only in debug mode), so the watchdog never hooks a thread whose
- * step ended (whose task may be gone). */
+ * step ended (whose task may be gone).
+ *
+ * With no step to watch (the loop waits for I/O, the step was hooked, or
+ * only the inspector uses this record) the watchdog sleeps without a
+ * deadline and the next step's start wakes it: an idle program in debug
+ * mode, or one `lasync ps` can ask, does not wake at all.  A busy loop
+ * wakes it at most once per slow_callback_duration. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +34,9 @@ struct host_debug {
   lasync_host *h;
   pthread_t thread;
   pthread_mutex_t mu;
-  pthread_cond_t cond;
+  pthread_cond_t cond;     /* the inspector's probe is done */
+  pthread_cond_t wake;     /* the watchdog: a step began, or quit */
+  int dozing;              /* the watchdog sleeps without a deadline */
   uint64_t slow_ns;       /* slow_callback_duration */
   uint64_t step_start;    /* uv_hrtime() at the step's start, 0: none */
   lua_State *step_L;      /* the thread that runs the step */
@@ -63,7 +71,7 @@ static const char *push_who(lua_State *L, host_task *t) {
   if (!t || t->state == TASK_DONE) return lua_pushliteral(L, "a callback");
   host_task_push(L, t);
   host_task_push_name(L, -1);
-  if (t->created.src) host_push_where(L, &t->created);
+  if (t->created_src) host_push_created(L, t);
   else lua_pushliteral(L, "the host (a main chunk)");
   lua_pushfstring(L, "<Task name='%s' created at %s>", lua_tostring(L, -2),
                   lua_tostring(L, -1));
@@ -147,8 +155,8 @@ int host_debug_blocked(lasync_host *h, char *buf, size_t size,
   else if (t && d->step_seq == seq)
     snprintf(buf, size, "the loop is blocked for %.3f seconds by Task-%u "
              "(created at %s:%d), in C code (no Lua traceback yet)", secs,
-             (unsigned)t->id, t->created.src ? t->created.src : "?",
-             t->created.line);
+             (unsigned)t->id, t->created_src ? t->created_src : "?",
+             t->created_line);
   else if (d->step_seq == seq)
     snprintf(buf, size, "the loop is blocked for %.3f seconds by a "
              "callback, in C code", secs);
@@ -164,23 +172,29 @@ static void *watchdog(void *arg) {
   host_debug *d = arg;
   pthread_mutex_lock(&d->mu);
   while (!d->quit) {
-    uint64_t period = d->slow_ns / 4 > 1000000 ? d->slow_ns / 4 : 1000000;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + period;
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
-    pthread_cond_timedwait(&d->cond, &d->mu, &ts);
-    if (d->quit) break;
-    if (d->slow_on && d->step_start && d->step_L &&
-        d->hooked_seq != d->step_seq &&
-        uv_hrtime() - d->step_start > d->slow_ns) {
+    if (!d->slow_on || !d->step_start || !d->step_L ||
+        d->hooked_seq == d->step_seq) {
+      d->dozing = 1; /* nothing to watch: until a step begins */
+      pthread_cond_wait(&d->wake, &d->mu);
+      d->dozing = 0;
+      continue;
+    }
+    uint64_t now = uv_hrtime(), due = d->step_start + d->slow_ns;
+    if (now > due) {
       d->hooked_seq = d->step_seq;
       d->hooked_reported = 0;
       lua_sethook(d->step_L, stuck_hook,
                   LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT,
                   1);
+      continue;
     }
+    /* until this step's deadline (a later step's is later still) */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (due - now) + 1;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_cond_timedwait(&d->wake, &d->mu, &ts);
   }
   pthread_mutex_unlock(&d->mu);
   return NULL;
@@ -193,6 +207,10 @@ void host_debug_step_begin(host_debug *d, lua_State *L) {
   d->step_seq++;
   d->step_L = L;
   d->step_start = uv_hrtime();
+  if (d->dozing) {
+    d->dozing = 0; /* once: the watchdog clears it too */
+    pthread_cond_signal(&d->wake);
+  }
   pthread_mutex_unlock(&d->mu);
 }
 
@@ -231,9 +249,11 @@ static host_debug *debug_get(lasync_host *h) {
   d->slow_ns = 100000000u;
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->cond, NULL);
+  pthread_cond_init(&d->wake, NULL);
   if (pthread_create(&d->thread, NULL, watchdog, d)) {
     pthread_mutex_destroy(&d->mu);
     pthread_cond_destroy(&d->cond);
+    pthread_cond_destroy(&d->wake);
     free(d);
     return NULL;
   }
@@ -253,6 +273,7 @@ int host_debug_set(lasync_host *h, int on, double slow) {
   pthread_mutex_lock(&d->mu);
   if (slow > 0) d->slow_ns = (uint64_t)(slow * 1e9);
   d->slow_on = on;
+  pthread_cond_signal(&d->wake); /* a step may be running already */
   pthread_mutex_unlock(&d->mu);
   debug_maybe_free(h);
   return 0;
@@ -278,11 +299,12 @@ void host_debug_free(lasync_host *h) {
   if (!d) return;
   pthread_mutex_lock(&d->mu);
   d->quit = 1;
-  pthread_cond_signal(&d->cond);
+  pthread_cond_signal(&d->wake);
   pthread_mutex_unlock(&d->mu);
   pthread_join(d->thread, NULL);
   pthread_mutex_destroy(&d->mu);
   pthread_cond_destroy(&d->cond);
+  pthread_cond_destroy(&d->wake);
   h->debug = NULL;
   free(d);
 }

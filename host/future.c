@@ -214,10 +214,8 @@ void host_future_cancel_for(lasync_future *f, host_task *t) {
   if (f->state != FUT_PENDING) return;
   lua_State *L = t->h->cbL;
   int top = lua_gettop(L), msg = 0;
-  if (t->cancel_msg_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
+  if (host_task_push_rare(L, t, HOST_RARE_MSG))
     msg = lua_gettop(L);
-  }
   host_future_cancel(L, f, msg);
   lua_settop(L, top);
 }

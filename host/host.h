@@ -182,16 +182,17 @@ enum {
   TF_MUST_CANCEL = 1 << 3, /* deliver CancelledError at the next resume/park */
   TF_THROW = 1 << 4,       /* the value pushed for the resume is an error */
   TF_RETRIEVED = 1 << 5,   /* the failure was looked at by someone */
-  /* 1 << 6 is free */
+  TF_HAS_MSG = 1 << 6,     /* has a cancel message (host_task_rare) */
   TF_CANCELLING = 1 << 7,   /* inside its cancel hook (await cycles) */
   TF_DEFER_CANCEL = 1 << 8, /* woken with a result: cancel at the next park */
   TF_NO_STACK = 1 << 9,     /* host_wake had no room for the values: raise */
   TF_WOKE_SELF = 1 << 10,   /* woken in its own step: ready at its end */
   TF_CTX_DATA = 1 << 11,    /* parked with ctx == data: k gets wait_data */
   TF_CTX_SLOT = 1 << 12,    /* parked with another ctx: on co at `base` */
-  TF_MSG_FIXED = 1 << 13    /* a cancel reached its wait: later ones keep
+  TF_MSG_FIXED = 1 << 13,   /* a cancel reached its wait: later ones keep
                              * that message (as asyncio: the awaited future
                              * got it) until the task resumes */
+  TF_HAS_REPORT = 1 << 14   /* has a failure's report (host_task_rare) */
 };
 
 /* The record is most of what an idle task costs besides its Lua thread
@@ -210,22 +211,48 @@ struct host_task {
   host_cancel_fn wait_cancel;
   void *wait_data;
   host_task_stats stats;   /* tokio-console's per-task figures */
-  host_where created;      /* where create_task was called (where.c) */
+  /* where create_task was called (where.c), a host_where kept as two
+   * fields: the line sits among the 32-bit ones, not in the 4 bytes of
+   * padding a host_where carries (host_task_created gives it whole) */
+  const char *created_src;
+  int created_line;
   int ref;                 /* slot in the host's pending table */
   int base;                /* co's stack top below the values its next
                               resume passes (its arguments: the wake's) */
   int ncancels;            /* Python's cancelling() */
-  int cancel_msg_ref;      /* registry ref of cancel(msg), or LUA_NOREF */
-  int report_ref;          /* registry ref of its failure's report (origin.c) */
   uint32_t steps, wakes;   /* stats: resumes, and wake-ups */
-  uint32_t trace_flow;     /* the wake flow its next step ends (trace.c) */
   uint32_t id;
   unsigned char state;
   unsigned char outcome;
   unsigned short flags;
+  /* Not here, to keep the record at 184 bytes (the Task userdata in the
+   * pool's 240-byte class): the cancel message and the failure's report
+   * (task.c's rare values, TF_HAS_MSG / TF_HAS_REPORT), the wake flow a
+   * traced task's next step ends (trace.c, by pending slot). */
 };
 
 #define HOST_TASK_MT "asyncio.Task"
+
+static inline host_where host_task_created(const host_task *t) {
+  host_where w = {t->created_src, t->created_line};
+  return w;
+}
+/* Pushes "src:line" where t was created (or "?").  [-0, +1] */
+static inline const char *host_push_created(lua_State *L, const host_task *t) {
+  host_where w = host_task_created(t);
+  return host_push_where(L, &w);
+}
+
+/* A task's rare values, kept outside the record in host tables keyed by
+ * its address (task.c): the message of cancel(msg), the report of its
+ * failure (origin.c). */
+enum { HOST_RARE_MSG, HOST_RARE_REPORT };
+/* Pushes t's value `which`, or nil (returns 0 then).  [-0, +1] */
+int host_task_push_rare(lua_State *L, host_task *t, int which);
+/* Sets t's value `which` to the value on top (popped); nil removes it.
+ * Setting a new one may raise (out of memory); removing never does.
+ * [-1, +0] */
+void host_task_set_rare(lua_State *L, host_task *t, int which);
 
 /* The running task of thread L, or NULL (plain coroutines and the main
  * thread are not tasks).  Task threads keep their record pointer in
@@ -518,6 +545,8 @@ struct lasync_host {
   host_link closeables;   /* bindings' resources to close at stop */
   char *last_error;
   const char *where_last; /* where.c: the last interned source */
+  const char *where_source; /* where.c: its chunk's source string (anchored),
+                               or NULL */
   /* The task t awaits (task:await(), asyncio.run inside a task), or NULL;
    * set by the task bindings, for the places that follow a chain of
    * awaits (deadlock messages, the call graph). */

@@ -70,12 +70,7 @@ static void push_name(lua_State *L, host_task *t) {
 
 /* Pushes the record {report, traceback, name} of t's failure, or nil. */
 static int push_record(lua_State *L, host_task *t) {
-  if (t->report_ref == LUA_NOREF) {
-    lua_pushnil(L);
-    return 0;
-  }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, t->report_ref);
-  return 1;
+  return host_task_push_rare(L, t, HOST_RARE_REPORT);
 }
 
 void host_task_push_report_of(lua_State *L, host_task *t) {
@@ -97,9 +92,9 @@ void host_task_push_traceback_of(lua_State *L, host_task *t) {
 }
 
 void host_task_drop_report(lua_State *L, host_task *t) {
-  if (t->report_ref == LUA_NOREF) return;
-  luaL_unref(L, LUA_REGISTRYINDEX, t->report_ref);
-  t->report_ref = LUA_NOREF;
+  if (!(t->flags & TF_HAS_REPORT)) return;
+  lua_pushnil(L);
+  host_task_set_rare(L, t, HOST_RARE_REPORT);
 }
 
 /* Pushes the origin list noted for the error at err (its reports' records),
@@ -197,14 +192,13 @@ void host_task_record_failure(lua_State *L, host_task *t, lua_State *where,
   lua_rawseti(L, rec, R_TRACEBACK);
   push_name(L, t);
   lua_rawseti(L, rec, R_NAME);
-  host_task_drop_report(L, t);
-  t->report_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  host_task_set_rare(L, t, HOST_RARE_REPORT); /* replaces an earlier one */
   lua_settop(L, top);
 }
 
 void host_task_note_origin(lua_State *L, host_task *me, int err,
                            host_task *from, int level) {
-  if (from->report_ref == LUA_NOREF || me->state == TASK_DONE) return;
+  if (!(from->flags & TF_HAS_REPORT) || me->state == TASK_DONE) return;
   int top = lua_gettop(L);
   err = lua_absindex(L, err);
   luaL_checkstack(L, 6, "error report");
@@ -221,7 +215,7 @@ void host_task_note_origin(lua_State *L, host_task *me, int err,
   lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
   for (lua_Integer i = 1; i <= n; i++) { /* noted once per task */
     lua_rawgeti(L, -1, i);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, from->report_ref);
+    push_record(L, from);
     int seen = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
     if (seen) {
@@ -229,7 +223,7 @@ void host_task_note_origin(lua_State *L, host_task *me, int err,
       return;
     }
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, from->report_ref);
+  push_record(L, from);
   lua_rawseti(L, -2, n + 1);
   push_chain(L, me, lua_gettop(L), level);
   set_field(L, err);

@@ -65,6 +65,9 @@ struct host_lines {
   char *buf;            /* READ_CHUNK bytes for the request */
   char *pending;        /* bytes read and not yet given as lines */
   size_t plen, pcap;
+  uv_poll_t wait0;      /* a non-blocking fd 0 we did not make: until it is
+                           readable (else reads would spin on EAGAIN) */
+  int wait0_open, polling;
 };
 
 
@@ -72,20 +75,58 @@ struct host_lines {
 
 static void start_read(host_lines *in);
 
+static void wait0_closed(uv_handle_t *hd) { free(hd->data); }
+
+/* The thread-pool reads' memory; `in` itself once wait0 is closed. */
+static void plain_free(host_lines *in) {
+  free(in->buf);
+  free(in->pending);
+  in->buf = in->pending = NULL;
+  if (in->wait0_open)
+    uv_close((uv_handle_t *)&in->wait0, wait0_closed);
+  else
+    free(in);
+}
+
+static void on_readable(uv_poll_t *p, int status, int events) {
+  host_lines *in = p->data;
+  (void)status, (void)events; /* an error or a hang-up: the read says */
+  uv_poll_stop(p);
+  in->polling = 0;
+  start_read(in);
+}
+
+/* fd 0 is non-blocking (a shell or parent made it so): read again once
+ * the loop sees it readable, not at once nor after a fixed pause (the
+ * prompt would wake the process a hundred times a second). */
+static void wait_readable(host_lines *in) {
+  if (!in->wait0_open) {
+    if (uv_poll_init(in->h->loop, &in->wait0, 0) != 0) {
+      usleep(10000); /* not pollable: a slow retry is all there is */
+      start_read(in);
+      return;
+    }
+    in->wait0.data = in;
+    in->wait0_open = 1;
+  }
+  in->polling = 1;
+  uv_poll_start(&in->wait0, UV_READABLE, on_readable);
+}
+
 static void on_read(uv_fs_t *req) {
   host_lines *in = req->data;
   ssize_t n = req->result;
   uv_fs_req_cleanup(req);
   in->reading = 0;
   if (in->closed) {
-    free(in->buf);
-    free(in->pending);
-    free(in);
+    plain_free(in);
     return;
   }
-  if (n == UV_EINTR || n == UV_EAGAIN) { /* a signal (Ctrl-C), or a
-    non-blocking fd 0 we did not make: try again */
-    if (n == UV_EAGAIN) usleep(10000);
+  if (n == UV_EAGAIN) {
+    wait_readable(in);
+    return;
+  }
+  if (n == UV_EINTR) { /* a signal (Ctrl-C): try again */
     start_read(in);
     return;
   }
@@ -109,7 +150,7 @@ static void on_read(uv_fs_t *req) {
 }
 
 static void start_read(host_lines *in) {
-  if (in->reading || in->eof) return;
+  if (in->reading || in->polling || in->eof) return;
   uv_buf_t b = uv_buf_init(in->buf, READ_CHUNK);
   in->req.data = in;
   if (uv_fs_read(in->h->loop, &in->req, 0, &b, 1, -1, on_read) == 0)
@@ -501,11 +542,15 @@ void host_lines_close(host_lines *in) {
     uv_cancel((uv_req_t *)&in->req);
     return;
   }
-  free(in->buf);
-  free(in->pending);
-  in->buf = in->pending = NULL;
+  if (in->polling) {
+    uv_poll_stop(&in->wait0);
+    in->polling = 0;
+  }
 #ifdef LASYNC_READLINE
-  if (in->nhandles) {
+  if (in->nhandles) { /* editing: wait0 was never opened */
+    free(in->buf);
+    free(in->pending);
+    in->buf = in->pending = NULL;
     int n = in->nhandles;
     uv_handle_t *hs[3] = {(uv_handle_t *)&in->poll, (uv_handle_t *)&in->redraw,
                           (uv_handle_t *)&in->winch};
@@ -513,5 +558,5 @@ void host_lines_close(host_lines *in) {
     return;
   }
 #endif
-  free(in);
+  plain_free(in);
 }

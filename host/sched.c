@@ -417,13 +417,11 @@ int host_task_cancel(host_task *t, lua_State *L, int msgidx) {
   if (t->h->trace) host_trace_cancel(t->h, t);
   t->ncancels++;
   if (!(t->flags & TF_MSG_FIXED)) { /* else the first one was delivered */
-    if (t->cancel_msg_ref != LUA_NOREF)
-      luaL_unref(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
-    t->cancel_msg_ref = LUA_NOREF;
-    if (msgidx && !lua_isnoneornil(L, msgidx)) {
+    if (msgidx && !lua_isnoneornil(L, msgidx))
       lua_pushvalue(L, msgidx);
-      t->cancel_msg_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    }
+    else
+      lua_pushnil(L);
+    host_task_set_rare(L, t, HOST_RARE_MSG);
   }
   if (!(t->flags & TF_PARKED)) { /* running, or not started yet */
     t->flags |= TF_MUST_CANCEL;

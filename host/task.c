@@ -140,14 +140,57 @@ void host_task_push_name(lua_State *L, int idx) {
   lua_pushfstring(L, "Task-%I", (lua_Integer)t->id);
 }
 
+/* ---- rare values: a cancel message, a failure's report ---------------- */
+
+/* Most tasks have neither, so they are not in the record (two registry
+ * refs were 8 of its bytes): each kind is a table in the registry (under
+ * the address of its key here), mapping the record's address to the
+ * value.  A flag says whether t has one, so a task without costs nothing;
+ * the entry goes before the record can be reused (task_gc), so a key is
+ * never another task's. */
+static const char rare_key[2];
+static const unsigned short rare_flag[2] = {TF_HAS_MSG, TF_HAS_REPORT};
+
+int host_task_push_rare(lua_State *L, host_task *t, int which) {
+  if (!(t->flags & rare_flag[which])) {
+    lua_pushnil(L);
+    return 0;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &rare_key[which]);
+  lua_rawgetp(L, -1, t);
+  lua_remove(L, -2);
+  return 1;
+}
+
+void host_task_set_rare(lua_State *L, host_task *t, int which) {
+  int drop = lua_isnil(L, -1);
+  if (drop && !(t->flags & rare_flag[which])) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &rare_key[which]) != LUA_TTABLE) {
+    lua_pop(L, 1); /* the first value of its kind: drop cannot be here */
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &rare_key[which]);
+  }
+  lua_rotate(L, -2, 1); /* [table value] */
+  lua_rawsetp(L, -2, t); /* a new key may raise; the flag is not set yet */
+  lua_pop(L, 1);
+  if (drop)
+    t->flags &= (unsigned short)~rare_flag[which];
+  else
+    t->flags |= rare_flag[which];
+}
+
 /* ---- the task body ------------------------------------------------------ */
 
 /* The message keeps its type (cancel(5) gives 5, as asyncio's args do);
  * converting it here would run a __tostring outside any protection. */
 void host_task_push_cancelled(lua_State *L, host_task *t) {
   host_error_new(L, "CancelledError", "");
-  if (t->cancel_msg_ref != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_msg_ref);
+  if (t->flags & TF_HAS_MSG) {
+    host_task_push_rare(L, t, HOST_RARE_MSG);
     lua_setfield(L, -2, "message");
   }
 }
@@ -210,17 +253,18 @@ host_task *host_task_spawn(lasync_host *h, lua_State *L, int nargs) {
   t->h = h;
   t->co = co;
   t->id = (uint32_t)++h->next_task_id;
-  t->cancel_msg_ref = LUA_NOREF;
-  t->report_ref = LUA_NOREF;
-  host_where_note(h, L, &t->created);
+  host_where created;
+  host_where_note(h, L, &created);
+  t->created_src = created.src;
+  t->created_line = created.line;
   t->stats.created = t->stats.queued = uv_hrtime();
-  if (h->trace) host_trace_wake(h, t);
   *(host_task **)lua_getextraspace(co) = t;
   lua_rotate(L, fn, 1); /* [task fn args...] */
   lua_pushcfunction(co, body);
   lua_pushcfunction(co, body_msgh);
   lua_xmove(L, co, nargs + 1);
   t->ref = pending_anchor(L, h);
+  if (h->trace) host_trace_wake(h, t); /* the flow is kept by t->ref */
   /* only now its __gc: anchoring may fail (the pending table grows), and
    * a pending Task collected is taken for the state closing */
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->task_mt_ref); /* not by name */
@@ -287,9 +331,9 @@ void host_task_finish(lasync_host *h, host_task *t) {
   task_end(h, t);
   pending_release(cb, h, t->ref);
   t->ref = LUA_NOREF;
-  if (t->cancel_msg_ref != LUA_NOREF) {
-    luaL_unref(cb, LUA_REGISTRYINDEX, t->cancel_msg_ref);
-    t->cancel_msg_ref = LUA_NOREF;
+  if (t->flags & TF_HAS_MSG) {
+    lua_pushnil(cb);
+    host_task_set_rare(cb, t, HOST_RARE_MSG);
   }
   /* a stopping host closes after the done callbacks run (sched.c) */
 }
@@ -351,8 +395,8 @@ void host_task_unlisten(host_listener *l) { host_list_remove(&l->link); }
 
 int host_task_cancel_for(host_task *target, host_task *from) {
   lua_State *L = from->h->cbL;
-  if (from->cancel_msg_ref == LUA_NOREF) return host_task_cancel(target, L, 0);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, from->cancel_msg_ref);
+  if (!(from->flags & TF_HAS_MSG)) return host_task_cancel(target, L, 0);
+  host_task_push_rare(L, from, HOST_RARE_MSG);
   int passed = host_task_cancel(target, L, lua_gettop(L));
   lua_pop(L, 1);
   return passed;
@@ -379,10 +423,10 @@ static void never_retrieved(lasync_host *h, lua_State *L, host_task *t) {
   int top = lua_gettop(L);
   lua_pushvalue(t->co, 1);
   lua_xmove(t->co, L, 1);
-  if (host_debug_on(h) && t->created.src) /* where it was made */
+  if (host_debug_on(h) && t->created_src) /* where it was made */
     lua_pushfstring(L, "Task exception was never retrieved (Task-%I, "
                        "created at %s:%d)", (lua_Integer)t->id,
-                    t->created.src, t->created.line);
+                    t->created_src, t->created_line);
   else
     lua_pushfstring(L, "Task exception was never retrieved (Task-%I)",
                     (lua_Integer)t->id);
@@ -391,7 +435,7 @@ static void never_retrieved(lasync_host *h, lua_State *L, host_task *t) {
   lua_setfield(L, -2, "task");
   host_task_push_report_of(L, t);
   lua_setfield(L, -2, "traceback");
-  host_push_where(L, &t->created);
+  host_push_created(L, t);
   lua_setfield(L, -2, "source");
   host_call_exception_handler(h, L, -1);
   lua_settop(L, top);
@@ -417,6 +461,10 @@ static int task_gc(lua_State *L) {
     never_retrieved(h, L, t);
   }
   host_task_drop_report(L, t);
+  if (t->flags & TF_HAS_MSG) { /* a task collected pending (closing) */
+    lua_pushnil(L);
+    host_task_set_rare(L, t, HOST_RARE_MSG);
+  }
   return 0;
 }
 

@@ -55,7 +55,30 @@ struct host_trace {
                          track, while its fire runs; 0 otherwise */
   uint64_t t0;
   uint32_t next_flow;
+  /* The flow each pending task's next step ends, by its slot in the
+   * pending table (t->ref: small and dense, and a task is pending from
+   * its wake to its step), so that the task record needs no field for
+   * it; flows[0] is unused. */
+  uint32_t *flows;
+  size_t nflows;
 };
+
+/* The flow slot of pending task t, or NULL (no memory: the flow is not
+ * drawn). */
+static uint32_t *flow_of(host_trace *tr, const host_task *t) {
+  size_t i = t->ref > 0 ? (size_t)t->ref : 0;
+  if (i == 0) return NULL;
+  if (i >= tr->nflows) {
+    size_t n = tr->nflows ? tr->nflows : 64;
+    while (n <= i) n *= 2;
+    uint32_t *f = realloc(tr->flows, n * sizeof *f);
+    if (!f) return NULL;
+    memset(f + tr->nflows, 0, (n - tr->nflows) * sizeof *f);
+    tr->flows = f;
+    tr->nflows = n;
+  }
+  return &tr->flows[i];
+}
 
 static int owns_text(const trace_ev *e) {
   return e->type == EV_NAME || e->type == EV_IO || e->type == EV_HTTP;
@@ -109,8 +132,9 @@ void host_trace_step(lasync_host *h, host_task *t, uint64_t start,
   e->task = t->id;
   e->where = w.src;
   e->line = w.line;
-  e->flow = t->trace_flow;
-  t->trace_flow = 0;
+  uint32_t *flow = flow_of(tr, t);
+  e->flow = flow ? *flow : 0;
+  if (flow) *flow = 0;
 }
 
 void host_trace_wake(lasync_host *h, host_task *t) {
@@ -123,7 +147,9 @@ void host_trace_wake(lasync_host *h, host_task *t) {
   e->task = t->id;
   e->from = from ? from->id : 0;
   e->line = by_timer;
-  e->flow = t->trace_flow = ++tr->next_flow;
+  uint32_t *flow = flow_of(tr, t);
+  e->flow = ++tr->next_flow;
+  if (flow) *flow = e->flow;
 }
 
 void host_trace_cancel(lasync_host *h, host_task *t) {
@@ -393,6 +419,7 @@ void host_trace_finish(lasync_host *h) {
   for (size_t i = 0; i < tr->cap && i < tr->n; i++)
     if (owns_text(&tr->ev[i])) free((char *)tr->ev[i].where);
   free(tr->ev);
+  free(tr->flows);
   free(tr->path);
   free(tr);
 }

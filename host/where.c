@@ -17,7 +17,8 @@
 static const char SOURCES_KEY[] = "lasync.where_sources";
 
 static int is_user_frame(const lua_Debug *ar) {
-  return ar->currentline > 0 && strncmp(ar->source, "=asyncio/", 9) != 0;
+  return ar->currentline > 0 &&
+         (ar->source[0] != '=' || strncmp(ar->source, "=asyncio/", 9) != 0);
 }
 
 int host_where_frame(lua_State *L, int level, lua_Debug *ar) {
@@ -30,23 +31,39 @@ int host_where_frame(lua_State *L, int level, lua_Debug *ar) {
 }
 
 /* The short source, kept in a registry table for the state's life so the
- * record may point at it (and another thread may read it: ps). */
-static const char *intern(lasync_host *h, lua_State *L, const char *src) {
-  if (h->where_last && strcmp(h->where_last, src) == 0) return h->where_last;
-  if (!lua_checkstack(L, 3)) return NULL;
+ * record may point at it (and another thread may read it: ps).  The chunk
+ * last seen is known by its source string itself when Lua interns it (a
+ * short one, up to 40 bytes: "@dir/file.lua"): that string is anchored
+ * in the same table, so its address stays its own, and a spawn from the
+ * same chunk as the last one compares one pointer instead of the text. */
+static const char *intern(lasync_host *h, lua_State *L, const lua_Debug *ar) {
+  if (ar->source == h->where_source) return h->where_last;
+  if (h->where_last && strcmp(h->where_last, ar->short_src) == 0)
+    return h->where_last;
+  if (!lua_checkstack(L, 4)) return NULL;
   if (lua_getfield(L, LUA_REGISTRYINDEX, SOURCES_KEY) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);
     lua_pushvalue(L, -1);
     lua_setfield(L, LUA_REGISTRYINDEX, SOURCES_KEY);
   }
-  lua_pushstring(L, src);
+  lua_pushstring(L, ar->short_src);
   lua_pushvalue(L, -1);
   lua_rawset(L, -3); /* the string is its own key: anchored */
-  lua_pushstring(L, src);
+  lua_pushstring(L, ar->short_src);
   lua_rawget(L, -2);
   h->where_last = lua_tostring(L, -1);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
+  h->where_source = NULL;
+  lua_pushstring(L, ar->source);
+  if (lua_tostring(L, -1) == ar->source) { /* the chunk's own string */
+    lua_pushvalue(L, -1);
+    lua_rawset(L, -3);
+    h->where_source = ar->source;
+  } else {
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   return h->where_last;
 }
 
@@ -59,7 +76,7 @@ void host_where_note(lasync_host *h, lua_State *L, host_where *w) {
   w->src = NULL;
   w->line = 0;
   if (host_where_frame(L, 1, &ar) < 0) return;
-  w->src = intern(h, L, ar.short_src);
+  w->src = intern(h, L, &ar);
   w->line = ar.currentline;
 }
 

@@ -49,6 +49,30 @@ print("ok")
     assert.is_true(stuck < line and line < caller and caller < done and done < took, err)
   end)
 
+  -- the watchdog sleeps without a deadline while no step runs (and after
+  -- it hooked one): the next step's start must wake it every time
+  it("after the loop was idle, and again after a step it hooked, reports the next stuck step while stuck", function()
+    local path = helper.tmpname(".lua")
+    helper.write_file(path, BUSY .. [[
+for i = 1, 2 do
+  asyncio.sleep(0.3)
+  busy(0.5)
+  io.stderr:write("busy-done " .. i .. "\n")
+end
+]])
+    local out, err, status = helper.sh(helper.cmd .. " -X debug " .. helper.quote(path))
+    os.remove(path)
+    assert.are.equal("", out)
+    assert.are.equal(0, status, err)
+    local pos = 1
+    for i = 1, 2 do
+      local stuck = err:find("has kept the loop busy for 0%.%d+ seconds %(slow_callback_duration 0%.100%); it is at:\nstack traceback:\n", pos)
+      local done = err:find("busy-done " .. i .. "\n", pos, true)
+      assert.truthy(stuck and done and stuck < done, err)
+      pos = done
+    end
+  end)
+
   it("is turned on by LASYNC_DEBUG=1 (not under -E) and set_debug, with slow_callback_duration", function()
     -- (valgrind runs one thread at a time: the watchdog needs longer)
     local script = BUSY .. ("busy(%g)\n"):format(0.3 * helper.slow)

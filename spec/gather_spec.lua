@@ -43,6 +43,38 @@ describe("gather", function()
     assert.is_true(blocked < 0.2 * helper.slow, ("blocked %.3f of %.3f"):format(blocked, dt))
   end)
 
+  it("builds one list of n slots, not two: the results take the children's places", function()
+    local n = 2000
+    local tasks = {}
+    for i = 1, n do tasks[i] = asyncio.create_task(function() return i end) end
+    asyncio.sleep(0) -- all of them end
+    local function gathered(list)
+      collectgarbage()
+      collectgarbage("stop")
+      local before = collectgarbage("count")
+      local r = asyncio.gather(list)
+      local used = (collectgarbage("count") - before) * 1024
+      collectgarbage("restart")
+      return r, used
+    end
+    local r, used = gathered(tasks)
+    for i = 1, n do assert.are.equal(i, r[i]) end
+    assert.are.equal(n, #r)
+    -- one array of n values is 16 n bytes; two (the children, then a
+    -- results table) were 32 n
+    assert.is_true(used < 24 * n, used)
+    -- the results may have holes where a task returned nothing
+    local holes = {}
+    for i = 1, 3 do
+      holes[i] = asyncio.create_task(function() if i ~= 2 then return i end end)
+    end
+    assert.are.same({1, nil, 3}, asyncio.gather(holes))
+    assert.are.same({1, nil, 3}, asyncio.gather(holes[1], holes[2], holes[3]))
+    -- the list given is left as it was
+    assert.are.equal(tasks[1], tasks[1]:done() and tasks[1])
+    assert.are.equal(n, #tasks)
+  end)
+
   it("takes tasks and functions, varargs or a table", function()
     local t = asyncio.create_task(function() return 1 end)
     assert.are.same({1, 2}, asyncio.gather(t, function() return 2 end))
@@ -127,5 +159,25 @@ describe("gather", function()
     local ok2, err2 = pcall(asyncio.gather, {function() end, "x"})
     assert.is_false(ok2)
     assert.matches("item 2: task or function expected, got string", err2)
+  end)
+
+  it("a refused argument after pending children leaves them unwatched, and a later gather takes them", function()
+    local ev = asyncio.Event()
+    local done = asyncio.create_task(function() return "early" end)
+    asyncio.sleep(0)
+    local a = asyncio.create_task(function() ev:wait() return "a" end)
+    local b = asyncio.create_task(function() ev:wait() return "b" end)
+    for _ = 1, 50 do -- half-made gather records are garbage, not listeners
+      assert.is_false(pcall(asyncio.gather, done, a, b, 42))
+      assert.is_false(pcall(asyncio.gather, {a, done, b, "x"}))
+    end
+    collectgarbage()
+    ev:set()
+    asyncio.sleep(0) -- a and b end: nothing may be told of it but their awaiters
+    local c = asyncio.create_task(function() asyncio.sleep(0) return "c" end)
+    -- done before, pending, done, pending: each child in its own slot
+    assert.are.same({"early", "c", "a", "b"}, asyncio.gather(done, c, a, b))
+    local d = asyncio.create_task(function() asyncio.sleep(0) return "d" end)
+    assert.are.same({"a", "d", "early"}, asyncio.gather{a, d, done})
   end)
 end)

@@ -417,6 +417,21 @@ describe("asyncio.http.server limits", function()
     end, {idle_timeout = 1, header_timeout = 5})
   end)
 
+  -- the gone-client sweep no longer runs every half second: an idle
+  -- keep-alive connection is cut by the one timer set for its deadline
+  it("closes an idle keep-alive connection at header_timeout, from one timer", function()
+    with_server(echo, function(srv)
+      local r, w = asyncio.open_connection("127.0.0.1", srv.port)
+      w:write("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+      local t0 = asyncio.time()
+      local all = asyncio.wait_for(function() return r:read() end, 5 * helper.slow)
+      assert.matches("^HTTP/1.1 200", all)
+      local dt = asyncio.time() - t0
+      assert.is_true(dt >= 0.9 and dt < 3 * helper.slow, "took " .. dt)
+      w:close()
+    end, {idle_timeout = 60, header_timeout = 1})
+  end)
+
   it("serves no more than max_connections at once", function()
     with_server(echo, function(srv)
       local conns = {}

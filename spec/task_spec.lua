@@ -138,6 +138,81 @@ describe("tasks", function()
     for i, t in ipairs(quick) do assert.are.equal(-((i - 1) % 40 + 1), t:result()) end
   end)
 
+  it("a Task takes at most 240 bytes of the Lua heap (the pool's 240-byte class, W2)", function()
+    local testing = require("asyncio.testing")
+    local t = asyncio.create_task(function() end)
+    -- the record was 200 bytes (256 with the userdata around it): the
+    -- cancel message, the failure's report and the trace's flow moved out
+    assert.is_true(testing._task_bytes(t) <= 240, testing._task_bytes(t))
+    t:await()
+  end)
+
+  it("keeps each task's cancel message and failure report while records are reused", function()
+    local kept = {}
+    for i = 1, 60 do
+      local f = asyncio.create_task(function() error("boom-" .. i) end)
+      local c = asyncio.create_task(function() asyncio.sleep(10) end)
+      local plain = asyncio.create_task(function() asyncio.sleep(10) end)
+      asyncio.sleep(0)
+      c:cancel("msg-" .. i)
+      plain:cancel()
+      local ok, err = pcall(c.await, c)
+      assert.is_false(ok)
+      assert.are.equal("msg-" .. i, err.message)
+      ok, err = pcall(plain.await, plain)
+      assert.is_false(ok)
+      -- not an earlier task's message, whose record this one may reuse
+      assert.is_nil(tostring(err.message):find("msg-", 1, true))
+      assert.is_false(pcall(f.await, f))
+      if i % 10 == 0 then kept[i] = f end
+      f, c, plain = nil, nil, nil
+      collectgarbage()
+    end
+    for i, f in pairs(kept) do
+      local out = io.tmpfile()
+      f:print_stack({ file = out })
+      out:seek("set")
+      local text = out:read("a")
+      out:close()
+      assert.truthy(text:find("boom-" .. i, 1, true), text)
+      assert.is_nil(text:find("boom-" .. (i + 1), 1, true), text)
+    end
+  end)
+
+  it("records where each task was made while spawns alternate between chunks", function()
+    local long = "@" .. string.rep("d/", 30) .. "long.lua" -- not a short string
+    local long2 = "@" .. string.rep("e/", 30) .. "long.lua"
+    local names = { "@a.lua", "=chunk b", long, "@a.lua", long2, "=asyncio/x.lua" }
+    local spawners = {}
+    for i, name in ipairs(names) do
+      -- line i of each chunk spawns: the line tells them apart too
+      spawners[i] = assert(load(string.rep("\n", i - 1) ..
+        "local f = ... return asyncio.create_task(f)", name))
+    end
+    local seen = {}
+    for round = 1, 3 do
+      for i = 1, #names do
+        local t = spawners[i](function() end)
+        local at = t:stats().created_at
+        if i == 6 then -- asyncio's own chunk: the user's line that called it
+          assert.matches("task_spec%.lua:%d+$", at)
+        else
+          local _, _, src, line = at:find("^(.*):(%d+)$")
+          assert.are.equal(i, tonumber(line), at)
+          if i == 1 or i == 4 then assert.are.equal("a.lua", src) end
+          if i == 2 then assert.are.equal("chunk b", src) end
+          if i == 3 or i == 5 then -- shortened by Lua, distinct at the end
+            assert.matches((i == 3 and "d/" or "e/") .. "long%.lua$", src)
+          end
+          if round > 1 then assert.are.equal(seen[i], at) end
+          seen[i] = at
+        end
+        t:await()
+      end
+      collectgarbage()
+    end
+  end)
+
   it("runs done callbacks with the task, soon after it ends, in order", function()
     local log = helper.log()
     local t = asyncio.create_task(function() return 1 end)
