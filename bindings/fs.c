@@ -43,6 +43,7 @@ fs_req *fs_req_new(lua_State *L, fs_state *st, host_task *t,
   r->st = st;
   r->task = t;
   r->loop = st->h->loop;
+  r->h = st->h;
   r->fd = -1;
   host_list_push(&st->reqs, &r->link);
   return r;
@@ -122,6 +123,7 @@ void fs_on_done(uv_fs_t *u) {
   fs_req *r = u->data;
   ssize_t res = u->result;
   uv_fs_type type = u->fs_type;
+  host_clock_progress(r->h);
   if (type == UV_FS_STAT || type == UV_FS_LSTAT || type == UV_FS_FSTAT)
     r->statbuf = u->statbuf;
   if (type != UV_FS_SCANDIR) uv_fs_req_cleanup(u); /* entries read in k */

@@ -53,6 +53,7 @@ struct fs_req {
   host_task *task;     /* NULL once orphaned */
   fs_file *file;       /* the file this request works on (holds a ref) */
   uv_loop_t *loop;
+  lasync_host *h;      /* told of each step that ends (the virtual clock) */
   void (*next)(fs_req *r, ssize_t res); /* the chain's next step */
   int (*finish)(lua_State *L, fs_req *r); /* in the task: the results */
   void (*after)(fs_req *r);             /* what follows a write */

@@ -135,6 +135,9 @@ void host_clock_advance(lasync_host *h, uint64_t ns);
  * before the batch (after the poll) and after it. */
 void host_clock_before_batch(lasync_host *h);
 void host_clock_after_batch(lasync_host *h);
+/* A libuv request of a chain ended (a step of a file operation): work in
+ * flight moved, so a virtual clock's quiet time counts from now. */
+void host_clock_progress(lasync_host *h);
 void host_timers_close(lasync_host *h);
 
 /* ---- tasks ------------------------------------------------------------ */

@@ -53,7 +53,9 @@ describe("course scripts", function()
         "gather %[2%]:   yandex.ru", "gather %[3%]:   rambler.ru", "gather %[4%]:   mail.ru"})
       local secs = number_after(out, "took ")
       assert.is_true(secs >= d * 0.9, out)
-      assert.is_true(secs * 3 < 4 * d, "not 3x faster than sequential: " .. out)
+      -- concurrent: under half the sequential 4 * d (a tighter 4/3 * d
+      -- failed at 1.55 * d under ASan on a loaded machine)
+      assert.is_true(secs < 2 * d, "not 2x faster than sequential: " .. out)
     end)
 
     it("request_tasks.lua: results printed as they become ready", function()
@@ -72,7 +74,7 @@ describe("course scripts", function()
       in_order(out, {"request 1 %-> 1 Anna Ivanova\n", "request 2 %-> 2 Ivan Petrov, 3 Olga Smirnova\n",
         "request 3 %-> 4 Sergey Volkov\n", "request 4 %-> 5 Maria Popova\n"})
       local secs = number_after(out, "4 API calls in ")
-      assert.is_true(secs * 3 < 4 * d, out)
+      assert.is_true(secs < 2 * d, "not 2x faster than sequential (4 * d): " .. out)
       assert.matches("without a token: VK error 5: User authorization failed", out)
     end)
   end)
@@ -114,10 +116,14 @@ describe("course scripts", function()
     end)
 
     it("echo_server.lua --serve: a real server that nc could talk to, stopping by itself", function()
-      local port = tonumber((helper.sh([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])))
+      -- port 0: the script binds one the kernel picks and prints it (a
+      -- port picked here could be taken before the script binds it)
       local out_file = helper.tmpname(".out")
-      local pid = tonumber((helper.sh(("%s scripts/echo_server.lua --serve %g --port %d >%s 2>&1 & echo $!")
-        :format(helper.cmd, 1.5 * slow, port, out_file))))
+      local pid = tonumber((helper.sh(("%s scripts/echo_server.lua --serve %g --port 0 >%s 2>&1 & echo $!")
+        :format(helper.cmd, 1.5 * slow, out_file))))
+      local port = tonumber(helper.wait_until(function()
+        return helper.read_file(out_file):match("serving on 127%.0%.0%.1:(%d+)")
+      end, 10, "the echo server's port"))
       local reply
       local deadline = asyncio.time() + 10 * slow
       while not reply and asyncio.time() < deadline do
@@ -283,7 +289,7 @@ describe("course scripts", function()
       local out = ok_run("parsers.lua", "--count 5 --delay " .. d)
       in_order(out, {"5 parsers in", "1%. news%-1\n", "2%. news%-2\n", "5%. news%-5\n",
         "6%. HTTPStatusError: 404", "without return_exceptions: HTTPStatusError: 404"})
-      assert.is_true(number_after(out, "5 parsers in ") * 3 < 5 * d, out)
+      assert.is_true(number_after(out, "5 parsers in ") < 2.5 * d, "not 2x faster than sequential (5 * d): " .. out)
     end)
 
     it("coordination.lua: Event, Semaphore and Queue", function()

@@ -6,6 +6,53 @@ local assert = require "luassert"
 -- Upper time bounds are multiplied by this under ASan (3) and valgrind (10).
 helper.slow = tonumber(os.getenv("LASYNC_SLOW")) or 1
 
+-- Waits (in the running task) until pred() returns a true value and
+-- returns that value; fails, naming `what`, after `sec` seconds (scaled by
+-- helper.slow).  For a condition another process, thread or task brings
+-- about: a fixed sleep is too short on a loaded machine.
+function helper.wait_until(pred, sec, what)
+  local deadline = asyncio.time() + sec * helper.slow
+  while true do
+    local v = pred()
+    if v then return v end
+    if asyncio.time() > deadline then error("timed out waiting for " .. what, 2) end
+    asyncio.sleep(0.01)
+  end
+end
+
+-- A loopback port nobody listens on, kept that way: a process binds it
+-- without listening (a connect is refused) and holds it, so no other
+-- process can take it meanwhile, until release() is called.  (A port
+-- freed again after bind(0) may be taken by anyone before it is used.)
+-- Returns the port and release.
+function helper.refusing_port()
+  local holder = asyncio.create_subprocess_exec("python3", {"-c", [[
+import socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()]]}, {stdin = "pipe", stdout = "pipe"})
+  local port = tonumber(holder.stdout:readline())
+  return port, function()
+    holder.stdin:close()
+    holder:wait()
+  end
+end
+
+-- A clock of the time this process's main thread has spent blocked
+-- (asleep in a poll, a timer, a lock), in seconds: the wall clock less
+-- what /proc/self/schedstat counts on a CPU and waiting for one.  The
+-- difference of two readings is the time a program waited on its own,
+-- which a loaded machine does not stretch (it stretches the wait for a
+-- CPU instead): bound that, not the wall time, where the code's own
+-- waiting is the point.
+function helper.blocked_clock()
+  local f = assert(io.open("/proc/self/schedstat"))
+  local run, queued = f:read("n", "n")
+  f:close()
+  return asyncio.time() - (run + queued) / 1e9
+end
+
 local function absolute(path)
   if path:sub(1, 1) == "/" then return path end
   return (os.getenv("PWD") or ".") .. "/" .. path

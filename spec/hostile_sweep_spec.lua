@@ -81,13 +81,17 @@ for s in socks:
         if s.recv(100) == b"": closed += 1
     except Exception as e:
         closed += 1
-print(closed, round(time.time() - t), flush=True)
+print(closed, round(time.time() - t, 2), flush=True)
 ]]):format(srv.port))
     local c0, t0 = cpu_seconds(), asyncio.get_event_loop():time()
-    local out = asyncio.wait_for(function() return p.stdout:readline() end, 15)
+    local out = asyncio.wait_for(function() return p.stdout:readline() end, 15 * helper.slow)
     p:wait()
     local cpu = cpu_seconds() - c0
-    assert.matches("^40 [01]\n$", out)
+    -- all 40 closed, about 1 s after they connected (the slack is scaled:
+    -- a loaded machine fires the deadline late)
+    local closed, secs = out:match("^(%d+) ([%d.]+)\n$")
+    assert.are.equal("40", closed, out)
+    assert.is_true(tonumber(secs) < 1.5 * helper.slow, out)
     assert.are.equal(0, calls)
     assert.is_true(cpu < 0.2 * helper.slow, "cpu " .. cpu)
   end)
@@ -297,14 +301,17 @@ time.sleep(30)
     local http = require "asyncio.http"
     local big = ("d"):rep(16 << 20)
     local srv = web.serve(function() return big end, "127.0.0.1", 0, {ssl = th.server_ctx()})
-    local t0 = asyncio.time()
+    -- the back-off made the loop sleep: count the time the loop thread
+    -- was blocked, not the wall time a loaded machine stretches (10.6 s
+    -- under ASan with ctest -j6 on two busy cores, against 3 * 3)
+    local t0, b0 = asyncio.time(), helper.blocked_clock()
     local r = http.fetch(("https://localhost:%d/"):format(srv.port), {cafile = th.certs().ca})
-    local took = asyncio.time() - t0
+    local took, blocked = asyncio.time() - t0, helper.blocked_clock() - b0
     srv:close()
     srv:wait_closed()
     th.cleanup()
     assert.are.equal(16 << 20, #r.body)
-    assert.is_true(took < 3 * helper.slow, ("%.1f s"):format(took))
+    assert.is_true(blocked < 1 * helper.slow, ("blocked %.1f s of %.1f s"):format(blocked, took))
   end)
 
   -- A Python client that POSTs an n-byte body, half-closes (SHUT_WR) and
@@ -443,9 +450,10 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
   it("send() and ping() while our close handshake runs raise, instead of dropping the data", function()
     local websocket = require "asyncio.websocket"
     local got = {}
+    local answer = asyncio.Event()
     local srv = web.serve(function(req)
       local ws = req:websocket()
-      asyncio.sleep(0.5) -- answers the close late
+      answer:wait() -- answers the close late: once the client has tried
       while true do
         local m = ws:receive()
         if not m then break end
@@ -461,6 +469,7 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
     assert.matches("websocket: closing", e.message)
     e = helper.error_of(ws.ping, ws)
     assert.is_true(asyncio.is(e, asyncio.ConnectionError), tostring(e))
+    answer:set()
     t:await()
     srv:close()
     srv:wait_closed()
@@ -514,12 +523,14 @@ print(op, masked, struct.unpack(">H", data[:2])[0], flush=True)
   end
 
   it("server close(): a handler blocked in receive() is cancelled and its client gets 1001", function()
+    local upgraded = asyncio.Event()
     local srv = web.serve(function(req)
       local ws = req:websocket()
+      upgraded:set()
       ws:receive()
     end, "127.0.0.1", 0, {shutdown_timeout = 0.2})
     local t = asyncio.create_task(client_sees, srv, 3 * helper.slow)
-    asyncio.sleep(0.3)
+    upgraded:wait() -- a close before the upgrade would refuse the client instead
     srv:close()
     srv:wait_closed()
     assert.are.same({nil, 1001}, t:await())

@@ -138,9 +138,9 @@ describe("http retry", function()
     end)
 
     it("the last error says how many attempts were made", function()
-      -- a port nobody listens on
-      local port = tonumber((servers.sh_ok([[python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])']])))
+      local port, release = helper.refusing_port()
       local e = err_of(http.fetch, "http://127.0.0.1:" .. port .. "/", {retry = {count = 2, backoff = 0.01}})
+      release()
       assert.is_true(asyncio.is(e, http.Error), tostring(e))
       assert.are.equal("connect", e.kind)
       assert.are.equal(3, e.attempts)

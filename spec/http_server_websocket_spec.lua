@@ -5,16 +5,20 @@ local helper = require "spec.helper"
 local websocket = require "asyncio.websocket"
 local web = require "asyncio.http.server"
 local FILE = "http_server_websocket_spec%.lua"
+-- How long a Python peer may take to start and answer before the spec
+-- gives up: only a hang should reach it (a loaded machine took over 10 s
+-- to start one).
+local PEER_WAIT = 60 * helper.slow
 
 -- Starts the Python peer; returns its process and port.
 local function peer()
   local p = asyncio.create_subprocess_exec("python3", {"spec/fixtures/ws_peer.py"}, {stdout = "pipe"})
-  local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+  local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, PEER_WAIT))
   return p, port
 end
 
 local function peer_log(p)
-  local out = asyncio.wait_for(function() return p.stdout:read() end, 10)
+  local out = asyncio.wait_for(function() return p.stdout:read() end, PEER_WAIT)
   p:wait()
   return out
 end
@@ -99,7 +103,7 @@ describe("asyncio.websocket", function()
     local function client(port, mode)
       local p = asyncio.create_subprocess_exec("python3",
         {"spec/fixtures/ws_client.py", tostring(port), mode}, {stdout = "pipe"})
-      local out = asyncio.wait_for(function() return p.stdout:read() end, 10)
+      local out = asyncio.wait_for(function() return p.stdout:read() end, PEER_WAIT)
       p:wait()
       return out
     end
@@ -110,7 +114,7 @@ describe("asyncio.websocket", function()
       local out = client(srv.port, "ok")
       assert.are.equal("HTTP/1.1 101 Switching Protocols\naccept ok\n1 b'srv:abc'\n"
         .. "2 b'srv:\\x00\\xff'\n10 b'pp'\n8 1000 bye\n", out)
-      asyncio.sleep(0.1)
+      helper.wait_until(function() return seen.code end, 5, "the handler to see the close")
       assert.are.equal(1000, seen.code)
       assert.are.equal("bye", seen.reason)
       srv:close()
@@ -121,7 +125,7 @@ describe("asyncio.websocket", function()
       local seen = {}
       local srv = echo_server(seen)
       assert.are.equal("HTTP/1.1 101 Switching Protocols\naccept ok\n8 1002\n", client(srv.port, "unmasked"))
-      asyncio.sleep(0.1)
+      helper.wait_until(function() return seen.code end, 5, "the handler to see the close")
       assert.are.equal(1002, seen.code)
       srv:close()
       srv:wait_closed()
@@ -177,7 +181,7 @@ describe("asyncio.websocket", function()
       ws:send(("b"):rep(100000), "binary")
       assert.are.same({"srv:" .. ("b"):rep(100000), "binary"}, {ws:receive()})
       ws:close(4001, "done")
-      asyncio.sleep(0.1)
+      helper.wait_until(function() return seen.code end, 5, "the handler to see the close")
       assert.are.equal(4001, seen.code)
       local res = require("asyncio.http").fetch(("http://127.0.0.1:%d/plain"):format(srv.port))
       assert.are.equal(426, res.status)
@@ -262,7 +266,7 @@ async def main():
 asyncio.run(main())
 ]]
     local p = asyncio.create_subprocess_exec("/usr/bin/python3", {"-c", code}, {stdout = "pipe"})
-    local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+    local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, PEER_WAIT))
     local ws = websocket.connect(("ws://127.0.0.1:%d/"):format(port))
     local function err(f)
       local ok, e = pcall(f)
@@ -324,11 +328,11 @@ asyncio.run(main())
       error("boom", 0)
     end)
     assert.are.same({false, "boom", true}, {ok, e, ws2.closed})
-    assert.are.equal("1000 0 \n", asyncio.wait_for(function() return p.stdout:readline() end, 10))
+    assert.are.equal("1000 0 \n", asyncio.wait_for(function() return p.stdout:readline() end, PEER_WAIT))
     -- a 123-byte reason of 2-byte characters, and the highest code
     ws:close(4999, ("é"):rep(61) .. "!")
     assert.is_true(ws.closed)
-    local out = asyncio.wait_for(function() return p.stdout:readline() end, 10)
+    local out = asyncio.wait_for(function() return p.stdout:readline() end, PEER_WAIT)
     assert.are.equal("4999 123 éé\n", out)
     p:kill()
     p:wait()
@@ -351,7 +355,7 @@ async def main():
 asyncio.run(main())
 ]]):format(protocols)
       local p = asyncio.create_subprocess_exec(PY, {"-c", code}, {stdout = "pipe"})
-      local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+      local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, PEER_WAIT))
       return p, port
     end
 
@@ -367,7 +371,7 @@ async def main():
 asyncio.run(main())
 ]]):format(port, protocols)
       local p = asyncio.create_subprocess_exec(PY, {"-c", code}, {stdout = "pipe", stderr = "pipe"})
-      local out = asyncio.wait_for(function() return p.stdout:read() end, 10)
+      local out = asyncio.wait_for(function() return p.stdout:read() end, PEER_WAIT)
       local err = p.stderr:read()
       p:wait()
       return out, err
@@ -477,7 +481,7 @@ asyncio.run(main())
       local c = tlshelper.certs()
       local p = asyncio.create_subprocess_exec("python3",
         {"spec/fixtures/ws_peer.py", c.server.cert, c.server.key}, {stdout = "pipe"})
-      local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, 10))
+      local port = tonumber(asyncio.wait_for(function() return p.stdout:readline() end, PEER_WAIT))
       return p, port
     end
 

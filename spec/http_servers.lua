@@ -93,17 +93,9 @@ function servers.start_hostile()
   return s
 end
 
--- nginx serving dir/www on a free port: static files, redirects, keep-alive;
--- X-Conn carries nginx's connection serial number (reuse is visible).
-function servers.start_nginx(files)
-  local dir = tmpdir()
-  local www = dir .. "/www"
-  sh_ok("mkdir -p " .. helper.quote(www) .. " && chmod 755 " .. helper.quote(dir))
-  for name, content in pairs(files or {}) do
-    helper.write_file(www .. "/" .. name, content)
-  end
-  local port = free_port()
-  local conf = ([[
+-- nginx.conf for a server on 127.0.0.1:port serving www, its files in dir.
+local function nginx_conf(dir, port, www)
+  return ([[
 daemon on;
 worker_processes 1;
 pid %s/nginx.pid;
@@ -131,9 +123,31 @@ http {
   }
 }
 ]]):format(dir, dir, dir, dir, dir, dir, dir, port, www)
-  helper.write_file(dir .. "/nginx.conf", conf)
-  sh_ok(("chmod -R a+rX %s && nginx -e %s/error.log -p %s -c %s/nginx.conf"):format(
-    helper.quote(dir), helper.quote(dir), helper.quote(dir), helper.quote(dir)))
+end
+
+-- nginx serving dir/www on a free port: static files, redirects, keep-alive;
+-- X-Conn carries nginx's connection serial number (reuse is visible).
+function servers.start_nginx(files)
+  local dir = tmpdir()
+  local www = dir .. "/www"
+  sh_ok("mkdir -p " .. helper.quote(www) .. " && chmod 755 " .. helper.quote(dir))
+  for name, content in pairs(files or {}) do
+    helper.write_file(www .. "/" .. name, content)
+  end
+  -- nginx binds the port it is given: one picked here may be taken by
+  -- another process before that (then nginx fails "Address already in
+  -- use" and another port is tried)
+  local port
+  for attempt = 1, 5 do
+    port = free_port()
+    helper.write_file(dir .. "/nginx.conf", nginx_conf(dir, port, www))
+    local cmd = ("chmod -R a+rX %s && nginx -e %s/error.log -p %s -c %s/nginx.conf"):format(
+      helper.quote(dir), helper.quote(dir), helper.quote(dir), helper.quote(dir))
+    local out, err, status = helper.sh(cmd)
+    if status == 0 then break end
+    assert(attempt < 5 and (err .. (read_file(dir .. "/error.log") or "")):find("Address already in use", 1, true),
+      ("command failed (%s): %s\n%s%s"):format(tostring(status), cmd, out, err))
+  end
   local pid = tonumber(wait_file(dir .. "/nginx.pid", "nginx"))
   local s = {dir = dir, www = www, port = port, pid = pid,
              url = "http://127.0.0.1:" .. port}

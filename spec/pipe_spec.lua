@@ -302,13 +302,16 @@ describe("connect_read_pipe / connect_write_pipe in this process", function()
   end)
 
   it("a cancelled read on a pipe loses nothing", function()
-    local p = asyncio.create_subprocess_exec("sh", {"-c", "sleep 0.2; echo late"},
-      {stdout = "pipe"})
+    -- the child writes once we let it (its stdin closes): after the
+    -- cancel, however loaded the machine
+    local p = asyncio.create_subprocess_exec("sh", {"-c", "read x; echo late"},
+      {stdin = "pipe", stdout = "pipe"})
     local fd_reader = p.stdout
     local t = asyncio.create_task(function() return fd_reader:readline() end)
     asyncio.sleep(0.05)
     t:cancel()
     assert.is_false(pcall(t.await, t))
+    p.stdin:close()
     assert.are.equal("late\n", fd_reader:readline())
     p:wait()
   end)

@@ -50,8 +50,11 @@ sys.exit(3)
     p = asyncio.create_subprocess_exec("sleep", {"10"})
     p:terminate()
     assert.are.equal(-15, p:wait())
-    p = asyncio.create_subprocess_shell("trap 'exit 7' USR1; while :; do sleep 0.02; done")
-    asyncio.sleep(0.2)
+    -- the shell says when its trap is set: a SIGUSR1 before that would
+    -- kill it (-10), which a loaded machine made possible after a fixed sleep
+    p = asyncio.create_subprocess_shell("trap 'exit 7' USR1; echo trapped; while :; do sleep 0.02; done",
+      {stdout = "pipe"})
+    assert.are.equal("trapped\n", p.stdout:readline())
     p:send_signal("SIGUSR1")
     assert.are.equal(7, p:wait())
     -- after the exit, as asyncio: ProcessLookupError
@@ -70,13 +73,16 @@ sys.exit(3)
   end)
 
   it("a cancelled wait leaves the process waitable", function()
-    local p = asyncio.create_subprocess_exec("sleep", {"0.3"})
+    -- the child runs until we close its stdin: a child that ends by itself
+    -- could end before the cancel on a loaded machine
+    local p = asyncio.create_subprocess_exec("sh", {"-c", "read x; exit 0"}, {stdin = "pipe"})
     local t = asyncio.create_task(function() return p:wait() end)
     asyncio.sleep(0.05)
     t:cancel()
     local ok, err = pcall(t.await, t)
     assert.is_true(asyncio.is(err, asyncio.CancelledError))
     assert.is_nil(p.returncode)
+    p.stdin:close()
     assert.are.equal(0, p:wait())
   end)
 

@@ -26,10 +26,15 @@ end
 -- server and its rediss:// URL.
 local function start_tls(cert, auth_clients)
   local c = tlshelper.certs()
-  local port = servers.free_port()
-  local s = servers.start{args = {"--tls-port", tostring(port),
-    "--tls-cert-file", c[cert].cert, "--tls-key-file", c[cert].key,
-    "--tls-ca-cert-file", c.ca, "--tls-auth-clients", auth_clients}}
+  local port
+  -- a function: a TLS port taken before redis-server binds it makes it
+  -- exit, and servers.start tries again with new ports
+  local s = servers.start{args = function()
+    port = servers.free_port()
+    return {"--tls-port", tostring(port),
+      "--tls-cert-file", c[cert].cert, "--tls-key-file", c[cert].key,
+      "--tls-ca-cert-file", c.ca, "--tls-auth-clients", auth_clients}
+  end}
   return s, "rediss://127.0.0.1:" .. port, port
 end
 
@@ -125,12 +130,12 @@ describe("redis TLS verification", function()
 
   it("an unknown CA (ssl = true, the system store) is SSLCertVerificationError, not retried", function()
     local t0 = asyncio.time()
-    local e = err_of(redis.connect, tls_url, {retries = 3, retry_delay = 5})
+    local e = err_of(redis.connect, tls_url, {retries = 3, retry_delay = 5 * helper.slow})
     assert.is_true(asyncio.is(e, asyncio.ssl.SSLCertVerificationError))
     assert.are.equal("CERTIFICATE_VERIFY_FAILED", e.reason)
     -- redis-server sends the test CA along: a self-signed root nobody trusts
     assert.matches("self%-signed certificate in certificate chain", e.verify_message)
-    assert.is_true(asyncio.time() - t0 < 4, "retried a refused certificate")
+    assert.is_true(asyncio.time() - t0 < 4 * helper.slow, "retried a refused certificate")
   end)
 
   it("a name the certificate does not cover is refused (server_hostname)", function()
@@ -200,14 +205,14 @@ describe("redis TLS options (hostile)", function()
 
   it("a server that never answers the handshake times out (ssl_handshake_timeout)", function()
     local silent = asyncio.start_server(function(_, w)
-      asyncio.sleep(5)
+      asyncio.sleep(5 * helper.slow) -- past the bound below: only the timeout ends it sooner
       w:close()
     end, "127.0.0.1", 0)
     local t0 = asyncio.time()
     local e = err_of(redis.connect, "rediss://127.0.0.1:" .. silent.port,
       {ssl = ctx, ssl_handshake_timeout = 0.2, retries = 0})
     assert.is_true(asyncio.is(e, redis.ConnectionError))
-    assert.is_true(asyncio.time() - t0 < 2)
+    assert.is_true(asyncio.time() - t0 < 2 * helper.slow)
     silent:close()
   end)
 end)

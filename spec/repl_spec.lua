@@ -197,7 +197,8 @@ describe("the REPL on a terminal", function()
     assert.are.equal(1, count)
     -- finish that line, then one that suspends: the ticks go on meanwhile
     p:key("C-u")
-    p:line("local k = n asyncio.sleep(0.5) print('during', n - k >= 5)")
+    -- (waits for five ticks: a fixed 0.5 s saw fewer on a loaded machine)
+    p:line("local k = n repeat asyncio.sleep(0.05) until n - k >= 5 print('during', n - k >= 5)")
     p:wait("during%s+true\n")
     p:line("t:cancel()")
     p:line("=t:cancelled(), n > 20")
@@ -207,12 +208,22 @@ describe("the REPL on a terminal", function()
   it("puts output without a newline above the prompt too", function()
     local p = open(LASYNC)
     p:wait("\n>%s*\n$")
-    p:line(("asyncio.create_task(function() asyncio.sleep(%g) io.write('partial') asyncio.sleep(%g) io.stderr:write('err\\n') end)")
-      :format(0.3 * SLOW, 0.5 * SLOW))
+    -- the task writes when told (a file appears), once "abc" is typed: a
+    -- loaded machine typed it after the task's fixed 0.3 s had passed
+    local go = helper.tmpname(".go")
+    p:line(("asyncio.create_task(function() "
+      .. "local function go(n) repeat local f = io.open(%q .. n) if f then f:close() return end asyncio.sleep(0.01) until false end "
+      .. "go(1) io.write('partial') go(2) io.stderr:write('err\\n') end)"):format(go))
+    p:wait("\n>%s*\n$")
     p:type("abc")
+    p:wait("\n> abc\n$")
+    helper.write_file(go .. "1", "")
     local s = p:wait("\npartial\n> abc\n$")
     assert.are.equal("> abc", last_line(s))
+    helper.write_file(go .. "2", "")
     s = p:wait("\npartial\nerr\n> abc\n$")
+    os.remove(go .. "1")
+    os.remove(go .. "2")
   end)
 
   it("tries an HTTP request at the prompt while a background task prints", function()
@@ -233,19 +244,21 @@ describe("the REPL on a terminal", function()
     local p = open(LASYNC)
     p:wait("\n>%s*\n$")
     p:line("bg = asyncio.create_task(function() asyncio.sleep(100) end)")
-    p:line("local ok <close> = setmetatable({}, {__close = function() print('closed') end}) asyncio.sleep(100)")
-    asyncio.sleep(0.3)
+    -- Ctrl-C once the line sleeps (it says so): a fixed pause could end
+    -- before the line started on a loaded machine
+    p:line("local ok <close> = setmetatable({}, {__close = function() print('closed') end}) print('sleeping') asyncio.sleep(100)")
+    p:wait("\nsleeping\n$")
     local t0 = asyncio.time()
     p:key("C-c")
     local s = p:wait("CancelledError[^\n]*Ctrl%-C%)\n>%s*\n$")
     assert.is_true(asyncio.time() - t0 < 5 * SLOW)
-    assert.matches("%^C\nclosed\nCancelledError", s)
+    assert.matches("sleeping\n%^C\nclosed\nCancelledError", s)
     -- the REPL and the task of an earlier line are still there
     p:line("=1 + 1, bg:done()")
     p:wait("\n2%s+false\n>%s*\n$")
     -- busy Lua code gets lua.c's "interrupted!"
-    p:line("while true do end")
-    asyncio.sleep(0.3)
+    p:line("print('spinning') while true do end")
+    p:wait("\nspinning\n$")
     p:key("C-c")
     s = p:wait("interrupted!\nstack traceback:.*\n>%s*\n$")
     p:line("=2 + 2")
@@ -359,8 +372,14 @@ describe("the REPL with stdin not a terminal", function()
   end)
 
   it("runs tasks of earlier lines while it waits for the next piped line", function()
-    local out, err, status = helper.sh("(echo 'asyncio.create_task(function() asyncio.sleep(0.1) print(\"bg ran\") end)'; sleep " .. 0.5 * SLOW .. "; echo 'print(\"second\")') | "
-      .. ENV .. LASYNC .. " -i")
+    -- the second line is sent once "bg ran" is out (or after 10 s): a
+    -- fixed pause could end before a loaded machine had started lasync
+    local file = helper.tmpname(".out")
+    local _, err, status = helper.sh("(echo 'asyncio.create_task(function() asyncio.sleep(0.1) print(\"bg ran\") end)'; "
+      .. "i=0; while [ $i -lt " .. 1000 * SLOW .. " ] && ! grep -q '> bg ran' " .. q(file) .. "; do sleep 0.01; i=$((i+1)); done; "
+      .. "echo 'print(\"second\")') | " .. ENV .. LASYNC .. " -i > " .. q(file))
+    local out = helper.read_file(file)
+    os.remove(file)
     assert.are.equal(0, status, err)
     -- "bg ran" came while the REPL waited for the second line
     assert.matches("\n> bg ran\nprint%(\"second\"%)\nsecond\n> \n$", out)

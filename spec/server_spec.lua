@@ -66,7 +66,7 @@ describe("start_server", function()
     end, "127.0.0.1", 0)
     local port = srv.port
     local r, w = asyncio.open_connection("127.0.0.1", port)
-    asyncio.sleep(0.05)
+    helper.wait_until(function() return stage[1] end, 5, "the server to take the connection")
     srv:close()
     assert.is_false(srv:is_serving())
     local ok, err = pcall(asyncio.open_connection, "127.0.0.1", port)

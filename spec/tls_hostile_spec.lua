@@ -289,7 +289,9 @@ time.sleep(5)
 ]])
     local r, w = asyncio.open_connection("localhost", port,
       {ssl = th.client_ctx(), limit = 16 * 1024})
-    asyncio.sleep(0.5)
+    -- past the limit (later on a loaded machine), reading must stop
+    helper.wait_until(function() return r:buffered() > 16 * 1024 end, 10, "the limit to fill")
+    asyncio.sleep(0.2)
     local b1 = r:buffered()
     asyncio.sleep(0.3)
     assert.are.equal(b1, r:buffered()) -- reading stopped

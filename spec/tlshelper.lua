@@ -77,43 +77,24 @@ function M.server_ctx(which)
   return ctx
 end
 
--- A free loopback port (bound, then released).
-function M.free_port()
-  local srv = asyncio.start_server(function() end, "127.0.0.1", 0)
-  local port = srv.port
-  srv:close()
-  srv:wait_closed()
-  return port
-end
-
--- Waits until something accepts on 127.0.0.1:port.
-function M.wait_port(port)
-  for _ = 1, 200 do
-    local ok, r, w = pcall(asyncio.open_connection, "127.0.0.1", port)
-    if ok then
-      w:close()
-      return
-    end
-    asyncio.sleep(0.02)
-  end
-  error("nothing listens on port " .. port)
-end
-
--- `openssl s_server` on a free port, with extra arguments (a list);
--- returns the process and the port.  Its stdout is a pipe the spec may
--- read (s_server echoes what it receives with -rev / -quiet).
+-- `openssl s_server` on a port the kernel picks (-accept port 0: a port
+-- picked first and bound later could be taken in between by another
+-- process), with extra arguments (a list); returns the process and the
+-- port.  Its stdout is a pipe the spec may read (s_server echoes what it
+-- receives with -rev / -quiet).
 function M.s_server(args, which)
   local c = M.certs()[which or "server"]
-  local port = M.free_port()
-  local argv = {"s_server", "-accept", "127.0.0.1:" .. port, "-cert", c.cert,
+  local argv = {"s_server", "-accept", "127.0.0.1:0", "-cert", c.cert,
                 "-key", c.key, "-naccept", "1"}
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local p = asyncio.create_subprocess_exec("openssl", argv,
     {stdin = "pipe", stdout = "pipe", stderr = "devnull"})
-  repeat -- it prints ACCEPT once it listens
+  local port
+  repeat -- it prints ACCEPT 127.0.0.1:PORT once it listens
     local line = p.stdout:readline()
     assert(line ~= "", "openssl s_server did not start")
-  until line:match("^ACCEPT")
+    port = tonumber(line:match("^ACCEPT 127%.0%.0%.1:(%d+)"))
+  until port
   return p, port
 end
 

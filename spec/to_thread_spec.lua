@@ -217,7 +217,8 @@ describe("asyncio.to_thread", function()
       -- below waits in libuv's queue however the threads are scheduled
       local busy = {}
       local nthreads = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
-      for i = 1, 2 * nthreads do busy[i] = a.create_task(a.to_thread, block, 0.2) end
+      -- (longer when slow: the cancel below must come before they end)
+      for i = 1, 2 * nthreads do busy[i] = a.create_task(a.to_thread, block, 0.2 * helper.slow) end
       a.sleep(0.02)
       local t = a.create_task(a.to_thread, function(p)
         local f = io.open(p, "w") f:write("ran") f:close()

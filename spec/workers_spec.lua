@@ -21,13 +21,12 @@ local function write(path, text)
   f:close()
 end
 
--- Waits until pred() is true (or fails after `sec` seconds).
-local function wait_until(pred, sec, what)
-  local deadline = asyncio.time() + sec * helper.slow
-  while not pred() do
-    if asyncio.time() > deadline then error("timed out waiting for " .. what, 2) end
-    asyncio.sleep(0.02)
-  end
+local wait_until = helper.wait_until
+
+-- The pid a worker wrote to `path`, once it is there whole (the file
+-- exists, empty, between the worker's open and its write).
+local function pid_in(path)
+  return tonumber(read(path) or "")
 end
 
 local function start(args)
@@ -143,13 +142,15 @@ describe("lasync --workers", function()
     before_each(function()
       dir = tmpdir()
       write(dir .. "/srv.lua", script)
-      local probe = asyncio.start_server(function() end, "127.0.0.1", 0)
+      -- the port stays bound (reuse_port, as the workers bind it) until
+      -- both workers listen: no other process can take it in between
+      local probe = asyncio.start_server(function() end, "127.0.0.1", 0, {reuse_port = true})
       port = probe.port
+      p = start{"--workers", "2", dir .. "/srv.lua", dir, tostring(port)}
+      wait_until(function() return pid_in(dir .. "/pid.1") and pid_in(dir .. "/pid.2") end, 10,
+        "both workers")
       probe:close()
       probe:wait_closed()
-      p = start{"--workers", "2", dir .. "/srv.lua", dir, tostring(port)}
-      wait_until(function() return read(dir .. "/pid.1") and read(dir .. "/pid.2") end, 10,
-        "both workers")
     end)
 
     after_each(function()
@@ -184,7 +185,7 @@ describe("lasync --workers", function()
       local old = tonumber(read(dir .. "/pid.1"))
       os.remove(dir .. "/pid.1")
       os.execute("kill -KILL " .. old)
-      wait_until(function() return read(dir .. "/pid.1") end, 10, "the new worker 1")
+      wait_until(function() return pid_in(dir .. "/pid.1") end, 10, "the new worker 1")
       assert.are_not.equal(old, tonumber(read(dir .. "/pid.1")))
       assert.is_not_nil(ask())
     end)

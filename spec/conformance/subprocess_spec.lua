@@ -96,7 +96,7 @@ describe("test_subprocess (SubprocessMixin)", function()
 
   it("test_stdin_broken_pipe: drain() raises BrokenPipeError or ConnectionResetError", function()
     local p = asyncio.create_subprocess_exec(PY, {"-c", "pass"}, {stdin = "pipe"})
-    asyncio.sleep(0.5)
+    p:wait() -- the reading end is gone (a fixed sleep could end first under load)
     local ok, err = pcall(function()
       p.stdin:write(string.rep("x", PIPE_MAX_SIZE))
       p.stdin:drain()
