@@ -14,21 +14,29 @@ describe("issue 10: task races", function()
   after_each(helper.no_leaks)
 
   it("a cancel() arriving while a TaskGroup child fails is not lost", function()
-    local after_group = false
+    local after_group, unwinding = false, false
+    local release = a.Event()
     local t = a.create_task(function()
       local ok, err = pcall(function()
         local tg <close> = a.TaskGroup()
-        tg:create_task(function() a.sleep(0.01) error("boom", 0) end)
+        tg:create_task(function() a.sleep(0) error("boom", 0) end)
         -- a child slow to unwind keeps the group waiting past our cancel()
-        tg:create_task(function() pcall(a.sleep, 10) a.sleep(0.03) end)
+        -- (gated by an Event, not a timer: under valgrind a 10 ms timer
+        -- could let our cancel() arrive before the failure)
+        tg:create_task(function()
+          pcall(a.sleep, 10)
+          unwinding = true
+          pcall(release.wait, release)
+        end)
         a.sleep(10)
       end)
       assert(not ok and a.is(err, a.ExceptionGroup))
-      a.sleep(0.05) -- the outside cancellation is delivered here
+      a.sleep(10) -- the outside cancellation is delivered here
       after_group = true
     end)
-    a.sleep(0.02)
+    helper.wait_until(function() return unwinding end, 5, "the group cancelling its slow child")
     assert.is_true(t:cancel())
+    release:set()
     helper.await_cancelled(t)
     assert.is_true(t:cancelled())
     assert.is_false(after_group)
